@@ -1,0 +1,428 @@
+//! The `build` stage: validate and prepare a dataset, as a library (`Args` + [`run`]) shared by the
+//! `cellops-build` binary and `cellops build`.
+//!
+//! Inputs (flags, or `INPUT_*` in a workflow): `dataset`, `output`, `config` and the preprocessing
+//! overrides below. Outputs: `manifest`, `images`, `objects`, `problems`. Every problem is an
+//! annotation on its file; the step summary gets a Markdown report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, progress::Progress};
+use cellops_dataset::config::{
+    ColourMode, ConfigError, EqualizeMethod, Filter, LayoutKind, NormalizeMethod, Resize, Tile,
+};
+use cellops_dataset::synthetic::{self, Style, SynthConfig, SynthError};
+use cellops_dataset::{BuildConfig, BuildError, BuildReport, Outcome, Severity};
+
+/// Command-line flags (and action inputs) of `build`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Build")]
+pub struct Args {
+    /// Dataset folder (paper, DSB2018, nnU-Net or Cellpose layout). With --synthetic, where the
+    /// synthetic dataset is written [default: <output>-synthetic].
+    #[arg(long, value_name = "DIR", required_unless_present = "synthetic")]
+    pub dataset: Option<PathBuf>,
+    /// Output folder for the prepared dataset and manifest.json.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// YAML build configuration; flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Dataset layout.
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutKind>,
+    /// Channel handling.
+    #[arg(long, value_enum)]
+    pub colour: Option<ColourMode>,
+    /// Resize to WIDTHxHEIGHT (e.g. 256x256).
+    #[arg(long, value_name = "WxH", value_parser = parse_size, conflicts_with = "scale")]
+    pub resize: Option<[u32; 2]>,
+    /// Resize by a factor.
+    #[arg(long, value_name = "FACTOR")]
+    pub scale: Option<f64>,
+    /// Image resize filter.
+    #[arg(long, value_enum)]
+    pub filter: Option<Filter>,
+    /// Intensity normalisation.
+    #[arg(long, value_enum)]
+    pub normalize: Option<NormalizeMethod>,
+    /// Percentiles LOW,HIGH for --normalize percentile (e.g. 1,99.8).
+    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_pair)]
+    pub percentiles: Option<[f64; 2]>,
+    /// Histogram equalisation.
+    #[arg(long, value_enum)]
+    pub equalize: Option<EqualizeMethod>,
+    /// CLAHE clip limit.
+    #[arg(long, value_name = "LIMIT")]
+    pub clip_limit: Option<f64>,
+    /// CLAHE tile grid COLSxROWS (e.g. 8x8).
+    #[arg(long, value_name = "CxR", value_parser = parse_size)]
+    pub tile_grid: Option<[u32; 2]>,
+    /// Cut images into square patches of this size.
+    #[arg(long, value_name = "PIXELS")]
+    pub tile: Option<u32>,
+    /// Overlap between patches.
+    #[arg(long, value_name = "PIXELS", requires = "tile")]
+    pub tile_overlap: Option<u32>,
+    /// Seed of the train/val/test assignment.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fraction of items for validation.
+    #[arg(long, value_name = "FRACTION")]
+    pub val_fraction: Option<f64>,
+    /// Fraction of items for testing.
+    #[arg(long, value_name = "FRACTION")]
+    pub test_fraction: Option<f64>,
+    /// CSV with `id` and `split` columns that fixes the split.
+    #[arg(long, value_name = "FILE")]
+    pub split_file: Option<PathBuf>,
+    /// Refuse images with more pixels than this (decompression-bomb guard).
+    #[arg(long, value_name = "PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Generate a synthetic dataset of N images first, and build it.
+    #[arg(long, value_name = "N")]
+    pub synthetic: Option<usize>,
+    /// Look of the synthetic images.
+    #[arg(long, value_enum, default_value_t = Style::Mixed)]
+    pub synthetic_style: Style,
+    /// Size of the synthetic images.
+    #[arg(long, value_name = "WxH", value_parser = parse_size, default_value = "256x256")]
+    pub synthetic_size: [u32; 2],
+    /// Seed of the synthetic images.
+    #[arg(long, default_value_t = 1)]
+    pub synthetic_seed: u64,
+}
+
+fn parse_size(s: &str) -> Result<[u32; 2], String> {
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT (e.g. 256x256)"))?;
+    let p = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("`{v}` in `{s}`: {e}"));
+    let (a, b) = (p(a)?, p(b)?);
+    if a == 0 || b == 0 {
+        return Err(format!("`{s}`: sizes must be at least 1"));
+    }
+    Ok([a, b])
+}
+
+fn parse_pair(s: &str) -> Result<[f64; 2], String> {
+    let (a, b) = s.split_once(',').ok_or_else(|| format!("`{s}` is not LOW,HIGH (e.g. 1,99.8)"))?;
+    let p = |v: &str| v.trim().parse::<f64>().map_err(|e| format!("`{v}` in `{s}`: {e}"));
+    Ok([p(a)?, p(b)?])
+}
+
+/// Errors of the stage (problems in the data are not errors; they are in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The configuration file or flags are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The build could not run.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The synthetic dataset could not be written.
+    #[error(transparent)]
+    Synthetic(#[from] SynthError),
+    /// The Actions runtime could not write outputs or the summary.
+    #[error(transparent)]
+    Actions(#[from] ActionsError),
+}
+
+impl StageError {
+    /// The exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            StageError::Config(_) => Exit::Usage,
+            StageError::Build(BuildError::Config(_)) => Exit::Usage,
+            StageError::Build(BuildError::Layout(_) | BuildError::Split(_) | BuildError::OutputNotOurs(_))
+            | StageError::Build(BuildError::OutputOverlaps { .. }) => Exit::Failure,
+            _ => Exit::Error,
+        }
+    }
+
+    /// Emits the error as an annotation (on the configuration file and line when it is there).
+    pub fn annotate(&self, runner: &Runner) {
+        let mut a = Annotation::new(Level::Error, self.to_string()).title("build");
+        let config_error = match self {
+            StageError::Config(c) | StageError::Build(BuildError::Config(c)) => Some(c),
+            _ => None,
+        };
+        if let Some(ConfigError::Parse { path, location, message }) = config_error {
+            a = Annotation::new(Level::Error, message.clone()).title("invalid build configuration").file(path.display().to_string());
+            if let Some((l, c)) = location {
+                a = a.line(*l).col(*c);
+            }
+        }
+        let _ = runner.annotate(&a);
+    }
+}
+
+/// The configuration from the file (if any) with the flags applied.
+pub fn resolve_config(args: &Args) -> Result<BuildConfig, ConfigError> {
+    let mut c = match &args.config {
+        Some(p) => BuildConfig::from_file(p)?,
+        None => BuildConfig::default(),
+    };
+    if let Some(l) = args.layout {
+        c.layout = l;
+    }
+    if let Some(m) = args.colour {
+        c.colour = m;
+    }
+    if let Some([w, h]) = args.resize {
+        c.resize = Some(Resize {
+            width: Some(w),
+            height: Some(h),
+            scale: None,
+            filter: c.resize.map(|r| r.filter).unwrap_or_default(),
+        });
+    }
+    if let Some(s) = args.scale {
+        c.resize = Some(Resize {
+            width: None,
+            height: None,
+            scale: Some(s),
+            filter: c.resize.map(|r| r.filter).unwrap_or_default(),
+        });
+    }
+    if let Some(f) = args.filter {
+        match &mut c.resize {
+            Some(r) => r.filter = f,
+            None => {
+                return Err(ConfigError::Invalid {
+                    path: "<flags>".into(),
+                    message: "--filter needs --resize, --scale or a resize section".into(),
+                });
+            }
+        }
+    }
+    if let Some(m) = args.normalize {
+        c.normalize.method = m;
+    }
+    if let Some([lo, hi]) = args.percentiles {
+        c.normalize.low = lo;
+        c.normalize.high = hi;
+    }
+    if let Some(m) = args.equalize {
+        c.equalize.method = m;
+    }
+    if let Some(l) = args.clip_limit {
+        c.equalize.clip_limit = l;
+    }
+    if let Some(g) = args.tile_grid {
+        c.equalize.tile_grid = g;
+    }
+    if let Some(size) = args.tile {
+        c.tile = Some(Tile {
+            size,
+            overlap: args.tile_overlap.unwrap_or(0),
+        });
+    }
+    if let Some(s) = args.seed {
+        c.split.seed = s;
+    }
+    if let Some(v) = args.val_fraction {
+        c.split.val_fraction = v;
+    }
+    if let Some(t) = args.test_fraction {
+        c.split.test_fraction = t;
+    }
+    if let Some(f) = &args.split_file {
+        c.split.file = Some(f.clone());
+    }
+    if let Some(m) = args.max_pixels {
+        c.max_pixels = m;
+    }
+    let origin = args.config.clone().unwrap_or_else(|| "<flags>".into());
+    c.validate(&origin)?;
+    Ok(c)
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The build's report.
+    pub report: BuildReport,
+    /// The dataset folder that was read.
+    pub dataset: PathBuf,
+}
+
+impl Finished {
+    /// The exit code: failure when validation found errors.
+    pub fn exit(&self) -> Exit {
+        if self.report.outcome == Outcome::Failed { Exit::Failure } else { Exit::Success }
+    }
+}
+
+struct Observer(Progress);
+
+impl cellops_dataset::Observer for Observer {
+    fn started(&self, items: usize) {
+        self.0.set_total(items as u64);
+    }
+    fn item_done(&self, _id: &str) {
+        self.0.inc();
+    }
+}
+
+/// Runs the stage: generates the synthetic dataset if asked, builds, and reports through `runner`
+/// (annotations for every problem, outputs, step summary).
+pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
+    let config = resolve_config(args)?;
+    let dataset = match (&args.dataset, args.synthetic) {
+        (Some(d), None) => d.clone(),
+        (dataset, Some(count)) => {
+            let dir = dataset.clone().unwrap_or_else(|| {
+                let mut s = args.output.clone().into_os_string();
+                s.push("-synthetic");
+                PathBuf::from(s)
+            });
+            let cfg = SynthConfig {
+                count,
+                seed: args.synthetic_seed,
+                size: args.synthetic_size,
+                style: args.synthetic_style,
+            };
+            let objects = synthetic::write_dataset(&cfg, &dir)?;
+            runner.info(&format!(
+                "generated {count} synthetic images with {objects} nuclei in {}",
+                dir.display()
+            ))?;
+            dir
+        }
+        (None, None) => unreachable!("clap requires --dataset or --synthetic"),
+    };
+    let progress = Progress::new(runner, 0, "images");
+    let report = {
+        let _group = runner.group(&format!("build {}", dataset.display()))?;
+        let r = cellops_dataset::build(&dataset, &args.output, &config, &Observer(progress.clone()));
+        progress.finish();
+        r?
+    };
+    for p in &report.problems {
+        let level = match p.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warning,
+        };
+        let file = dataset.join(&p.path);
+        runner.annotate(&Annotation::new(level, p.message.clone()).file(file.display().to_string()).title(kind_title(p.kind)))?;
+    }
+    runner.set_output("manifest", &report.manifest_path.display().to_string())?;
+    runner.set_output("images", &report.counts.images.to_string())?;
+    runner.set_output("objects", &report.counts.objects.to_string())?;
+    runner.set_output("problems", &report.problems.len().to_string())?;
+    runner.append_summary(&summary(&report, &dataset, &args.output, &config))?;
+    Ok(Finished { report, dataset })
+}
+
+fn kind_title(kind: cellops_dataset::ProblemKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('-', " ")))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown report of a build.
+pub fn summary(report: &BuildReport, dataset: &Path, output: &Path, config: &BuildConfig) -> String {
+    let c = &report.counts;
+    let mut s = String::from("## CellOps build\n\n");
+    let outcome = match report.outcome {
+        Outcome::Written => format!(
+            "✅ **Written**: {} items prepared, {} reused from the previous build",
+            report.prepared, report.reused
+        ),
+        Outcome::Unchanged => "✅ **Unchanged**: every item and the manifest were up to date; nothing was written".into(),
+        Outcome::Failed => format!(
+            "❌ **Failed**: {} errors, {} warnings; nothing was written to the output",
+            report.errors(),
+            report.warnings()
+        ),
+    };
+    let _ = writeln!(s, "{outcome}\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| Dataset | `{}` ({:?} layout) |", dataset.display(), report.layout);
+    let _ = writeln!(s, "| Output | `{}` |", output.display());
+    let _ = writeln!(s, "| Images | {} (train {} / val {} / test {}) |", c.images, c.train, c.val, c.test);
+    let _ = writeln!(s, "| Output pairs | {} |", c.outputs);
+    let _ = writeln!(s, "| Objects | {} |", c.objects);
+    let _ = writeln!(s, "| Problems | {} errors, {} warnings |", report.errors(), report.warnings());
+    let steps = describe(config);
+    let _ = writeln!(s, "| Preprocessing | {} |", md_escape(&steps));
+    if !report.problems.is_empty() {
+        let _ = writeln!(s, "\n### Problems\n\n| | Kind | File | Problem |\n|---|---|---|---|");
+        const SHOWN: usize = 100;
+        for p in report.problems.iter().take(SHOWN) {
+            let icon = if p.severity == Severity::Error { "❌" } else { "⚠️" };
+            let _ = writeln!(
+                s,
+                "| {icon} | {} | `{}` | {} |",
+                kind_title(p.kind),
+                md_escape(&p.path.display().to_string()),
+                md_escape(&p.message)
+            );
+        }
+        if report.problems.len() > SHOWN {
+            let _ = writeln!(s, "\n…and {} more (all are annotations on the run).", report.problems.len() - SHOWN);
+        }
+    }
+    s
+}
+
+/// A one-line description of the preprocessing steps.
+pub fn describe(c: &BuildConfig) -> String {
+    let mut steps = vec![format!("colour {:?}", c.colour).to_lowercase()];
+    if let Some(r) = &c.resize {
+        steps.push(match (r.width, r.height, r.scale) {
+            (_, _, Some(s)) => format!("resize ×{s} ({:?})", r.filter).to_lowercase(),
+            (w, h, None) => format!(
+                "resize to {}x{} ({:?})",
+                w.map_or("auto".into(), |v| v.to_string()),
+                h.map_or("auto".into(), |v| v.to_string()),
+                r.filter
+            )
+            .to_lowercase(),
+        });
+    }
+    if c.normalize.method == NormalizeMethod::Percentile {
+        steps.push(format!("percentiles {}–{} → 8-bit", c.normalize.low, c.normalize.high));
+    }
+    match c.equalize.method {
+        EqualizeMethod::None => {}
+        EqualizeMethod::Global => steps.push("global histogram equalisation".into()),
+        EqualizeMethod::Clahe => steps.push(format!(
+            "CLAHE clip {} grid {}x{}",
+            c.equalize.clip_limit, c.equalize.tile_grid[0], c.equalize.tile_grid[1]
+        )),
+    }
+    if let Some(t) = &c.tile {
+        steps.push(format!("tiles {}px overlap {}", t.size, t.overlap));
+    }
+    steps.join(", ")
+}
+
+/// Prints the human outcome line for a terminal (used by the binaries after [`run`]).
+pub fn headline(f: &Finished) -> String {
+    let r = &f.report;
+    match r.outcome {
+        Outcome::Written => format!(
+            "built {} images ({} prepared, {} reused) with {} objects into {}",
+            r.counts.images,
+            r.prepared,
+            r.reused,
+            r.counts.objects,
+            r.manifest_path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+        Outcome::Unchanged => format!("{} images up to date; nothing written", r.counts.images),
+        Outcome::Failed => format!(
+            "validation failed: {} errors, {} warnings in {}; nothing written",
+            r.errors(),
+            r.warnings(),
+            f.dataset.display()
+        ),
+    }
+}

@@ -1,0 +1,31 @@
+//! `cellops-build`: the `build` action's binary.
+
+use std::process::ExitCode;
+
+use cellops_actions::{Runner, inputs};
+use clap::Parser;
+
+/// Validate and prepare a microscopy segmentation dataset (images + instance masks).
+#[derive(Debug, Parser)]
+#[command(name = "cellops-build", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    args: cellops_build::Args,
+}
+
+fn main() -> ExitCode {
+    let runner = Runner::from_process();
+    let cli: Cli = inputs::parse(&runner);
+    let code = match cellops_build::run(&cli.args, &runner) {
+        Ok(done) => {
+            let _ = runner.info(&cellops_build::headline(&done));
+            done.exit()
+        }
+        Err(e) => {
+            e.annotate(&runner);
+            e.exit()
+        }
+    };
+    let _ = runner.finish();
+    code.into()
+}

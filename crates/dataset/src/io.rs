@@ -1,0 +1,185 @@
+//! Reading and writing image and mask files.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use crate::raster::{Raster, Samples};
+
+/// File formats CellOps reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// PNG (8 or 16 bit).
+    Png,
+    /// TIFF (8 or 16 bit, first page).
+    Tiff,
+    /// BMP.
+    Bmp,
+    /// JPEG: lossy, so accepted for images and never for masks.
+    Jpeg,
+}
+
+impl Format {
+    /// The format a file name's extension names, if it is one CellOps reads.
+    ///
+    /// ```
+    /// use cellops_dataset::io::Format;
+    /// assert_eq!(Format::from_path("a/b.TIF".as_ref()), Some(Format::Tiff));
+    /// assert_eq!(Format::from_path("notes.txt".as_ref()), None);
+    /// ```
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "png" => Format::Png,
+            "tif" | "tiff" => Format::Tiff,
+            "bmp" => Format::Bmp,
+            "jpg" | "jpeg" => Format::Jpeg,
+            _ => return None,
+        })
+    }
+
+    fn from_image(f: ImageFormat) -> Option<Self> {
+        Some(match f {
+            ImageFormat::Png => Format::Png,
+            ImageFormat::Tiff => Format::Tiff,
+            ImageFormat::Bmp => Format::Bmp,
+            ImageFormat::Jpeg => Format::Jpeg,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a file could not be decoded.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The content is not PNG, TIFF, BMP or JPEG (whatever the extension says).
+    #[error("not a supported image (PNG, TIFF, BMP or JPEG)")]
+    UnknownFormat,
+    /// The image is larger than the configured pixel limit (a decompression-bomb guard).
+    #[error("{width}x{height} = {pixels} pixels is over the limit of {limit} (raise max_pixels if this is intended)")]
+    TooLarge {
+        /// Width the header claims.
+        width: u32,
+        /// Height the header claims.
+        height: u32,
+        /// Their product.
+        pixels: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The decoder failed: a truncated or corrupt file.
+    #[error("corrupt or truncated {format:?} file: {message}")]
+    Corrupt {
+        /// The format the content was recognised as.
+        format: Format,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The pixel type is one CellOps does not handle (floating point samples).
+    #[error("unsupported pixel type {0} (use 8- or 16-bit integer samples)")]
+    PixelType(String),
+    /// The image has no pixels.
+    #[error("the image is empty (0 pixels)")]
+    Empty,
+}
+
+/// A decoded file and the format its content had.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The pixels.
+    pub raster: Raster,
+    /// The detected format (from the content, not the extension).
+    pub format: Format,
+}
+
+/// Detects the format of encoded bytes from their content.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    image::guess_format(bytes).ok().and_then(Format::from_image)
+}
+
+/// Decodes PNG, TIFF, BMP or JPEG bytes, refusing images over `max_pixels` before decoding them.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
+    let format = sniff(bytes).ok_or(DecodeError::UnknownFormat)?;
+    let reader = || ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
+        format,
+        message: e.to_string(),
+    };
+    let (width, height) = reader().into_dimensions().map_err(corrupt)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(DecodeError::Empty);
+    }
+    let mut r = reader();
+    let mut limits = image::Limits::default();
+    // Headroom for 4 channels of 16 bits plus decoder buffers.
+    limits.max_alloc = Some(pixels.saturating_mul(16).max(64 << 20));
+    r.limits(limits);
+    let img = r.decode().map_err(corrupt)?;
+    Ok(Decoded {
+        raster: from_dynamic(img)?,
+        format,
+    })
+}
+
+fn image_format(f: Format) -> ImageFormat {
+    match f {
+        Format::Png => ImageFormat::Png,
+        Format::Tiff => ImageFormat::Tiff,
+        Format::Bmp => ImageFormat::Bmp,
+        Format::Jpeg => ImageFormat::Jpeg,
+    }
+}
+
+fn from_dynamic(img: DynamicImage) -> Result<Raster, DecodeError> {
+    let (w, h) = (img.width(), img.height());
+    Ok(match img {
+        DynamicImage::ImageLuma8(b) => Raster::from_u8(w, h, 1, b.into_raw()),
+        DynamicImage::ImageLumaA8(b) => Raster::from_u8(w, h, 2, b.into_raw()),
+        DynamicImage::ImageRgb8(b) => Raster::from_u8(w, h, 3, b.into_raw()),
+        DynamicImage::ImageRgba8(b) => Raster::from_u8(w, h, 4, b.into_raw()),
+        DynamicImage::ImageLuma16(b) => Raster::from_u16(w, h, 1, b.into_raw()),
+        DynamicImage::ImageLumaA16(b) => Raster::from_u16(w, h, 2, b.into_raw()),
+        DynamicImage::ImageRgb16(b) => Raster::from_u16(w, h, 3, b.into_raw()),
+        DynamicImage::ImageRgba16(b) => Raster::from_u16(w, h, 4, b.into_raw()),
+        other => return Err(DecodeError::PixelType(format!("{:?}", other.color()))),
+    })
+}
+
+/// Encodes an image as PNG (deterministic: the same pixels always give the same bytes).
+pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
+    use image::ExtendedColorType as C;
+    let color = match (raster.channels, &raster.samples) {
+        (1, Samples::U8(_)) => C::L8,
+        (2, Samples::U8(_)) => C::La8,
+        (3, Samples::U8(_)) => C::Rgb8,
+        (4, Samples::U8(_)) => C::Rgba8,
+        (1, Samples::U16(_)) => C::L16,
+        (2, Samples::U16(_)) => C::La16,
+        (3, Samples::U16(_)) => C::Rgb16,
+        _ => C::Rgba16,
+    };
+    let bytes: Vec<u8> = match &raster.samples {
+        Samples::U8(v) => v.clone(),
+        // The encoder takes 16-bit samples in native byte order.
+        Samples::U16(v) => v.iter().flat_map(|s| s.to_ne_bytes()).collect(),
+    };
+    let mut out = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    image::ImageEncoder::write_image(encoder, &bytes, raster.width, raster.height, color)?;
+    Ok(out)
+}

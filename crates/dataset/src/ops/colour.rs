@@ -1,0 +1,112 @@
+//! Channel handling: alpha removal, grey/colour conversion, and the luminance used for
+//! colour histogram equalisation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::raster::{Raster, Sample, Samples};
+
+/// How images' channels are prepared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ColourMode {
+    /// Grey stays grey, colour becomes RGB; alpha is dropped.
+    #[default]
+    Keep,
+    /// Everything becomes one grey channel (luminance `0.299 R + 0.587 G + 0.114 B`).
+    Grey,
+    /// Everything becomes RGB (grey is copied into three channels).
+    Rgb,
+}
+
+/// Rec. 601 luminance as OpenCV's `cvtColor(…, COLOR_RGB2GRAY)` and `RGB2YCrCb` compute it.
+#[inline]
+pub fn luma(r: f32, g: f32, b: f32) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
+fn convert<S: Sample>(data: &[S], channels: u8, mode: ColourMode) -> (u8, Vec<S>) {
+    let c = channels as usize;
+    let colour = channels >= 3;
+    let out_channels: u8 = match (mode, colour) {
+        (ColourMode::Grey, _) | (ColourMode::Keep, false) => 1,
+        (ColourMode::Rgb, _) | (ColourMode::Keep, true) => 3,
+    };
+    if c == out_channels as usize {
+        return (out_channels, data.to_vec());
+    }
+    let mut out = Vec::with_capacity(data.len() / c * out_channels as usize);
+    for px in data.chunks_exact(c) {
+        let grey = if colour {
+            S::saturate(luma(px[0].into() as f32, px[1].into() as f32, px[2].into() as f32))
+        } else {
+            px[0]
+        };
+        match out_channels {
+            1 => out.push(grey),
+            _ if colour => out.extend_from_slice(&px[..3]),
+            _ => out.extend_from_slice(&[grey, grey, grey]),
+        }
+    }
+    (out_channels, out)
+}
+
+/// Converts an image to 1 (grey) or 3 (RGB) channels under `mode`; alpha is always dropped.
+///
+/// ```
+/// use cellops_dataset::{Raster, ops::colour::{to_working, ColourMode}};
+/// let rgba = Raster::from_u8(1, 1, 4, vec![255, 0, 0, 255]);
+/// let grey = to_working(&rgba, ColourMode::Grey);
+/// assert_eq!((grey.channels, grey.samples), (1, cellops_dataset::Samples::U8(vec![76])));
+/// ```
+pub fn to_working(raster: &Raster, mode: ColourMode) -> Raster {
+    let (channels, samples) = match &raster.samples {
+        Samples::U8(d) => {
+            let (c, v) = convert(d, raster.channels, mode);
+            (c, Samples::U8(v))
+        }
+        Samples::U16(d) => {
+            let (c, v) = convert(d, raster.channels, mode);
+            (c, Samples::U16(v))
+        }
+    };
+    Raster {
+        width: raster.width,
+        height: raster.height,
+        channels,
+        samples,
+    }
+}
+
+/// Replaces the luminance of an RGB image, keeping chroma.
+///
+/// Histogram equalisation of colour images works on the Y channel of YCrCb (as the paper's authors
+/// do with OpenCV). Since R, G and B are each `Y` plus a fixed combination of Cr and Cb, changing Y
+/// to `Y'` with Cr and Cb untouched adds `Y' - Y` to every channel: that is what this does, given
+/// the rounded luminance plane `y` (from [`luma_plane`]) and its new values `y_new`. It avoids the
+/// rounding of a round trip through 8-bit Cr/Cb.
+///
+/// ```
+/// use cellops_dataset::ops::colour::{apply_luma, luma_plane};
+/// let mut rgb = vec![100u8, 50, 20];
+/// let y = luma_plane(&rgb);
+/// apply_luma(&mut rgb, &y, &[y[0] + 10]);
+/// assert_eq!(rgb, vec![110, 60, 30]);
+/// ```
+pub fn apply_luma<S: Sample>(rgb: &mut [S], y: &[S], y_new: &[S]) {
+    for ((px, &old), &new) in rgb.chunks_exact_mut(3).zip(y).zip(y_new) {
+        let delta = new.into() as f32 - old.into() as f32;
+        if delta != 0.0 {
+            for s in px.iter_mut() {
+                *s = S::saturate((*s).into() as f32 + delta);
+            }
+        }
+    }
+}
+
+/// The rounded luminance plane of an RGB image.
+pub fn luma_plane<S: Sample>(rgb: &[S]) -> Vec<S> {
+    rgb.chunks_exact(3)
+        .map(|p| S::saturate(luma(p[0].into() as f32, p[1].into() as f32, p[2].into() as f32)))
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! Image operations, one module per family (in the manner of imageproc).
+
+pub mod colour;
+pub mod equalize;
+pub mod label;
+pub mod normalize;
+pub mod resize;
+pub mod tile;

@@ -1,0 +1,65 @@
+//! Percentile intensity normalisation to 8 bits.
+
+use crate::raster::{Raster, Sample, Samples};
+
+/// The value at percentile `p` (0–100) of a histogram of `n` samples, interpolated linearly
+/// between order statistics as NumPy's default `percentile` does.
+fn percentile_from_hist(hist: &[u64], n: u64, p: f64) -> f64 {
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo_rank = rank.floor() as u64;
+    let frac = rank - lo_rank as f64;
+    let value_at = |k: u64| {
+        let mut seen = 0;
+        for (v, &c) in hist.iter().enumerate() {
+            seen += c;
+            if seen > k {
+                return v as f64;
+            }
+        }
+        (hist.len() - 1) as f64
+    };
+    let lo = value_at(lo_rank);
+    if frac == 0.0 {
+        lo
+    } else {
+        lo + frac * (value_at(lo_rank + 1) - lo)
+    }
+}
+
+fn normalize_samples<S: Sample>(data: &[S], low: f64, high: f64) -> Vec<u8> {
+    let mut hist = vec![0u64; S::BINS];
+    for &v in data {
+        hist[v.index()] += 1;
+    }
+    let n = data.len() as u64;
+    if n == 0 {
+        return Vec::new();
+    }
+    let lo = percentile_from_hist(&hist, n, low);
+    let hi = percentile_from_hist(&hist, n, high);
+    if hi <= lo {
+        return vec![0; data.len()];
+    }
+    let scale = 255.0 / (hi - lo);
+    // One table lookup per sample.
+    let lut: Vec<u8> = (0..S::BINS)
+        .map(|v| ((v as f64 - lo) * scale).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    data.iter().map(|v| lut[v.index()]).collect()
+}
+
+/// Maps the `low`..`high` percentile range of all samples (channels together, so colour balance is
+/// kept) linearly onto 0..255, clipping outside it; the result is 8-bit.
+///
+/// ```
+/// use cellops_dataset::{Raster, Samples, ops::normalize::percentile};
+/// let img = Raster::from_u16(4, 1, 1, vec![1000, 2000, 3000, 4000]);
+/// assert_eq!(percentile(&img, 0.0, 100.0).samples, Samples::U8(vec![0, 85, 170, 255]));
+/// ```
+pub fn percentile(img: &Raster, low: f64, high: f64) -> Raster {
+    let data = match &img.samples {
+        Samples::U8(d) => normalize_samples(d, low, high),
+        Samples::U16(d) => normalize_samples(d, low, high),
+    };
+    Raster::from_u8(img.width, img.height, img.channels, data)
+}

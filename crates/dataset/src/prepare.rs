@@ -1,0 +1,695 @@
+//! The build pipeline: discover → read, hash, validate, preprocess (in parallel) → write a prepared
+//! dataset and its manifest, atomically and incrementally.
+//!
+//! Nothing is written to the output folder unless every item is valid: items are prepared in a
+//! staging folder beside the output, which replaces the output in one rename at the end. Items whose
+//! key (tool version, configuration, id, split, source hashes) matches the existing manifest are
+//! hard-linked from the existing output instead of being decoded again; when every item matches and
+//! the manifest would be byte-identical, nothing is written at all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::config::{BuildConfig, ConfigError, Equalize, EqualizeMethod, NormalizeMethod};
+use crate::io::{self, DecodeError, Format};
+use crate::layout::{self, Discovery, Item, LayoutError, MaskSource, Subset};
+use crate::manifest::{self, Counts, Manifest, ManifestItem, OutputFile, Source, Tool, sha256_hex};
+use crate::mask::{self, MaskKind};
+use crate::ops::{colour, equalize, normalize, resize, tile};
+use crate::problem::{Problem, ProblemKind, Severity};
+use crate::raster::{Labels, Raster, Sample, Samples};
+use crate::split::{self, SplitError};
+
+/// The version written into manifests and item keys.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Errors that stop a build before or after validation (problems in the data are not errors: they
+/// are listed in the [`BuildReport`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The dataset folder could not be read.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The split file is unusable.
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    /// The output folder holds something that is not a CellOps build.
+    #[error("output folder {0} is not empty and holds no manifest.json: refusing to replace it")]
+    OutputNotOurs(PathBuf),
+    /// The output folder is inside the dataset, or the dataset inside it.
+    #[error("output folder {output} overlaps the dataset folder {dataset}")]
+    OutputOverlaps {
+        /// The output folder.
+        output: PathBuf,
+        /// The dataset folder.
+        dataset: PathBuf,
+    },
+    /// The existing manifest cannot be read.
+    #[error("existing manifest {path} is unreadable ({message}); remove the output folder to rebuild")]
+    OldManifest {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Writing the output failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An image could not be encoded.
+    #[error("cannot encode {path}: {message}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Receives progress from a running build (from several threads).
+pub trait Observer: Sync {
+    /// The number of items found.
+    fn started(&self, _items: usize) {}
+    /// One item has been read (and prepared, unless it had problems).
+    fn item_done(&self, _id: &str) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What happened to the output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A new output was written (some or all items prepared afresh).
+    Written,
+    /// Every item and the manifest were already up to date: nothing was written.
+    Unchanged,
+    /// Validation found errors: nothing was written.
+    Failed,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// What happened to the output.
+    pub outcome: Outcome,
+    /// The layout that was read.
+    pub layout: layout::LayoutKind,
+    /// The manifest path (written, or existing when unchanged).
+    pub manifest_path: PathBuf,
+    /// Totals (of the new manifest; of the valid items when failed).
+    pub counts: Counts,
+    /// Items prepared afresh.
+    pub prepared: usize,
+    /// Items reused from the previous build.
+    pub reused: usize,
+    /// All problems, errors first, then by path.
+    pub problems: Vec<Problem>,
+}
+
+impl BuildReport {
+    /// Number of error-level problems.
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
+    }
+
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.problems.len() - self.errors()
+    }
+}
+
+/// Builds the dataset at `dataset` into `output` under `config`.
+pub fn build(dataset: &Path, output: &Path, config: &BuildConfig, observer: &dyn Observer) -> Result<BuildReport, BuildError> {
+    config.validate(Path::new("<config>"))?;
+    check_overlap(dataset, output)?;
+    let Discovery { kind, items, mut problems } = layout::discover(dataset, config.layout)?;
+    observer.started(items.len());
+    let split_map = match &config.split.file {
+        Some(f) => Some(split::read_split_file(f)?),
+        None => None,
+    };
+    let (splits, split_problems) = split::assign(&items, &config.split, split_map.as_ref());
+    problems.extend(split_problems);
+
+    let manifest_path = output.join("manifest.json");
+    let old = read_old_manifest(output, &manifest_path)?;
+    let old_items: HashMap<&str, &ManifestItem> =
+        old.as_ref().map(|(m, _)| m.items.iter().map(|i| (i.key.as_str(), i)).collect()).unwrap_or_default();
+
+    let config_json = serde_json::to_vec(config).map_err(|e| BuildError::Encode {
+        path: manifest_path.clone(),
+        message: e.to_string(),
+    })?;
+    let config_sha256 = sha256_hex(&config_json);
+    let staging = Staging::new(output)?;
+    let ctx = Ctx {
+        root: dataset,
+        config,
+        config_sha256: &config_sha256,
+        old_root: output,
+        old_items: &old_items,
+        staging: &staging.path,
+    };
+    let results: Vec<ItemResult> = items
+        .par_iter()
+        .zip(splits.par_iter())
+        .map(|(item, split)| {
+            let r = match split {
+                Some(s) => ctx.process(item, *s),
+                None => Ok(ItemOk::default()),
+            };
+            observer.item_done(&item.id);
+            r
+        })
+        .collect();
+
+    let mut entries = Vec::new();
+    let mut reused = 0;
+    let mut by_hash: HashMap<String, PathBuf> = HashMap::new();
+    for (item, r) in items.iter().zip(results) {
+        let r = r?;
+        problems.extend(r.problems);
+        if let Some(h) = &r.image_sha256 {
+            if let Some(first) = by_hash.get(h) {
+                problems.push(Problem::error(
+                    ProblemKind::Duplicate,
+                    &item.image,
+                    format!("same content as {}; duplicates leak between splits", first.display()),
+                ));
+            } else {
+                by_hash.insert(h.clone(), item.image.clone());
+            }
+        }
+        reused += usize::from(r.reused);
+        entries.extend(r.entry);
+    }
+    problems.sort_by(|a, b| (b.severity, &a.path, a.kind).cmp(&(a.severity, &b.path, b.kind)));
+    entries.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
+    let counts = count(&entries);
+    let mut report = BuildReport {
+        outcome: Outcome::Failed,
+        layout: kind,
+        manifest_path: manifest_path.clone(),
+        counts,
+        prepared: entries.len() - reused,
+        reused,
+        problems,
+    };
+    if report.errors() > 0 {
+        return Ok(report); // the staging folder is removed on drop
+    }
+    let manifest = Manifest {
+        format: manifest::FORMAT.to_owned(),
+        tool: Tool {
+            name: "cellops".to_owned(),
+            version: TOOL_VERSION.to_owned(),
+        },
+        source: Source {
+            root: dataset.to_string_lossy().replace('\\', "/"),
+            layout: kind,
+        },
+        config: config.clone(),
+        config_sha256,
+        counts,
+        items: entries,
+    };
+    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Encode {
+        path: manifest_path.clone(),
+        message: e.to_string(),
+    })?;
+    json.push('\n');
+    if let Some((_, old_bytes)) = &old
+        && old_bytes == json.as_bytes()
+        && reused == manifest.items.len()
+    {
+        report.outcome = Outcome::Unchanged;
+        return Ok(report);
+    }
+    write_file(&staging.path.join("manifest.json"), json.as_bytes())?;
+    staging.commit(output)?;
+    report.outcome = Outcome::Written;
+    Ok(report)
+}
+
+fn count(entries: &[ManifestItem]) -> Counts {
+    let mut c = Counts {
+        images: entries.len(),
+        ..Counts::default()
+    };
+    for e in entries {
+        match e.split {
+            Subset::Train => c.train += 1,
+            Subset::Val => c.val += 1,
+            Subset::Test => c.test += 1,
+        }
+        c.outputs += e.outputs.len();
+        c.objects += e.objects;
+    }
+    c
+}
+
+fn check_overlap(dataset: &Path, output: &Path) -> Result<(), BuildError> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let (d, o) = (abs(dataset), abs(output));
+    let d = d.canonicalize().unwrap_or(d);
+    let o = match (o.parent(), o.file_name()) {
+        (Some(parent), Some(name)) => parent.canonicalize().map(|p| p.join(name)).unwrap_or(o.clone()),
+        _ => o,
+    };
+    if o.starts_with(&d) || d.starts_with(&o) {
+        return Err(BuildError::OutputOverlaps {
+            output: output.to_owned(),
+            dataset: dataset.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec<u8>)>, BuildError> {
+    if !output.exists() {
+        return Ok(None);
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let empty = std::fs::read_dir(output)
+                .map_err(|source| BuildError::Write {
+                    path: output.to_owned(),
+                    source,
+                })?
+                .next()
+                .is_none();
+            return if empty { Ok(None) } else { Err(BuildError::OutputNotOurs(output.to_owned())) };
+        }
+        Err(source) => {
+            return Err(BuildError::Write {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| BuildError::OldManifest {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    if m.format != manifest::FORMAT {
+        return Err(BuildError::OldManifest {
+            path: path.to_owned(),
+            message: format!("format {} is not {}", m.format, manifest::FORMAT),
+        });
+    }
+    Ok(Some((m, bytes)))
+}
+
+/// A staging folder beside the output; removed on drop unless committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn new(output: &Path) -> Result<Self, BuildError> {
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
+            path: parent.to_owned(),
+            source,
+        })?;
+        let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
+        if path.exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+        std::fs::create_dir(&path).map_err(|source| BuildError::Write { path: path.clone(), source })?;
+        Ok(Self { path, committed: false })
+    }
+
+    /// Replaces `output` with the staging folder.
+    fn commit(mut self, output: &Path) -> Result<(), BuildError> {
+        let err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Write { path, source }
+        };
+        if output.exists() {
+            let old = self.path.with_extension("old");
+            std::fs::rename(output, &old).map_err(err(output))?;
+            std::fs::rename(&self.path, output).map_err(err(output))?;
+            std::fs::remove_dir_all(&old).map_err(err(&old))?;
+        } else {
+            std::fs::rename(&self.path, output).map_err(err(output))?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    std::fs::write(path, bytes).map_err(|source| BuildError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[derive(Default)]
+struct ItemOk {
+    entry: Option<ManifestItem>,
+    problems: Vec<Problem>,
+    image_sha256: Option<String>,
+    reused: bool,
+}
+
+type ItemResult = Result<ItemOk, BuildError>;
+
+struct Ctx<'a> {
+    root: &'a Path,
+    config: &'a BuildConfig,
+    config_sha256: &'a str,
+    old_root: &'a Path,
+    old_items: &'a HashMap<&'a str, &'a ManifestItem>,
+    staging: &'a Path,
+}
+
+fn slash(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
+}
+
+fn decode_problem(path: &Path, e: DecodeError) -> Problem {
+    let kind = match e {
+        DecodeError::UnknownFormat | DecodeError::PixelType(_) | DecodeError::Empty => ProblemKind::Unsupported,
+        DecodeError::TooLarge { .. } => ProblemKind::TooLarge,
+        DecodeError::Corrupt { .. } => ProblemKind::Corrupt,
+    };
+    Problem::error(kind, path, e.to_string())
+}
+
+impl Ctx<'_> {
+    fn process(&self, item: &Item, split: Subset) -> ItemResult {
+        let mut out = ItemOk::default();
+        let read = |rel: &Path| std::fs::read(self.root.join(rel));
+        let image_bytes = match read(&item.image) {
+            Ok(b) => b,
+            Err(e) => {
+                out.problems.push(Problem::error(ProblemKind::Unreadable, &item.image, format!("cannot read: {e}")));
+                return Ok(out);
+            }
+        };
+        let mut mask_bytes = Vec::new();
+        for m in item.mask.files() {
+            match read(m) {
+                Ok(b) => mask_bytes.push(b),
+                Err(e) => {
+                    out.problems.push(Problem::error(ProblemKind::Unreadable, m, format!("cannot read: {e}")));
+                    return Ok(out);
+                }
+            }
+        }
+        let image_sha256 = sha256_hex(&image_bytes);
+        let mask_sha256 = match &item.mask {
+            MaskSource::File(_) => sha256_hex(&mask_bytes[0]),
+            MaskSource::Objects(files) => {
+                let mut h = Sha256::new();
+                for (f, b) in files.iter().zip(&mask_bytes) {
+                    h.update(slash(f.file_name().map(Path::new).unwrap_or(f)).as_bytes());
+                    h.update(sha256_hex(b).as_bytes());
+                }
+                manifest::hex(&h.finalize())
+            }
+        };
+        out.image_sha256 = Some(image_sha256.clone());
+        let key = {
+            let mut h = Sha256::new();
+            for part in [TOOL_VERSION, self.config_sha256, &item.id, split.as_str(), &image_sha256, &mask_sha256] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            manifest::hex(&h.finalize())
+        };
+        if let Some(old) = self.old_items.get(key.as_str())
+            && self.relink(old)?
+        {
+            out.entry = Some((*old).clone());
+            out.reused = true;
+            return Ok(out);
+        }
+
+        // Masks must be lossless.
+        for (m, b) in item.mask.files().iter().zip(&mask_bytes) {
+            if Format::from_path(m) == Some(Format::Jpeg) || io::sniff(b) == Some(Format::Jpeg) {
+                out.problems.push(Problem::error(
+                    ProblemKind::LossyMask,
+                    m,
+                    "mask is JPEG: lossy compression changes labels; save masks as PNG or TIFF",
+                ));
+            }
+        }
+        let image = match io::decode(&image_bytes, self.config.max_pixels) {
+            Ok(d) => Some(d.raster),
+            Err(e) => {
+                out.problems.push(decode_problem(&item.image, e));
+                None
+            }
+        };
+        drop(image_bytes);
+        if !out.problems.is_empty() {
+            return Ok(out);
+        }
+        let mut parts = Vec::new();
+        for (m, b) in item.mask.files().iter().zip(&mask_bytes) {
+            match io::decode(b, self.config.max_pixels) {
+                Ok(d) => parts.push(d.raster),
+                Err(e) => out.problems.push(decode_problem(m, e)),
+            }
+        }
+        let Some(image) = image else { return Ok(out) };
+        if !out.problems.is_empty() {
+            return Ok(out);
+        }
+        let mask_path = &item.mask.files()[0];
+        let (labels, kind) = match &item.mask {
+            MaskSource::File(_) => match mask::interpret(&parts[0]) {
+                Ok(x) => x,
+                Err(d) => {
+                    out.problems.push(Problem::error(d.kind, mask_path, d.message));
+                    return Ok(out);
+                }
+            },
+            MaskSource::Objects(_) => match mask::combine_objects(&parts) {
+                Ok((l, overlap)) => {
+                    if overlap > 0 {
+                        let dir = mask_path.parent().unwrap_or(mask_path);
+                        out.problems.push(Problem::warning(
+                            ProblemKind::OverlappingMasks,
+                            dir,
+                            format!("{overlap} pixels belong to more than one object mask; the first mask keeps them"),
+                        ));
+                    }
+                    (l, MaskKind::PerObject)
+                }
+                Err(d) => {
+                    out.problems.push(Problem::error(d.kind, mask_path, d.message));
+                    return Ok(out);
+                }
+            },
+        };
+        drop(parts);
+        if (labels.width, labels.height) != (image.width, image.height) {
+            out.problems.push(Problem::error(
+                ProblemKind::SizeMismatch,
+                mask_path,
+                format!(
+                    "mask is {}x{} but image {} is {}x{}",
+                    labels.width,
+                    labels.height,
+                    slash(&item.image),
+                    image.width,
+                    image.height
+                ),
+            ));
+            return Ok(out);
+        }
+        let objects = labels.count_objects();
+        if objects == 0 {
+            out.problems.push(Problem::warning(ProblemKind::EmptyMask, mask_path, "mask has no objects"));
+        }
+        let (outputs, lost) = self.prepare(item, split, &image, &labels)?;
+        if lost > 0 {
+            out.problems.push(Problem::warning(
+                ProblemKind::ObjectsLost,
+                mask_path,
+                format!("{lost} of {objects} objects vanish at the output size; resize less"),
+            ));
+        }
+        out.entry = Some(ManifestItem {
+            id: item.id.clone(),
+            split,
+            key,
+            image: slash(&item.image),
+            mask: item.mask.files().iter().map(|p| slash(p)).collect(),
+            image_sha256,
+            mask_sha256,
+            size: [image.width, image.height],
+            channels: image.channels,
+            bit_depth: image.samples.bit_depth(),
+            mask_kind: kind,
+            objects,
+            outputs,
+        });
+        Ok(out)
+    }
+
+    /// Hard-links (or copies) an unchanged item's files from the old output into staging, after
+    /// checking that they still hold what the manifest says. Returns false if any file is missing
+    /// or changed, in which case the item is prepared again.
+    fn relink(&self, old: &ManifestItem) -> Result<bool, BuildError> {
+        for o in &old.outputs {
+            for (rel, sha) in [(&o.image, &o.image_sha256), (&o.mask, &o.mask_sha256)] {
+                let src = self.old_root.join(rel);
+                match std::fs::read(&src) {
+                    Ok(b) if sha256_hex(&b) == *sha => {}
+                    _ => return Ok(false),
+                }
+            }
+        }
+        for o in &old.outputs {
+            for rel in [&o.image, &o.mask] {
+                let (src, dst) = (self.old_root.join(rel), self.staging.join(rel));
+                if let Some(parent) = dst.parent() {
+                    std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
+                        path: parent.to_owned(),
+                        source,
+                    })?;
+                }
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    std::fs::copy(&src, &dst).map_err(|source| BuildError::Write { path: dst.clone(), source })?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Preprocesses one valid item and writes its files into staging. Returns the outputs and the
+    /// number of objects lost to resizing.
+    fn prepare(&self, item: &Item, split: Subset, image: &Raster, labels: &Labels) -> Result<(Vec<OutputFile>, usize), BuildError> {
+        let cfg = self.config;
+        let mut img = colour::to_working(image, cfg.colour);
+        let mut mask = labels.clone();
+        let mut lost = 0;
+        if let Some(r) = &cfg.resize {
+            let (w, h) = r.target(img.width, img.height);
+            img = resize::resize_image(&img, w, h, r.filter).map_err(|e| BuildError::Encode {
+                path: item.image.clone(),
+                message: e.to_string(),
+            })?;
+            mask = resize::resize_labels(&mask, w, h);
+            lost = labels.count_objects().saturating_sub(mask.count_objects());
+        }
+        if cfg.normalize.method == NormalizeMethod::Percentile {
+            img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
+        }
+        match &mut img.samples {
+            Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
+            Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
+        }
+        let rects = match cfg.tile {
+            Some(t) => tile::tiles(img.width, img.height, t.size, t.overlap),
+            None => vec![tile::Rect {
+                x: 0,
+                y: 0,
+                width: img.width,
+                height: img.height,
+            }],
+        };
+        let dir = Path::new(split.as_str());
+        let mut outputs = Vec::with_capacity(rects.len());
+        for r in rects {
+            let (part_img, part_mask, name) = if cfg.tile.is_some() {
+                (tile::crop_image(&img, r), tile::crop_labels(&mask, r), format!("{}_x{}_y{}", item.id, r.x, r.y))
+            } else {
+                (img.clone(), mask.clone(), item.id.clone())
+            };
+            let mut part_mask = part_mask;
+            let objects = crate::ops::label::relabel_sequential(&mut part_mask.data);
+            let image_rel = dir.join("original").join(format!("{name}.png"));
+            let mask_rel = dir.join("masks").join(format!("{name}_mask.png"));
+            let enc_err = |path: &Path| {
+                let path = path.to_owned();
+                move |e: image::ImageError| BuildError::Encode {
+                    path,
+                    message: e.to_string(),
+                }
+            };
+            let img_png = io::encode_png(&part_img).map_err(enc_err(&image_rel))?;
+            let mask_raster = Raster::from_u16(part_mask.width, part_mask.height, 1, part_mask.data);
+            let mask_png = io::encode_png(&mask_raster).map_err(enc_err(&mask_rel))?;
+            write_file(&self.staging.join(&image_rel), &img_png)?;
+            write_file(&self.staging.join(&mask_rel), &mask_png)?;
+            outputs.push(OutputFile {
+                image: slash(&image_rel),
+                mask: slash(&mask_rel),
+                image_sha256: sha256_hex(&img_png),
+                mask_sha256: sha256_hex(&mask_png),
+                size: [part_img.width, part_img.height],
+                channels: part_img.channels,
+                bit_depth: part_img.samples.bit_depth(),
+                objects,
+                tile: cfg.tile.map(|_| [r.x, r.y]),
+            });
+        }
+        Ok((outputs, lost))
+    }
+}
+
+/// Equalises a 1-channel plane, or the luminance of an RGB image.
+fn equalise<S: Sample>(data: &mut [S], width: usize, channels: u8, how: Equalize) {
+    let run = |plane: &mut [S]| match how.method {
+        EqualizeMethod::None => {}
+        EqualizeMethod::Global => equalize::equalize(plane),
+        EqualizeMethod::Clahe => equalize::clahe(
+            plane,
+            width,
+            equalize::Clahe {
+                clip_limit: how.clip_limit,
+                tiles_x: how.tile_grid[0],
+                tiles_y: how.tile_grid[1],
+            },
+        ),
+    };
+    if how.method == EqualizeMethod::None {
+        return;
+    }
+    if channels == 1 {
+        run(data);
+    } else {
+        let y = colour::luma_plane(data);
+        let mut y_new = y.clone();
+        run(&mut y_new);
+        colour::apply_luma(data, &y, &y_new);
+    }
+}
