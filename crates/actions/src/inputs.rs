@@ -35,12 +35,20 @@ pub fn find_env<'e>(env: &'e Env, input: &str) -> Option<(String, &'e str)> {
 /// the variable's value becomes the flag's default (so a flag given on the command line wins), and
 /// the help text gains a paragraph that names the variables.
 pub fn bind_inputs(cmd: Command, env: &Env) -> Command {
+    let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    let mut cmd = cmd;
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |sub| bind_inputs(sub, env));
+    }
     let cmd = cmd.mut_args(|arg| {
         let Some(long) = arg.get_long().map(str::to_owned) else {
             return arg;
         };
         match find_env(env, &long) {
-            Some((_, value)) => arg.default_value(value.to_owned()).required(false),
+            Some((_, value)) => arg
+                .default_value(value.to_owned())
+                .required(false)
+                .required_unless_present(clap::builder::Resettable::Reset),
             None => arg,
         }
     });
@@ -167,6 +175,22 @@ mod tests {
         .expect("parse");
         assert_eq!(a.dataset, std::path::Path::new("flag"));
         assert_eq!(a.keep_releases, 3);
+    }
+
+    #[derive(Parser, Debug)]
+    enum Umbrella {
+        Build(BuildArgs),
+    }
+    #[derive(clap::Args, Debug)]
+    struct BuildArgs {
+        #[arg(long)]
+        output: String,
+    }
+
+    #[test]
+    fn subcommands_read_inputs_too() {
+        let Umbrella::Build(b) = try_parse_from(["x", "build"], &env(&[("INPUT_OUTPUT", "out")])).expect("parse");
+        assert_eq!(b.output, "out");
     }
 
     #[test]

@@ -1,1 +1,98 @@
-fn main(){}
+//! `cellops`: every CellOps stage as a subcommand, reusing each stage's `Args` and `run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use cellops_actions::{Exit, Runner, inputs};
+use cellops_dataset::synthetic::{self, Style, SynthConfig};
+use clap::{Parser, Subcommand};
+
+/// CellOps: MLOps for microscopy segmentation (Build → Deploy → Monitor).
+#[derive(Debug, Parser)]
+#[command(name = "cellops", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate and prepare a dataset (images + instance masks) with a manifest.
+    Build(cellops_build::Args),
+    /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
+    Synthetic(SyntheticArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SyntheticArgs {
+    /// Folder to write (created if missing).
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    count: usize,
+    /// Seed: the same seed gives the same images.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Look of the images.
+    #[arg(long, value_enum, default_value_t = Style::Mixed)]
+    style: Style,
+    /// Image size WIDTHxHEIGHT.
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    size: [u32; 2],
+}
+
+fn parse_size(s: &str) -> Result<[u32; 2], String> {
+    let (a, b) = s.split_once(['x', 'X']).ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
+    let p = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("`{v}`: {e}"));
+    match (p(a)?, p(b)?) {
+        (0, _) | (_, 0) => Err(format!("`{s}`: sizes must be at least 1")),
+        (w, h) => Ok([w, h]),
+    }
+}
+
+fn synthetic(args: &SyntheticArgs, runner: &Runner) -> anyhow::Result<()> {
+    let cfg = SynthConfig {
+        count: args.count,
+        seed: args.seed,
+        size: args.size,
+        style: args.style,
+    };
+    let objects = synthetic::write_dataset(&cfg, &args.output)
+        .with_context(|| format!("writing the synthetic dataset to {}", args.output.display()))?;
+    runner.info(&format!(
+        "wrote {} synthetic images with {objects} nuclei to {}",
+        args.count,
+        args.output.display()
+    ))?;
+    runner.set_output("dataset", &args.output.display().to_string())?;
+    runner.set_output("objects", &objects.to_string())?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let runner = Runner::from_process();
+    let cli: Cli = inputs::parse(&runner);
+    let code = match &cli.command {
+        Command::Build(args) => match cellops_build::run(args, &runner) {
+            Ok(done) => {
+                let _ = runner.info(&cellops_build::headline(&done));
+                done.exit()
+            }
+            Err(e) => {
+                e.annotate(&runner);
+                e.exit()
+            }
+        },
+        Command::Synthetic(args) => match synthetic(args, &runner) {
+            Ok(()) => Exit::Success,
+            Err(e) => {
+                let _ = runner.annotate(&cellops_actions::Annotation::new(cellops_actions::Level::Error, format!("{e:#}")));
+                Exit::Error
+            }
+        },
+    };
+    let _ = runner.finish();
+    code.into()
+}
