@@ -113,7 +113,9 @@ pub fn exit_with(runner: &Runner, e: clap::Error) -> ! {
         ));
     }
     if runner.in_actions() {
-        let title = flags.first().map_or("invalid inputs".to_owned(), |f| format!("input `{f}`"));
+        let title = flags
+            .first()
+            .map_or("invalid inputs".to_owned(), |f| format!("input `{f}`"));
         let _ = runner.annotate(&Annotation::new(Level::Error, message.clone()).title(title));
     } else {
         #[allow(clippy::print_stderr)] // the one place a usage error is printed before exiting
@@ -147,7 +149,11 @@ mod tests {
     fn env_fills_missing_flags() {
         let a: Args = try_parse_from(
             ["x"],
-            &env(&[("INPUT_DATASET", "data"), ("INPUT_KEEP-RELEASES", "5"), ("INPUT_VERBOSE", "true")]),
+            &env(&[
+                ("INPUT_DATASET", "data"),
+                ("INPUT_KEEP-RELEASES", "5"),
+                ("INPUT_VERBOSE", "true"),
+            ]),
         )
         .expect("parse");
         assert_eq!(a.dataset, std::path::Path::new("data"));

@@ -128,7 +128,11 @@ impl Runner {
     /// A runner for this process: reads `GITHUB_ACTIONS`, `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY`,
     /// and writes to the real standard output and standard error.
     pub fn from_process() -> Self {
-        Self::new(&Env::from_process(), Box::new(std::io::stdout()), Box::new(std::io::stderr()))
+        Self::new(
+            &Env::from_process(),
+            Box::new(std::io::stdout()),
+            Box::new(std::io::stderr()),
+        )
     }
 
     /// A runner over an explicit environment and console streams (tests use in-memory buffers).
@@ -184,7 +188,11 @@ impl Runner {
             }
             (None, true) => {
                 // A runner without GITHUB_OUTPUT is very old; the deprecated command is all there is.
-                self.out(&format!("::set-output name={}::{}\n", escape_property(name), escape_data(value)))
+                self.out(&format!(
+                    "::set-output name={}::{}\n",
+                    escape_property(name),
+                    escape_data(value)
+                ))
             }
             (None, false) => {
                 self.pending_outputs
@@ -307,7 +315,11 @@ fn append(path: &Path, text: &str) -> Result<(), ActionsError> {
         path: path.to_owned(),
         source,
     };
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(file_err)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(file_err)?;
     f.write_all(text.as_bytes()).map_err(file_err)
 }
 
@@ -336,7 +348,11 @@ mod tests {
 
     fn runner(env: &[(&str, &str)]) -> (Runner, Buf, Buf) {
         let (o, e) = (Buf::default(), Buf::default());
-        let r = Runner::new(&Env::from_pairs(env.iter().copied()), Box::new(o.clone()), Box::new(e.clone()));
+        let r = Runner::new(
+            &Env::from_pairs(env.iter().copied()),
+            Box::new(o.clone()),
+            Box::new(e.clone()),
+        );
         (r, o, e)
     }
 
@@ -371,7 +387,8 @@ mod tests {
         let f = file.to_str().expect("utf-8");
         let (r, stdout, _) = runner(&[("GITHUB_ACTIONS", "true"), ("GITHUB_OUTPUT", f)]);
         r.set_output("manifest", "/tmp/x/manifest.json").expect("set");
-        r.set_output("report", "line one\nline two\n\nghadelimiter_fake").expect("set");
+        r.set_output("report", "line one\nline two\n\nghadelimiter_fake")
+            .expect("set");
         r.finish().expect("finish");
         let text = std::fs::read_to_string(&file).expect("read");
         let first = text.lines().next().expect("line");
@@ -403,7 +420,10 @@ mod tests {
     fn bad_output_names_are_refused() {
         let (r, _, _) = runner(&[]);
         for name in ["", "a=b", "a<<b", "a\nb", " a"] {
-            assert!(matches!(r.set_output(name, "v"), Err(ActionsError::InvalidOutputName(_))), "{name:?}");
+            assert!(
+                matches!(r.set_output(name, "v"), Err(ActionsError::InvalidOutputName(_))),
+                "{name:?}"
+            );
         }
     }
 
@@ -457,7 +477,10 @@ mod tests {
             .expect("annotate");
         r.mask("s3cret").expect("mask");
         assert_eq!(stdout.text(), "");
-        assert_eq!(stderr.text(), "warning: masks/x_mask.png: orphan mask\nerror: c.yaml:4:2: bad value\n");
+        assert_eq!(
+            stderr.text(),
+            "warning: masks/x_mask.png: orphan mask\nerror: c.yaml:4:2: bad value\n"
+        );
     }
 
     #[test]

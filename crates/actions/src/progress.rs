@@ -22,7 +22,8 @@ impl Progress {
                 ProgressDrawTarget::stderr()
             },
         );
-        let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+        let template =
+            format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
         if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style);
         }

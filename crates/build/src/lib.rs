@@ -107,7 +107,9 @@ fn parse_size(s: &str) -> Result<[u32; 2], String> {
 }
 
 fn parse_pair(s: &str) -> Result<[f64; 2], String> {
-    let (a, b) = s.split_once(',').ok_or_else(|| format!("`{s}` is not LOW,HIGH (e.g. 1,99.8)"))?;
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}` is not LOW,HIGH (e.g. 1,99.8)"))?;
     let p = |v: &str| v.trim().parse::<f64>().map_err(|e| format!("`{v}` in `{s}`: {e}"));
     Ok([p(a)?, p(b)?])
 }
@@ -148,8 +150,15 @@ impl StageError {
             StageError::Config(c) | StageError::Build(BuildError::Config(c)) => Some(c),
             _ => None,
         };
-        if let Some(ConfigError::Parse { path, location, message }) = config_error {
-            a = Annotation::new(Level::Error, message.clone()).title("invalid build configuration").file(path.display().to_string());
+        if let Some(ConfigError::Parse {
+            path,
+            location,
+            message,
+        }) = config_error
+        {
+            a = Annotation::new(Level::Error, message.clone())
+                .title("invalid build configuration")
+                .file(path.display().to_string());
             if let Some((l, c)) = location {
                 a = a.line(*l).col(*c);
             }
@@ -251,7 +260,11 @@ pub struct Finished {
 impl Finished {
     /// The exit code: failure when validation found errors.
     pub fn exit(&self) -> Exit {
-        if self.report.outcome == Outcome::Failed { Exit::Failure } else { Exit::Success }
+        if self.report.outcome == Outcome::Failed {
+            Exit::Failure
+        } else {
+            Exit::Success
+        }
     }
 }
 
@@ -306,7 +319,11 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
             Severity::Warning => Level::Warning,
         };
         let file = dataset.join(&p.path);
-        runner.annotate(&Annotation::new(level, p.message.clone()).file(file.display().to_string()).title(kind_title(p.kind)))?;
+        runner.annotate(
+            &Annotation::new(level, p.message.clone())
+                .file(file.display().to_string())
+                .title(kind_title(p.kind)),
+        )?;
     }
     runner.set_output("manifest", &report.manifest_path.display().to_string())?;
     runner.set_output("images", &report.counts.images.to_string())?;
@@ -336,7 +353,9 @@ pub fn summary(report: &BuildReport, dataset: &Path, output: &Path, config: &Bui
             "✅ **Written**: {} items prepared, {} reused from the previous build",
             report.prepared, report.reused
         ),
-        Outcome::Unchanged => "✅ **Unchanged**: every item and the manifest were up to date; nothing was written".into(),
+        Outcome::Unchanged => {
+            "✅ **Unchanged**: every item and the manifest were up to date; nothing was written".into()
+        }
         Outcome::Failed => format!(
             "❌ **Failed**: {} errors, {} warnings; nothing was written to the output",
             report.errors(),
@@ -347,10 +366,19 @@ pub fn summary(report: &BuildReport, dataset: &Path, output: &Path, config: &Bui
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| Dataset | `{}` ({:?} layout) |", dataset.display(), report.layout);
     let _ = writeln!(s, "| Output | `{}` |", output.display());
-    let _ = writeln!(s, "| Images | {} (train {} / val {} / test {}) |", c.images, c.train, c.val, c.test);
+    let _ = writeln!(
+        s,
+        "| Images | {} (train {} / val {} / test {}) |",
+        c.images, c.train, c.val, c.test
+    );
     let _ = writeln!(s, "| Output pairs | {} |", c.outputs);
     let _ = writeln!(s, "| Objects | {} |", c.objects);
-    let _ = writeln!(s, "| Problems | {} errors, {} warnings |", report.errors(), report.warnings());
+    let _ = writeln!(
+        s,
+        "| Problems | {} errors, {} warnings |",
+        report.errors(),
+        report.warnings()
+    );
     let steps = describe(config);
     let _ = writeln!(s, "| Preprocessing | {} |", md_escape(&steps));
     if !report.problems.is_empty() {
@@ -367,7 +395,11 @@ pub fn summary(report: &BuildReport, dataset: &Path, output: &Path, config: &Bui
             );
         }
         if report.problems.len() > SHOWN {
-            let _ = writeln!(s, "\n…and {} more (all are annotations on the run).", report.problems.len() - SHOWN);
+            let _ = writeln!(
+                s,
+                "\n…and {} more (all are annotations on the run).",
+                report.problems.len() - SHOWN
+            );
         }
     }
     s
@@ -415,7 +447,10 @@ pub fn headline(f: &Finished) -> String {
             r.prepared,
             r.reused,
             r.counts.objects,
-            r.manifest_path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+            r.manifest_path
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         ),
         Outcome::Unchanged => format!("{} images up to date; nothing written", r.counts.images),
         Outcome::Failed => format!(

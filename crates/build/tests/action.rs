@@ -95,7 +95,12 @@ fn synthetic_dataset_builds_as_an_action() {
     let out = tmp.path().join("prepared");
     let run = run_action(
         tmp.path(),
-        &[("dataset", s(&data)), ("output", s(&out)), ("equalize", "clahe"), ("resize", "64x64")],
+        &[
+            ("dataset", s(&data)),
+            ("output", s(&out)),
+            ("equalize", "clahe"),
+            ("resize", "64x64"),
+        ],
     );
     assert_eq!(run.code(), 0, "{}", run.stdout());
     let m = read_manifest(&out);
@@ -105,10 +110,17 @@ fn synthetic_dataset_builds_as_an_action() {
     assert_eq!(run.outputs["problems"], "0");
     assert!(m.counts.objects > 20);
     assert_eq!((m.counts.train, m.counts.val, m.counts.test), (6, 2, 2));
-    assert!(run.summary.contains("## CellOps build") && run.summary.contains("| Images | 10 (train 6 / val 2 / test 2) |"), "{}", run.summary);
+    assert!(
+        run.summary.contains("## CellOps build") && run.summary.contains("| Images | 10 (train 6 / val 2 / test 2) |"),
+        "{}",
+        run.summary
+    );
     assert!(run.stdout().contains("::group::build "), "{}", run.stdout());
     for item in &m.items {
-        assert_eq!(item.image_sha256, sha256_hex(&std::fs::read(data.join(&item.image)).expect("src")));
+        assert_eq!(
+            item.image_sha256,
+            sha256_hex(&std::fs::read(data.join(&item.image)).expect("src"))
+        );
         for o in &item.outputs {
             let bytes = std::fs::read(out.join(&o.image)).expect("output image");
             assert_eq!(o.image_sha256, sha256_hex(&bytes));
@@ -131,7 +143,11 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
                 stack.push(p);
             } else {
                 let meta = std::fs::metadata(&p).expect("meta");
-                files.push((p.clone(), std::fs::read(&p).expect("read"), meta.modified().expect("mtime")));
+                files.push((
+                    p.clone(),
+                    std::fs::read(&p).expect("read"),
+                    meta.modified().expect("mtime"),
+                ));
             }
         }
     }
@@ -155,9 +171,18 @@ fn rebuilds_are_incremental_and_byte_identical() {
 
     // A fresh build elsewhere gives byte-identical files.
     let out2 = tmp.path().join("prepared2");
-    assert_eq!(run_action(tmp.path(), &[("dataset", s(&data)), ("output", s(&out2)), ("equalize", "global")]).code(), 0);
+    assert_eq!(
+        run_action(
+            tmp.path(),
+            &[("dataset", s(&data)), ("output", s(&out2)), ("equalize", "global")]
+        )
+        .code(),
+        0
+    );
     let strip = |v: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)>, root: &Path| {
-        v.into_iter().map(|(p, b, _)| (p.strip_prefix(root).expect("prefix").to_owned(), b)).collect::<Vec<_>>()
+        v.into_iter()
+            .map(|(p, b, _)| (p.strip_prefix(root).expect("prefix").to_owned(), b))
+            .collect::<Vec<_>>()
     };
     let (a, b) = (strip(before.clone(), &out), strip(snapshot(&out2), &out2));
     let manifest = Path::new("manifest.json");
@@ -182,7 +207,11 @@ fn rebuilds_are_incremental_and_byte_identical() {
     png(&data.join(&victim.image), &img);
     let third = run_action(tmp.path(), &inputs);
     assert_eq!(third.code(), 0, "{}", third.stdout());
-    assert!(third.summary.contains("1 items prepared, 5 reused"), "{}", third.summary);
+    assert!(
+        third.summary.contains("1 items prepared, 5 reused"),
+        "{}",
+        third.summary
+    );
 }
 
 #[test]
@@ -228,19 +257,28 @@ fn broken_dataset_reports_every_problem_and_writes_nothing() {
     std::fs::copy(m.join("synth_0000_mask.png"), m.join("twin_mask.png")).expect("copy");
     // too large (limit below)
     png(&o.join("huge.png"), &Raster::from_u8(200, 200, 1, vec![5; 40_000]));
-    png(&m.join("huge_mask.png"), &Raster::from_u16(200, 200, 1, vec![1; 40_000]));
+    png(
+        &m.join("huge_mask.png"),
+        &Raster::from_u16(200, 200, 1, vec![1; 40_000]),
+    );
     // not an image
     std::fs::write(o.join("notes.txt"), "hello").expect("write");
 
     let out = tmp.path().join("prepared");
-    let run = run_action(tmp.path(), &[("dataset", s(&data)), ("output", s(&out)), ("max-pixels", "30000")]);
+    let run = run_action(
+        tmp.path(),
+        &[("dataset", s(&data)), ("output", s(&out)), ("max-pixels", "30000")],
+    );
     assert_eq!(run.code(), 1, "{}", run.stdout());
     assert!(!out.exists(), "nothing is written when validation fails");
     let parent_entries: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!parent_entries.iter().any(|n| n.contains("staging")), "staging removed: {parent_entries:?}");
+    assert!(
+        !parent_entries.iter().any(|n| n.contains("staging")),
+        "staging removed: {parent_entries:?}"
+    );
     let stdout = run.stdout();
     let expect = [
         ("error", "original/lonely.png", "orphan image"),
@@ -258,7 +296,11 @@ fn broken_dataset_reports_every_problem_and_writes_nothing() {
         assert!(stdout.contains(&needle), "missing {needle}\n{stdout}");
     }
     assert_eq!(run.outputs["problems"], expect.len().to_string());
-    assert!(run.summary.contains("**Failed**: 8 errors, 1 warnings"), "{}", run.summary);
+    assert!(
+        run.summary.contains("**Failed**: 8 errors, 1 warnings"),
+        "{}",
+        run.summary
+    );
 }
 
 #[test]
@@ -267,10 +309,20 @@ fn config_errors_point_at_file_line_and_column() {
     let data = synth(tmp.path(), 2);
     let cfg = tmp.path().join("build.yaml");
     std::fs::write(&cfg, "colour: grey\nresize:\n  width: 64\n  hieght: 64\n").expect("write");
-    let run = run_action(tmp.path(), &[("dataset", s(&data)), ("output", s(&tmp.path().join("o"))), ("config", s(&cfg))]);
+    let run = run_action(
+        tmp.path(),
+        &[
+            ("dataset", s(&data)),
+            ("output", s(&tmp.path().join("o"))),
+            ("config", s(&cfg)),
+        ],
+    );
     assert_eq!(run.code(), 2);
     let stdout = run.stdout();
-    let needle = format!("::error file={},line=4,col=3,title=invalid build configuration::resize: unknown field `hieght`", s(&cfg));
+    let needle = format!(
+        "::error file={},line=4,col=3,title=invalid build configuration::resize: unknown field `hieght`",
+        s(&cfg)
+    );
     assert!(stdout.contains(&needle), "{stdout}");
 }
 
@@ -280,7 +332,10 @@ fn missing_input_is_a_usage_error_naming_it() {
     let run = run_action(tmp.path(), &[("dataset", "x")]);
     assert_eq!(run.code(), 2);
     let stdout = run.stdout();
-    assert!(stdout.contains("::error title=input `output`::") && stdout.contains("INPUT_OUTPUT"), "{stdout}");
+    assert!(
+        stdout.contains("::error title=input `output`::") && stdout.contains("INPUT_OUTPUT"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -293,5 +348,8 @@ fn refuses_to_replace_a_folder_it_did_not_write() {
     let run = run_action(tmp.path(), &[("dataset", s(&data)), ("output", s(&out))]);
     assert_eq!(run.code(), 1);
     assert!(run.stdout().contains("holds no manifest.json"), "{}", run.stdout());
-    assert_eq!(std::fs::read_to_string(out.join("thesis.tex")).expect("kept"), "years of work");
+    assert_eq!(
+        std::fs::read_to_string(out.join("thesis.tex")).expect("kept"),
+        "years of work"
+    );
 }

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate and prepare a dataset (images + instance masks) with a manifest.
-    Build(cellops_build::Args),
+    Build(Box<cellops_build::Args>),
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
     Synthetic(SyntheticArgs),
 }
@@ -44,7 +44,9 @@ struct SyntheticArgs {
 }
 
 fn parse_size(s: &str) -> Result<[u32; 2], String> {
-    let (a, b) = s.split_once(['x', 'X']).ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
     let p = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("`{v}`: {e}"));
     match (p(a)?, p(b)?) {
         (0, _) | (_, 0) => Err(format!("`{s}`: sizes must be at least 1")),
@@ -88,7 +90,10 @@ fn main() -> ExitCode {
         Command::Synthetic(args) => match synthetic(args, &runner) {
             Ok(()) => Exit::Success,
             Err(e) => {
-                let _ = runner.annotate(&cellops_actions::Annotation::new(cellops_actions::Level::Error, format!("{e:#}")));
+                let _ = runner.annotate(&cellops_actions::Annotation::new(
+                    cellops_actions::Level::Error,
+                    format!("{e:#}"),
+                ));
                 Exit::Error
             }
         },

@@ -292,7 +292,9 @@ impl BuildConfig {
         if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
             return bad(format!("percentiles need 0 <= low < high <= 100, got {low} and {high}"));
         }
-        let Equalize { clip_limit, tile_grid, .. } = self.equalize;
+        let Equalize {
+            clip_limit, tile_grid, ..
+        } = self.equalize;
         if !(clip_limit >= 0.0 && clip_limit.is_finite()) {
             return bad(format!("clip_limit {clip_limit} must be >= 0"));
         }
@@ -302,7 +304,10 @@ impl BuildConfig {
         if let Some(t) = &self.tile
             && (t.size == 0 || t.overlap >= t.size)
         {
-            return bad(format!("tile size {} must be > 0 and larger than overlap {}", t.size, t.overlap));
+            return bad(format!(
+                "tile size {} must be > 0 and larger than overlap {}",
+                t.size, t.overlap
+            ));
         }
         let s = &self.split;
         if !(0.0..1.0).contains(&s.val_fraction)
@@ -349,8 +354,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors_with_location() {
-        let err = BuildConfig::from_yaml("colour: grey\nequalize:\n  method: clahe\n  clip: 2\n", Path::new("c.yaml"))
-            .expect_err("unknown field");
+        let err = BuildConfig::from_yaml(
+            "colour: grey\nequalize:\n  method: clahe\n  clip: 2\n",
+            Path::new("c.yaml"),
+        )
+        .expect_err("unknown field");
         match err {
             ConfigError::Parse { location, message, .. } => {
                 assert!(message.contains("clip"), "{message}");
@@ -373,9 +381,26 @@ mod tests {
             "split: { val_fraction: 0.6, test_fraction: 0.5 }",
         ] {
             assert!(
-                matches!(BuildConfig::from_yaml(bad, Path::new("c")), Err(ConfigError::Invalid { .. })),
+                matches!(
+                    BuildConfig::from_yaml(bad, Path::new("c")),
+                    Err(ConfigError::Invalid { .. })
+                ),
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The example shipped in `examples/build.yaml` stays valid.
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/build.yaml");
+        let c = BuildConfig::from_file(&path).expect("examples/build.yaml is valid");
+        assert_eq!(c.equalize.method, EqualizeMethod::Clahe);
+        assert_eq!(c.resize.and_then(|r| r.width), Some(256));
     }
 }

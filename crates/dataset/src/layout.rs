@@ -179,7 +179,9 @@ fn rel(root: &Path, p: &Path) -> PathBuf {
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Folders that may each hold one group of a layout: the root, then its split folders.
@@ -260,7 +262,15 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
             for (dir, subset) in groups {
                 let (images, _) = list(&dir.join("original"))?;
                 let (masks, _) = list(&dir.join("masks"))?;
-                pair(root, &mut d, subset, images, masks, |s| s.strip_suffix("_mask").map(str::to_owned), "_mask");
+                pair(
+                    root,
+                    &mut d,
+                    subset,
+                    images,
+                    masks,
+                    |s| s.strip_suffix("_mask").map(str::to_owned),
+                    "_mask",
+                );
             }
         }
         LayoutKind::Cellpose => {
@@ -274,7 +284,15 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
                     .into_iter()
                     .filter(|p| !is_cellpose_byproduct(p))
                     .partition(|p| stem(p).ends_with("_masks"));
-                pair(root, &mut d, subset, images, masks, |s| s.strip_suffix("_masks").map(str::to_owned), "_masks");
+                pair(
+                    root,
+                    &mut d,
+                    subset,
+                    images,
+                    masks,
+                    |s| s.strip_suffix("_masks").map(str::to_owned),
+                    "_masks",
+                );
             }
         }
         LayoutKind::Nnunet => {
@@ -323,7 +341,10 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
                 }
                 let (files, _) = list(&images_dir)?;
                 let images: Vec<PathBuf> = files.into_iter().filter(|p| Format::from_path(p).is_some()).collect();
-                let id = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let id = dir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let image = match images.as_slice() {
                     [one] => one.clone(),
                     [] => {
@@ -372,13 +393,20 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
         }
         LayoutKind::Auto => unreachable!("resolved above"),
     }
-    d.items.sort_by(|a, b| (a.given_split, &a.id).cmp(&(b.given_split, &b.id)));
+    d.items
+        .sort_by(|a, b| (a.given_split, &a.id).cmp(&(b.given_split, &b.id)));
     Ok(d)
 }
 
 fn is_cellpose_byproduct(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.ends_with("_seg.npy") || name.contains("_flows") || name.contains("_cp_output") || name.ends_with("_outlines.txt")
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.ends_with("_seg.npy")
+        || name.contains("_flows")
+        || name.contains("_cp_output")
+        || name.ends_with("_outlines.txt")
 }
 
 fn pair(
@@ -390,7 +418,16 @@ fn pair(
     mask_key: impl Fn(&str) -> Option<String>,
     suffix: &str,
 ) {
-    pair_with(root, d, subset, images, masks, |s| s.to_owned(), mask_key, &format!("<name>{suffix}"));
+    pair_with(
+        root,
+        d,
+        subset,
+        images,
+        masks,
+        |s| s.to_owned(),
+        mask_key,
+        &format!("<name>{suffix}"),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -465,11 +502,18 @@ fn pair_with(
             None => d.problems.push(Problem::error(
                 ProblemKind::OrphanImage,
                 rel(root, &img),
-                format!("no mask for this image (expected {})", expected.replace("<name>", &key).replace("<case>", &key)),
+                format!(
+                    "no mask for this image (expected {})",
+                    expected.replace("<name>", &key).replace("<case>", &key)
+                ),
             )),
         }
     }
     for (_, mask) in masks_by_key {
-        d.problems.push(Problem::error(ProblemKind::OrphanMask, rel(root, &mask), "no image for this mask"));
+        d.problems.push(Problem::error(
+            ProblemKind::OrphanMask,
+            rel(root, &mask),
+            "no image for this mask",
+        ));
     }
 }

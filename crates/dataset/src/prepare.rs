@@ -133,10 +133,19 @@ impl BuildReport {
 }
 
 /// Builds the dataset at `dataset` into `output` under `config`.
-pub fn build(dataset: &Path, output: &Path, config: &BuildConfig, observer: &dyn Observer) -> Result<BuildReport, BuildError> {
+pub fn build(
+    dataset: &Path,
+    output: &Path,
+    config: &BuildConfig,
+    observer: &dyn Observer,
+) -> Result<BuildReport, BuildError> {
     config.validate(Path::new("<config>"))?;
     check_overlap(dataset, output)?;
-    let Discovery { kind, items, mut problems } = layout::discover(dataset, config.layout)?;
+    let Discovery {
+        kind,
+        items,
+        mut problems,
+    } = layout::discover(dataset, config.layout)?;
     observer.started(items.len());
     let split_map = match &config.split.file {
         Some(f) => Some(split::read_split_file(f)?),
@@ -147,8 +156,10 @@ pub fn build(dataset: &Path, output: &Path, config: &BuildConfig, observer: &dyn
 
     let manifest_path = output.join("manifest.json");
     let old = read_old_manifest(output, &manifest_path)?;
-    let old_items: HashMap<&str, &ManifestItem> =
-        old.as_ref().map(|(m, _)| m.items.iter().map(|i| (i.key.as_str(), i)).collect()).unwrap_or_default();
+    let old_items: HashMap<&str, &ManifestItem> = old
+        .as_ref()
+        .map(|(m, _)| m.items.iter().map(|i| (i.key.as_str(), i)).collect())
+        .unwrap_or_default();
 
     let config_json = serde_json::to_vec(config).map_err(|e| BuildError::Encode {
         path: manifest_path.clone(),
@@ -293,7 +304,11 @@ fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec
                 })?
                 .next()
                 .is_none();
-            return if empty { Ok(None) } else { Err(BuildError::OutputNotOurs(output.to_owned())) };
+            return if empty {
+                Ok(None)
+            } else {
+                Err(BuildError::OutputNotOurs(output.to_owned()))
+            };
         }
         Err(source) => {
             return Err(BuildError::Write {
@@ -323,8 +338,14 @@ struct Staging {
 
 impl Staging {
     fn new(output: &Path) -> Result<Self, BuildError> {
-        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
             path: parent.to_owned(),
             source,
@@ -333,7 +354,10 @@ impl Staging {
         if path.exists() {
             let _ = std::fs::remove_dir_all(&path);
         }
-        std::fs::create_dir(&path).map_err(|source| BuildError::Write { path: path.clone(), source })?;
+        std::fs::create_dir(&path).map_err(|source| BuildError::Write {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self { path, committed: false })
     }
 
@@ -416,7 +440,11 @@ impl Ctx<'_> {
         let image_bytes = match read(&item.image) {
             Ok(b) => b,
             Err(e) => {
-                out.problems.push(Problem::error(ProblemKind::Unreadable, &item.image, format!("cannot read: {e}")));
+                out.problems.push(Problem::error(
+                    ProblemKind::Unreadable,
+                    &item.image,
+                    format!("cannot read: {e}"),
+                ));
                 return Ok(out);
             }
         };
@@ -425,7 +453,8 @@ impl Ctx<'_> {
             match read(m) {
                 Ok(b) => mask_bytes.push(b),
                 Err(e) => {
-                    out.problems.push(Problem::error(ProblemKind::Unreadable, m, format!("cannot read: {e}")));
+                    out.problems
+                        .push(Problem::error(ProblemKind::Unreadable, m, format!("cannot read: {e}")));
                     return Ok(out);
                 }
             }
@@ -445,7 +474,14 @@ impl Ctx<'_> {
         out.image_sha256 = Some(image_sha256.clone());
         let key = {
             let mut h = Sha256::new();
-            for part in [TOOL_VERSION, self.config_sha256, &item.id, split.as_str(), &image_sha256, &mask_sha256] {
+            for part in [
+                TOOL_VERSION,
+                self.config_sha256,
+                &item.id,
+                split.as_str(),
+                &image_sha256,
+                &mask_sha256,
+            ] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -536,7 +572,11 @@ impl Ctx<'_> {
         }
         let objects = labels.count_objects();
         if objects == 0 {
-            out.problems.push(Problem::warning(ProblemKind::EmptyMask, mask_path, "mask has no objects"));
+            out.problems.push(Problem::warning(
+                ProblemKind::EmptyMask,
+                mask_path,
+                "mask has no objects",
+            ));
         }
         let (outputs, lost) = self.prepare(item, split, &image, &labels)?;
         if lost > 0 {
@@ -587,7 +627,10 @@ impl Ctx<'_> {
                     })?;
                 }
                 if std::fs::hard_link(&src, &dst).is_err() {
-                    std::fs::copy(&src, &dst).map_err(|source| BuildError::Write { path: dst.clone(), source })?;
+                    std::fs::copy(&src, &dst).map_err(|source| BuildError::Write {
+                        path: dst.clone(),
+                        source,
+                    })?;
                 }
             }
         }
@@ -596,7 +639,13 @@ impl Ctx<'_> {
 
     /// Preprocesses one valid item and writes its files into staging. Returns the outputs and the
     /// number of objects lost to resizing.
-    fn prepare(&self, item: &Item, split: Subset, image: &Raster, labels: &Labels) -> Result<(Vec<OutputFile>, usize), BuildError> {
+    fn prepare(
+        &self,
+        item: &Item,
+        split: Subset,
+        image: &Raster,
+        labels: &Labels,
+    ) -> Result<(Vec<OutputFile>, usize), BuildError> {
         let cfg = self.config;
         let mut img = colour::to_working(image, cfg.colour);
         let mut mask = labels.clone();
@@ -630,7 +679,11 @@ impl Ctx<'_> {
         let mut outputs = Vec::with_capacity(rects.len());
         for r in rects {
             let (part_img, part_mask, name) = if cfg.tile.is_some() {
-                (tile::crop_image(&img, r), tile::crop_labels(&mask, r), format!("{}_x{}_y{}", item.id, r.x, r.y))
+                (
+                    tile::crop_image(&img, r),
+                    tile::crop_labels(&mask, r),
+                    format!("{}_x{}_y{}", item.id, r.x, r.y),
+                )
             } else {
                 (img.clone(), mask.clone(), item.id.clone())
             };

@@ -56,7 +56,10 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Subset>, SplitErro
     for (i, line) in lines {
         let fields: Vec<&str> = line.split(',').map(|c| c.trim().trim_matches('"')).collect();
         let (Some(id), Some(split)) = (fields.get(id_col), fields.get(split_col)) else {
-            return Err(malformed(i + 1, format!("expected {} fields, found {}", cols.len(), fields.len())));
+            return Err(malformed(
+                i + 1,
+                format!("expected {} fields, found {}", cols.len(), fields.len()),
+            ));
         };
         let subset = Subset::parse(split)
             .ok_or_else(|| malformed(i + 1, format!("unknown split `{split}` (use train, val or test)")))?;
@@ -78,7 +81,11 @@ fn rank(seed: u64, id: &str) -> [u8; 32] {
 /// Assigns each item a split: from the split file if one is given, else the folder it was found in,
 /// else a seeded shuffle cut at the configured fractions (exact counts, and an item's place depends
 /// only on the seed and its own id, so adding items moves few others).
-pub fn assign(items: &[Item], cfg: &Split, file: Option<&HashMap<String, Subset>>) -> (Vec<Option<Subset>>, Vec<Problem>) {
+pub fn assign(
+    items: &[Item],
+    cfg: &Split,
+    file: Option<&HashMap<String, Subset>>,
+) -> (Vec<Option<Subset>>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut out: Vec<Option<Subset>> = items.iter().map(|i| i.given_split).collect();
     if let Some(map) = file {
@@ -97,7 +104,11 @@ pub fn assign(items: &[Item], cfg: &Split, file: Option<&HashMap<String, Subset>
                     *slot = Some(s);
                 }
                 None => {
-                    problems.push(Problem::error(ProblemKind::Split, &item.image, format!("`{}` is not in the split file", item.id)));
+                    problems.push(Problem::error(
+                        ProblemKind::Split,
+                        &item.image,
+                        format!("`{}` is not in the split file", item.id),
+                    ));
                     *slot = None;
                 }
             }
@@ -142,7 +153,10 @@ mod tests {
         let cfg = Split::default();
         let (a, _) = assign(&items(100), &cfg, None);
         let count = |s| a.iter().filter(|x| **x == Some(s)).count();
-        assert_eq!((count(Subset::Train), count(Subset::Val), count(Subset::Test)), (70, 15, 15));
+        assert_eq!(
+            (count(Subset::Train), count(Subset::Val), count(Subset::Test)),
+            (70, 15, 15)
+        );
         assert_eq!(assign(&items(100), &cfg, None).0, a, "deterministic");
         let other = Split { seed: 43, ..cfg };
         assert_ne!(assign(&items(100), &other, None).0, a, "seed matters");
@@ -159,6 +173,10 @@ mod tests {
         assert_eq!(p.len(), 1);
         std::fs::write(&f, "id,split\nimg0,holdout\n").expect("write");
         let e = read_split_file(&f).expect_err("bad split");
-        assert!(e.to_string().ends_with("m.csv:2: unknown split `holdout` (use train, val or test)"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("m.csv:2: unknown split `holdout` (use train, val or test)"),
+            "{e}"
+        );
     }
 }

@@ -114,7 +114,9 @@ fn blur(plane: &mut [f32], w: usize, h: usize, sigma: f32) {
         return;
     }
     let r = (sigma * 3.0).ceil() as isize;
-    let kernel: Vec<f32> = (-r..=r).map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let kernel: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let norm: f32 = kernel.iter().sum();
     let kernel: Vec<f32> = kernel.iter().map(|k| k / norm).collect();
     let mut tmp = vec![0.0f32; plane.len()];
@@ -158,7 +160,9 @@ impl Nucleus {
         let (s, c) = self.angle.sin_cos();
         let (u, v) = (dx * c + dy * s, -dx * s + dy * c);
         let theta = v.atan2(u);
-        let r = 1.0 + self.wobble[0] * (3.0 * theta + self.wobble[1]).sin() + self.wobble[2] * (5.0 * theta + self.wobble[3]).sin();
+        let r = 1.0
+            + self.wobble[0] * (3.0 * theta + self.wobble[1]).sin()
+            + self.wobble[2] * (5.0 * theta + self.wobble[3]).sin();
         (u / self.a).powi(2) + (v / self.b).powi(2) <= r * r
     }
 }
@@ -186,7 +190,12 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
             a,
             b: a * rng.range(0.55, 0.95),
             angle: rng.range(0.0, std::f32::consts::PI),
-            wobble: [rng.range(0.0, 0.08), rng.range(0.0, 6.3), rng.range(0.0, 0.05), rng.range(0.0, 6.3)],
+            wobble: [
+                rng.range(0.0, 0.08),
+                rng.range(0.0, 6.3),
+                rng.range(0.0, 0.05),
+                rng.range(0.0, 6.3),
+            ],
             level: rng.unit(),
         }
     };
@@ -208,8 +217,14 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
     let mut levels = vec![0.0f32];
     for n in &nuclei {
         let reach = n.a.max(n.b) * 1.2;
-        let (x0, x1) = ((n.cx - reach).max(0.0) as usize, ((n.cx + reach).ceil() as usize).min(w));
-        let (y0, y1) = ((n.cy - reach).max(0.0) as usize, ((n.cy + reach).ceil() as usize).min(h));
+        let (x0, x1) = (
+            (n.cx - reach).max(0.0) as usize,
+            ((n.cx + reach).ceil() as usize).min(w),
+        );
+        let (y0, y1) = (
+            (n.cy - reach).max(0.0) as usize,
+            ((n.cy + reach).ceil() as usize).min(h),
+        );
         let mut painted = 0usize;
         let id = next + 1;
         for y in y0..y1 {
@@ -286,7 +301,11 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
             for x in 0..w {
                 let i = y * w + x;
                 let mut v = plane[i] * illumination(x, y);
-                let sigma = if grey { noise_sigma * 0.5 + 0.35 * v.max(0.0).sqrt() } else { noise_sigma };
+                let sigma = if grey {
+                    noise_sigma * 0.5 + 0.35 * v.max(0.0).sqrt()
+                } else {
+                    noise_sigma
+                };
                 v += sigma * rng.normal();
                 data[i * n_channels + c] = v.round().clamp(0.0, 255.0) as u8;
             }
@@ -374,7 +393,10 @@ mod tests {
         let touching = (0..4).any(|i| {
             let (_, l) = generate_one(&cfg, i);
             let w = l.width as usize;
-            l.data.windows(2).enumerate().any(|(k, p)| (k + 1) % w != 0 && p[0] != 0 && p[1] != 0 && p[0] != p[1])
+            l.data
+                .windows(2)
+                .enumerate()
+                .any(|(k, p)| (k + 1) % w != 0 && p[0] != 0 && p[1] != 0 && p[0] != p[1])
         });
         assert!(touching, "clusters of touching nuclei are generated");
     }

@@ -107,8 +107,16 @@ pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
     let tiles_x = params.tiles_x.max(1) as usize;
     let tiles_y = params.tiles_y.max(1) as usize;
     // OpenCV pads the image (reflect-101) up to a multiple of the grid when it does not divide.
-    let padded_w = if width % tiles_x == 0 { width } else { width + tiles_x - width % tiles_x };
-    let padded_h = if height % tiles_y == 0 { height } else { height + tiles_y - height % tiles_y };
+    let padded_w = if width.is_multiple_of(tiles_x) {
+        width
+    } else {
+        width + tiles_x - width % tiles_x
+    };
+    let padded_h = if height.is_multiple_of(tiles_y) {
+        height
+    } else {
+        height + tiles_y - height % tiles_y
+    };
     let (tile_w, tile_h) = (padded_w / tiles_x, padded_h / tiles_y);
     let bins = S::BINS;
     let tile_total = (tile_w * tile_h) as f64;

@@ -100,8 +100,8 @@ pub fn resize_image(img: &Raster, width: u32, height: u32, filter: Filter) -> Re
                 .map_err(|e| err(&e))?;
             let n = width as usize * height as usize * img.channels as usize;
             let mut out = vec![0u16; n];
-            let mut dst = Image::from_slice_u8(width, height, bytemuck::cast_slice_mut(&mut out), pt)
-                .map_err(|e| err(&e))?;
+            let mut dst =
+                Image::from_slice_u8(width, height, bytemuck::cast_slice_mut(&mut out), pt).map_err(|e| err(&e))?;
             resizer.resize(&src, &mut dst, &opts).map_err(|e| err(&e))?;
             Ok(Raster::from_u16(width, height, img.channels, out))
         }

@@ -1,0 +1,165 @@
+//! Every supported layout, built end to end from fixtures the tests write themselves.
+
+use std::path::Path;
+
+use cellops_dataset::config::{EqualizeMethod, Tile};
+use cellops_dataset::io::encode_png;
+use cellops_dataset::layout::LayoutKind;
+use cellops_dataset::prepare::Quiet;
+use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
+use cellops_dataset::{BuildConfig, Labels, Outcome, Raster, build};
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn png(path: &Path, r: &Raster) {
+    write(path, &encode_png(r).expect("encode"));
+}
+
+fn sample(i: usize) -> (Raster, Labels) {
+    generate_one(
+        &SynthConfig {
+            count: 1,
+            seed: 3,
+            size: [64, 48],
+            style: Style::Fluorescence,
+        },
+        i,
+    )
+}
+
+fn labels_raster(l: &Labels) -> Raster {
+    Raster::from_u16(l.width, l.height, 1, l.data.clone())
+}
+
+fn build_ok(data: &Path, out: &Path, cfg: &BuildConfig) -> cellops_dataset::BuildReport {
+    let r = build(data, out, cfg, &Quiet).expect("build runs");
+    assert_eq!(r.outcome, Outcome::Written, "{:?}", r.problems);
+    r
+}
+
+#[test]
+fn dsb2018_per_object_masks_are_combined() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("stage1_train");
+    let mut total = 0;
+    for i in 0..3 {
+        let (img, labels) = sample(i);
+        let id = format!("abc{i}");
+        png(&data.join(&id).join("images").join(format!("{id}.png")), &img);
+        let n = labels.count_objects();
+        total += n;
+        for k in 1..=n as u16 {
+            let obj: Vec<u8> = labels.data.iter().map(|&l| if l == k { 255 } else { 0 }).collect();
+            png(
+                &data.join(&id).join("masks").join(format!("m{k:03}.png")),
+                &Raster::from_u8(64, 48, 1, obj),
+            );
+        }
+    }
+    let r = build_ok(&data, &tmp.path().join("out"), &BuildConfig::default());
+    assert_eq!(r.layout, LayoutKind::Dsb2018);
+    assert_eq!((r.counts.images, r.counts.objects), (3, total));
+}
+
+#[test]
+fn nnunet_raw_pairs_cases_and_ignores_extra_channels() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("Dataset001_Nuclei");
+    for i in 0..2 {
+        let (img, labels) = sample(i);
+        png(&data.join("imagesTr").join(format!("case{i}_0000.png")), &img);
+        png(&data.join("imagesTr").join(format!("case{i}_0001.png")), &img);
+        let binary: Vec<u8> = labels.data.iter().map(|&l| u8::from(l != 0)).collect();
+        png(
+            &data.join("labelsTr").join(format!("case{i}.png")),
+            &Raster::from_u8(64, 48, 1, binary),
+        );
+    }
+    let r = build_ok(&data, &tmp.path().join("out"), &BuildConfig::default());
+    assert_eq!(r.layout, LayoutKind::Nnunet);
+    assert_eq!(r.counts.images, 2);
+    assert_eq!(r.warnings(), 2, "channel 0001 is reported as ignored: {:?}", r.problems);
+    assert!(
+        r.counts.objects >= 2,
+        "binary labels are split into connected components"
+    );
+}
+
+#[test]
+fn cellpose_with_split_folders_and_16_bit_tiff() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("cp");
+    for (i, split) in ["train", "train", "test"].iter().enumerate() {
+        let (img, labels) = sample(i);
+        // 16-bit TIFF image
+        let Raster {
+            samples: cellops_dataset::Samples::U8(px),
+            ..
+        } = img
+        else {
+            panic!("8-bit")
+        };
+        let wide: Vec<u16> = px.iter().map(|&v| u16::from(v) * 257).collect();
+        let buf = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(64, 48, wide).expect("buffer");
+        let mut tiff = Vec::new();
+        image::DynamicImage::ImageLuma16(buf)
+            .write_to(&mut std::io::Cursor::new(&mut tiff), image::ImageFormat::Tiff)
+            .expect("tiff");
+        write(&data.join(split).join(format!("img{i}.tif")), &tiff);
+        png(
+            &data.join(split).join(format!("img{i}_masks.png")),
+            &labels_raster(&labels),
+        );
+        write(&data.join(split).join(format!("img{i}_seg.npy")), b"\x93NUMPY");
+    }
+    let out = tmp.path().join("out");
+    let cfg = BuildConfig {
+        equalize: cellops_dataset::config::Equalize {
+            method: EqualizeMethod::Clahe,
+            ..Default::default()
+        },
+        tile: Some(Tile { size: 32, overlap: 0 }),
+        ..BuildConfig::default()
+    };
+    let r = build_ok(&data, &out, &cfg);
+    assert_eq!(r.layout, LayoutKind::Cellpose);
+    assert_eq!(
+        (r.counts.train, r.counts.val, r.counts.test),
+        (2, 0, 1),
+        "folders fix the split"
+    );
+    assert_eq!(r.counts.outputs, 3 * 4, "64x48 in 32px tiles: 2 x 2 each");
+    let tile = image::open(out.join("train/original/img0_x32_y16.png")).expect("tile");
+    assert_eq!(
+        (tile.width(), tile.height(), tile.color()),
+        (32, 32, image::ColorType::L16)
+    );
+}
+
+#[test]
+fn paper_layout_with_split_folders() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("paper");
+    for (i, split) in ["train", "val", "test", "train"].iter().enumerate() {
+        let (img, labels) = sample(i);
+        png(&data.join(split).join("original").join(format!("n{i}.png")), &img);
+        png(
+            &data.join(split).join("masks").join(format!("n{i}_mask.png")),
+            &labels_raster(&labels),
+        );
+    }
+    let r = build_ok(&data, &tmp.path().join("out"), &BuildConfig::default());
+    assert_eq!((r.counts.train, r.counts.val, r.counts.test), (2, 1, 1));
+}
+
+#[test]
+fn unrecognised_folder_is_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    write(&data.join("readme.txt"), b"hi");
+    let err = build(&data, &tmp.path().join("out"), &BuildConfig::default(), &Quiet).expect_err("no layout");
+    assert!(err.to_string().contains("cannot recognise the layout"), "{err}");
+}
