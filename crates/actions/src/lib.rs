@@ -108,6 +108,8 @@ pub struct Runner {
     in_actions: bool,
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
+    /// `$GITHUB_WORKSPACE`: annotation paths under it are made relative, as the runner needs them.
+    workspace: Option<PathBuf>,
     stdout: Sink,
     stderr: Sink,
     /// Outputs set outside Actions, printed by [`Runner::finish`] in a human form.
@@ -141,6 +143,7 @@ impl Runner {
             in_actions: env.in_actions(),
             output_file: env.get("GITHUB_OUTPUT").map(PathBuf::from),
             summary_file: env.get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            workspace: env.get("GITHUB_WORKSPACE").map(PathBuf::from),
             stdout: Mutex::new(stdout),
             stderr: Mutex::new(stderr),
             pending_outputs: Mutex::new(Vec::new()),
@@ -219,9 +222,18 @@ impl Runner {
 
     /// Emits an annotation: a workflow command in Actions, `level: file:line:col: message` on
     /// standard error outside.
+    ///
+    /// In Actions, a file path under `$GITHUB_WORKSPACE` is made relative to it, so that the
+    /// annotation lands on the file in the repository and in pull-request diffs.
     pub fn annotate(&self, annotation: &Annotation) -> Result<(), ActionsError> {
         if self.in_actions {
-            self.out(&format!("{}\n", annotation.to_command()))
+            let mut a = annotation.clone();
+            if let (Some(ws), Some(file)) = (&self.workspace, &annotation.file)
+                && let Ok(rel) = Path::new(file).strip_prefix(ws)
+            {
+                a.file = Some(rel.to_string_lossy().into_owned());
+            }
+            self.out(&format!("{}\n", a.to_command()))
         } else {
             self.err(&format!("{}\n", annotation.to_human()))
         }
@@ -466,6 +478,22 @@ mod tests {
              ::add-mask::second-line\n"
         );
         assert_eq!(stderr.text(), "");
+    }
+
+    #[test]
+    fn annotation_paths_are_relative_to_the_workspace() {
+        let (r, stdout, _) = runner(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_WORKSPACE", "/home/runner/work/lab/lab"),
+        ]);
+        r.annotate(&Annotation::new(Level::Error, "bad").file("/home/runner/work/lab/lab/data/masks/a_mask.png"))
+            .expect("annotate");
+        r.annotate(&Annotation::new(Level::Error, "bad").file("/elsewhere/x.png"))
+            .expect("annotate");
+        assert_eq!(
+            stdout.text(),
+            "::error file=data/masks/a_mask.png::bad\n::error file=/elsewhere/x.png::bad\n"
+        );
     }
 
     #[test]

@@ -364,7 +364,12 @@ pub fn summary(report: &BuildReport, dataset: &Path, output: &Path, config: &Bui
     };
     let _ = writeln!(s, "{outcome}\n");
     let _ = writeln!(s, "| | |\n|---|---|");
-    let _ = writeln!(s, "| Dataset | `{}` ({:?} layout) |", dataset.display(), report.layout);
+    let _ = writeln!(
+        s,
+        "| Dataset | `{}` ({} layout) |",
+        dataset.display(),
+        report.layout.as_str()
+    );
     let _ = writeln!(s, "| Output | `{}` |", output.display());
     let _ = writeln!(
         s,

@@ -22,6 +22,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's usual name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Png => "PNG",
+            Format::Tiff => "TIFF",
+            Format::Bmp => "BMP",
+            Format::Jpeg => "JPEG",
+        }
+    }
+
     /// The format a file name's extension names, if it is one CellOps reads.
     ///
     /// ```
@@ -70,7 +80,7 @@ pub enum DecodeError {
         limit: u64,
     },
     /// The decoder failed: a truncated or corrupt file.
-    #[error("corrupt or truncated {format:?} file: {message}")]
+    #[error("corrupt or truncated {} file: {message}", format.name())]
     Corrupt {
         /// The format the content was recognised as.
         format: Format,

@@ -48,6 +48,19 @@ pub enum Subset {
     Test,
 }
 
+impl LayoutKind {
+    /// The name used in configuration files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutKind::Auto => "auto",
+            LayoutKind::Paper => "paper",
+            LayoutKind::Dsb2018 => "dsb2018",
+            LayoutKind::Nnunet => "nnunet",
+            LayoutKind::Cellpose => "cellpose",
+        }
+    }
+}
+
 impl Subset {
     /// All subsets in order.
     pub const ALL: [Subset; 3] = [Subset::Train, Subset::Val, Subset::Test];
@@ -269,7 +282,7 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
                     images,
                     masks,
                     |s| s.strip_suffix("_mask").map(str::to_owned),
-                    "_mask",
+                    "masks/<name>_mask",
                 );
             }
         }
@@ -291,7 +304,7 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
                     images,
                     masks,
                     |s| s.strip_suffix("_masks").map(str::to_owned),
-                    "_masks",
+                    "<name>_masks",
                 );
             }
         }
@@ -416,18 +429,9 @@ fn pair(
     images: Vec<PathBuf>,
     masks: Vec<PathBuf>,
     mask_key: impl Fn(&str) -> Option<String>,
-    suffix: &str,
+    pattern: &str,
 ) {
-    pair_with(
-        root,
-        d,
-        subset,
-        images,
-        masks,
-        |s| s.to_owned(),
-        mask_key,
-        &format!("<name>{suffix}"),
-    );
+    pair_with(root, d, subset, images, masks, |s| s.to_owned(), mask_key, pattern);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -503,7 +507,7 @@ fn pair_with(
                 ProblemKind::OrphanImage,
                 rel(root, &img),
                 format!(
-                    "no mask for this image (expected {})",
+                    "no mask for this image (expected {}.<ext>)",
                     expected.replace("<name>", &key).replace("<case>", &key)
                 ),
             )),
