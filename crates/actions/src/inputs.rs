@@ -7,6 +7,8 @@
 //! as the runner passes inputs that were not given as empty strings. A flag on the command line wins
 //! over the environment.
 
+use std::ffi::OsString;
+
 use clap::{ArgMatches, Command, FromArgMatches, error::ErrorKind};
 
 use crate::{Annotation, Env, Level, Runner};
@@ -31,41 +33,77 @@ pub fn find_env<'e>(env: &'e Env, input: &str) -> Option<(String, &'e str)> {
         .find_map(|name| env.get(&name).map(|v| (name, v)))
 }
 
-/// Binds every long flag of `cmd` to its `INPUT_*` variable when that variable is set and not empty:
-/// the variable's value becomes the flag's default (so a flag given on the command line wins), and
-/// the help text gains a paragraph that names the variables.
-pub fn bind_inputs(cmd: Command, env: &Env) -> Command {
+/// Adds a help paragraph naming the `INPUT_*` variable of every long flag, to `cmd` and its
+/// subcommands.
+pub fn document_inputs(cmd: Command) -> Command {
     let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
     let mut cmd = cmd;
     for name in names {
-        cmd = cmd.mut_subcommand(name, |sub| bind_inputs(sub, env));
+        cmd = cmd.mut_subcommand(name, document_inputs);
     }
-    let cmd = cmd.mut_args(|arg| {
-        let Some(long) = arg.get_long().map(str::to_owned) else {
-            return arg;
-        };
-        match find_env(env, &long) {
-            Some((_, value)) => arg
-                .default_value(value.to_owned())
-                .required(false)
-                .required_unless_present(clap::builder::Resettable::Reset),
-            None => arg,
-        }
-    });
-    let names: Vec<String> = cmd
+    let flags: Vec<String> = cmd
         .get_arguments()
         .filter_map(|a| a.get_long())
         .filter(|l| !matches!(*l, "help" | "version"))
         .map(|l| format!("--{l} = {}", env_name(l)))
         .collect();
-    if names.is_empty() {
+    if flags.is_empty() {
         return cmd;
     }
-    cmd.after_help(format!(
+    cmd.after_long_help(format!(
         "In a GitHub Actions step every flag is also an input, read from its INPUT_* variable \
          (a flag on the command line wins; an empty value is unset):\n  {}",
-        names.join("\n  ")
+        flags.join("\n  ")
     ))
+}
+
+/// The command line with `INPUT_*` values appended for the long flags of the invoked command (or
+/// subcommand) that the command line does not give. Appending them as flags (rather than as
+/// defaults) keeps clap's checks (required, conflicts, requirements) working for inputs.
+pub fn with_env_inputs(cmd: &Command, args: Vec<OsString>, env: &Env) -> Result<Vec<OsString>, clap::Error> {
+    let mut target = cmd;
+    for a in args.iter().skip(1) {
+        let a = a.to_string_lossy();
+        if a.starts_with('-') {
+            continue;
+        }
+        if let Some(sub) = cmd.find_subcommand(a.as_ref()) {
+            target = sub;
+        }
+        break;
+    }
+    let given = |long: &str| {
+        args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a.strip_prefix("--")
+                .is_some_and(|rest| rest == long || rest.strip_prefix(long).is_some_and(|r| r.starts_with('=')))
+        })
+    };
+    let mut out = args.clone();
+    for arg in target.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") || given(long) {
+            continue;
+        }
+        let Some((name, value)) = find_env(env, long) else {
+            continue;
+        };
+        if arg.get_action().takes_values() {
+            out.push(format!("--{long}={value}").into());
+        } else {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => out.push(format!("--{long}").into()),
+                "false" | "no" | "off" | "0" => {}
+                other => {
+                    return Err(cmd.clone().error(
+                        ErrorKind::InvalidValue,
+                        format!("invalid value '{other}' for '--{long}' (from {name}): use true or false"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `A` from the command line, with `INPUT_*` variables filling in flags that are not given.
@@ -88,7 +126,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cmd = bind_inputs(A::command(), env);
+    let cmd = document_inputs(A::command());
+    let args = with_env_inputs(&cmd, args.into_iter().map(Into::into).collect(), env)?;
     let mut matches: ArgMatches = cmd.clone().try_get_matches_from(args)?;
     A::from_arg_matches_mut(&mut matches).map_err(|e| e.with_cmd(&cmd))
 }
@@ -107,8 +146,13 @@ pub fn exit_with(runner: &Runner, e: clap::Error) -> ! {
         .filter(|w| !w.is_empty() && w != "help")
         .collect();
     if let Some(flag) = flags.first() {
+        let hint = if e.kind() == ErrorKind::MissingRequiredArgument {
+            "set it with"
+        } else {
+            "it comes from"
+        };
         message.push_str(&format!(
-            "\n\nset it with --{flag} or, in a workflow, with the action input `{flag}` ({})",
+            "\n\n{hint} --{flag} or, in a workflow, the action input `{flag}` ({})",
             env_name(flag)
         ));
     }
@@ -197,6 +241,28 @@ mod tests {
     fn subcommands_read_inputs_too() {
         let Umbrella::Build(b) = try_parse_from(["x", "build"], &env(&[("INPUT_OUTPUT", "out")])).expect("parse");
         assert_eq!(b.output, "out");
+    }
+
+    #[derive(Parser, Debug)]
+    struct Either {
+        #[arg(long, required_unless_present = "synthetic")]
+        dataset: Option<String>,
+        #[arg(long)]
+        synthetic: Option<u32>,
+        #[arg(long, conflicts_with = "synthetic")]
+        scale: Option<f64>,
+    }
+
+    #[test]
+    fn inputs_satisfy_and_trip_clap_rules() {
+        let a: Either = try_parse_from(["x"], &env(&[("INPUT_SYNTHETIC", "4")])).expect("required_unless is met");
+        assert_eq!(a.synthetic, Some(4));
+        let e = try_parse_from::<Either, _, _>(["x"], &env(&[("INPUT_SYNTHETIC", "4"), ("INPUT_SCALE", "2")]))
+            .expect_err("conflict");
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let e =
+            try_parse_from::<Args, _, _>(["x", "--dataset=d"], &env(&[("INPUT_VERBOSE", "maybe")])).expect_err("bool");
+        assert!(e.to_string().contains("INPUT_VERBOSE"), "{e}");
     }
 
     #[test]
