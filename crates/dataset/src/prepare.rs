@@ -370,7 +370,11 @@ impl Staging {
         if output.exists() {
             let old = self.path.with_extension("old");
             std::fs::rename(output, &old).map_err(err(output))?;
-            std::fs::rename(&self.path, output).map_err(err(output))?;
+            if let Err(e) = std::fs::rename(&self.path, output) {
+                // Put the previous build back rather than leave no output at all.
+                let _ = std::fs::rename(&old, output);
+                return Err(err(output)(e));
+            }
             std::fs::remove_dir_all(&old).map_err(err(&old))?;
         } else {
             std::fs::rename(&self.path, output).map_err(err(output))?;
@@ -666,28 +670,25 @@ impl Ctx<'_> {
             Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
             Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
         }
-        let rects = match cfg.tile {
-            Some(t) => tile::tiles(img.width, img.height, t.size, t.overlap),
-            None => vec![tile::Rect {
-                x: 0,
-                y: 0,
-                width: img.width,
-                height: img.height,
-            }],
+        // (image, mask, file name, tile origin) for each output pair; without tiling, the whole image
+        // moves through without a copy.
+        let parts: Vec<(Raster, Labels, String, Option<[u32; 2]>)> = match cfg.tile {
+            Some(t) => tile::tiles(img.width, img.height, t.size, t.overlap)
+                .into_iter()
+                .map(|r| {
+                    (
+                        tile::crop_image(&img, r),
+                        tile::crop_labels(&mask, r),
+                        format!("{}_x{}_y{}", item.id, r.x, r.y),
+                        Some([r.x, r.y]),
+                    )
+                })
+                .collect(),
+            None => vec![(img, mask, item.id.clone(), None)],
         };
         let dir = Path::new(split.as_str());
-        let mut outputs = Vec::with_capacity(rects.len());
-        for r in rects {
-            let (part_img, part_mask, name) = if cfg.tile.is_some() {
-                (
-                    tile::crop_image(&img, r),
-                    tile::crop_labels(&mask, r),
-                    format!("{}_x{}_y{}", item.id, r.x, r.y),
-                )
-            } else {
-                (img.clone(), mask.clone(), item.id.clone())
-            };
-            let mut part_mask = part_mask;
+        let mut outputs = Vec::with_capacity(parts.len());
+        for (part_img, mut part_mask, name, origin) in parts {
             let objects = crate::ops::label::relabel_sequential(&mut part_mask.data);
             let image_rel = dir.join("original").join(format!("{name}.png"));
             let mask_rel = dir.join("masks").join(format!("{name}_mask.png"));
@@ -712,7 +713,7 @@ impl Ctx<'_> {
                 channels: part_img.channels,
                 bit_depth: part_img.samples.bit_depth(),
                 objects,
-                tile: cfg.tile.map(|_| [r.x, r.y]),
+                tile: origin,
             });
         }
         Ok((outputs, lost))
