@@ -8,9 +8,11 @@ pub trait Sample: Copy + Default + Send + Sync + Into<u32> + 'static {
     const MAX: u32;
     /// Converts a value already known to be in `0..=MAX`.
     fn from_u32(v: u32) -> Self;
-    /// Rounds and saturates a float into the sample range.
+    /// Rounds (half up) and saturates a float into the sample range. Clamping first makes the value
+    /// non-negative, so adding one half and truncating rounds without a library call.
+    #[inline]
     fn saturate(v: f32) -> Self {
-        Self::from_u32(v.round().clamp(0.0, Self::MAX as f32) as u32)
+        Self::from_u32((v.clamp(0.0, Self::MAX as f32) + 0.5) as u32)
     }
     /// The value as a histogram index.
     fn index(self) -> usize {

@@ -21,7 +21,19 @@ fn golden(name: &str, got: &Raster) {
     }
     let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (CELLOPS_BLESS=1 creates it)", path.display()));
     let want = decode(&want, u64::MAX).expect("golden decodes").raster;
-    assert_eq!(&want, got, "{name} differs from its golden file");
+    assert_eq!(
+        (want.width, want.height, want.channels),
+        (got.width, got.height, got.channels),
+        "{name}: shape"
+    );
+    if want != *got {
+        let (Samples::U8(a), Samples::U8(b)) = (&want.samples, &got.samples) else {
+            panic!("{name}: sample types differ");
+        };
+        let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+        panic!("{name} differs from its golden file in {diff} samples (max {max}); CELLOPS_BLESS=1 if intended");
+    }
 }
 
 fn input(style: Style) -> Raster {

@@ -11,9 +11,15 @@
 use crate::raster::Sample;
 
 /// Rounds half to even, as OpenCV's `saturate_cast` does, and clamps to the sample range.
+///
+/// Adding and removing 2^23 rounds a float in `[0, 2^23)` to an integer in the FPU's default
+/// round-half-to-even mode: one addition instead of a `roundeven` library call on CPUs without
+/// SSE4.1, which the portable x86-64 baseline assumes.
 #[inline]
 fn saturate<S: Sample>(v: f32) -> S {
-    S::from_u32(v.round_ties_even().clamp(0.0, S::MAX as f32) as u32)
+    const MAGIC: f32 = 8_388_608.0;
+    let v = v.clamp(0.0, S::MAX as f32);
+    S::from_u32(((v + MAGIC) - MAGIC) as u32)
 }
 
 fn histogram<S: Sample>(plane: &[S]) -> Vec<u32> {
@@ -106,16 +112,12 @@ pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
     let height = plane.len() / width;
     let tiles_x = params.tiles_x.max(1) as usize;
     let tiles_y = params.tiles_y.max(1) as usize;
-    // OpenCV pads the image (reflect-101) up to a multiple of the grid when it does not divide.
-    let padded_w = if width.is_multiple_of(tiles_x) {
-        width
+    // When the image does not divide into the grid, OpenCV pads it (reflect-101) by
+    // `tiles - n % tiles` on *both* axes, so an axis that divides still grows by a whole tile.
+    let (padded_w, padded_h) = if width.is_multiple_of(tiles_x) && height.is_multiple_of(tiles_y) {
+        (width, height)
     } else {
-        width + tiles_x - width % tiles_x
-    };
-    let padded_h = if height.is_multiple_of(tiles_y) {
-        height
-    } else {
-        height + tiles_y - height % tiles_y
+        (width + tiles_x - width % tiles_x, height + tiles_y - height % tiles_y)
     };
     let (tile_w, tile_h) = (padded_w / tiles_x, padded_h / tiles_y);
     let bins = S::BINS;
