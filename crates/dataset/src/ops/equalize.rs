@@ -22,12 +22,48 @@ fn saturate<S: Sample>(v: f32) -> S {
     S::from_u32(((v + MAGIC) - MAGIC) as u32)
 }
 
+/// The histogram of a plane. Four partial histograms, summed at the end, let consecutive equal
+/// samples update different counters instead of waiting on one another.
 fn histogram<S: Sample>(plane: &[S]) -> Vec<u32> {
-    let mut hist = vec![0u32; S::BINS];
-    for &v in plane {
-        hist[v.index()] += 1;
+    let mut parts = vec![0u32; 4 * S::BINS];
+    let (h0, rest) = parts.split_at_mut(S::BINS);
+    let (h1, rest) = rest.split_at_mut(S::BINS);
+    let (h2, h3) = rest.split_at_mut(S::BINS);
+    let mut chunks = plane.chunks_exact(4);
+    for c in &mut chunks {
+        h0[c[0].index()] += 1;
+        h1[c[1].index()] += 1;
+        h2[c[2].index()] += 1;
+        h3[c[3].index()] += 1;
     }
-    hist
+    for &v in chunks.remainder() {
+        h0[v.index()] += 1;
+    }
+    for i in 0..S::BINS {
+        h0[i] += h1[i] + h2[i] + h3[i];
+    }
+    parts.truncate(S::BINS);
+    parts
+}
+
+/// Adds samples to a histogram. For 8-bit samples, alternate samples go to `partial` so that runs of
+/// equal values do not serialise on one counter; the caller merges `partial` in.
+#[inline]
+fn count_into<S: Sample>(hist: &mut [u32], partial: &mut [u32], samples: &[S]) {
+    if partial.len() == hist.len() {
+        let mut pairs = samples.chunks_exact(2);
+        for p in &mut pairs {
+            hist[p[0].index()] += 1;
+            partial[p[1].index()] += 1;
+        }
+        for &v in pairs.remainder() {
+            hist[v.index()] += 1;
+        }
+    } else {
+        for &v in samples {
+            hist[v.index()] += 1;
+        }
+    }
 }
 
 /// The look-up table of global histogram equalisation (OpenCV's `equalizeHist`).
@@ -59,6 +95,7 @@ pub fn equalize_lut<S: Sample>(plane: &[S]) -> Vec<S> {
 /// ```
 pub fn equalize<S: Sample>(plane: &mut [S]) {
     let lut = equalize_lut(plane);
+    let lut = &lut[..S::BINS];
     for v in plane.iter_mut() {
         *v = lut[v.index()];
     }
@@ -130,8 +167,11 @@ pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
     };
 
     // One look-up table per tile, tile after tile in row order.
-    let mut lut = vec![S::default(); tiles_x * tiles_y * bins];
+    // Values are whole numbers, stored as f32 for the interpolation below.
+    let mut lut = vec![0f32; tiles_x * tiles_y * bins];
     let mut hist = vec![0u32; bins];
+    // A second counter array for 8-bit samples (see `count_into`); merged after each tile.
+    let mut partial = vec![0u32; if bins == 256 { bins } else { 0 }];
     let col_map: Vec<usize> = (0..padded_w).map(|x| reflect101(x, width)).collect();
     for ty in 0..tiles_y {
         for tx in 0..tiles_x {
@@ -140,14 +180,15 @@ pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
             for y in ty * tile_h..(ty + 1) * tile_h {
                 let row = &plane[reflect101(y, height) * width..][..width];
                 if x1 <= width {
-                    for &v in &row[x0..x1] {
-                        hist[v.index()] += 1;
-                    }
+                    count_into(&mut hist, &mut partial, &row[x0..x1]);
                 } else {
                     for &x in &col_map[x0..x1] {
                         hist[row[x].index()] += 1;
                     }
                 }
+            }
+            for (h, p) in hist.iter_mut().zip(partial.iter_mut()) {
+                *h += std::mem::take(p);
             }
             if clip_limit > 0 {
                 let mut clipped: u32 = 0;
@@ -176,43 +217,51 @@ pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
             let mut sum: u32 = 0;
             for (t, &h) in table.iter_mut().zip(&hist) {
                 sum += h;
-                *t = saturate(sum as f32 * lut_scale);
+                *t = saturate::<S>(sum as f32 * lut_scale).into() as f32;
             }
         }
     }
 
-    // Bilinear interpolation between the four nearest tiles' tables.
+    // Bilinear interpolation between the four nearest tiles' tables, with OpenCV's weights and
+    // arithmetic. Columns are processed in runs that share their two tile columns, so the four
+    // tables of a run are fixed-length slices indexed by the sample: no per-pixel index arithmetic.
     let inv_tw = 1.0 / tile_w as f32;
     let inv_th = 1.0 / tile_h as f32;
-    let mut ind1 = Vec::with_capacity(width);
-    let mut ind2 = Vec::with_capacity(width);
     let mut xa = Vec::with_capacity(width);
+    let mut xa1 = Vec::with_capacity(width);
+    // (first column, end column, left tile, right tile)
+    let mut runs: Vec<(usize, usize, usize, usize)> = Vec::new();
     for x in 0..width {
         let txf = x as f32 * inv_tw - 0.5;
         let t1 = txf.floor();
         let a = txf - t1;
         let t1 = t1 as i64;
-        ind1.push(t1.max(0) as usize * bins);
-        ind2.push(((t1 + 1) as usize).min(tiles_x - 1) * bins);
+        let (left, right) = (t1.max(0) as usize, ((t1 + 1).max(0) as usize).min(tiles_x - 1));
         xa.push(a);
+        xa1.push(1.0 - a);
+        match runs.last_mut() {
+            Some(r) if (r.2, r.3) == (left, right) => r.1 = x + 1,
+            _ => runs.push((x, x + 1, left, right)),
+        }
     }
     for y in 0..height {
         let tyf = y as f32 * inv_th - 0.5;
         let t1 = tyf.floor();
         let ya = tyf - t1;
+        let ya1 = 1.0 - ya;
         let t1 = t1 as i64;
         let ty1 = t1.max(0) as usize;
-        let ty2 = ((t1 + 1) as usize).min(tiles_y - 1);
-        let plane1 = &lut[ty1 * tiles_x * bins..][..tiles_x * bins];
-        let plane2 = &lut[ty2 * tiles_x * bins..][..tiles_x * bins];
+        let ty2 = ((t1 + 1).max(0) as usize).min(tiles_y - 1);
         let row = &mut plane[y * width..][..width];
-        for (x, v) in row.iter_mut().enumerate() {
-            let s = v.index();
-            let (i1, i2, a) = (ind1[x] + s, ind2[x] + s, xa[x]);
-            let a1 = 1.0 - a;
-            let top = plane1[i1].into() as f32 * a1 + plane1[i2].into() as f32 * a;
-            let bottom = plane2[i1].into() as f32 * a1 + plane2[i2].into() as f32 * a;
-            *v = saturate(top * (1.0 - ya) + bottom * ya);
+        for &(x0, x1, left, right) in &runs {
+            let table = |ty: usize, tx: usize| &lut[(ty * tiles_x + tx) * bins..][..bins];
+            let (p1a, p1b, p2a, p2b) = (table(ty1, left), table(ty1, right), table(ty2, left), table(ty2, right));
+            for ((v, &a), &a1) in row[x0..x1].iter_mut().zip(&xa[x0..x1]).zip(&xa1[x0..x1]) {
+                let s = v.index();
+                let top = p1a[s] * a1 + p1b[s] * a;
+                let bottom = p2a[s] * a1 + p2b[s] * a;
+                *v = saturate(top * ya1 + bottom * ya);
+            }
         }
     }
 }
