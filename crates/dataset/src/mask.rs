@@ -35,7 +35,14 @@ fn grey_values(raster: &Raster) -> Result<Vec<u16>, MaskDefect> {
             Samples::U16(d) => d.iter().skip(i).step_by(c).copied().collect(),
         }
     };
-    let grey = take(0);
+    let grey = if c == 1 {
+        match &raster.samples {
+            Samples::U8(d) => d.iter().map(|&v| u16::from(v)).collect(),
+            Samples::U16(d) => d.clone(),
+        }
+    } else {
+        take(0)
+    };
     if c >= 3 {
         // Colour masks are accepted only when all colour channels agree (a grey mask saved as RGB).
         for ch in 1..3 {
@@ -53,7 +60,7 @@ fn grey_values(raster: &Raster) -> Result<Vec<u16>, MaskDefect> {
 }
 
 /// Reads labels from a decoded mask: binary masks are split into connected components, instance
-/// labels are renumbered 1..=N in raster order. Anti-aliased binary masks are refused.
+/// labels are renumbered 1..=N in raster order (so the largest label is the object count). Anti-aliased binary masks are refused.
 ///
 /// A mask is judged anti-aliased when it has more than one non-zero value, its largest value covers
 /// at least half of the foreground, and at least 90 % of the other non-zero pixels touch that value:

@@ -574,7 +574,8 @@ impl Ctx<'_> {
             ));
             return Ok(out);
         }
-        let objects = labels.count_objects();
+        // Masks come out of `mask` numbered 1..=N, so the largest label is the object count.
+        let objects = usize::from(labels.data.iter().copied().max().unwrap_or(0));
         if objects == 0 {
             out.problems.push(Problem::warning(
                 ProblemKind::EmptyMask,
@@ -582,7 +583,7 @@ impl Ctx<'_> {
                 "mask has no objects",
             ));
         }
-        let (outputs, lost) = self.prepare(item, split, &image, &labels)?;
+        let (outputs, lost) = self.prepare(item, split, &image, labels, objects)?;
         if lost > 0 {
             out.problems.push(Problem::warning(
                 ProblemKind::ObjectsLost,
@@ -648,11 +649,12 @@ impl Ctx<'_> {
         item: &Item,
         split: Subset,
         image: &Raster,
-        labels: &Labels,
+        labels: Labels,
+        objects: usize,
     ) -> Result<(Vec<OutputFile>, usize), BuildError> {
         let cfg = self.config;
         let mut img = colour::to_working(image, cfg.colour);
-        let mut mask = labels.clone();
+        let mut mask = labels;
         let mut lost = 0;
         if let Some(r) = &cfg.resize {
             let (w, h) = r.target(img.width, img.height);
@@ -661,7 +663,7 @@ impl Ctx<'_> {
                 message: e.to_string(),
             })?;
             mask = resize::resize_labels(&mask, w, h);
-            lost = labels.count_objects().saturating_sub(mask.count_objects());
+            lost = objects.saturating_sub(mask.count_objects());
         }
         if cfg.normalize.method == NormalizeMethod::Percentile {
             img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
