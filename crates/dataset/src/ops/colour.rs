@@ -19,10 +19,18 @@ pub enum ColourMode {
     Rgb,
 }
 
-/// Rec. 601 luminance as OpenCV's `cvtColor(…, COLOR_RGB2GRAY)` and `RGB2YCrCb` compute it.
+/// Rec. 601 luminance `0.299 R + 0.587 G + 0.114 B` in OpenCV's fixed point (14 fraction bits,
+/// rounded), exactly as `cvtColor(…, COLOR_RGB2GRAY)` and the Y of `COLOR_RGB2YCrCb` compute it.
+///
+/// ```
+/// use cellops_dataset::ops::colour::luma;
+/// assert_eq!(luma(255u8, 0, 0), 76);
+/// assert_eq!(luma(65535u16, 65535, 65535), 65535);
+/// ```
 #[inline]
-pub fn luma(r: f32, g: f32, b: f32) -> f32 {
-    0.299 * r + 0.587 * g + 0.114 * b
+pub fn luma<S: Sample>(r: S, g: S, b: S) -> S {
+    let (r, g, b): (u32, u32, u32) = (r.into(), g.into(), b.into());
+    S::from_u32((r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14)
 }
 
 fn convert<S: Sample>(data: &[S], channels: u8, mode: ColourMode) -> (u8, Vec<S>) {
@@ -37,11 +45,7 @@ fn convert<S: Sample>(data: &[S], channels: u8, mode: ColourMode) -> (u8, Vec<S>
     }
     let mut out = Vec::with_capacity(data.len() / c * out_channels as usize);
     for px in data.chunks_exact(c) {
-        let grey = if colour {
-            S::saturate(luma(px[0].into() as f32, px[1].into() as f32, px[2].into() as f32))
-        } else {
-            px[0]
-        };
+        let grey = if colour { luma(px[0], px[1], px[2]) } else { px[0] };
         match out_channels {
             1 => out.push(grey),
             _ if colour => out.extend_from_slice(&px[..3]),
@@ -94,19 +98,18 @@ pub fn to_working(raster: &Raster, mode: ColourMode) -> Raster {
 /// assert_eq!(rgb, vec![110, 60, 30]);
 /// ```
 pub fn apply_luma<S: Sample>(rgb: &mut [S], y: &[S], y_new: &[S]) {
+    let max = S::MAX as i32;
     for ((px, &old), &new) in rgb.chunks_exact_mut(3).zip(y).zip(y_new) {
-        let delta = new.into() as f32 - old.into() as f32;
-        if delta != 0.0 {
+        let delta = new.into() as i32 - old.into() as i32;
+        if delta != 0 {
             for s in px.iter_mut() {
-                *s = S::saturate((*s).into() as f32 + delta);
+                *s = S::from_u32(((*s).into() as i32 + delta).clamp(0, max) as u32);
             }
         }
     }
 }
 
-/// The rounded luminance plane of an RGB image.
+/// The luminance plane of an RGB image (see [`luma`]).
 pub fn luma_plane<S: Sample>(rgb: &[S]) -> Vec<S> {
-    rgb.chunks_exact(3)
-        .map(|p| S::saturate(luma(p[0].into() as f32, p[1].into() as f32, p[2].into() as f32)))
-        .collect()
+    rgb.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()
 }
