@@ -19,8 +19,9 @@ pub enum ColourMode {
     Rgb,
 }
 
-/// Rec. 601 luminance `0.299 R + 0.587 G + 0.114 B` in OpenCV's fixed point (14 fraction bits,
-/// rounded), exactly as `cvtColor(…, COLOR_RGB2GRAY)` and the Y of `COLOR_RGB2YCrCb` compute it.
+/// Rec. 601 luminance `0.299 R + 0.587 G + 0.114 B` in OpenCV's 14-bit fixed point, exactly as
+/// the Y channel of `cvtColor(…, COLOR_RGB2YCrCb)` computes it (8- and 16-bit). Colour histogram
+/// equalisation works on this channel.
 ///
 /// ```
 /// use cellops_dataset::ops::colour::luma;
@@ -31,6 +32,20 @@ pub enum ColourMode {
 pub fn luma<S: Sample>(r: S, g: S, b: S) -> S {
     let (r, g, b): (u32, u32, u32) = (r.into(), g.into(), b.into());
     S::from_u32((r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14)
+}
+
+/// The same luminance in OpenCV's 15-bit fixed point, exactly as `cvtColor(…, COLOR_RGB2GRAY)`
+/// computes it (8- and 16-bit): what [`ColourMode::Grey`] produces. It differs from [`luma`] by at
+/// most 1 on a small fraction of pixels.
+///
+/// ```
+/// use cellops_dataset::ops::colour::grey;
+/// assert_eq!(grey(255u8, 0, 0), 76);
+/// ```
+#[inline]
+pub fn grey<S: Sample>(r: S, g: S, b: S) -> S {
+    let (r, g, b): (u32, u32, u32) = (r.into(), g.into(), b.into());
+    S::from_u32((r * 9798 + g * 19235 + b * 3735 + (1 << 14)) >> 15)
 }
 
 fn convert<S: Sample>(data: &[S], channels: u8, mode: ColourMode) -> (u8, Vec<S>) {
@@ -45,7 +60,7 @@ fn convert<S: Sample>(data: &[S], channels: u8, mode: ColourMode) -> (u8, Vec<S>
     }
     let mut out = Vec::with_capacity(data.len() / c * out_channels as usize);
     for px in data.chunks_exact(c) {
-        let grey = if colour { luma(px[0], px[1], px[2]) } else { px[0] };
+        let grey = if colour { grey(px[0], px[1], px[2]) } else { px[0] };
         match out_channels {
             1 => out.push(grey),
             _ if colour => out.extend_from_slice(&px[..3]),
