@@ -145,12 +145,12 @@ pub fn exit_with(runner: &Runner, e: clap::Error) -> ! {
         .map(|w| w.split(['=', ' ', '<']).next().unwrap_or(w).to_owned())
         .filter(|w| !w.is_empty() && w != "help")
         .collect();
-    if let Some(flag) = flags.first() {
-        let hint = if e.kind() == ErrorKind::MissingRequiredArgument {
-            "set it with"
-        } else {
-            "it comes from"
-        };
+    let hint = match e.kind() {
+        ErrorKind::MissingRequiredArgument => Some("set it with"),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => Some("it comes from"),
+        _ => None,
+    };
+    if let (Some(flag), Some(hint)) = (flags.first(), hint) {
         message.push_str(&format!(
             "\n\n{hint} --{flag} or, in a workflow, the action input `{flag}` ({})",
             env_name(flag)

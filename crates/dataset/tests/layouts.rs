@@ -156,6 +156,33 @@ fn paper_layout_with_split_folders() {
 }
 
 #[test]
+fn jpeg_and_bmp_images_are_read() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("paper");
+    for (i, format, ext) in [
+        (0, image::ImageFormat::Jpeg, "jpg"),
+        (1, image::ImageFormat::Bmp, "bmp"),
+    ] {
+        let (img, labels) = sample(i);
+        let cellops_dataset::Samples::U8(px) = img.samples else {
+            panic!("8-bit")
+        };
+        let buf = image::GrayImage::from_raw(img.width, img.height, px).expect("buffer");
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageLuma8(buf)
+            .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+            .expect("encode");
+        write(&data.join("original").join(format!("n{i}.{ext}")), &bytes);
+        png(
+            &data.join("masks").join(format!("n{i}_mask.png")),
+            &labels_raster(&labels),
+        );
+    }
+    let r = build_ok(&data, &tmp.path().join("out"), &BuildConfig::default());
+    assert_eq!(r.counts.images, 2);
+}
+
+#[test]
 fn unrecognised_folder_is_a_clear_error() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
