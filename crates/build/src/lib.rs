@@ -94,7 +94,8 @@ pub struct Args {
     pub synthetic_seed: u64,
 }
 
-fn parse_size(s: &str) -> Result<[u32; 2], String> {
+/// Parses `WIDTHxHEIGHT` (e.g. `256x256`), both at least 1.
+pub fn parse_size(s: &str) -> Result<[u32; 2], String> {
     let (a, b) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT (e.g. 256x256)"))?;
@@ -440,6 +441,21 @@ pub fn describe(c: &BuildConfig) -> String {
         steps.push(format!("tiles {}px overlap {}", t.size, t.overlap));
     }
     steps.join(", ")
+}
+
+/// Runs the stage and reports everything through `runner`, returning the process exit code: what
+/// both `cellops-build` and `cellops build` do.
+pub fn execute(args: &Args, runner: &Runner) -> Exit {
+    match run(args, runner) {
+        Ok(done) => {
+            let _ = runner.info(&headline(&done));
+            done.exit()
+        }
+        Err(e) => {
+            e.annotate(runner);
+            e.exit()
+        }
+    }
 }
 
 /// Prints the human outcome line for a terminal (used by the binaries after [`run`]).

@@ -16,16 +16,7 @@ struct Cli {
 fn main() -> ExitCode {
     let runner = Runner::from_process();
     let cli: Cli = inputs::parse(&runner);
-    let code = match cellops_build::run(&cli.args, &runner) {
-        Ok(done) => {
-            let _ = runner.info(&cellops_build::headline(&done));
-            done.exit()
-        }
-        Err(e) => {
-            e.annotate(&runner);
-            e.exit()
-        }
-    };
+    let code = cellops_build::execute(&cli.args, &runner);
     let _ = runner.finish();
     code.into()
 }

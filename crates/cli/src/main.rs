@@ -39,19 +39,8 @@ struct SyntheticArgs {
     #[arg(long, value_enum, default_value_t = Style::Mixed)]
     style: Style,
     /// Image size WIDTHxHEIGHT.
-    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    #[arg(long, default_value = "256x256", value_parser = cellops_build::parse_size)]
     size: [u32; 2],
-}
-
-fn parse_size(s: &str) -> Result<[u32; 2], String> {
-    let (a, b) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
-    let p = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("`{v}`: {e}"));
-    match (p(a)?, p(b)?) {
-        (0, _) | (_, 0) => Err(format!("`{s}`: sizes must be at least 1")),
-        (w, h) => Ok([w, h]),
-    }
 }
 
 fn synthetic(args: &SyntheticArgs, runner: &Runner) -> anyhow::Result<()> {
@@ -77,16 +66,7 @@ fn main() -> ExitCode {
     let runner = Runner::from_process();
     let cli: Cli = inputs::parse(&runner);
     let code = match &cli.command {
-        Command::Build(args) => match cellops_build::run(args, &runner) {
-            Ok(done) => {
-                let _ = runner.info(&cellops_build::headline(&done));
-                done.exit()
-            }
-            Err(e) => {
-                e.annotate(&runner);
-                e.exit()
-            }
-        },
+        Command::Build(args) => cellops_build::execute(args, &runner),
         Command::Synthetic(args) => match synthetic(args, &runner) {
             Ok(()) => Exit::Success,
             Err(e) => {
