@@ -1,0 +1,10 @@
+//! U-Net segmentation of nuclei with burn 0.22, split as burn's guide splits it: [`model`] now;
+//! data, training, inference and the model bundle follow.
+//!
+//! Only this crate depends on burn. Devices are chosen at run time (`Device::flex()` on any CPU;
+//! `wgpu` and `cuda` behind the features of the same names).
+
+pub mod model;
+pub mod training;
+
+pub use model::{Norm, UNet, UNetConfig, Upsample};
