@@ -1,0 +1,353 @@
+//! Training data: a prepared dataset (the output of `build`) read through its manifest, turned into
+//! model inputs and targets, cut into random patches with augmentation, and batched.
+//!
+//! Targets have one or two channels: foreground (any object), and optionally the boundary of each
+//! object (object pixels with a 4-neighbour outside the object, background or another object). The
+//! boundary channel lets `evaluate` split touching nuclei: foreground minus boundary leaves seeds that
+//! are separated even where nuclei touch.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use cellops_dataset::io::decode;
+use cellops_dataset::layout::Subset;
+use cellops_dataset::manifest::Manifest;
+use cellops_dataset::synthetic::Rng;
+use cellops_dataset::{Raster, Samples};
+
+/// Why training data could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The manifest is missing or unreadable.
+    #[error("cannot read {path}: {message} (is this a `cellops build` output?)")]
+    Manifest {
+        /// The manifest path.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// An image or mask file is missing or corrupt.
+    #[error("cannot read {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Images in the dataset have different channel counts.
+    #[error(
+        "{path} has {found} channels but the dataset's first image has {expected}; build with --colour grey or rgb"
+    )]
+    Channels {
+        /// The file.
+        path: PathBuf,
+        /// Channels found.
+        found: usize,
+        /// Channels expected.
+        expected: usize,
+    },
+    /// A split has no items.
+    #[error("the {0} split of the dataset is empty")]
+    EmptySplit(&'static str),
+}
+
+/// One image and its targets, in memory.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Channels.
+    pub channels: usize,
+    /// Height.
+    pub height: usize,
+    /// Width.
+    pub width: usize,
+    /// Image, channel-major (`[C, H, W]`), scaled to 0..1.
+    pub image: Vec<f32>,
+    /// Targets, channel-major (`[T, H, W]`): foreground, then boundary if asked for.
+    pub target: Vec<f32>,
+    /// Number of target channels.
+    pub target_channels: usize,
+}
+
+/// Converts an image to channel-major floats in 0..1.
+pub fn image_to_chw(r: &Raster) -> Vec<f32> {
+    let (c, n) = (r.channels as usize, r.pixels());
+    let mut out = vec![0f32; c * n];
+    match &r.samples {
+        Samples::U8(d) => {
+            for (i, px) in d.chunks_exact(c).enumerate() {
+                for (k, &v) in px.iter().enumerate() {
+                    out[k * n + i] = f32::from(v) / 255.0;
+                }
+            }
+        }
+        Samples::U16(d) => {
+            for (i, px) in d.chunks_exact(c).enumerate() {
+                for (k, &v) in px.iter().enumerate() {
+                    out[k * n + i] = f32::from(v) / 65535.0;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Foreground and (optionally) boundary targets from instance labels, channel-major.
+///
+/// ```
+/// let labels = [0u16, 1, 1, 1, 2, 2];
+/// let t = cellops_unet::data::targets(&labels, 6, true);
+/// assert_eq!(&t[..6], &[0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+/// // Every object pixel of a one-row image touches the outside, so all are boundary.
+/// assert_eq!(&t[6..], &[0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+/// ```
+pub fn targets(labels: &[u16], width: usize, boundary: bool) -> Vec<f32> {
+    let n = labels.len();
+    let height = n / width;
+    let mut out = vec![0f32; if boundary { 2 * n } else { n }];
+    for (i, &l) in labels.iter().enumerate() {
+        if l == 0 {
+            continue;
+        }
+        out[i] = 1.0;
+        if boundary {
+            let (x, y) = (i % width, i / width);
+            let differs = |j: usize| labels[j] != l;
+            let edge = x == 0
+                || y == 0
+                || x + 1 == width
+                || y + 1 == height
+                || differs(i - 1)
+                || differs(i + 1)
+                || differs(i - width)
+                || differs(i + width);
+            if edge {
+                out[n + i] = 1.0;
+            }
+        }
+    }
+    out
+}
+
+/// A prepared dataset opened through its manifest.
+#[derive(Debug, Clone)]
+pub struct PreparedDataset {
+    root: PathBuf,
+    manifest: Manifest,
+}
+
+impl PreparedDataset {
+    /// Opens `<dir>/manifest.json`.
+    pub fn open(dir: &Path) -> Result<Self, DataError> {
+        let path = dir.join("manifest.json");
+        let err = |message: String| DataError::Manifest {
+            path: path.clone(),
+            message,
+        };
+        let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            root: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Loads every output pair of a split into memory.
+    pub fn load(&self, split: Subset, boundary: bool) -> Result<Vec<Sample>, DataError> {
+        let mut out = Vec::new();
+        for item in self.manifest.items.iter().filter(|i| i.split == split) {
+            for o in &item.outputs {
+                let read = |rel: &str| -> Result<Raster, DataError> {
+                    let path = self.root.join(rel);
+                    let file_err = |message: String| DataError::File {
+                        path: path.clone(),
+                        message,
+                    };
+                    let bytes = std::fs::read(&path).map_err(|e| file_err(e.to_string()))?;
+                    decode(&bytes, u64::MAX)
+                        .map(|d| d.raster)
+                        .map_err(|e| file_err(e.to_string()))
+                };
+                let image = read(&o.image)?;
+                let mask = read(&o.mask)?;
+                let Samples::U16(labels) = mask.samples else {
+                    return Err(DataError::File {
+                        path: self.root.join(&o.mask),
+                        message: "masks of a prepared dataset are 16-bit labels".into(),
+                    });
+                };
+                let channels = image.channels as usize;
+                if let Some(first) = out.first().map(|s: &Sample| s.channels)
+                    && first != channels
+                {
+                    return Err(DataError::Channels {
+                        path: self.root.join(&o.image),
+                        found: channels,
+                        expected: first,
+                    });
+                }
+                out.push(Sample {
+                    channels,
+                    height: image.height as usize,
+                    width: image.width as usize,
+                    image: image_to_chw(&image),
+                    target: targets(&labels, image.width as usize, boundary),
+                    target_channels: if boundary { 2 } else { 1 },
+                });
+            }
+        }
+        if out.is_empty() {
+            return Err(DataError::EmptySplit(split.as_str()));
+        }
+        Ok(out)
+    }
+}
+
+/// Augmentation settings.
+#[derive(Config, Debug)]
+pub struct AugmentConfig {
+    /// Random horizontal and vertical flips.
+    #[config(default = true)]
+    pub flips: bool,
+    /// Random 90° rotations (square patches only).
+    #[config(default = true)]
+    pub rotations: bool,
+    /// Brightness jitter: a random offset in ±this (image range 0..1).
+    #[config(default = 0.1)]
+    pub brightness: f32,
+    /// Contrast jitter: a random factor in 1 ± this.
+    #[config(default = 0.2)]
+    pub contrast: f32,
+}
+
+/// A random square patch of `size` (the whole sample, edge-padded, where it is smaller), augmented.
+/// Returns `(image, target)`, channel-major.
+pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
+    let pick = |rng: &mut Rng, len: usize| {
+        if len > size {
+            (rng.next_u64() % (len - size + 1) as u64) as usize
+        } else {
+            0
+        }
+    };
+    let (y0, x0) = (pick(rng, s.height), pick(rng, s.width));
+    let flip_x = aug.flips && rng.next_u64() & 1 == 1;
+    let flip_y = aug.flips && rng.next_u64() & 1 == 1;
+    let rot = if aug.rotations { rng.next_u64() % 4 } else { 0 };
+    let gain = 1.0 + aug.contrast * (2.0 * rng.unit() - 1.0);
+    let offset = aug.brightness * (2.0 * rng.unit() - 1.0);
+    // Source coordinate of patch pixel (px, py) after flips and rotation; clamped (edge padding).
+    let source = |px: usize, py: usize| {
+        let (mut x, mut y) = (px, py);
+        for _ in 0..rot {
+            (x, y) = (size - 1 - y, x);
+        }
+        if flip_x {
+            x = size - 1 - x;
+        }
+        if flip_y {
+            y = size - 1 - y;
+        }
+        ((x0 + x).min(s.width - 1), (y0 + y).min(s.height - 1))
+    };
+    let plane = s.width * s.height;
+    let mut image = vec![0f32; s.channels * size * size];
+    let mut target = vec![0f32; s.target_channels * size * size];
+    for py in 0..size {
+        for px in 0..size {
+            let (sx, sy) = source(px, py);
+            let (src, dst) = (sy * s.width + sx, py * size + px);
+            for c in 0..s.channels {
+                let v = s.image[c * plane + src];
+                // Contrast about mid-grey, then brightness; exact when both are zero.
+                image[c * size * size + dst] = (v + (v - 0.5) * (gain - 1.0) + offset).clamp(0.0, 1.0);
+            }
+            for t in 0..s.target_channels {
+                target[t * size * size + dst] = s.target[t * plane + src];
+            }
+        }
+    }
+    (image, target)
+}
+
+/// Stacks patches into `[B, C, P, P]` image and `[B, T, P, P]` target tensors.
+pub fn batch(
+    patches: &[(Vec<f32>, Vec<f32>)],
+    channels: usize,
+    target_channels: usize,
+    size: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
+    let b = patches.len();
+    let images: Vec<f32> = patches.iter().flat_map(|p| p.0.iter().copied()).collect();
+    let targets: Vec<f32> = patches.iter().flat_map(|p| p.1.iter().copied()).collect();
+    (
+        Tensor::<1>::from_floats(images.as_slice(), device).reshape([b, channels, size, size]),
+        Tensor::<1>::from_floats(targets.as_slice(), device).reshape([b, target_channels, size, size]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Sample {
+        // 3x2 image with labels [[1, 1, 0], [2, 2, 0]].
+        let labels = [1u16, 1, 0, 2, 2, 0];
+        Sample {
+            channels: 1,
+            height: 2,
+            width: 3,
+            image: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+            target: targets(&labels, 3, true),
+            target_channels: 2,
+        }
+    }
+
+    #[test]
+    fn touching_objects_have_boundaries_between_them() {
+        let labels = [1u16, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2];
+        let t = targets(&labels, 6, true);
+        let boundary = &t[18..];
+        // The middle row's interior pixels (x = 1 and 4) are not on any edge; x = 2 and 3 touch the
+        // other object.
+        assert_eq!(&boundary[6..12], &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn patches_without_augmentation_are_crops() {
+        let aug = AugmentConfig::new()
+            .with_flips(false)
+            .with_rotations(false)
+            .with_brightness(0.0)
+            .with_contrast(0.0);
+        let (img, tgt) = random_patch(&sample(), 2, &aug, &mut Rng::new(1));
+        assert_eq!(img.len(), 4);
+        assert_eq!(tgt.len(), 8);
+        // Every image value comes from the sample, with its own target.
+        for v in &img {
+            assert!(sample().image.contains(v));
+        }
+    }
+
+    #[test]
+    fn augmentation_keeps_image_and_target_aligned() {
+        let s = sample();
+        let aug = AugmentConfig::new().with_brightness(0.0).with_contrast(0.0);
+        for seed in 0..20 {
+            let (img, tgt) = random_patch(&s, 3, &aug, &mut Rng::new(seed));
+            for (i, v) in img.iter().enumerate() {
+                let src = s
+                    .image
+                    .iter()
+                    .position(|x| (x - v).abs() < 1e-6)
+                    .expect("value from the sample");
+                assert_eq!(tgt[i], s.target[src], "foreground follows its pixel (seed {seed})");
+            }
+        }
+    }
+}
