@@ -1,5 +1,6 @@
-//! U-Net segmentation of nuclei with burn 0.22, split as burn's guide splits it: [`model`] now;
-//! data, training, inference and the model bundle follow.
+//! U-Net segmentation of nuclei with burn 0.22, split as burn's guide splits it: [`model`],
+//! [`data`] (prepared datasets, targets, patches), [`training`] (loss, step, the epoch loop with
+//! validation and early stopping); inference and the model bundle follow.
 //!
 //! Only this crate depends on burn. Devices are chosen at run time (`Device::flex()` on any CPU;
 //! `wgpu` and `cuda` behind the features of the same names).
@@ -9,3 +10,4 @@ pub mod model;
 pub mod training;
 
 pub use model::{Norm, UNet, UNetConfig, Upsample};
+pub use training::{EpochRecord, Fitted, TrainConfig, TrainError, fit};

@@ -4,10 +4,15 @@
 //! averaged over output channels. BCE is computed from logits in the numerically stable form
 //! `max(x, 0) − x·y + log(1 + e^−|x|)`.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::prelude::*;
+use std::time::Instant;
 
-use crate::model::UNet;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use cellops_dataset::synthetic::Rng;
+
+use crate::data::{AugmentConfig, Sample, batch, random_patch};
+use crate::model::{UNet, UNetConfig};
 
 /// Weights of the two loss terms.
 #[derive(Config, Debug)]
@@ -62,6 +67,223 @@ pub fn train_step(
     (optimizer.step(learning_rate, model, grads), scalar)
 }
 
+/// Everything about a training run: model, objective, data sampling and optimisation.
+#[derive(Config, Debug)]
+pub struct TrainConfig {
+    /// The architecture.
+    pub model: UNetConfig,
+    /// Loss weights.
+    #[config(default = "LossConfig::new()")]
+    pub loss: LossConfig,
+    /// Augmentation.
+    #[config(default = "AugmentConfig::new()")]
+    pub augment: AugmentConfig,
+    /// Side of the square training patches.
+    #[config(default = 128)]
+    pub patch_size: usize,
+    /// Patches per step.
+    #[config(default = 8)]
+    pub batch_size: usize,
+    /// Maximum number of epochs.
+    #[config(default = 30)]
+    pub epochs: usize,
+    /// Optimisation steps per epoch.
+    #[config(default = 50)]
+    pub steps_per_epoch: usize,
+    /// Peak learning rate (AdamW); decays along a cosine to 1 % of it by the last epoch.
+    #[config(default = 2e-3)]
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    #[config(default = 1e-4)]
+    pub weight_decay: f32,
+    /// Clip gradients to this global norm (0 disables clipping).
+    #[config(default = 1.0)]
+    pub grad_clip_norm: f32,
+    /// Stop after this many epochs without a better validation Dice (0 never stops early).
+    #[config(default = 6)]
+    pub patience: usize,
+    /// Seed of weight initialisation, patch sampling and augmentation.
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+/// One epoch's figures (a line of the history).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub train_loss: f64,
+    /// Pooled foreground Dice on the validation images (threshold 0.5).
+    pub val_dice: f64,
+    /// Pooled foreground IoU on the validation images.
+    pub val_iou: f64,
+    /// Learning rate at the epoch's last step.
+    pub learning_rate: f64,
+    /// Training patches per second.
+    pub patches_per_second: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// Why training stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    #[error("the loss became {value} at epoch {epoch}, step {step}: lower the learning rate or check the data")]
+    NonFinite {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within the epoch (1-based).
+        step: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The data do not fit the model.
+    #[error("{0}")]
+    Data(String),
+}
+
+/// The result of [`fit`]: the best model (by validation Dice) and the history.
+#[derive(Debug)]
+pub struct Fitted {
+    /// The model of the best epoch, without autodiff.
+    pub model: UNet,
+    /// The best epoch (1-based).
+    pub best_epoch: usize,
+    /// One record per epoch run.
+    pub history: Vec<EpochRecord>,
+}
+
+/// Learning rate at `progress` in 0..=1 of the run: cosine from `peak` to `peak / 100`.
+fn cosine(peak: f64, progress: f64) -> f64 {
+    let floor = peak / 100.0;
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+}
+
+/// Pooled foreground Dice and IoU of `model` on whole validation images (channel 0, threshold 0.5).
+pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> (f64, f64) {
+    let (mut inter, mut pred_sum, mut true_sum) = (0f64, 0f64, 0f64);
+    for s in samples {
+        let x = Tensor::<1>::from_floats(s.image.as_slice(), device).reshape([1, s.channels, s.height, s.width]);
+        let logits = model.forward(x);
+        let [_, _, h, w] = logits.dims();
+        // Logit > 0 is probability > 0.5.
+        let fg = logits.slice([0..1, 0..1, 0..h, 0..w]).greater_elem(0.0).float();
+        let t = Tensor::<1>::from_floats(&s.target[..h * w], device).reshape([1, 1, h, w]);
+        inter += f64::from((fg.clone() * t.clone()).sum().into_scalar::<f32>());
+        pred_sum += f64::from(fg.sum().into_scalar::<f32>());
+        true_sum += f64::from(t.sum().into_scalar::<f32>());
+    }
+    let dice = if pred_sum + true_sum == 0.0 {
+        1.0
+    } else {
+        2.0 * inter / (pred_sum + true_sum)
+    };
+    let union = pred_sum + true_sum - inter;
+    let iou = if union == 0.0 { 1.0 } else { inter / union };
+    (dice, iou)
+}
+
+/// Trains on `train`, validates on `val` after every epoch, keeps the best model by validation
+/// Dice, and stops early after `patience` epochs without improvement. `on_epoch` sees each record
+/// as it is made (for logs and progress). The device is used with autodiff for training and plain
+/// for validation.
+pub fn fit(
+    cfg: &TrainConfig,
+    train: &[Sample],
+    val: &[Sample],
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<Fitted, TrainError> {
+    let first = train
+        .first()
+        .ok_or_else(|| TrainError::Data("no training images".into()))?;
+    if first.channels != cfg.model.in_channels {
+        return Err(TrainError::Data(format!(
+            "the images have {} channels but the model takes {}",
+            first.channels, cfg.model.in_channels
+        )));
+    }
+    if first.target_channels != cfg.model.out_channels {
+        return Err(TrainError::Data(format!(
+            "the targets have {} channels but the model outputs {}",
+            first.target_channels, cfg.model.out_channels
+        )));
+    }
+    let train_device = device.clone().autodiff();
+    train_device.seed(cfg.seed);
+    let mut model = cfg.model.init(&train_device);
+    let mut adamw = AdamWConfig::new().with_weight_decay(cfg.weight_decay);
+    if cfg.grad_clip_norm > 0.0 {
+        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.grad_clip_norm)));
+    }
+    let mut optimizer = adamw.init();
+    let mut rng = Rng::new(cfg.seed);
+    let total_steps = (cfg.epochs * cfg.steps_per_epoch).max(1) as f64;
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, UNet)> = None;
+    for epoch in 1..=cfg.epochs {
+        let started = Instant::now();
+        let mut loss_sum = 0f64;
+        let mut lr = cfg.learning_rate;
+        for step in 1..=cfg.steps_per_epoch {
+            let patches: Vec<_> = (0..cfg.batch_size)
+                .map(|_| {
+                    let s = &train[(rng.next_u64() % train.len() as u64) as usize];
+                    random_patch(s, cfg.patch_size, &cfg.augment, &mut rng)
+                })
+                .collect();
+            let (x, y) = batch(
+                &patches,
+                first.channels,
+                first.target_channels,
+                cfg.patch_size,
+                &train_device,
+            );
+            lr = cosine(
+                cfg.learning_rate,
+                ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
+            );
+            let (m, loss) = train_step(model, &mut optimizer, &cfg.loss, lr, x, y);
+            model = m;
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite {
+                    epoch,
+                    step,
+                    value: loss,
+                });
+            }
+            loss_sum += f64::from(loss);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let valid = model.valid();
+        let (val_dice, val_iou) = evaluate(&valid, val, device);
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / cfg.steps_per_epoch.max(1) as f64,
+            val_dice,
+            val_iou,
+            learning_rate: lr,
+            patches_per_second: (cfg.steps_per_epoch * cfg.batch_size) as f64 / train_seconds.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        on_epoch(&record);
+        history.push(record);
+        if best.as_ref().is_none_or(|(d, _, _)| val_dice > *d) {
+            best = Some((val_dice, epoch, valid));
+        } else if cfg.patience > 0 && best.as_ref().is_some_and(|(_, e, _)| epoch - e >= cfg.patience) {
+            break;
+        }
+    }
+    let (_, best_epoch, model) = best.ok_or_else(|| TrainError::Data("epochs must be at least 1".into()))?;
+    Ok(Fitted {
+        model,
+        best_epoch,
+        history,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +311,76 @@ mod tests {
             Tensor::<1>::from_floats(img.as_slice(), device).reshape([n, 1, s, s]),
             Tensor::<1>::from_floats(mask.as_slice(), device).reshape([n, 1, s, s]),
         )
+    }
+
+    fn samples(n: usize, s: usize, nan: bool) -> Vec<Sample> {
+        let device = Device::flex();
+        let (x, y) = discs(n, s, &device);
+        let (x, y): (Vec<f32>, Vec<f32>) = (
+            x.into_data().try_to_vec::<f32>().expect("f32"),
+            y.into_data().try_to_vec::<f32>().expect("f32"),
+        );
+        (0..n)
+            .map(|k| Sample {
+                channels: 1,
+                height: s,
+                width: s,
+                image: x[k * s * s..(k + 1) * s * s]
+                    .iter()
+                    .map(|&v| if nan { f32::NAN } else { v })
+                    .collect(),
+                target: y[k * s * s..(k + 1) * s * s].to_vec(),
+                target_channels: 1,
+            })
+            .collect()
+    }
+
+    fn small_config() -> TrainConfig {
+        TrainConfig::new(
+            UNetConfig::new()
+                .with_out_channels(1)
+                .with_depth(2)
+                .with_base_channels(8)
+                .with_norm(Norm::Group),
+        )
+        .with_patch_size(32)
+        .with_batch_size(4)
+        .with_steps_per_epoch(20)
+        .with_epochs(4)
+        .with_learning_rate(5e-3)
+    }
+
+    #[test]
+    fn fit_learns_and_records_history() {
+        let data = samples(4, 32, false);
+        let mut seen = 0;
+        let fitted = fit(&small_config(), &data, &data, &Device::flex(), &mut |_| seen += 1).expect("fit");
+        assert_eq!(seen, fitted.history.len());
+        let last = fitted.history.last().expect("epochs");
+        assert!(last.train_loss < fitted.history[0].train_loss, "{:?}", fitted.history);
+        let best = &fitted.history[fitted.best_epoch - 1];
+        assert!(best.val_dice > 0.8, "{:?}", fitted.history);
+        assert!(last.learning_rate < 5e-3);
+        // The returned model is the best epoch's.
+        let (dice, _) = evaluate(&fitted.model, &data, &Device::flex());
+        assert!((dice - best.val_dice).abs() < 1e-9);
+    }
+
+    #[test]
+    fn non_finite_loss_stops_with_a_clear_error() {
+        let data = samples(2, 32, true);
+        let err = fit(&small_config(), &data, &data, &Device::flex(), &mut |_| {}).expect_err("nan");
+        assert!(matches!(err, TrainError::NonFinite { epoch: 1, step: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn channel_mismatch_is_refused() {
+        let data = samples(1, 32, false);
+        let cfg = TrainConfig::new(UNetConfig::new().with_in_channels(3).with_out_channels(1));
+        assert!(matches!(
+            fit(&cfg, &data, &data, &Device::flex(), &mut |_| {}),
+            Err(TrainError::Data(_))
+        ));
     }
 
     #[test]
