@@ -5,6 +5,7 @@
 //! Only this crate depends on burn. Devices are chosen at run time (`Device::flex()` on any CPU;
 //! `wgpu` and `cuda` behind the features of the same names).
 
+pub mod bundle;
 pub mod data;
 pub mod model;
 pub mod training;

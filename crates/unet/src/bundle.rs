@@ -1,0 +1,336 @@
+//! The model bundle: what is trained, versioned and deployed.
+//!
+//! A directory with
+//! - `model.safetensors`: the weights (SafeTensors, loadable from PyTorch by tensor name);
+//! - `bundle.json`: format, tool version, the model and training configuration, the preprocessing
+//!   the model expects (the dataset's build configuration), input/output channels, the dataset
+//!   manifest's sha256, the git commit, final metrics, the weights' sha256 and the bundle id;
+//! - `history.jsonl` and `history.csv`: one line per epoch.
+//!
+//! The id is the first 16 hex digits of the sha256 of `bundle.json`'s content without the id and
+//! of the weights, so equal bundles have equal ids. Loading checks the format, the weights' hash
+//! and that every tensor the model needs is there with the right shape.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use cellops_dataset::BuildConfig;
+use cellops_dataset::manifest::sha256_hex;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{UNet, UNetConfig};
+use crate::training::{EpochRecord, TrainConfig};
+
+/// The bundle format identifier.
+pub const FORMAT: &str = "cellops.unet-bundle/1";
+/// The weights file.
+pub const WEIGHTS: &str = "model.safetensors";
+/// The metadata file.
+pub const METADATA: &str = "bundle.json";
+
+/// Final metrics of the training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Its pooled validation Dice.
+    pub val_dice: f64,
+    /// Its pooled validation IoU.
+    pub val_iou: f64,
+    /// Epochs run.
+    pub epochs_run: usize,
+}
+
+/// `bundle.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Content-derived id (empty while it is being computed).
+    pub id: String,
+    /// Version of the tool that wrote it.
+    pub tool_version: String,
+    /// The architecture.
+    pub model: UNetConfig,
+    /// The training configuration.
+    pub training: TrainConfig,
+    /// The preprocessing the model expects: inference must apply the same.
+    pub preprocessing: BuildConfig,
+    /// Input channels (1 grey, 3 RGB).
+    pub input_channels: usize,
+    /// What each output channel means, in order.
+    pub outputs: Vec<String>,
+    /// sha256 of the dataset's manifest.json.
+    pub dataset_manifest_sha256: String,
+    /// The git commit the run came from, when known.
+    pub git_commit: Option<String>,
+    /// Final metrics.
+    pub metrics: Metrics,
+    /// sha256 of `model.safetensors`.
+    pub weights_sha256: String,
+}
+
+/// Why a bundle could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// `bundle.json` is missing fields, malformed or of another format version.
+    #[error("{path}: not a usable bundle: {message}")]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The weights do not match the metadata or the architecture.
+    #[error("{path}: {message}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
+    move |e| BundleError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Rewrites SafeTensors bytes with the JSON header's keys sorted (burn writes its metadata map in
+/// hash order), so that the same weights always give the same file and bundle id. Tensor offsets
+/// are relative to the data section, which is kept as it is.
+fn canonical_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or("shorter than a SafeTensors header")? as usize;
+    let header = bytes.get(8..8 + len).ok_or("truncated SafeTensors header")?;
+    // serde_json's map is ordered by key, so a round trip sorts the header.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let mut canonical = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    while canonical.len() % 8 != 0 {
+        canonical.push(b' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&(canonical.len() as u64).to_le_bytes());
+    out.extend_from_slice(&canonical);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
+}
+
+fn bundle_id(meta: &BundleMeta) -> String {
+    let mut m = meta.clone();
+    m.id = String::new();
+    let json = serde_json::to_vec(&m).unwrap_or_default();
+    sha256_hex(&[json, meta.weights_sha256.as_bytes().to_vec()].concat())[..16].to_owned()
+}
+
+/// Everything about a trained model except the weights, for [`save`].
+#[derive(Debug, Clone)]
+pub struct BundleInfo {
+    /// The training configuration (its `model` is the architecture).
+    pub training: TrainConfig,
+    /// The preprocessing of the dataset it was trained on.
+    pub preprocessing: BuildConfig,
+    /// sha256 of that dataset's manifest.json.
+    pub dataset_manifest_sha256: String,
+    /// The git commit, when known.
+    pub git_commit: Option<String>,
+    /// The epoch history.
+    pub history: Vec<EpochRecord>,
+    /// The epoch whose weights are saved.
+    pub best_epoch: usize,
+}
+
+/// Writes a bundle into `dir` (created; files inside are replaced) and returns its metadata.
+pub fn save(model: &UNet, info: &BundleInfo, dir: &Path) -> Result<BundleMeta, BundleError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let weights_path = dir.join(WEIGHTS);
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| BundleError::Weights {
+        path: weights_path.clone(),
+        message: e.to_string(),
+    })?;
+    let weights = store
+        .get_bytes()
+        .map_err(|e| e.to_string())
+        .and_then(|b| canonical_safetensors(&b))
+        .map_err(|message| BundleError::Weights {
+            path: weights_path.clone(),
+            message,
+        })?;
+    let best = info.history.get(info.best_epoch.wrapping_sub(1));
+    let outputs = match info.training.model.out_channels {
+        1 => vec!["foreground".to_owned()],
+        2 => vec!["foreground".to_owned(), "boundary".to_owned()],
+        n => (0..n).map(|i| format!("channel{i}")).collect(),
+    };
+    let mut meta = BundleMeta {
+        format: FORMAT.to_owned(),
+        id: String::new(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        model: info.training.model.clone(),
+        training: info.training.clone(),
+        preprocessing: info.preprocessing.clone(),
+        input_channels: info.training.model.in_channels,
+        outputs,
+        dataset_manifest_sha256: info.dataset_manifest_sha256.clone(),
+        git_commit: info.git_commit.clone(),
+        metrics: Metrics {
+            best_epoch: info.best_epoch,
+            val_dice: best.map_or(0.0, |r| r.val_dice),
+            val_iou: best.map_or(0.0, |r| r.val_iou),
+            epochs_run: info.history.len(),
+        },
+        weights_sha256: sha256_hex(&weights),
+    };
+    meta.id = bundle_id(&meta);
+    std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;
+    let mut jsonl = String::new();
+    let mut csv = String::from("epoch,train_loss,val_dice,val_iou,learning_rate,patches_per_second,seconds\n");
+    for r in &info.history {
+        jsonl.push_str(&serde_json::to_string(r).unwrap_or_default());
+        jsonl.push('\n');
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            r.epoch, r.train_loss, r.val_dice, r.val_iou, r.learning_rate, r.patches_per_second, r.seconds
+        );
+    }
+    for (name, text) in [("history.jsonl", jsonl), ("history.csv", csv)] {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(io_err(&p))?;
+    }
+    let meta_path = dir.join(METADATA);
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| BundleError::Metadata {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&meta_path, json + "\n").map_err(io_err(&meta_path))?;
+    Ok(meta)
+}
+
+/// Reads a bundle's metadata and weights onto `device`, checking format, hash and shapes.
+pub fn load(dir: &Path, device: &Device) -> Result<(UNet, BundleMeta), BundleError> {
+    let meta_path = dir.join(METADATA);
+    let text = std::fs::read_to_string(&meta_path).map_err(io_err(&meta_path))?;
+    let meta: BundleMeta = serde_json::from_str(&text).map_err(|e| BundleError::Metadata {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    if meta.format != FORMAT {
+        return Err(BundleError::Metadata {
+            path: meta_path,
+            message: format!("format {} is not {FORMAT}; rebuild it with this version", meta.format),
+        });
+    }
+    let weights_path = dir.join(WEIGHTS);
+    let weights = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
+    if sha256_hex(&weights) != meta.weights_sha256 {
+        return Err(BundleError::Weights {
+            path: weights_path,
+            message: "sha256 differs from bundle.json: the weights are corrupt or were replaced".into(),
+        });
+    }
+    let mut model = meta.model.init(device);
+    let mut store = SafetensorsStore::from_bytes(Some(weights));
+    let applied = model.load_from(&mut store).map_err(|e| BundleError::Weights {
+        path: weights_path.clone(),
+        message: e.to_string(),
+    })?;
+    if !applied.missing.is_empty() || !applied.errors.is_empty() {
+        return Err(BundleError::Weights {
+            path: weights_path,
+            message: format!(
+                "weights do not fit the architecture in bundle.json: {} missing, {} errors",
+                applied.missing.len(),
+                applied.errors.len()
+            ),
+        });
+    }
+    Ok((model, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Norm;
+
+    fn info() -> BundleInfo {
+        BundleInfo {
+            training: TrainConfig::new(
+                UNetConfig::new()
+                    .with_depth(2)
+                    .with_base_channels(4)
+                    .with_norm(Norm::Group),
+            ),
+            preprocessing: BuildConfig::default(),
+            dataset_manifest_sha256: "ab".repeat(32),
+            git_commit: Some("0123abc".into()),
+            history: Vec::new(),
+            best_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let device = Device::flex();
+        let info = info();
+        let model = info.training.model.init(&device);
+        let dir = tempfile::tempdir().expect("tmp");
+        let meta = save(&model, &info, dir.path()).expect("save");
+        assert_eq!(meta.id.len(), 16);
+        let (loaded, meta2) = load(dir.path(), &device).expect("load");
+        assert_eq!(meta2.id, meta.id);
+        let x = Tensor::<4>::ones([1, 1, 12, 12], &device);
+        let (a, b) = (model.forward(x.clone()).into_data(), loaded.forward(x).into_data());
+        assert_eq!(a, b, "identical outputs");
+        // Saving again gives the same id.
+        let again = save(&loaded, &info, &dir.path().join("again")).expect("save");
+        assert_eq!(again.id, meta.id);
+    }
+
+    #[test]
+    fn corrupt_or_incompatible_bundles_are_refused() {
+        let device = Device::flex();
+        let info = info();
+        let model = info.training.model.init(&device);
+        let dir = tempfile::tempdir().expect("tmp");
+        save(&model, &info, dir.path()).expect("save");
+        // Corrupt weights.
+        let w = dir.path().join(WEIGHTS);
+        let mut bytes = std::fs::read(&w).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&w, &bytes).expect("write");
+        let err = load(dir.path(), &device).expect_err("corrupt");
+        assert!(err.to_string().contains("sha256 differs"), "{err}");
+        // Another architecture in bundle.json.
+        save(&model, &info, dir.path()).expect("save");
+        let meta_path = dir.path().join(METADATA);
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("read")).expect("json");
+        meta["model"]["base_channels"] = 8.into();
+        std::fs::write(&meta_path, meta.to_string()).expect("write");
+        let err = load(dir.path(), &device).expect_err("incompatible");
+        assert!(matches!(err, BundleError::Weights { .. }), "{err}");
+        // Missing metadata.
+        std::fs::remove_file(&meta_path).expect("rm");
+        assert!(matches!(load(dir.path(), &device), Err(BundleError::Io { .. })));
+    }
+}
