@@ -179,10 +179,10 @@ pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
         (3, Samples::U16(_)) => C::Rgb16,
         _ => C::Rgba16,
     };
-    let bytes: Vec<u8> = match &raster.samples {
-        Samples::U8(v) => v.clone(),
-        // The encoder takes 16-bit samples in native byte order.
-        Samples::U16(v) => v.iter().flat_map(|s| s.to_ne_bytes()).collect(),
+    let bytes: &[u8] = match &raster.samples {
+        Samples::U8(v) => v,
+        // The encoder takes 16-bit samples in native byte order: a view, not a copy.
+        Samples::U16(v) => bytemuck::cast_slice(v),
     };
     let mut out = Vec::new();
     let encoder = image::codecs::png::PngEncoder::new_with_quality(
@@ -190,6 +190,6 @@ pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
         image::codecs::png::CompressionType::Fast,
         image::codecs::png::FilterType::Adaptive,
     );
-    image::ImageEncoder::write_image(encoder, &bytes, raster.width, raster.height, color)?;
+    image::ImageEncoder::write_image(encoder, bytes, raster.width, raster.height, color)?;
     Ok(out)
 }

@@ -330,13 +330,12 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
                 }
             }
             // Images are `<case>_0000`, labels `<case>`: pair on the case name.
-            let renamed: Vec<PathBuf> = labels;
             pair_with(
                 root,
                 &mut d,
                 None,
                 channel0,
-                renamed,
+                labels,
                 |image_stem| image_stem.strip_suffix("_0000").unwrap_or(image_stem).to_owned(),
                 |mask_stem| Some(mask_stem.to_owned()),
                 "labelsTr/<case>",
