@@ -16,6 +16,6 @@ pub mod split;
 pub mod synthetic;
 
 pub use config::BuildConfig;
-pub use prepare::{BuildError, BuildReport, Observer, Outcome, build};
+pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, preprocess};
 pub use problem::{Problem, ProblemKind, Severity};
 pub use raster::{Labels, Raster, Samples};

@@ -653,24 +653,15 @@ impl Ctx<'_> {
         objects: usize,
     ) -> Result<(Vec<OutputFile>, usize), BuildError> {
         let cfg = self.config;
-        let mut img = colour::to_working(image, cfg.colour);
+        let img = preprocess(image, cfg).map_err(|e| BuildError::Encode {
+            path: item.image.clone(),
+            message: e.to_string(),
+        })?;
         let mut mask = labels;
         let mut lost = 0;
-        if let Some(r) = &cfg.resize {
-            let (w, h) = r.target(img.width, img.height);
-            img = resize::resize_image(&img, w, h, r.filter).map_err(|e| BuildError::Encode {
-                path: item.image.clone(),
-                message: e.to_string(),
-            })?;
-            mask = resize::resize_labels(&mask, w, h);
+        if (img.width, img.height) != (mask.width, mask.height) {
+            mask = resize::resize_labels(&mask, img.width, img.height);
             lost = objects.saturating_sub(mask.count_objects());
-        }
-        if cfg.normalize.method == NormalizeMethod::Percentile {
-            img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
-        }
-        match &mut img.samples {
-            Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
-            Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
         }
         // (image, mask, file name, tile origin) for each output pair; without tiling, the whole image
         // moves through without a copy.
@@ -720,6 +711,27 @@ impl Ctx<'_> {
         }
         Ok((outputs, lost))
     }
+}
+
+/// The image half of a build's preprocessing, for one image: colour conversion, resizing,
+/// normalisation and equalisation, exactly as [`build`] applies them. Inference applies it to new
+/// images so that a model sees what it was trained on. Tiling is not part of it.
+pub fn preprocess(image: &Raster, cfg: &BuildConfig) -> Result<Raster, resize::ResizeError> {
+    let mut img = colour::to_working(image, cfg.colour);
+    if let Some(r) = &cfg.resize {
+        let (w, h) = r.target(img.width, img.height);
+        if (w, h) != (img.width, img.height) {
+            img = resize::resize_image(&img, w, h, r.filter)?;
+        }
+    }
+    if cfg.normalize.method == NormalizeMethod::Percentile {
+        img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
+    }
+    match &mut img.samples {
+        Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
+        Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
+    }
+    Ok(img)
 }
 
 /// Equalises a 1-channel plane, or the luminance of an RGB image.

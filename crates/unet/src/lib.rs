@@ -6,9 +6,10 @@
 //! `wgpu` and `cuda` behind the features of the same names).
 
 pub mod bundle;
+pub mod checkpoint;
 pub mod data;
 pub mod model;
 pub mod training;
 
 pub use model::{Norm, UNet, UNetConfig, Upsample};
-pub use training::{EpochRecord, Fitted, TrainConfig, TrainError, fit};
+pub use training::{Checkpointing, EpochRecord, Fitted, Observer, Silent, Stop, TrainConfig, TrainError, fit};

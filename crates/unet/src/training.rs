@@ -4,6 +4,8 @@
 //! averaged over output channels. BCE is computed from logits in the numerically stable form
 //! `max(x, 0) − x·y + log(1 + e^−|x|)`.
 
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
@@ -11,7 +13,8 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use cellops_dataset::synthetic::Rng;
 
-use crate::data::{AugmentConfig, Sample, batch, random_patch};
+use crate::checkpoint::{self, CheckpointError, CheckpointState};
+use crate::data::{AugmentConfig, Sample, random_patch};
 use crate::model::{UNet, UNetConfig};
 
 /// Weights of the two loss terms.
@@ -142,6 +145,21 @@ pub enum TrainError {
     /// The data do not fit the model.
     #[error("{0}")]
     Data(String),
+    /// A checkpoint could not be written or resumed from.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stop {
+    /// All epochs ran.
+    Completed,
+    /// Validation Dice stopped improving for `patience` epochs.
+    EarlyStopped,
+    /// The observer asked to stop (a time budget, a signal); the last checkpoint resumes it.
+    Interrupted,
 }
 
 /// The result of [`fit`]: the best model (by validation Dice) and the history.
@@ -151,14 +169,59 @@ pub struct Fitted {
     pub model: UNet,
     /// The best epoch (1-based).
     pub best_epoch: usize,
-    /// One record per epoch run.
+    /// One record per epoch run, including epochs run before a resume.
     pub history: Vec<EpochRecord>,
+    /// Why the run ended.
+    pub stop: Stop,
+    /// The epoch of the checkpoint the run continued from.
+    pub resumed_from: Option<usize>,
+}
+
+/// Receives a run's progress.
+pub trait Observer {
+    /// After each optimisation step (1-based epoch and step).
+    fn step(&mut self, _epoch: usize, _step: usize, _loss: f32) {}
+    /// After each epoch (and its checkpoint). `Break` ends the run there.
+    fn epoch(&mut self, _record: &EpochRecord) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// A closure observes the epochs and never stops the run.
+impl<F: FnMut(&EpochRecord)> Observer for F {
+    fn epoch(&mut self, record: &EpochRecord) -> ControlFlow<()> {
+        self(record);
+        ControlFlow::Continue(())
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// Where checkpoints go and whether a run continues from them.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpointing {
+    /// The checkpoint folder; `None` writes none.
+    pub dir: Option<PathBuf>,
+    /// How many of the newest epoch checkpoints to keep (the best epoch's is kept as well).
+    pub keep: usize,
+    /// Continue from the newest checkpoint in `dir` when there is one.
+    pub resume: bool,
 }
 
 /// Learning rate at `progress` in 0..=1 of the run: cosine from `peak` to `peak / 100`.
 fn cosine(peak: f64, progress: f64) -> f64 {
     let floor = peak / 100.0;
     floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+}
+
+/// The sampling stream of one epoch. Seeding each epoch on its own (rather than carrying one
+/// stream through the run) is what lets a resumed run draw the same patches as an uninterrupted one.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Pooled foreground Dice and IoU of `model` on whole validation images (channel 0, threshold 0.5).
@@ -185,102 +248,189 @@ pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> (f64, f64)
     (dice, iou)
 }
 
+fn check_data(cfg: &TrainConfig, train: &[Sample], val: &[Sample]) -> Result<(), TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::Data("no training images".into()));
+    }
+    if val.is_empty() {
+        return Err(TrainError::Data("no validation images".into()));
+    }
+    if cfg.epochs == 0 || cfg.steps_per_epoch == 0 || cfg.batch_size == 0 || cfg.patch_size == 0 {
+        return Err(TrainError::Data(
+            "epochs, steps_per_epoch, batch_size and patch_size must be at least 1".into(),
+        ));
+    }
+    for s in train.iter().chain(val) {
+        if s.channels != cfg.model.in_channels {
+            return Err(TrainError::Data(format!(
+                "the images have {} channels but the model takes {}",
+                s.channels, cfg.model.in_channels
+            )));
+        }
+        if s.target_channels != cfg.model.out_channels {
+            return Err(TrainError::Data(format!(
+                "the targets have {} channels but the model outputs {}",
+                s.target_channels, cfg.model.out_channels
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `patience` epochs have passed since the best one.
+fn exhausted(cfg: &TrainConfig, epoch: usize, best_epoch: usize) -> bool {
+    cfg.patience > 0 && epoch >= best_epoch + cfg.patience
+}
+
 /// Trains on `train`, validates on `val` after every epoch, keeps the best model by validation
-/// Dice, and stops early after `patience` epochs without improvement. `on_epoch` sees each record
-/// as it is made (for logs and progress). The device is used with autodiff for training and plain
-/// for validation.
+/// Dice, and stops early after `patience` epochs without improvement.
+///
+/// With a checkpoint folder, every epoch ends with a checkpoint; with `resume`, the run continues
+/// from the newest one (which must come from the same configuration) and ends with the same
+/// weights and history as a run that was never interrupted: each epoch's patch stream and dropout
+/// are seeded from the seed and the epoch alone. Patches for the next step are cut on another
+/// thread while the current step runs. The device is used with autodiff for training and plain for
+/// validation.
 pub fn fit(
     cfg: &TrainConfig,
     train: &[Sample],
     val: &[Sample],
     device: &Device,
-    on_epoch: &mut dyn FnMut(&EpochRecord),
+    checkpoints: &Checkpointing,
+    observer: &mut dyn Observer,
 ) -> Result<Fitted, TrainError> {
-    let first = train
-        .first()
-        .ok_or_else(|| TrainError::Data("no training images".into()))?;
-    if first.channels != cfg.model.in_channels {
-        return Err(TrainError::Data(format!(
-            "the images have {} channels but the model takes {}",
-            first.channels, cfg.model.in_channels
-        )));
-    }
-    if first.target_channels != cfg.model.out_channels {
-        return Err(TrainError::Data(format!(
-            "the targets have {} channels but the model outputs {}",
-            first.target_channels, cfg.model.out_channels
-        )));
-    }
+    check_data(cfg, train, val)?;
+    let (channels, target_channels) = (cfg.model.in_channels, cfg.model.out_channels);
     let train_device = device.clone().autodiff();
-    train_device.seed(cfg.seed);
-    let mut model = cfg.model.init(&train_device);
     let mut adamw = AdamWConfig::new().with_weight_decay(cfg.weight_decay);
     if cfg.grad_clip_norm > 0.0 {
         adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.grad_clip_norm)));
     }
-    let mut optimizer = adamw.init();
-    let mut rng = Rng::new(cfg.seed);
-    let total_steps = (cfg.epochs * cfg.steps_per_epoch).max(1) as f64;
-    let mut history = Vec::new();
-    let mut best: Option<(f64, usize, UNet)> = None;
-    for epoch in 1..=cfg.epochs {
-        let started = Instant::now();
-        let mut loss_sum = 0f64;
-        let mut lr = cfg.learning_rate;
-        for step in 1..=cfg.steps_per_epoch {
-            let patches: Vec<_> = (0..cfg.batch_size)
-                .map(|_| {
-                    let s = &train[(rng.next_u64() % train.len() as u64) as usize];
-                    random_patch(s, cfg.patch_size, &cfg.augment, &mut rng)
-                })
-                .collect();
-            let (x, y) = batch(
-                &patches,
-                first.channels,
-                first.target_channels,
-                cfg.patch_size,
-                &train_device,
-            );
-            lr = cosine(
-                cfg.learning_rate,
-                ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
-            );
-            let (m, loss) = train_step(model, &mut optimizer, &cfg.loss, lr, x, y);
-            model = m;
-            if !loss.is_finite() {
-                return Err(TrainError::NonFinite {
-                    epoch,
-                    step,
-                    value: loss,
-                });
-            }
-            loss_sum += f64::from(loss);
+    let restored = match (&checkpoints.dir, checkpoints.resume) {
+        (Some(dir), true) => checkpoint::load_latest(dir, cfg, adamw.init(), &train_device)?,
+        _ => None,
+    };
+    let resumed_from = restored.as_ref().map(|r| r.state.epoch);
+    let (mut model, mut optimizer, mut best, mut history) = match restored {
+        Some(r) => (
+            r.model,
+            r.optimizer,
+            (r.state.best_dice, r.state.best_epoch, r.best.valid()),
+            r.state.history,
+        ),
+        None => {
+            train_device.seed(cfg.seed);
+            let model = cfg.model.init(&train_device);
+            let best = (f64::NEG_INFINITY, 0, model.valid());
+            (model, adamw.init(), best, Vec::new())
         }
+    };
+    let total_steps = (cfg.epochs * cfg.steps_per_epoch) as f64;
+    let mut stop = Stop::Completed;
+    let first_epoch = history.len() + 1;
+    if first_epoch > 1 && exhausted(cfg, first_epoch - 1, best.1) {
+        stop = Stop::EarlyStopped;
+    }
+    for epoch in first_epoch..=cfg.epochs {
+        if stop != Stop::Completed {
+            break;
+        }
+        let started = Instant::now();
+        train_device.seed(epoch_seed(cfg.seed, epoch));
+        let (patch, batch_size, augment) = (cfg.patch_size, cfg.batch_size, &cfg.augment);
+        let (dev, opt, obs, mut current) = (&train_device, &mut optimizer, &mut *observer, model);
+        let (trained, loss_sum, lr) = std::thread::scope(move |scope| -> Result<(UNet, f64, f64), TrainError> {
+            // Cut the next batches while the current step runs.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(2);
+            scope.spawn(move || {
+                let mut rng = Rng::new(epoch_seed(cfg.seed, epoch));
+                for _ in 0..cfg.steps_per_epoch {
+                    let mut images = Vec::with_capacity(batch_size * channels * patch * patch);
+                    let mut targets = Vec::with_capacity(batch_size * target_channels * patch * patch);
+                    for _ in 0..batch_size {
+                        let s = &train[(rng.next_u64() % train.len() as u64) as usize];
+                        let (i, t) = random_patch(s, patch, augment, &mut rng);
+                        images.extend_from_slice(&i);
+                        targets.extend_from_slice(&t);
+                    }
+                    if tx.send((images, targets)).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut loss_sum = 0f64;
+            let mut lr = cfg.learning_rate;
+            for step in 1..=cfg.steps_per_epoch {
+                let (images, targets) = rx
+                    .recv()
+                    .map_err(|_| TrainError::Data("the patch sampler stopped".into()))?;
+                let x = Tensor::<1>::from_floats(images.as_slice(), dev).reshape([batch_size, channels, patch, patch]);
+                let y = Tensor::<1>::from_floats(targets.as_slice(), dev).reshape([
+                    batch_size,
+                    target_channels,
+                    patch,
+                    patch,
+                ]);
+                lr = cosine(
+                    cfg.learning_rate,
+                    ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
+                );
+                let (m, loss) = train_step(current, opt, &cfg.loss, lr, x, y);
+                current = m;
+                if !loss.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step,
+                        value: loss,
+                    });
+                }
+                obs.step(epoch, step, loss);
+                loss_sum += f64::from(loss);
+            }
+            Ok((current, loss_sum, lr))
+        })?;
+        model = trained;
         let train_seconds = started.elapsed().as_secs_f64();
         let valid = model.valid();
         let (val_dice, val_iou) = evaluate(&valid, val, device);
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / cfg.steps_per_epoch.max(1) as f64,
+            train_loss: loss_sum / cfg.steps_per_epoch as f64,
             val_dice,
             val_iou,
             learning_rate: lr,
             patches_per_second: (cfg.steps_per_epoch * cfg.batch_size) as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
         };
-        on_epoch(&record);
-        history.push(record);
-        if best.as_ref().is_none_or(|(d, _, _)| val_dice > *d) {
-            best = Some((val_dice, epoch, valid));
-        } else if cfg.patience > 0 && best.as_ref().is_some_and(|(_, e, _)| epoch - e >= cfg.patience) {
-            break;
+        history.push(record.clone());
+        if val_dice > best.0 {
+            best = (val_dice, epoch, valid);
+        }
+        if let Some(dir) = &checkpoints.dir {
+            let state = CheckpointState {
+                format: checkpoint::FORMAT.to_owned(),
+                config: cfg.clone(),
+                epoch,
+                best_epoch: best.1,
+                best_dice: best.0,
+                history: history.clone(),
+            };
+            checkpoint::save(dir, &model, &optimizer, &state, checkpoints.keep)?;
+        }
+        if exhausted(cfg, epoch, best.1) {
+            stop = Stop::EarlyStopped;
+        }
+        if observer.epoch(&record).is_break() && epoch < cfg.epochs && stop == Stop::Completed {
+            stop = Stop::Interrupted;
         }
     }
-    let (_, best_epoch, model) = best.ok_or_else(|| TrainError::Data("epochs must be at least 1".into()))?;
+    let (_, best_epoch, model) = best;
     Ok(Fitted {
         model,
         best_epoch,
         history,
+        stop,
+        resumed_from,
     })
 }
 
@@ -354,7 +504,15 @@ mod tests {
     fn fit_learns_and_records_history() {
         let data = samples(4, 32, false);
         let mut seen = 0;
-        let fitted = fit(&small_config(), &data, &data, &Device::flex(), &mut |_| seen += 1).expect("fit");
+        let fitted = fit(
+            &small_config(),
+            &data,
+            &data,
+            &Device::flex(),
+            &Checkpointing::default(),
+            &mut |_: &EpochRecord| seen += 1,
+        )
+        .expect("fit");
         assert_eq!(seen, fitted.history.len());
         let last = fitted.history.last().expect("epochs");
         assert!(last.train_loss < fitted.history[0].train_loss, "{:?}", fitted.history);
@@ -369,7 +527,15 @@ mod tests {
     #[test]
     fn non_finite_loss_stops_with_a_clear_error() {
         let data = samples(2, 32, true);
-        let err = fit(&small_config(), &data, &data, &Device::flex(), &mut |_| {}).expect_err("nan");
+        let err = fit(
+            &small_config(),
+            &data,
+            &data,
+            &Device::flex(),
+            &Checkpointing::default(),
+            &mut Silent,
+        )
+        .expect_err("nan");
         assert!(matches!(err, TrainError::NonFinite { epoch: 1, step: 1, .. }), "{err}");
     }
 
@@ -378,7 +544,14 @@ mod tests {
         let data = samples(1, 32, false);
         let cfg = TrainConfig::new(UNetConfig::new().with_in_channels(3).with_out_channels(1));
         assert!(matches!(
-            fit(&cfg, &data, &data, &Device::flex(), &mut |_| {}),
+            fit(
+                &cfg,
+                &data,
+                &data,
+                &Device::flex(),
+                &Checkpointing::default(),
+                &mut Silent
+            ),
             Err(TrainError::Data(_))
         ));
     }
@@ -410,5 +583,102 @@ mod tests {
         let pred = probs.greater_elem(0.5).float();
         let dice: f32 = soft_dice(pred, y.valid()).into_scalar();
         assert!(dice > 0.9, "dice {dice}");
+    }
+    /// Stops the run after `after` epochs, as a kill after a checkpoint would.
+    struct KillAfter(usize);
+
+    impl Observer for KillAfter {
+        fn epoch(&mut self, record: &EpochRecord) -> ControlFlow<()> {
+            if record.epoch >= self.0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
+    fn resume_config() -> TrainConfig {
+        TrainConfig::new(
+            UNetConfig::new()
+                .with_out_channels(1)
+                .with_depth(2)
+                .with_base_channels(4)
+                .with_norm(Norm::Batch)
+                .with_dropout(0.2),
+        )
+        .with_patch_size(16)
+        .with_batch_size(2)
+        .with_steps_per_epoch(3)
+        .with_epochs(4)
+        .with_patience(0)
+    }
+
+    /// The figures of a history that do not depend on the clock.
+    fn figures(h: &[EpochRecord]) -> Vec<(usize, f64, f64, f64, f64)> {
+        h.iter()
+            .map(|r| (r.epoch, r.train_loss, r.val_dice, r.val_iou, r.learning_rate))
+            .collect()
+    }
+
+    #[test]
+    fn resume_after_a_kill_equals_an_uninterrupted_run() {
+        let data = samples(3, 32, false);
+        let cfg = resume_config();
+        let device = Device::flex();
+        let dirs = tempfile::tempdir().expect("tmp");
+        let ck = |name: &str| Checkpointing {
+            dir: Some(dirs.path().join(name)),
+            keep: 2,
+            resume: true,
+        };
+        let whole = fit(&cfg, &data, &data, &device, &ck("whole"), &mut Silent).expect("fit");
+        assert_eq!((whole.stop, whole.resumed_from), (Stop::Completed, None));
+
+        let killed = fit(&cfg, &data, &data, &device, &ck("killed"), &mut KillAfter(2)).expect("fit");
+        assert_eq!(killed.stop, Stop::Interrupted);
+        assert_eq!(killed.history.len(), 2);
+        let resumed = fit(&cfg, &data, &data, &device, &ck("killed"), &mut Silent).expect("resume");
+        assert_eq!((resumed.stop, resumed.resumed_from), (Stop::Completed, Some(2)));
+
+        assert_eq!(figures(&resumed.history), figures(&whole.history));
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+        let x = Tensor::<1>::from_floats(data[0].image.as_slice(), &device).reshape([1, 1, 32, 32]);
+        assert_eq!(
+            resumed.model.forward(x.clone()).into_data(),
+            whole.model.forward(x).into_data(),
+            "identical weights"
+        );
+        // Old checkpoints are pruned: the newest two and the best remain.
+        let left = checkpoint::list(&dirs.path().join("whole")).expect("list");
+        assert!(left.len() <= 3 && left.iter().any(|(e, _)| *e == 4), "{left:?}");
+        assert!(left.iter().any(|(e, _)| *e == whole.best_epoch), "{left:?}");
+
+        // A finished run resumed again trains nothing and returns the same model.
+        let again = fit(&cfg, &data, &data, &device, &ck("whole"), &mut Silent).expect("again");
+        assert_eq!((again.resumed_from, again.history.len()), (Some(4), 4));
+    }
+
+    #[test]
+    fn resuming_with_another_configuration_is_refused() {
+        let data = samples(2, 32, false);
+        let cfg = resume_config().with_epochs(1);
+        let dir = tempfile::tempdir().expect("tmp");
+        let ck = Checkpointing {
+            dir: Some(dir.path().to_owned()),
+            keep: 1,
+            resume: true,
+        };
+        fit(&cfg, &data, &data, &Device::flex(), &ck, &mut Silent).expect("fit");
+        let err = fit(
+            &cfg.with_learning_rate(1e-3),
+            &data,
+            &data,
+            &Device::flex(),
+            &ck,
+            &mut Silent,
+        )
+        .expect_err("changed");
+        let text = err.to_string();
+        assert!(text.contains("learning_rate") && text.contains("state.json"), "{text}");
     }
 }
