@@ -43,6 +43,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Peak RSS right after `import torch` (the CPU-and-CUDA PyPI build maps ~0.7 GiB on import alone).
+IMPORT_RSS_MIB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 
 def groups_for(channels: int) -> int:
     return next(g for g in range(8, 0, -1) if channels % g == 0)
@@ -237,6 +240,7 @@ def main(argv=None):
         "steps_per_second": round(sps, 4),
         "images_per_second": round(sps * a.batch, 3),
         "peak_rss_mib": round(peak_rss_mib, 1),
+        "import_rss_mib": round(IMPORT_RSS_MIB, 1),
         "params": n_params,
         "clip": a.clip if a.mode == "train" else None,
     }

@@ -42,6 +42,12 @@ pub struct Metrics {
     pub val_iou: f64,
     /// Epochs run.
     pub epochs_run: usize,
+    /// Pooled Dice on the dataset's test split, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_dice: Option<f64>,
+    /// Pooled IoU on the test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_iou: Option<f64>,
 }
 
 /// `bundle.json`.
@@ -155,11 +161,50 @@ pub struct BundleInfo {
     pub history: Vec<EpochRecord>,
     /// The epoch whose weights are saved.
     pub best_epoch: usize,
+    /// Test-split Dice and IoU of those weights, when measured.
+    pub test: Option<(f64, f64)>,
 }
 
-/// Writes a bundle into `dir` (created; files inside are replaced) and returns its metadata.
-pub fn save(model: &UNet, info: &BundleInfo, dir: &Path) -> Result<BundleMeta, BundleError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+/// Writes a bundle as the directory `dir` and returns its metadata. The bundle is written beside
+/// `dir` under a temporary name and swapped in by renames, so `dir` always holds a whole bundle
+/// (the old one or the new one), never a mix. `extra` files (plots, reports) go in with it.
+pub fn save(
+    model: &UNet,
+    info: &BundleInfo,
+    dir: &Path,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<BundleMeta, BundleError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let staging = parent.join(format!(".{name}.partial"));
+    let old = parent.join(format!(".{name}.old"));
+    for p in [&staging, &old] {
+        if p.exists() {
+            std::fs::remove_dir_all(p).map_err(io_err(p))?;
+        }
+    }
+    std::fs::create_dir(&staging).map_err(io_err(&staging))?;
+    let meta = write_into(model, info, &staging, extra)?;
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+    }
+    std::fs::rename(&staging, dir).map_err(io_err(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    Ok(meta)
+}
+
+fn write_into(
+    model: &UNet,
+    info: &BundleInfo,
+    dir: &Path,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<BundleMeta, BundleError> {
     let weights_path = dir.join(WEIGHTS);
     let mut store = SafetensorsStore::from_bytes(None);
     model.save_into(&mut store).map_err(|e| BundleError::Weights {
@@ -196,6 +241,8 @@ pub fn save(model: &UNet, info: &BundleInfo, dir: &Path) -> Result<BundleMeta, B
             val_dice: best.map_or(0.0, |r| r.val_dice),
             val_iou: best.map_or(0.0, |r| r.val_iou),
             epochs_run: info.history.len(),
+            test_dice: info.test.map(|t| t.0),
+            test_iou: info.test.map(|t| t.1),
         },
         weights_sha256: sha256_hex(&weights),
     };
@@ -212,9 +259,12 @@ pub fn save(model: &UNet, info: &BundleInfo, dir: &Path) -> Result<BundleMeta, B
             r.epoch, r.train_loss, r.val_dice, r.val_iou, r.learning_rate, r.patches_per_second, r.seconds
         );
     }
-    for (name, text) in [("history.jsonl", jsonl), ("history.csv", csv)] {
+    for (name, bytes) in [("history.jsonl", jsonl.as_bytes()), ("history.csv", csv.as_bytes())]
+        .into_iter()
+        .chain(extra.iter().map(|(n, b)| (*n, &b[..])))
+    {
         let p = dir.join(name);
-        std::fs::write(&p, text).map_err(io_err(&p))?;
+        std::fs::write(&p, bytes).map_err(io_err(&p))?;
     }
     let meta_path = dir.join(METADATA);
     let json = serde_json::to_string_pretty(&meta).map_err(|e| BundleError::Metadata {
@@ -284,6 +334,7 @@ mod tests {
             git_commit: Some("0123abc".into()),
             history: Vec::new(),
             best_epoch: 0,
+            test: None,
         }
     }
 
@@ -293,7 +344,7 @@ mod tests {
         let info = info();
         let model = info.training.model.init(&device);
         let dir = tempfile::tempdir().expect("tmp");
-        let meta = save(&model, &info, dir.path()).expect("save");
+        let meta = save(&model, &info, dir.path(), &[]).expect("save");
         assert_eq!(meta.id.len(), 16);
         let (loaded, meta2) = load(dir.path(), &device).expect("load");
         assert_eq!(meta2.id, meta.id);
@@ -301,7 +352,7 @@ mod tests {
         let (a, b) = (model.forward(x.clone()).into_data(), loaded.forward(x).into_data());
         assert_eq!(a, b, "identical outputs");
         // Saving again gives the same id.
-        let again = save(&loaded, &info, &dir.path().join("again")).expect("save");
+        let again = save(&loaded, &info, &dir.path().join("again"), &[]).expect("save");
         assert_eq!(again.id, meta.id);
     }
 
@@ -311,7 +362,7 @@ mod tests {
         let info = info();
         let model = info.training.model.init(&device);
         let dir = tempfile::tempdir().expect("tmp");
-        save(&model, &info, dir.path()).expect("save");
+        save(&model, &info, dir.path(), &[]).expect("save");
         // Corrupt weights.
         let w = dir.path().join(WEIGHTS);
         let mut bytes = std::fs::read(&w).expect("read");
@@ -321,7 +372,7 @@ mod tests {
         let err = load(dir.path(), &device).expect_err("corrupt");
         assert!(err.to_string().contains("sha256 differs"), "{err}");
         // Another architecture in bundle.json.
-        save(&model, &info, dir.path()).expect("save");
+        save(&model, &info, dir.path(), &[]).expect("save");
         let meta_path = dir.path().join(METADATA);
         let mut meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("read")).expect("json");

@@ -8,6 +8,8 @@
 pub mod bundle;
 pub mod checkpoint;
 pub mod data;
+pub mod device;
+pub mod inference;
 pub mod model;
 pub mod training;
 

@@ -15,6 +15,7 @@ use cellops_dataset::synthetic::Rng;
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState};
 use crate::data::{AugmentConfig, Sample, random_patch};
+use crate::inference::{PredictConfig, predict_chw};
 use crate::model::{UNet, UNetConfig};
 
 /// Weights of the two loss terms.
@@ -99,7 +100,8 @@ pub struct TrainConfig {
     /// AdamW weight decay.
     #[config(default = 1e-4)]
     pub weight_decay: f32,
-    /// Clip gradients to this global norm (0 disables clipping).
+    /// Clip each parameter tensor's gradient to this L2 norm (burn's norm clipping works per tensor,
+    /// not on the global norm as PyTorch's `clip_grad_norm_` does); 0 disables clipping.
     #[config(default = 1.0)]
     pub grad_clip_norm: f32,
     /// Stop after this many epochs without a better validation Dice (0 never stops early).
@@ -224,20 +226,21 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Pooled foreground Dice and IoU of `model` on whole validation images (channel 0, threshold 0.5).
+/// Pooled foreground Dice and IoU of `model` on whole images (channel 0, threshold 0.5), run
+/// through [`predict_chw`] so that large images stay in bounded memory.
 pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> (f64, f64) {
-    let (mut inter, mut pred_sum, mut true_sum) = (0f64, 0f64, 0f64);
+    let tiling = PredictConfig::new().with_tile(512).with_overlap(64);
+    let (mut inter, mut pred_sum, mut true_sum) = (0u64, 0u64, 0u64);
     for s in samples {
-        let x = Tensor::<1>::from_floats(s.image.as_slice(), device).reshape([1, s.channels, s.height, s.width]);
-        let logits = model.forward(x);
-        let [_, _, h, w] = logits.dims();
-        // Logit > 0 is probability > 0.5.
-        let fg = logits.slice([0..1, 0..1, 0..h, 0..w]).greater_elem(0.0).float();
-        let t = Tensor::<1>::from_floats(&s.target[..h * w], device).reshape([1, 1, h, w]);
-        inter += f64::from((fg.clone() * t.clone()).sum().into_scalar::<f32>());
-        pred_sum += f64::from(fg.sum().into_scalar::<f32>());
-        true_sum += f64::from(t.sum().into_scalar::<f32>());
+        let p = predict_chw(model, &s.image, s.channels, s.height, s.width, &tiling, device);
+        for (&prob, &t) in p.channel(0).iter().zip(&s.target[..s.height * s.width]) {
+            let (fg, truth) = (prob > 0.5, t > 0.5);
+            inter += u64::from(fg && truth);
+            pred_sum += u64::from(fg);
+            true_sum += u64::from(truth);
+        }
     }
+    let (inter, pred_sum, true_sum) = (inter as f64, pred_sum as f64, true_sum as f64);
     let dice = if pred_sum + true_sum == 0.0 {
         1.0
     } else {

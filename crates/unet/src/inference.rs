@@ -1,0 +1,344 @@
+//! Inference: probability maps and masks for images of any size, in bounded memory.
+//!
+//! Images larger than a tile are cut into overlapping tiles, run through the network a batch of
+//! tiles at a time, and blended back: each tile's probabilities are weighted by a window that
+//! falls linearly to a small value across the overlap, so seams vanish and the poorly-contexted
+//! tile borders count least. Memory is the model's for one batch of tiles plus the output
+//! itself (`channels + 1` floats per pixel), whatever the image size.
+//!
+//! [`Predictor`] applies the preprocessing recorded in a bundle first (the model must see what it
+//! was trained on) and maps the probabilities back to the input image's size.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use cellops_dataset::Raster;
+
+use crate::bundle::{self, BundleError, BundleMeta};
+use crate::data::image_to_chw;
+use crate::model::UNet;
+
+/// How images are cut into tiles.
+#[derive(Config, Debug)]
+pub struct PredictConfig {
+    /// Side of the square tiles (images smaller than this run whole).
+    #[config(default = 256)]
+    pub tile: usize,
+    /// Overlap between neighbouring tiles, in pixels.
+    #[config(default = 32)]
+    pub overlap: usize,
+    /// Tiles per forward pass.
+    #[config(default = 4)]
+    pub batch: usize,
+}
+
+/// Probabilities for every output channel of the model, at the image's size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// Output channels (foreground, then boundary when the model has it).
+    pub channels: usize,
+    /// Probabilities in 0..=1, channel-major (`[C, H, W]`).
+    pub probabilities: Vec<f32>,
+}
+
+impl Prediction {
+    /// One channel's probabilities (`[H, W]`).
+    pub fn channel(&self, c: usize) -> &[f32] {
+        let n = self.width * self.height;
+        &self.probabilities[c * n..(c + 1) * n]
+    }
+
+    /// The foreground mask: 1 where the foreground probability exceeds `threshold`, else 0.
+    pub fn mask(&self, threshold: f32) -> Vec<u8> {
+        self.channel(0).iter().map(|&p| u8::from(p > threshold)).collect()
+    }
+}
+
+/// Tile origins along one axis of `len` pixels: tiles of `tile` (or `len` when smaller) that
+/// start every `tile - overlap` pixels, the last one flush with the end.
+fn origins(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
+    if len <= tile {
+        return vec![0];
+    }
+    let stride = tile.saturating_sub(overlap).max(1);
+    let mut out: Vec<usize> = (0..).map(|k| k * stride).take_while(|&o| o + tile < len).collect();
+    out.push(len - tile);
+    out
+}
+
+/// The blending weight along one axis of a tile of `len`, for a pixel `i` from its start: rises
+/// linearly over `ramp` pixels from each edge that borders another tile.
+fn ramp(i: usize, len: usize, ramp: usize, open_start: bool, open_end: bool) -> f32 {
+    let mut w = 1.0f32;
+    if ramp > 0 {
+        let r = ramp as f32 + 1.0;
+        if open_start {
+            w = w.min((i as f32 + 1.0) / r);
+        }
+        if open_end {
+            w = w.min((len - i) as f32 / r);
+        }
+    }
+    w
+}
+
+/// Runs `model` over a channel-major image (`[C, H, W]`, values as in training) and returns the
+/// sigmoid probabilities of every output channel.
+pub fn predict_chw(
+    model: &UNet,
+    image: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    cfg: &PredictConfig,
+    device: &Device,
+) -> Prediction {
+    let (th, tw) = (cfg.tile.max(1).min(height), cfg.tile.max(1).min(width));
+    let (ys, xs) = (origins(height, th, cfg.overlap), origins(width, tw, cfg.overlap));
+    let tiles: Vec<(usize, usize)> = ys.iter().flat_map(|&y| xs.iter().map(move |&x| (y, x))).collect();
+    let plane = height * width;
+    let mut out_channels = 0;
+    let mut sum: Vec<f32> = Vec::new();
+    let mut weight = vec![0f32; plane];
+    let ramp_len = cfg.overlap.min(th.min(tw) / 2);
+    for chunk in tiles.chunks(cfg.batch.max(1)) {
+        let mut input = Vec::with_capacity(chunk.len() * channels * th * tw);
+        for &(y0, x0) in chunk {
+            for c in 0..channels {
+                for y in y0..y0 + th {
+                    let row = c * plane + y * width + x0;
+                    input.extend_from_slice(&image[row..row + tw]);
+                }
+            }
+        }
+        let x = Tensor::<1>::from_floats(input.as_slice(), device).reshape([chunk.len(), channels, th, tw]);
+        let probs = burn::tensor::activation::sigmoid(model.forward(x));
+        let [_, oc, _, _] = probs.dims();
+        if out_channels == 0 {
+            out_channels = oc;
+            sum = vec![0f32; oc * plane];
+        }
+        let values = probs.into_data().try_to_vec::<f32>().unwrap_or_default();
+        for (k, &(y0, x0)) in chunk.iter().enumerate() {
+            for ty in 0..th {
+                let wy = ramp(ty, th, ramp_len, y0 > 0, y0 + th < height);
+                for tx in 0..tw {
+                    let wx = ramp(tx, tw, ramp_len, x0 > 0, x0 + tw < width);
+                    let w = wy * wx;
+                    let dst = (y0 + ty) * width + x0 + tx;
+                    weight[dst] += w;
+                    for c in 0..oc {
+                        sum[c * plane + dst] += w * values[((k * oc + c) * th + ty) * tw + tx];
+                    }
+                }
+            }
+        }
+    }
+    for c in 0..out_channels {
+        for (v, w) in sum[c * plane..(c + 1) * plane].iter_mut().zip(&weight) {
+            *v /= *w;
+        }
+    }
+    Prediction {
+        width,
+        height,
+        channels: out_channels,
+        probabilities: sum,
+    }
+}
+
+/// Bilinear resampling of a channel-major float image (pixel centres aligned, as OpenCV's
+/// `INTER_LINEAR`).
+fn resize_planes(data: &[f32], channels: usize, h: usize, w: usize, nh: usize, nw: usize) -> Vec<f32> {
+    let axis = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
+        (0..n_out)
+            .map(|o| {
+                let s = ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).max(0.0);
+                let i0 = (s.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, s - i0 as f32)
+            })
+            .collect()
+    };
+    let (ay, ax) = (axis(nh, h), axis(nw, w));
+    let mut out = Vec::with_capacity(channels * nh * nw);
+    for c in 0..channels {
+        let p = &data[c * h * w..(c + 1) * h * w];
+        for &(y0, y1, fy) in &ay {
+            for &(x0, x1, fx) in &ax {
+                let top = p[y0 * w + x0] * (1.0 - fx) + p[y0 * w + x1] * fx;
+                let bottom = p[y1 * w + x0] * (1.0 - fx) + p[y1 * w + x1] * fx;
+                out.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+    }
+    out
+}
+
+/// Why an image could not be segmented.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The bundle could not be loaded.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The bundle's preprocessing failed on the image.
+    #[error("preprocessing failed: {0}")]
+    Preprocess(String),
+    /// The preprocessed image has another number of channels than the model takes.
+    #[error(
+        "the image has {found} channels after preprocessing but the model takes {expected}; \
+         the bundle's preprocessing (colour) does not fit this image"
+    )]
+    Channels {
+        /// Channels of the preprocessed image.
+        found: usize,
+        /// Channels the model takes.
+        expected: usize,
+    },
+}
+
+/// A loaded bundle, ready to segment images.
+#[derive(Debug)]
+pub struct Predictor {
+    model: UNet,
+    meta: BundleMeta,
+    device: Device,
+    /// Tiling.
+    pub config: PredictConfig,
+}
+
+impl Predictor {
+    /// Loads the bundle in `dir` onto `device`.
+    pub fn load(dir: &Path, device: &Device, config: PredictConfig) -> Result<Self, PredictError> {
+        let (model, meta) = bundle::load(dir, device)?;
+        Ok(Self {
+            model,
+            meta,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    /// The bundle's metadata.
+    pub fn meta(&self) -> &BundleMeta {
+        &self.meta
+    }
+
+    /// Segments an image as it comes from disk: applies the bundle's preprocessing, predicts, and
+    /// returns probabilities at the image's own size.
+    pub fn predict(&self, image: &Raster) -> Result<Prediction, PredictError> {
+        let prepared = cellops_dataset::preprocess(image, &self.meta.preprocessing)
+            .map_err(|e| PredictError::Preprocess(e.to_string()))?;
+        let channels = prepared.channels as usize;
+        if channels != self.meta.input_channels {
+            return Err(PredictError::Channels {
+                found: channels,
+                expected: self.meta.input_channels,
+            });
+        }
+        let (h, w) = (prepared.height as usize, prepared.width as usize);
+        let mut p = predict_chw(
+            &self.model,
+            &image_to_chw(&prepared),
+            channels,
+            h,
+            w,
+            &self.config,
+            &self.device,
+        );
+        let (oh, ow) = (image.height as usize, image.width as usize);
+        if (oh, ow) != (h, w) {
+            p.probabilities = resize_planes(&p.probabilities, p.channels, h, w, oh, ow);
+            (p.height, p.width) = (oh, ow);
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Norm, UNetConfig};
+
+    #[test]
+    fn tiles_cover_the_axis_and_end_flush() {
+        assert_eq!(origins(100, 256, 32), [0]);
+        assert_eq!(origins(256, 256, 32), [0]);
+        assert_eq!(origins(500, 256, 32), [0, 224, 244]);
+        for len in 1..300 {
+            let o = origins(len, 64, 16);
+            let tile = len.min(64);
+            assert_eq!(o.last().map(|l| l + tile), Some(len));
+            assert!(o.windows(2).all(|w| w[1] > w[0] && w[1] <= w[0] + tile), "{len}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn tiled_prediction_matches_whole_image_prediction_away_from_seams() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = UNetConfig::new()
+            .with_depth(2)
+            .with_base_channels(4)
+            .with_norm(Norm::None)
+            .init(&device);
+        // Without normalisation every operation is local, so tiles agree with the whole image
+        // except near their borders, where the overlap's blending takes over.
+        let (h, w) = (150, 170);
+        let image: Vec<f32> = (0..h * w).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let whole = predict_chw(&model, &image, 1, h, w, &PredictConfig::new().with_tile(512), &device);
+        assert_eq!((whole.channels, whole.probabilities.len()), (2, 2 * h * w));
+        let tiled = predict_chw(
+            &model,
+            &image,
+            1,
+            h,
+            w,
+            &PredictConfig::new().with_tile(96).with_overlap(48).with_batch(3),
+            &device,
+        );
+        assert_eq!((tiled.width, tiled.height, tiled.channels), (w, h, 2));
+        // Probabilities stay probabilities, and blending is a convex combination of tile outputs
+        // that each agree with the whole image far from tile borders: the maps stay close.
+        assert!(tiled.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+        let worst = whole
+            .probabilities
+            .iter()
+            .zip(&tiled.probabilities)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // Blending must put every tile back where it came from: the tiled map is much closer to
+        // the whole-image map than that map is to itself moved by one pixel.
+        let n = (h * w) as f32;
+        let mean_err: f32 = whole
+            .probabilities
+            .iter()
+            .zip(&tiled.probabilities)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / n;
+        // A misplaced tile would be off by about the map's own spread around its mean.
+        let fg = whole.channel(0);
+        let mean = fg.iter().sum::<f32>() / n;
+        let spread: f32 = fg.iter().map(|p| (p - mean).abs()).sum::<f32>() / n;
+        assert!(
+            worst < 0.05 && mean_err < spread / 4.0,
+            "worst {worst}, mean {mean_err}, spread {spread}"
+        );
+        // One tile covering everything is the whole-image prediction exactly.
+        let one = predict_chw(&model, &image, 1, h, w, &PredictConfig::new().with_tile(170), &device);
+        assert_eq!(one.probabilities, whole.probabilities);
+    }
+
+    #[test]
+    fn resampling_keeps_constants_and_sizes() {
+        let data = vec![0.25f32; 2 * 3 * 4];
+        let out = resize_planes(&data, 2, 3, 4, 7, 5);
+        assert_eq!(out.len(), 2 * 7 * 5);
+        assert!(out.iter().all(|v| (v - 0.25).abs() < 1e-6));
+    }
+}
