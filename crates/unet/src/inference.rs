@@ -97,6 +97,24 @@ pub fn predict_chw(
     cfg: &PredictConfig,
     device: &Device,
 ) -> Prediction {
+    tiled(image, channels, height, width, cfg, |input, n, th, tw| {
+        let x = Tensor::<1>::from_floats(input, device).reshape([n, channels, th, tw]);
+        let probs = burn::tensor::activation::sigmoid(model.forward(x));
+        let [_, oc, _, _] = probs.dims();
+        (probs.into_data().try_to_vec::<f32>().unwrap_or_default(), oc)
+    })
+}
+
+/// Cuts the image into tiles, runs `run` on batches of them (`[n, C, th, tw]` in, `[n, C_out,
+/// th, tw]` and `C_out` out) and blends the results into one map.
+fn tiled(
+    image: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    cfg: &PredictConfig,
+    mut run: impl FnMut(&[f32], usize, usize, usize) -> (Vec<f32>, usize),
+) -> Prediction {
     let (th, tw) = (cfg.tile.max(1).min(height), cfg.tile.max(1).min(width));
     let (ys, xs) = (origins(height, th, cfg.overlap), origins(width, tw, cfg.overlap));
     let tiles: Vec<(usize, usize)> = ys.iter().flat_map(|&y| xs.iter().map(move |&x| (y, x))).collect();
@@ -115,14 +133,11 @@ pub fn predict_chw(
                 }
             }
         }
-        let x = Tensor::<1>::from_floats(input.as_slice(), device).reshape([chunk.len(), channels, th, tw]);
-        let probs = burn::tensor::activation::sigmoid(model.forward(x));
-        let [_, oc, _, _] = probs.dims();
+        let (values, oc) = run(&input, chunk.len(), th, tw);
         if out_channels == 0 {
             out_channels = oc;
             sum = vec![0f32; oc * plane];
         }
-        let values = probs.into_data().try_to_vec::<f32>().unwrap_or_default();
         for (k, &(y0, x0)) in chunk.iter().enumerate() {
             for ty in 0..th {
                 let wy = ramp(ty, th, ramp_len, y0 > 0, y0 + th < height);
@@ -278,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_prediction_matches_whole_image_prediction_away_from_seams() {
+    fn tiled_prediction_stays_close_to_the_whole_image_prediction() {
         let device = Device::flex();
         device.seed(3);
         let model = UNetConfig::new()
@@ -292,7 +307,7 @@ mod tests {
         let image: Vec<f32> = (0..h * w).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
         let whole = predict_chw(&model, &image, 1, h, w, &PredictConfig::new().with_tile(512), &device);
         assert_eq!((whole.channels, whole.probabilities.len()), (2, 2 * h * w));
-        let tiled = predict_chw(
+        let cut = predict_chw(
             &model,
             &image,
             1,
@@ -301,37 +316,39 @@ mod tests {
             &PredictConfig::new().with_tile(96).with_overlap(48).with_batch(3),
             &device,
         );
-        assert_eq!((tiled.width, tiled.height, tiled.channels), (w, h, 2));
+        assert_eq!((cut.width, cut.height, cut.channels), (w, h, 2));
         // Probabilities stay probabilities, and blending is a convex combination of tile outputs
         // that each agree with the whole image far from tile borders: the maps stay close.
-        assert!(tiled.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+        assert!(cut.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+        // Tiles see less context at their borders; the overlap's blending keeps that small.
         let worst = whole
             .probabilities
             .iter()
-            .zip(&tiled.probabilities)
+            .zip(&cut.probabilities)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        // Blending must put every tile back where it came from: the tiled map is much closer to
-        // the whole-image map than that map is to itself moved by one pixel.
-        let n = (h * w) as f32;
-        let mean_err: f32 = whole
-            .probabilities
-            .iter()
-            .zip(&tiled.probabilities)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f32>()
-            / n;
-        // A misplaced tile would be off by about the map's own spread around its mean.
-        let fg = whole.channel(0);
-        let mean = fg.iter().sum::<f32>() / n;
-        let spread: f32 = fg.iter().map(|p| (p - mean).abs()).sum::<f32>() / n;
-        assert!(
-            worst < 0.05 && mean_err < spread / 4.0,
-            "worst {worst}, mean {mean_err}, spread {spread}"
-        );
+        assert!(worst < 0.05, "worst difference {worst}");
         // One tile covering everything is the whole-image prediction exactly.
         let one = predict_chw(&model, &image, 1, h, w, &PredictConfig::new().with_tile(170), &device);
         assert_eq!(one.probabilities, whole.probabilities);
+    }
+
+    #[test]
+    fn blending_puts_every_tile_back_where_it_came_from() {
+        // With a model that returns its input, any tiling must give the image back.
+        let (h, w) = (37, 53);
+        let image: Vec<f32> = (0..2 * h * w).map(|i| (i % 97) as f32).collect();
+        for (tile, overlap, batch) in [(16, 4, 1), (16, 0, 3), (20, 8, 5), (64, 8, 2), (7, 6, 4)] {
+            let cfg = PredictConfig::new().with_tile(tile).with_overlap(overlap).with_batch(batch);
+            let p = tiled(&image, 2, h, w, &cfg, |input, _, _, _| (input.to_vec(), 2));
+            let worst = p
+                .probabilities
+                .iter()
+                .zip(&image)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-3, "tile {tile} overlap {overlap}: off by {worst}");
+        }
     }
 
     #[test]
