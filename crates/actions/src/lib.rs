@@ -315,6 +315,28 @@ pub fn format_output(name: &str, value: &str, delimiter: &str) -> String {
     format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
+/// Reads `$GITHUB_OUTPUT` back as the runner does (`name=value` lines and `name<<DELIM` heredocs);
+/// later values win. For tests and for steps that read another step's outputs.
+///
+/// ```
+/// let text = cellops_actions::format_output("a", "x\ny", "EOF") + "b=2\n";
+/// let out = cellops_actions::parse_outputs(&text);
+/// assert_eq!((out["a"].as_str(), out["b"].as_str()), ("x\ny", "2"));
+/// ```
+pub fn parse_outputs(text: &str) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
+            out.insert(name.to_owned(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    out
+}
+
 fn random_delimiter() -> Result<String, ActionsError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ActionsError::Random(e.to_string()))?;

@@ -22,8 +22,9 @@ impl Progress {
                 ProgressDrawTarget::stderr()
             },
         );
-        let template =
-            format!("{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+        let template = format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}}) {{msg}}"
+        );
         if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style);
         }
@@ -45,6 +46,16 @@ impl Progress {
     /// One step done.
     pub fn inc(&self) {
         self.bar.inc(1);
+    }
+
+    /// Shows a message above the bar (hides the bar while `f` writes, then redraws it).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
+    /// Sets the text after the bar.
+    pub fn set_message(&self, message: String) {
+        self.bar.set_message(message);
     }
 
     /// Removes the bar from the terminal.

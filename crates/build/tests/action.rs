@@ -25,18 +25,6 @@ impl ActionRun {
     }
 }
 
-/// Parses `$GITHUB_OUTPUT` as the runner does.
-fn parse_outputs(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let (name, delim) = line.split_once("<<").expect("heredoc output");
-        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
-        out.insert(name.to_owned(), value.join("\n"));
-    }
-    out
-}
-
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     let gh_out = dir.join("github_output");
     let gh_sum = dir.join("step_summary.md");
@@ -54,7 +42,7 @@ fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     let out = cmd.output().expect("run cellops-build");
     ActionRun {
         out,
-        outputs: parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
+        outputs: cellops_actions::parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
         summary: std::fs::read_to_string(&gh_sum).unwrap_or_default(),
     }
 }

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Validate and prepare a dataset (images + instance masks) with a manifest.
     Build(Box<cellops_build::Args>),
+    /// Train and validate a U-Net on a prepared dataset and write a model bundle.
+    TrainUnet(Box<cellops_train_unet::Args>),
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
     Synthetic(SyntheticArgs),
 }
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let cli: Cli = inputs::parse(&runner);
     let code = match &cli.command {
         Command::Build(args) => cellops_build::execute(args, &runner),
+        Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
         Command::Synthetic(args) => match synthetic(args, &runner) {
             Ok(()) => Exit::Success,
             Err(e) => {

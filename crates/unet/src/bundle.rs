@@ -168,17 +168,15 @@ pub struct BundleInfo {
 /// Writes a bundle as the directory `dir` and returns its metadata. The bundle is written beside
 /// `dir` under a temporary name and swapped in by renames, so `dir` always holds a whole bundle
 /// (the old one or the new one), never a mix. `extra` files (plots, reports) go in with it.
-pub fn save(
-    model: &UNet,
-    info: &BundleInfo,
-    dir: &Path,
-    extra: &[(&str, Vec<u8>)],
-) -> Result<BundleMeta, BundleError> {
+pub fn save(model: &UNet, info: &BundleInfo, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<BundleMeta, BundleError> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let staging = parent.join(format!(".{name}.partial"));
     let old = parent.join(format!(".{name}.old"));
@@ -323,7 +321,7 @@ mod tests {
 
     fn info() -> BundleInfo {
         BundleInfo {
-            training: TrainConfig::new(
+            training: TrainConfig::new().with_model(
                 UNetConfig::new()
                     .with_depth(2)
                     .with_base_channels(4)

@@ -47,9 +47,7 @@ impl Accelerator {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The backend is not compiled into this build.
-    #[error(
-        "this build has no {0} support; use a release binary built with `--features {0}`, or --device cpu"
-    )]
+    #[error("this build has no {0} support; use a release binary built with `--features {0}`, or --device cpu")]
     NotCompiled(&'static str),
     /// The backend is compiled but failed on this machine.
     #[error("the {kind} device does not work here: {message}")]

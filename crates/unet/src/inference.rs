@@ -339,7 +339,10 @@ mod tests {
         let (h, w) = (37, 53);
         let image: Vec<f32> = (0..2 * h * w).map(|i| (i % 97) as f32).collect();
         for (tile, overlap, batch) in [(16, 4, 1), (16, 0, 3), (20, 8, 5), (64, 8, 2), (7, 6, 4)] {
-            let cfg = PredictConfig::new().with_tile(tile).with_overlap(overlap).with_batch(batch);
+            let cfg = PredictConfig::new()
+                .with_tile(tile)
+                .with_overlap(overlap)
+                .with_batch(batch);
             let p = tiled(&image, 2, h, w, &cfg, |input, _, _, _| (input.to_vec(), 2));
             let worst = p
                 .probabilities

@@ -75,6 +75,7 @@ pub fn train_step(
 #[derive(Config, Debug)]
 pub struct TrainConfig {
     /// The architecture.
+    #[config(default = "UNetConfig::new()")]
     pub model: UNetConfig,
     /// Loss weights.
     #[config(default = "LossConfig::new()")]
@@ -489,18 +490,19 @@ mod tests {
     }
 
     fn small_config() -> TrainConfig {
-        TrainConfig::new(
-            UNetConfig::new()
-                .with_out_channels(1)
-                .with_depth(2)
-                .with_base_channels(8)
-                .with_norm(Norm::Group),
-        )
-        .with_patch_size(32)
-        .with_batch_size(4)
-        .with_steps_per_epoch(20)
-        .with_epochs(4)
-        .with_learning_rate(5e-3)
+        TrainConfig::new()
+            .with_model(
+                UNetConfig::new()
+                    .with_out_channels(1)
+                    .with_depth(2)
+                    .with_base_channels(8)
+                    .with_norm(Norm::Group),
+            )
+            .with_patch_size(32)
+            .with_batch_size(4)
+            .with_steps_per_epoch(20)
+            .with_epochs(4)
+            .with_learning_rate(5e-3)
     }
 
     #[test]
@@ -545,7 +547,7 @@ mod tests {
     #[test]
     fn channel_mismatch_is_refused() {
         let data = samples(1, 32, false);
-        let cfg = TrainConfig::new(UNetConfig::new().with_in_channels(3).with_out_channels(1));
+        let cfg = TrainConfig::new().with_model(UNetConfig::new().with_in_channels(3).with_out_channels(1));
         assert!(matches!(
             fit(
                 &cfg,
@@ -601,19 +603,20 @@ mod tests {
     }
 
     fn resume_config() -> TrainConfig {
-        TrainConfig::new(
-            UNetConfig::new()
-                .with_out_channels(1)
-                .with_depth(2)
-                .with_base_channels(4)
-                .with_norm(Norm::Batch)
-                .with_dropout(0.2),
-        )
-        .with_patch_size(16)
-        .with_batch_size(2)
-        .with_steps_per_epoch(3)
-        .with_epochs(4)
-        .with_patience(0)
+        TrainConfig::new()
+            .with_model(
+                UNetConfig::new()
+                    .with_out_channels(1)
+                    .with_depth(2)
+                    .with_base_channels(4)
+                    .with_norm(Norm::Batch)
+                    .with_dropout(0.2),
+            )
+            .with_patch_size(16)
+            .with_batch_size(2)
+            .with_steps_per_epoch(3)
+            .with_epochs(4)
+            .with_patience(0)
     }
 
     /// The figures of a history that do not depend on the clock.
