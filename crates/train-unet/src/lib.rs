@@ -681,4 +681,12 @@ mod tests {
         let (_d, p) = write("{\"epochs\": 2, \"loss\": {\"dice_weight\": 0.5}}");
         assert_eq!(load_config(&p).expect("json").loss.dice_weight, 0.5);
     }
+
+    #[test]
+    fn the_example_configuration_is_valid_and_states_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-unet.yaml");
+        let c = load_config(&example).expect("example loads");
+        let json = |c: &TrainConfig| serde_json::to_string(c).expect("json");
+        assert_eq!(json(&c), json(&TrainConfig::new()));
+    }
 }

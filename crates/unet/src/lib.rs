@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod inference;
 pub mod model;
+pub mod throughput;
 pub mod training;
 
 /// burn's device type, for callers that pick one with [`device::select`] and pass it on.
