@@ -15,6 +15,7 @@
 //! Inputs come from command-line flags or from `INPUT_<NAME>` environment variables, see [`inputs`].
 
 pub mod command;
+pub mod harness;
 pub mod inputs;
 pub mod progress;
 

@@ -1,50 +1,17 @@
 //! `cellops-build` run the way a workflow runs it: inputs from `INPUT_*`, outputs and summary in the
 //! files the runner names, annotations on standard output.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use cellops_actions::harness::{self, ActionRun};
 use cellops_dataset::io::encode_png;
 use cellops_dataset::manifest::{Manifest, sha256_hex};
 use cellops_dataset::synthetic::{self, Style, SynthConfig};
 use cellops_dataset::{Labels, Raster};
 
-struct ActionRun {
-    out: Output,
-    outputs: HashMap<String, String>,
-    summary: String,
-}
-
-impl ActionRun {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn code(&self) -> i32 {
-        self.out.status.code().expect("exit code")
-    }
-}
-
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
-    let gh_out = dir.join("github_output");
-    let gh_sum = dir.join("step_summary.md");
-    let _ = std::fs::remove_file(&gh_out);
-    let _ = std::fs::remove_file(&gh_sum);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellops-build"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_OUTPUT", &gh_out)
-        .env("GITHUB_STEP_SUMMARY", &gh_sum);
-    for (k, v) in inputs {
-        cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
-    }
-    let out = cmd.output().expect("run cellops-build");
-    ActionRun {
-        out,
-        outputs: cellops_actions::parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
-        summary: std::fs::read_to_string(&gh_sum).unwrap_or_default(),
-    }
+    let env: &[(&str, &str)] = &[];
+    harness::run_action(Path::new(env!("CARGO_BIN_EXE_cellops-build")), dir, inputs, env).expect("run cellops-build")
 }
 
 fn synth(dir: &Path, count: usize) -> PathBuf {

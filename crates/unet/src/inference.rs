@@ -361,4 +361,61 @@ mod tests {
         assert_eq!(out.len(), 2 * 7 * 5);
         assert!(out.iter().all(|v| (v - 0.25).abs() < 1e-6));
     }
+
+    #[test]
+    fn predictor_applies_the_bundle_preprocessing_and_answers_at_the_image_size() {
+        use crate::bundle::{BundleInfo, save};
+        use crate::training::TrainConfig;
+        use cellops_dataset::BuildConfig;
+        use cellops_dataset::config::{ColourMode, Resize};
+
+        let device = Device::flex();
+        let training = TrainConfig::new().with_model(
+            UNetConfig::new()
+                .with_depth(2)
+                .with_base_channels(4)
+                .with_norm(Norm::Group),
+        );
+        let preprocessing = BuildConfig {
+            colour: ColourMode::Grey,
+            resize: Some(Resize {
+                width: Some(32),
+                height: Some(32),
+                ..Default::default()
+            }),
+            ..BuildConfig::default()
+        };
+        let info = BundleInfo {
+            training: training.clone(),
+            preprocessing,
+            dataset_manifest_sha256: "00".repeat(32),
+            git_commit: None,
+            history: Vec::new(),
+            best_epoch: 0,
+            test: None,
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        save(&training.model.init(&device), &info, dir.path(), &[]).expect("save");
+        let predictor = Predictor::load(dir.path(), &device, PredictConfig::new()).expect("load");
+        // An RGB image of another size: made grey, resized to 32x32, predicted, resized back.
+        let rgb = Raster::from_u8(50, 40, 3, (0..50 * 40 * 3).map(|i| (i % 251) as u8).collect());
+        let p = predictor.predict(&rgb).expect("predict");
+        assert_eq!((p.width, p.height, p.channels), (50, 40, 2));
+        assert_eq!(p.mask(0.5).len(), 50 * 40);
+        assert!(p.probabilities.iter().all(|v| (0.0..=1.0).contains(v)));
+
+        // A bundle whose model takes 3 channels cannot take the grey image its preprocessing makes.
+        let rgb_training = training.clone().with_model(training.model.clone().with_in_channels(3));
+        let info3 = BundleInfo {
+            training: rgb_training.clone(),
+            ..info
+        };
+        let dir3 = tempfile::tempdir().expect("tmp");
+        save(&rgb_training.model.init(&device), &info3, dir3.path(), &[]).expect("save");
+        let p3 = Predictor::load(dir3.path(), &device, PredictConfig::new()).expect("load");
+        assert!(matches!(
+            p3.predict(&rgb),
+            Err(PredictError::Channels { found: 1, expected: 3 })
+        ));
+    }
 }
