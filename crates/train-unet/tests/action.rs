@@ -10,7 +10,8 @@ use cellops_dataset::{BuildConfig, prepare::Quiet};
 
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     let env: &[(&str, &str)] = &[("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")];
-    harness::run_action(Path::new(env!("CARGO_BIN_EXE_cellops-train-unet")), dir, inputs, env).expect("run cellops-train-unet")
+    harness::run_action(Path::new(env!("CARGO_BIN_EXE_cellops-train-unet")), dir, inputs, env)
+        .expect("run cellops-train-unet")
 }
 
 /// Eight 64×64 grey synthetic images, built with a 4/2/2 split.
