@@ -3,8 +3,12 @@
 //! the same shape.
 
 use cellops_unet::throughput::{Mode, measure};
-use cellops_unet::{Device, Norm, UNetConfig};
+use cellops_unet::{Device, Norm, UNetConfig, Upsample};
 use clap::Parser;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Time U-Net training steps or forward passes on random data.
 #[derive(Debug, Parser)]
@@ -24,6 +28,9 @@ struct Args {
     /// Normalisation: batch, group or none.
     #[arg(long, default_value = "batch")]
     norm: String,
+    /// Upsampling: transposed or bilinear.
+    #[arg(long, default_value = "transposed")]
+    upsample: String,
     /// Threads (sets the global rayon pool that flex uses).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -62,6 +69,12 @@ fn main() -> anyhow::Result<()> {
         .with_depth(a.depth)
         .with_base_channels(a.base)
         .with_norm(norm);
+    let upsample = match a.upsample.as_str() {
+        "transposed" => Upsample::Transposed,
+        "bilinear" => Upsample::Bilinear,
+        other => anyhow::bail!("unknown upsampling {other}"),
+    };
+    let cfg = cfg.with_upsample(upsample);
     let mode = match a.mode.as_str() {
         "train" => Mode::Train,
         "infer" => Mode::Infer,
@@ -70,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let t = measure(&cfg, mode, a.batch, a.size, a.warmup, a.steps, &Device::flex())?;
     let (steps_per_second, params) = (t.steps_per_second, t.params);
     let out = serde_json::json!({
-        "framework": "burn-flex",
+        "framework": if cfg!(feature = "mimalloc") { "burn-flex+mimalloc" } else { "burn-flex" },
         "version": "0.22.1",
         "mode": a.mode,
         "batch": a.batch,
@@ -78,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         "depth": a.depth,
         "base": a.base,
         "norm": a.norm,
+        "upsample": a.upsample,
         "threads": a.threads,
         "steps": a.steps,
         "steps_per_second": (steps_per_second * 1e4).round() / 1e4,
