@@ -156,6 +156,30 @@ impl PreparedDataset {
         &self.manifest
     }
 
+    /// The instance labels of every output pair of a split, in the order of [`Self::load`].
+    pub fn load_labels(&self, split: Subset) -> Result<Vec<Vec<u16>>, DataError> {
+        let mut out = Vec::new();
+        for item in self.manifest.items.iter().filter(|i| i.split == split) {
+            for o in &item.outputs {
+                let path = self.root.join(&o.mask);
+                let file_err = |message: String| DataError::File {
+                    path: path.clone(),
+                    message,
+                };
+                let bytes = std::fs::read(&path).map_err(|e| file_err(e.to_string()))?;
+                match decode(&bytes, u64::MAX)
+                    .map_err(|e| file_err(e.to_string()))?
+                    .raster
+                    .samples
+                {
+                    Samples::U16(labels) => out.push(labels),
+                    Samples::U8(_) => return Err(file_err("masks of a prepared dataset are 16-bit labels".into())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Loads every output pair of a split into memory.
     pub fn load(&self, split: Subset, boundary: bool) -> Result<Vec<Sample>, DataError> {
         let mut out = Vec::new();
