@@ -10,3 +10,4 @@
 pub mod assignment;
 pub mod instances;
 pub mod metrics;
+pub mod shape;
