@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares cellops-measure's shape measurements with scikit-image's regionprops on label images.
 
-Usage: target/release/regionprops MASKS... > ours.jsonl
+Usage: target/release/regionprops [--image-dir DIR] MASKS... > ours.jsonl
        python3 bench/regionprops_reference.py ours.jsonl
 Prints, per property, the largest absolute and relative difference over all objects; exit status 1
 if any property differs by more than 1e-6 (relative, or absolute below magnitude 1). Orientation is
@@ -64,6 +64,27 @@ def main():
                 rel = float(np.max(diff / np.maximum(np.abs(b), 1.0)))
                 if rel > worst[k][1]:
                     worst[k] = (d, rel, f"{rec['file']} label {o['label']}: ours {a.tolist()} skimage {b.tolist()}")
+        if rec.get("intensity"):
+            img_path = rec["file"].replace("/masks/", "/original/").replace("_mask.png", ".png")
+            img = imread(img_path)
+            img = img[..., :3] if img.ndim == 3 else img
+            ref_i = {int(r.label): r for r in regionprops(labels, intensity_image=img)}
+            for o in rec["intensity"]:
+                r = ref_i[o["label"]]
+                vals = img[labels == o["label"]].astype(float)
+                vals = vals.reshape(len(vals), -1)
+                expect = {
+                    "mean": r.intensity_mean, "std": r.intensity_std, "min": r.intensity_min,
+                    "max": r.intensity_max, "integrated": vals.sum(axis=0), "median": np.median(vals, axis=0),
+                }
+                for k, b in expect.items():
+                    a = np.atleast_1d(np.asarray(o[k], dtype=float))
+                    b = np.atleast_1d(np.asarray(b, dtype=float))
+                    diff = np.abs(a - b)
+                    rel = float(np.max(diff / np.maximum(np.abs(b), 1.0)))
+                    key = "intensity_" + k
+                    if rel > worst.setdefault(key, (0.0, 0.0, ""))[1]:
+                        worst[key] = (float(np.max(diff)), rel, f"{rec['file']} label {o['label']}")
     bad = False
     print(f"{images} images, {objects} objects ({isotropic} with equal row/column moments: orientation not compared)")
     for k, (d, rel, where) in worst.items():

@@ -9,5 +9,6 @@
 
 pub mod assignment;
 pub mod instances;
+pub mod intensity;
 pub mod metrics;
 pub mod shape;

@@ -6,12 +6,17 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use cellops_dataset::{Samples, io};
+use cellops_measure::intensity::intensities;
 use cellops_measure::shape::regionprops;
 use clap::Parser;
 
 /// Measure objects of label images.
 #[derive(Debug, Parser)]
 struct Args {
+    /// Also measure intensities in `<DIR>/<id>.png` for each `<id>_mask.png` (RGB channels of
+    /// RGBA images).
+    #[arg(long, value_name = "DIR")]
+    image_dir: Option<PathBuf>,
     /// Label images.
     files: Vec<PathBuf>,
 }
@@ -28,7 +33,32 @@ fn main() -> anyhow::Result<()> {
             Samples::U16(d) => regionprops(d, width),
             Samples::U8(d) => regionprops(d, width),
         };
-        let line = serde_json::json!({ "file": f.display().to_string(), "objects": props });
+        let labels: Vec<u16> = match r.samples {
+            Samples::U16(d) => d,
+            Samples::U8(d) => d.into_iter().map(u16::from).collect(),
+        };
+        let intensity = match &a.image_dir {
+            Some(dir) => {
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix("_mask.png"))
+                    .with_context(|| format!("{} is not <id>_mask.png", f.display()))?;
+                let path = dir.join(format!("{name}.png"));
+                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let img = io::decode(&bytes, u64::MAX)?.raster;
+                let c = usize::from(img.channels);
+                let Samples::U8(d) = img.samples else {
+                    anyhow::bail!("{}: 8-bit images only", path.display())
+                };
+                // Drop alpha.
+                let keep = c.min(3);
+                let rgb: Vec<u8> = d.chunks_exact(c).flat_map(|px| px[..keep].to_vec()).collect();
+                Some(intensities(&labels, &rgb, keep))
+            }
+            None => None,
+        };
+        let line = serde_json::json!({ "file": f.display().to_string(), "objects": props, "intensity": intensity });
         #[allow(clippy::print_stdout)]
         {
             println!("{line}");
