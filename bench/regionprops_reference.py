@@ -28,6 +28,9 @@ PROPS = {
     "extent": "extent",
     "perimeter": "perimeter",
     "euler_number": "euler_number",
+    "convex_area": "area_convex",
+    "solidity": "solidity",
+    "max_feret_diameter": "feret_diameter_max",
 }
 
 

@@ -14,6 +14,11 @@
 //!   4-neighbour outside the object) are classified by their 8-neighbourhood of border pixels and
 //!   weighted 1 (straight runs), √2 (diagonal runs) or (1 + √2)/2 (corners).
 //! - `euler_number`: objects minus holes, objects 8-connected and holes 4-connected.
+//! - `convex_area`: pixels whose centres lie inside or on the convex hull of the midpoints of the
+//!   object's pixel edges (scikit-image's `convex_hull_image`, computed here in exact integer
+//!   arithmetic); `solidity = area / convex_area`.
+//! - `max_feret_diameter`: the largest distance between the contour points (marching squares at
+//!   level 0.5, i.e. midpoints between 4-adjacent inside/outside pixels) of that convex image.
 
 use std::collections::HashMap;
 
@@ -48,6 +53,13 @@ pub struct RegionProps {
     pub perimeter: f64,
     /// Objects minus holes.
     pub euler_number: i64,
+    /// Pixels of the convex hull image (pixel centres inside or on the hull of the pixels' edge
+    /// midpoints).
+    pub convex_area: u64,
+    /// Area over convex area.
+    pub solidity: f64,
+    /// Largest distance between points of the convex hull image's contour (marching squares at 0.5).
+    pub max_feret_diameter: f64,
 }
 
 #[derive(Default)]
@@ -161,6 +173,105 @@ fn measure(label: u64, a: &Acc) -> RegionProps {
         extent: n / (h * w) as f64,
         perimeter: perimeter(&image, pw),
         euler_number: euler_number(&image, pw),
+        convex_area: 0,
+        solidity: 0.0,
+        max_feret_diameter: 0.0,
+    }
+    .with_convex(&image, pw)
+}
+
+/// Cross product of `(b − a) × (c − a)`.
+fn cross(a: (i64, i64), b: (i64, i64), c: (i64, i64)) -> i64 {
+    (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0)
+}
+
+/// Convex hull (Andrew's monotone chain), counter-clockwise, without collinear points.
+fn hull(mut points: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    points.sort_unstable();
+    points.dedup();
+    if points.len() < 3 {
+        return points;
+    }
+    let mut lower: Vec<(i64, i64)> = Vec::new();
+    for &p in &points {
+        while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0 {
+            lower.pop();
+        }
+        lower.push(p);
+    }
+    let mut upper: Vec<(i64, i64)> = Vec::new();
+    for &p in points.iter().rev() {
+        while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0 {
+            upper.pop();
+        }
+        upper.push(p);
+    }
+    lower.pop();
+    upper.pop();
+    lower.extend(upper);
+    lower
+}
+
+/// Whether `p` is inside or on the convex polygon `poly` (counter-clockwise; a segment or point
+/// when it has fewer than 3 vertices).
+fn inside_or_on(poly: &[(i64, i64)], p: (i64, i64)) -> bool {
+    match poly.len() {
+        0 => false,
+        1 => poly[0] == p,
+        2 => {
+            let (a, b) = (poly[0], poly[1]);
+            cross(a, b, p) == 0
+                && (a.0.min(b.0)..=a.0.max(b.0)).contains(&p.0)
+                && (a.1.min(b.1)..=a.1.max(b.1)).contains(&p.1)
+        }
+        n => (0..n).all(|i| cross(poly[i], poly[(i + 1) % n], p) >= 0),
+    }
+}
+
+impl RegionProps {
+    /// Fills the convex measurements from the padded object image.
+    fn with_convex(mut self, image: &[bool], width: usize) -> Self {
+        let height = image.len() / width;
+        // Coordinates doubled so that edge midpoints are integers: pixel (r, c) is (2r, 2c).
+        let mut points = Vec::new();
+        for (i, _) in image.iter().enumerate().filter(|(_, v)| **v) {
+            let (r, c) = ((i / width) as i64, (i % width) as i64);
+            points.extend([
+                (2 * r - 1, 2 * c),
+                (2 * r + 1, 2 * c),
+                (2 * r, 2 * c - 1),
+                (2 * r, 2 * c + 1),
+            ]);
+        }
+        let poly = hull(points);
+        let convex: Vec<bool> = (0..image.len())
+            .map(|i| inside_or_on(&poly, (2 * (i / width) as i64, 2 * (i % width) as i64)))
+            .collect();
+        self.convex_area = convex.iter().filter(|v| **v).count() as u64;
+        self.solidity = self.area as f64 / self.convex_area.max(1) as f64;
+        // Contour points at level 0.5: midpoints between 4-adjacent pixels of differing value (the
+        // padding keeps the contour inside the image). Doubled coordinates again.
+        let mut contour = Vec::new();
+        for r in 0..height {
+            for c in 0..width {
+                let v = convex[r * width + c];
+                if c + 1 < width && convex[r * width + c + 1] != v {
+                    contour.push((2 * r as i64, 2 * c as i64 + 1));
+                }
+                if r + 1 < height && convex[(r + 1) * width + c] != v {
+                    contour.push((2 * r as i64 + 1, 2 * c as i64));
+                }
+            }
+        }
+        let h = hull(contour);
+        let mut best = 0i64;
+        for (i, a) in h.iter().enumerate() {
+            for b in &h[i + 1..] {
+                best = best.max((a.0 - b.0).pow(2) + (a.1 - b.1).pow(2));
+            }
+        }
+        self.max_feret_diameter = (best as f64).sqrt() / 2.0;
+        self
     }
 }
 
@@ -262,5 +373,27 @@ mod tests {
         assert_eq!((props[1].label, props[1].area, props[1].euler_number), (2, 2, 1));
         assert_eq!(props[1].bbox, [0, 4, 2, 5]);
         assert!((props[0].extent - 8.0 / 9.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_l_shape_is_not_solid_and_a_square_is() {
+        #[rustfmt::skip]
+        let l_shape = [
+            1u8, 0, 0, 0,
+            1,   0, 0, 0,
+            1,   0, 0, 0,
+            1,   1, 1, 1,
+        ];
+        let p = &regionprops(&l_shape, 4)[0];
+        assert_eq!(p.area, 7);
+        // The hull of the edge midpoints covers the lower-left triangle of pixel centres.
+        assert_eq!(p.convex_area, 10);
+        assert!((p.solidity - 0.7).abs() < 1e-12);
+        // scikit-image: area_convex 10, solidity 0.7, feret_diameter_max 5 (contour points at
+        // (-0.5, 0) and (3.5, 3) of the hull image).
+        assert_eq!(p.max_feret_diameter, 5.0);
+        let square = [1u8; 9];
+        let q = &regionprops(&square, 3)[0];
+        assert_eq!((q.convex_area, q.solidity), (9, 1.0));
     }
 }
