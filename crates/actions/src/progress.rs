@@ -43,6 +43,11 @@ impl Progress {
         self.bar.set_length(total);
     }
 
+    /// `n` steps done at once.
+    pub fn inc_by(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
     /// One step done.
     pub fn inc(&self) {
         self.bar.inc(1);

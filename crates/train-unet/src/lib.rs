@@ -371,9 +371,22 @@ struct Reporter<'a> {
     started: Instant,
     budget: Option<f64>,
     best: f64,
+    steps_per_epoch: u64,
 }
 
 impl cellops_unet::Observer for Reporter<'_> {
+    fn resumed(&mut self, history: &[EpochRecord]) {
+        self.best = history.iter().map(|r| r.val_dice).fold(self.best, f64::max);
+        self.progress.inc_by(history.len() as u64 * self.steps_per_epoch);
+        let last = history.last().map_or(0, |r| r.epoch);
+        self.progress.suspend(|| {
+            let _ = self.runner.info(&format!(
+                "resuming after epoch {last} (best validation dice so far {:.4})",
+                self.best
+            ));
+        });
+    }
+
     fn step(&mut self, _epoch: usize, _step: usize, _loss: f32) {
         self.progress.inc();
     }
@@ -477,6 +490,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         started,
         budget: args.max_minutes,
         best: f64::NEG_INFINITY,
+        steps_per_epoch: cfg.steps_per_epoch as u64,
     };
     let fitted = {
         let _group = runner.group("train")?;
@@ -484,9 +498,6 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         progress.finish();
         r?
     };
-    if let Some(epoch) = fitted.resumed_from {
-        runner.info(&format!("resumed after epoch {epoch}"))?;
-    }
     drop(train);
     let test = match dataset.load(Subset::Test, boundary) {
         Ok(samples) => Some(evaluate(&fitted.model, &samples, &selected.device)),

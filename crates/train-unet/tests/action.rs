@@ -100,7 +100,7 @@ fn trains_writes_a_bundle_and_resumes() {
     // Resuming a finished run trains nothing more and writes the same bundle.
     let again = run_action(tmp.path(), &inputs);
     assert_eq!(again.code(), 0, "{}", again.stdout());
-    assert!(again.stdout().contains("resumed after epoch 2"), "{}", again.stdout());
+    assert!(again.stdout().contains("resuming after epoch 2"), "{}", again.stdout());
     assert_eq!(&again.outputs["bundle-id"], id);
 
     // Resuming with another configuration is refused and names the field.

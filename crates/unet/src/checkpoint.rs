@@ -121,6 +121,15 @@ pub fn list(dir: &Path) -> Result<Vec<(usize, PathBuf)>, CheckpointError> {
     Ok(out)
 }
 
+/// Removes every checkpoint in `dir` (a fresh run must not leave older epochs that a later
+/// `resume` would mistake for its own).
+pub fn clear(dir: &Path) -> Result<(), CheckpointError> {
+    for (_, path) in list(dir)? {
+        std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
 fn model_bytes(model: &UNet, path: &Path) -> Result<Vec<u8>, CheckpointError> {
     let mut store = BurnpackStore::from_bytes(None);
     model.save_into(&mut store).map_err(|e| invalid(path, e.to_string()))?;

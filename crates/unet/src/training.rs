@@ -182,6 +182,8 @@ pub struct Fitted {
 
 /// Receives a run's progress.
 pub trait Observer {
+    /// Once, before training, when the run continues from a checkpoint: the epochs already run.
+    fn resumed(&mut self, _history: &[EpochRecord]) {}
     /// After each optimisation step (1-based epoch and step).
     fn step(&mut self, _epoch: usize, _step: usize, _loss: f32) {}
     /// After each epoch (and its checkpoint). `Break` ends the run there.
@@ -314,6 +316,9 @@ pub fn fit(
         (Some(dir), true) => checkpoint::load_latest(dir, cfg, adamw.init(), &train_device)?,
         _ => None,
     };
+    if let (Some(dir), None) = (&checkpoints.dir, &restored) {
+        checkpoint::clear(dir)?;
+    }
     let resumed_from = restored.as_ref().map(|r| r.state.epoch);
     let (mut model, mut optimizer, mut best, mut history) = match restored {
         Some(r) => (
@@ -329,6 +334,9 @@ pub fn fit(
             (model, adamw.init(), best, Vec::new())
         }
     };
+    if resumed_from.is_some() {
+        observer.resumed(&history);
+    }
     let total_steps = (cfg.epochs * cfg.steps_per_epoch) as f64;
     let mut stop = Stop::Completed;
     let first_epoch = history.len() + 1;
@@ -658,6 +666,16 @@ mod tests {
         let left = checkpoint::list(&dirs.path().join("whole")).expect("list");
         assert!(left.len() <= 3 && left.iter().any(|(e, _)| *e == 4), "{left:?}");
         assert!(left.iter().any(|(e, _)| *e == whole.best_epoch), "{left:?}");
+
+        // A fresh (not resumed) shorter run clears the longer run's checkpoints.
+        let short = cfg.clone().with_epochs(1);
+        let fresh = Checkpointing {
+            resume: false,
+            ..ck("killed")
+        };
+        fit(&short, &data, &data, &device, &fresh, &mut Silent).expect("fresh");
+        let left = checkpoint::list(&dirs.path().join("killed")).expect("list");
+        assert_eq!(left.iter().map(|(e, _)| *e).collect::<Vec<_>>(), [1]);
 
         // A finished run resumed again trains nothing and returns the same model.
         let again = fit(&cfg, &data, &data, &device, &ck("whole"), &mut Silent).expect("again");
