@@ -51,6 +51,49 @@ pub enum DataError {
     EmptySplit(&'static str),
 }
 
+/// Image samples as stored in memory: in their file's bit depth (1 or 2 bytes per value instead
+/// of 4), turned into floats in 0..1 only where a patch or an image is cut.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pixels {
+    /// 8-bit values (`v / 255`).
+    U8(Vec<u8>),
+    /// 16-bit values (`v / 65535`).
+    U16(Vec<u16>),
+    /// Values already in 0..1.
+    F32(Vec<f32>),
+}
+
+impl Pixels {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Pixels::U8(v) => v.len(),
+            Pixels::U16(v) => v.len(),
+            Pixels::F32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` in 0..1.
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        match self {
+            Pixels::U8(v) => f32::from(v[i]) / 255.0,
+            Pixels::U16(v) => f32::from(v[i]) / 65535.0,
+            Pixels::F32(v) => v[i],
+        }
+    }
+
+    /// All values in 0..1.
+    pub fn to_f32(&self) -> Vec<f32> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+}
+
 /// One image and its targets, in memory.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -60,10 +103,10 @@ pub struct Sample {
     pub height: usize,
     /// Width.
     pub width: usize,
-    /// Image, channel-major (`[C, H, W]`), scaled to 0..1.
-    pub image: Vec<f32>,
-    /// Targets, channel-major (`[T, H, W]`): foreground, then boundary if asked for.
-    pub target: Vec<f32>,
+    /// Image, channel-major (`[C, H, W]`).
+    pub image: Pixels,
+    /// Targets (0 or 1), channel-major (`[T, H, W]`): foreground, then boundary if asked for.
+    pub target: Vec<u8>,
     /// Number of target channels.
     pub target_channels: usize,
 }
@@ -91,24 +134,49 @@ pub fn image_to_chw(r: &Raster) -> Vec<f32> {
     out
 }
 
+/// Converts an image to channel-major samples in its own bit depth.
+pub fn image_to_pixels(r: &Raster) -> Pixels {
+    let (c, n) = (r.channels as usize, r.pixels());
+    match &r.samples {
+        Samples::U8(d) => {
+            let mut out = vec![0u8; c * n];
+            for (i, px) in d.chunks_exact(c).enumerate() {
+                for (k, &v) in px.iter().enumerate() {
+                    out[k * n + i] = v;
+                }
+            }
+            Pixels::U8(out)
+        }
+        Samples::U16(d) => {
+            let mut out = vec![0u16; c * n];
+            for (i, px) in d.chunks_exact(c).enumerate() {
+                for (k, &v) in px.iter().enumerate() {
+                    out[k * n + i] = v;
+                }
+            }
+            Pixels::U16(out)
+        }
+    }
+}
+
 /// Foreground and (optionally) boundary targets from instance labels, channel-major.
 ///
 /// ```
 /// let labels = [0u16, 1, 1, 1, 2, 2];
 /// let t = cellops_unet::data::targets(&labels, 6, true);
-/// assert_eq!(&t[..6], &[0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+/// assert_eq!(&t[..6], &[0, 1, 1, 1, 1, 1]);
 /// // Every object pixel of a one-row image touches the outside, so all are boundary.
-/// assert_eq!(&t[6..], &[0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+/// assert_eq!(&t[6..], &[0, 1, 1, 1, 1, 1]);
 /// ```
-pub fn targets(labels: &[u16], width: usize, boundary: bool) -> Vec<f32> {
+pub fn targets(labels: &[u16], width: usize, boundary: bool) -> Vec<u8> {
     let n = labels.len();
     let height = n / width;
-    let mut out = vec![0f32; if boundary { 2 * n } else { n }];
+    let mut out = vec![0u8; if boundary { 2 * n } else { n }];
     for (i, &l) in labels.iter().enumerate() {
         if l == 0 {
             continue;
         }
-        out[i] = 1.0;
+        out[i] = 1;
         if boundary {
             let (x, y) = (i % width, i / width);
             let differs = |j: usize| labels[j] != l;
@@ -121,7 +189,7 @@ pub fn targets(labels: &[u16], width: usize, boundary: bool) -> Vec<f32> {
                 || differs(i - width)
                 || differs(i + width);
             if edge {
-                out[n + i] = 1.0;
+                out[n + i] = 1;
             }
         }
     }
@@ -218,7 +286,7 @@ impl PreparedDataset {
                     channels,
                     height: image.height as usize,
                     width: image.width as usize,
-                    image: image_to_chw(&image),
+                    image: image_to_pixels(&image),
                     target: targets(&labels, image.width as usize, boundary),
                     target_channels: if boundary { 2 } else { 1 },
                 });
@@ -286,12 +354,12 @@ pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng)
             let (sx, sy) = source(px, py);
             let (src, dst) = (sy * s.width + sx, py * size + px);
             for c in 0..s.channels {
-                let v = s.image[c * plane + src];
+                let v = s.image.get(c * plane + src);
                 // Contrast about mid-grey, then brightness; exact when both are zero.
                 image[c * size * size + dst] = (v + (v - 0.5) * (gain - 1.0) + offset).clamp(0.0, 1.0);
             }
             for t in 0..s.target_channels {
-                target[t * size * size + dst] = s.target[t * plane + src];
+                target[t * size * size + dst] = f32::from(s.target[t * plane + src]);
             }
         }
     }
@@ -326,7 +394,7 @@ mod tests {
             channels: 1,
             height: 2,
             width: 3,
-            image: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+            image: Pixels::F32(vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
             target: targets(&labels, 3, true),
             target_channels: 2,
         }
@@ -339,7 +407,7 @@ mod tests {
         let boundary = &t[18..];
         // The middle row's interior pixels (x = 1 and 4) are not on any edge; x = 2 and 3 touch the
         // other object.
-        assert_eq!(&boundary[6..12], &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
+        assert_eq!(&boundary[6..12], &[1, 0, 1, 1, 0, 1]);
     }
 
     #[test]
@@ -354,7 +422,7 @@ mod tests {
         assert_eq!(tgt.len(), 8);
         // Every image value comes from the sample, with its own target.
         for v in &img {
-            assert!(sample().image.contains(v));
+            assert!(sample().image.to_f32().contains(v));
         }
     }
 
@@ -367,10 +435,15 @@ mod tests {
             for (i, v) in img.iter().enumerate() {
                 let src = s
                     .image
+                    .to_f32()
                     .iter()
                     .position(|x| (x - v).abs() < 1e-6)
                     .expect("value from the sample");
-                assert_eq!(tgt[i], s.target[src], "foreground follows its pixel (seed {seed})");
+                assert_eq!(
+                    tgt[i],
+                    f32::from(s.target[src]),
+                    "foreground follows its pixel (seed {seed})"
+                );
             }
         }
     }

@@ -235,9 +235,9 @@ pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> (f64, f64)
     let tiling = PredictConfig::new().with_tile(512).with_overlap(64);
     let (mut inter, mut pred_sum, mut true_sum) = (0u64, 0u64, 0u64);
     for s in samples {
-        let p = predict_chw(model, &s.image, s.channels, s.height, s.width, &tiling, device);
+        let p = predict_chw(model, &s.image.to_f32(), s.channels, s.height, s.width, &tiling, device);
         for (&prob, &t) in p.channel(0).iter().zip(&s.target[..s.height * s.width]) {
-            let (fg, truth) = (prob > 0.5, t > 0.5);
+            let (fg, truth) = (prob > 0.5, t > 0);
             inter += u64::from(fg && truth);
             pred_sum += u64::from(fg);
             true_sum += u64::from(truth);
@@ -449,6 +449,7 @@ pub fn fit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Pixels;
     use crate::model::{Norm, UNetConfig};
     use burn::optim::AdamWConfig;
 
@@ -487,11 +488,16 @@ mod tests {
                 channels: 1,
                 height: s,
                 width: s,
-                image: x[k * s * s..(k + 1) * s * s]
+                image: Pixels::F32(
+                    x[k * s * s..(k + 1) * s * s]
+                        .iter()
+                        .map(|&v| if nan { f32::NAN } else { v })
+                        .collect(),
+                ),
+                target: y[k * s * s..(k + 1) * s * s]
                     .iter()
-                    .map(|&v| if nan { f32::NAN } else { v })
+                    .map(|&v| u8::from(v > 0.5))
                     .collect(),
-                target: y[k * s * s..(k + 1) * s * s].to_vec(),
                 target_channels: 1,
             })
             .collect()
@@ -656,7 +662,7 @@ mod tests {
 
         assert_eq!(figures(&resumed.history), figures(&whole.history));
         assert_eq!(resumed.best_epoch, whole.best_epoch);
-        let x = Tensor::<1>::from_floats(data[0].image.as_slice(), &device).reshape([1, 1, 32, 32]);
+        let x = Tensor::<1>::from_floats(data[0].image.to_f32().as_slice(), &device).reshape([1, 1, 32, 32]);
         assert_eq!(
             resumed.model.forward(x.clone()).into_data(),
             whole.model.forward(x).into_data(),

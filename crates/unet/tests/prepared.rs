@@ -32,7 +32,7 @@ fn prepared_dataset_feeds_the_model() {
     assert_eq!(train.len(), ds.manifest().counts.train);
     let s = &train[0];
     assert_eq!((s.channels, s.height, s.width, s.target_channels), (1, 40, 48, 2));
-    assert!(s.target[..40 * 48].contains(&1.0), "foreground present");
+    assert!(s.target[..40 * 48].contains(&1), "foreground present");
 
     let mut rng = Rng::new(9);
     let aug = AugmentConfig::new();

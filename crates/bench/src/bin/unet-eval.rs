@@ -60,7 +60,15 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     for (k, (s, truth)) in samples.iter().zip(&labels).enumerate() {
-        let p = predict_chw(&model, &s.image, s.channels, s.height, s.width, &tiling, &device);
+        let p = predict_chw(
+            &model,
+            &s.image.to_f32(),
+            s.channels,
+            s.height,
+            s.width,
+            &tiling,
+            &device,
+        );
         let boundary = (p.channels > 1).then(|| p.channel(1));
         let pred = separate(p.channel(0), boundary, s.width, sep);
         pooled.add(&Scores::of(truth, &pred, &THRESHOLDS)?);
