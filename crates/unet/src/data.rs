@@ -113,22 +113,16 @@ pub struct Sample {
 
 /// Converts an image to channel-major floats in 0..1.
 pub fn image_to_chw(r: &Raster) -> Vec<f32> {
-    let (c, n) = (r.channels as usize, r.pixels());
-    let mut out = vec![0f32; c * n];
-    match &r.samples {
-        Samples::U8(d) => {
-            for (i, px) in d.chunks_exact(c).enumerate() {
-                for (k, &v) in px.iter().enumerate() {
-                    out[k * n + i] = f32::from(v) / 255.0;
-                }
-            }
-        }
-        Samples::U16(d) => {
-            for (i, px) in d.chunks_exact(c).enumerate() {
-                for (k, &v) in px.iter().enumerate() {
-                    out[k * n + i] = f32::from(v) / 65535.0;
-                }
-            }
+    image_to_pixels(r).to_f32()
+}
+
+/// Interleaved samples (`[H·W, C]`) to planes (`[C, H·W]`).
+fn planar<T: Copy + Default>(interleaved: &[T], channels: usize) -> Vec<T> {
+    let n = interleaved.len() / channels.max(1);
+    let mut out = vec![T::default(); interleaved.len()];
+    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
+        for (k, &v) in px.iter().enumerate() {
+            out[k * n + i] = v;
         }
     }
     out
@@ -136,26 +130,10 @@ pub fn image_to_chw(r: &Raster) -> Vec<f32> {
 
 /// Converts an image to channel-major samples in its own bit depth.
 pub fn image_to_pixels(r: &Raster) -> Pixels {
-    let (c, n) = (r.channels as usize, r.pixels());
+    let c = r.channels as usize;
     match &r.samples {
-        Samples::U8(d) => {
-            let mut out = vec![0u8; c * n];
-            for (i, px) in d.chunks_exact(c).enumerate() {
-                for (k, &v) in px.iter().enumerate() {
-                    out[k * n + i] = v;
-                }
-            }
-            Pixels::U8(out)
-        }
-        Samples::U16(d) => {
-            let mut out = vec![0u16; c * n];
-            for (i, px) in d.chunks_exact(c).enumerate() {
-                for (k, &v) in px.iter().enumerate() {
-                    out[k * n + i] = v;
-                }
-            }
-            Pixels::U16(out)
-        }
+        Samples::U8(d) => Pixels::U8(planar(d, c)),
+        Samples::U16(d) => Pixels::U16(planar(d, c)),
     }
 }
 
