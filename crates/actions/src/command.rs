@@ -90,6 +90,13 @@ impl Annotation {
         self
     }
 
+    /// Sets the line and column where they are known (a position in a configuration file).
+    pub fn at(mut self, line: Option<u64>, col: Option<u64>) -> Self {
+        self.line = line.or(self.line);
+        self.col = col.or(self.col);
+        self
+    }
+
     /// Sets the last line.
     pub fn end_line(mut self, line: u64) -> Self {
         self.end_line = Some(line);

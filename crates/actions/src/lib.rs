@@ -68,6 +68,34 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
+/// An error that ends a stage: what the runner is told about it.
+pub trait StageFailure: std::error::Error {
+    /// The process exit code.
+    fn exit(&self) -> Exit;
+    /// The annotation that reports it (on a file and line where there is one).
+    fn annotation(&self) -> Annotation;
+}
+
+/// Ends a stage the same way in every binary: on success, the headline `success` gives as an
+/// info line and its exit code; on failure, the error's annotation and exit code.
+pub fn conclude<T, E: StageFailure>(
+    runner: &Runner,
+    result: Result<T, E>,
+    success: impl FnOnce(&T) -> (String, Exit),
+) -> Exit {
+    match result {
+        Ok(done) => {
+            let (headline, exit) = success(&done);
+            let _ = runner.info(&headline);
+            exit
+        }
+        Err(e) => {
+            let _ = runner.annotate(&e.annotation());
+            e.exit()
+        }
+    }
+}
+
 /// A snapshot of the environment variables the runtime reads, so that tests can supply their own.
 #[derive(Debug, Clone, Default)]
 pub struct Env {

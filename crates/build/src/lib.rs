@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, progress::Progress};
+use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::config::{
     ColourMode, ConfigError, EqualizeMethod, Filter, LayoutKind, NormalizeMethod, Resize, Tile,
 };
@@ -132,9 +132,8 @@ pub enum StageError {
     Actions(#[from] ActionsError),
 }
 
-impl StageError {
-    /// The exit code for this error.
-    pub fn exit(&self) -> Exit {
+impl StageFailure for StageError {
+    fn exit(&self) -> Exit {
         match self {
             StageError::Config(_) => Exit::Usage,
             StageError::Build(BuildError::Config(_)) => Exit::Usage,
@@ -144,27 +143,24 @@ impl StageError {
         }
     }
 
-    /// Emits the error as an annotation (on the configuration file and line when it is there).
-    pub fn annotate(&self, runner: &Runner) {
-        let mut a = Annotation::new(Level::Error, self.to_string()).title("build");
-        let config_error = match self {
-            StageError::Config(c) | StageError::Build(BuildError::Config(c)) => Some(c),
-            _ => None,
-        };
-        if let Some(ConfigError::Parse {
-            path,
-            location,
-            message,
-        }) = config_error
-        {
-            a = Annotation::new(Level::Error, message.clone())
+    /// On the configuration file and line when the error is there.
+    fn annotation(&self) -> Annotation {
+        match self {
+            StageError::Config(ConfigError::Parse {
+                path,
+                location,
+                message,
+            })
+            | StageError::Build(BuildError::Config(ConfigError::Parse {
+                path,
+                location,
+                message,
+            })) => Annotation::new(Level::Error, message.clone())
                 .title("invalid build configuration")
-                .file(path.display().to_string());
-            if let Some((l, c)) = location {
-                a = a.line(*l).col(*c);
-            }
+                .file(path.display().to_string())
+                .at(location.map(|l| l.0), location.map(|l| l.1)),
+            _ => Annotation::new(Level::Error, self.to_string()).title("build"),
         }
-        let _ = runner.annotate(&a);
     }
 }
 
@@ -446,16 +442,7 @@ pub fn describe(c: &BuildConfig) -> String {
 /// Runs the stage and reports everything through `runner`, returning the process exit code: what
 /// both `cellops-build` and `cellops build` do.
 pub fn execute(args: &Args, runner: &Runner) -> Exit {
-    match run(args, runner) {
-        Ok(done) => {
-            let _ = runner.info(&headline(&done));
-            done.exit()
-        }
-        Err(e) => {
-            e.annotate(runner);
-            e.exit()
-        }
-    }
+    conclude(runner, run(args, runner), |done| (headline(done), done.exit()))
 }
 
 /// Prints the human outcome line for a terminal (used by the binaries after [`run`]).

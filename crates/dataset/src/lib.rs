@@ -13,6 +13,7 @@ pub mod prepare;
 pub mod problem;
 pub mod raster;
 pub mod split;
+pub mod staging;
 pub mod synthetic;
 
 pub use config::BuildConfig;

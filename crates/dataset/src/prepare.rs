@@ -22,9 +22,19 @@ use crate::ops::{colour, equalize, normalize, resize, tile};
 use crate::problem::{Problem, ProblemKind, Severity};
 use crate::raster::{Labels, Raster, Sample, Samples};
 use crate::split::{self, SplitError};
+use crate::staging::{StagingDir, StagingError};
 
 /// The version written into manifests and item keys.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl From<StagingError> for BuildError {
+    fn from(e: StagingError) -> Self {
+        BuildError::Write {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
 
 /// Errors that stop a build before or after validation (problems in the data are not errors: they
 /// are listed in the [`BuildReport`]).
@@ -166,14 +176,14 @@ pub fn build(
         message: e.to_string(),
     })?;
     let config_sha256 = sha256_hex(&config_json);
-    let staging = Staging::new(output)?;
+    let staging = StagingDir::new(output)?;
     let ctx = Ctx {
         root: dataset,
         config,
         config_sha256: &config_sha256,
         old_root: output,
         old_items: &old_items,
-        staging: &staging.path,
+        staging: staging.path(),
     };
     let results: Vec<ItemResult> = items
         .par_iter()
@@ -250,7 +260,7 @@ pub fn build(
         report.outcome = Outcome::Unchanged;
         return Ok(report);
     }
-    write_file(&staging.path.join("manifest.json"), json.as_bytes())?;
+    write_file(&staging.path().join("manifest.json"), json.as_bytes())?;
     staging.commit(output)?;
     report.outcome = Outcome::Written;
     Ok(report)
@@ -328,68 +338,6 @@ fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec
         });
     }
     Ok(Some((m, bytes)))
-}
-
-/// A staging folder beside the output; removed on drop unless committed.
-struct Staging {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    fn new(output: &Path) -> Result<Self, BuildError> {
-        let name = output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let parent = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
-            path: parent.to_owned(),
-            source,
-        })?;
-        let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
-        if path.exists() {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-        std::fs::create_dir(&path).map_err(|source| BuildError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Self { path, committed: false })
-    }
-
-    /// Replaces `output` with the staging folder.
-    fn commit(mut self, output: &Path) -> Result<(), BuildError> {
-        let err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| BuildError::Write { path, source }
-        };
-        if output.exists() {
-            let old = self.path.with_extension("old");
-            std::fs::rename(output, &old).map_err(err(output))?;
-            if let Err(e) = std::fs::rename(&self.path, output) {
-                // Put the previous build back rather than leave no output at all.
-                let _ = std::fs::rename(&old, output);
-                return Err(err(output)(e));
-            }
-            std::fs::remove_dir_all(&old).map_err(err(&old))?;
-        } else {
-            std::fs::rename(&self.path, output).map_err(err(output))?;
-        }
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {

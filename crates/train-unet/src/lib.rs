@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, progress::Progress};
+use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::layout::Subset;
 use cellops_unet::bundle::{self, BundleError, BundleInfo, BundleMeta};
 use cellops_unet::data::{DataError, PreparedDataset};
@@ -153,9 +153,8 @@ pub enum StageError {
     Actions(#[from] ActionsError),
 }
 
-impl StageError {
-    /// The exit code for this error.
-    pub fn exit(&self) -> Exit {
+impl StageFailure for StageError {
+    fn exit(&self) -> Exit {
         match self {
             StageError::Config(_) | StageError::Usage(_) => Exit::Usage,
             StageError::Train(TrainError::Checkpoint(cellops_unet::checkpoint::CheckpointError::ConfigChanged {
@@ -166,21 +165,15 @@ impl StageError {
         }
     }
 
-    /// Emits the error as an annotation (on the configuration file and line when it is there).
-    pub fn annotate(&self, runner: &Runner) {
-        let mut a = Annotation::new(Level::Error, self.to_string()).title("train-unet");
-        if let StageError::Config(c) = self {
-            a = Annotation::new(Level::Error, c.message.clone())
+    /// On the configuration file and line when the error is there.
+    fn annotation(&self) -> Annotation {
+        match self {
+            StageError::Config(c) => Annotation::new(Level::Error, c.message.clone())
                 .title("invalid training configuration")
-                .file(c.path.display().to_string());
-            if let Some(l) = c.line {
-                a = a.line(l);
-            }
-            if let Some(col) = c.column {
-                a = a.col(col);
-            }
+                .file(c.path.display().to_string())
+                .at(c.line, c.column),
+            _ => Annotation::new(Level::Error, self.to_string()).title("train-unet"),
         }
-        let _ = runner.annotate(&a);
     }
 }
 
@@ -189,9 +182,7 @@ fn line_of_key(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .position(|l| {
             let t = l.trim_start().trim_start_matches("- ");
-            t.starts_with(&format!("{key}:"))
-                || t.starts_with(&format!("\"{key}\":"))
-                || t.contains(&format!("\"{key}\""))
+            t.starts_with(&format!("{key}:")) || t.contains(&format!("\"{key}\":"))
         })
         .map(|i| i as u64 + 1)
 }
@@ -234,6 +225,11 @@ fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
 /// Reads a training configuration (YAML, or JSON, which is YAML too). Missing fields take their
 /// defaults; syntax errors, unknown fields and wrong types are errors naming the file and line.
 pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
+    load_config_with_given(path).map(|(c, _)| c)
+}
+
+/// [`load_config`], also returning the fields the file set (for defaults that depend on the data).
+fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value), ConfigFileError> {
     let err = |line, column, message: String| ConfigFileError {
         path: path.to_owned(),
         line,
@@ -242,7 +238,7 @@ pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(None, None, format!("cannot read: {e}")))?;
     if text.trim().is_empty() {
-        return Ok(TrainConfig::new());
+        return Ok((TrainConfig::new(), serde_json::json!({})));
     }
     let given: serde_json::Value = serde_norway::from_str(&text).map_err(|e| {
         let loc = e.location();
@@ -266,12 +262,13 @@ pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
     if let Some((dotted, key)) = unknown_key(&given, &merged, "") {
         return Err(err(line_of_key(&text, &key), None, format!("unknown field `{dotted}`")));
     }
-    merge(&mut merged, given);
-    serde_path_to_error::deserialize::<_, TrainConfig>(merged).map_err(|e| {
+    merge(&mut merged, given.clone());
+    let cfg = serde_path_to_error::deserialize::<_, TrainConfig>(merged).map_err(|e| {
         let dotted = e.path().to_string();
         let key = dotted.rsplit('.').next().unwrap_or(&dotted).to_owned();
         err(line_of_key(&text, &key), None, format!("{dotted}: {}", e.inner()))
-    })
+    })?;
+    Ok((cfg, given))
 }
 
 /// The configuration from the file (if any) with the flags applied. `dataset_channels` is used
@@ -279,9 +276,8 @@ pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
 pub fn resolve_config(args: &Args, dataset_channels: usize) -> Result<TrainConfig, StageError> {
     let mut c = match &args.config {
         Some(p) => {
-            let mut c = load_config(p)?;
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            if line_of_key(&text, "in_channels").is_none() {
+            let (mut c, given) = load_config_with_given(p)?;
+            if given.pointer("/model/in_channels").is_none() {
                 c.model.in_channels = dataset_channels;
             }
             c
@@ -650,16 +646,7 @@ pub fn headline(f: &Finished) -> String {
 /// Runs the stage and reports everything through `runner`, returning the process exit code: what
 /// both `cellops-train-unet` and `cellops train-unet` do.
 pub fn execute(args: &Args, runner: &Runner) -> Exit {
-    match run(args, runner) {
-        Ok(done) => {
-            let _ = runner.info(&headline(&done));
-            Exit::Success
-        }
-        Err(e) => {
-            e.annotate(runner);
-            e.exit()
-        }
-    }
+    conclude(runner, run(args, runner), |done| (headline(done), Exit::Success))
 }
 
 #[cfg(test)]

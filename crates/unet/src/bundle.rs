@@ -18,6 +18,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use cellops_dataset::BuildConfig;
 use cellops_dataset::manifest::sha256_hex;
+use cellops_dataset::staging::{StagingDir, StagingError};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{UNet, UNetConfig};
@@ -169,32 +170,19 @@ pub struct BundleInfo {
 /// `dir` under a temporary name and swapped in by renames, so `dir` always holds a whole bundle
 /// (the old one or the new one), never a mix. `extra` files (plots, reports) go in with it.
 pub fn save(model: &UNet, info: &BundleInfo, dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<BundleMeta, BundleError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "bundle".into());
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let staging = parent.join(format!(".{name}.partial"));
-    let old = parent.join(format!(".{name}.old"));
-    for p in [&staging, &old] {
-        if p.exists() {
-            std::fs::remove_dir_all(p).map_err(io_err(p))?;
+    let staging = StagingDir::new(dir)?;
+    let meta = write_into(model, info, staging.path(), extra)?;
+    staging.commit(dir)?;
+    Ok(meta)
+}
+
+impl From<StagingError> for BundleError {
+    fn from(e: StagingError) -> Self {
+        BundleError::Io {
+            path: e.path,
+            message: e.source.to_string(),
         }
     }
-    std::fs::create_dir(&staging).map_err(io_err(&staging))?;
-    let meta = write_into(model, info, &staging, extra)?;
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io_err(dir))?;
-    }
-    std::fs::rename(&staging, dir).map_err(io_err(dir))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    }
-    Ok(meta)
 }
 
 fn write_into(

@@ -7,8 +7,8 @@
 //! - `optimizer.bpk`: AdamW's moments and step counts;
 //! - `state.json`: the training configuration, the epoch, the best epoch so far and the history.
 //!
-//! Each directory is written under a temporary name and renamed into place, so a kill leaves either
-//! a complete checkpoint or none. After each epoch the oldest directories are removed, keeping the
+//! Each directory is written under a temporary name and renamed into place
+//! ([`cellops_dataset::staging`]), so a kill leaves either a complete checkpoint or none. After each epoch the oldest directories are removed, keeping the
 //! newest `keep` and the best epoch's (whose weights a resumed run needs to return the best model).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Bytes;
+use cellops_dataset::staging::{StagingDir, StagingError};
 use serde::{Deserialize, Serialize};
 
 use crate::model::UNet;
@@ -77,6 +78,15 @@ pub enum CheckpointError {
         /// Its value now.
         now: String,
     },
+}
+
+impl From<StagingError> for CheckpointError {
+    fn from(e: StagingError) -> Self {
+        CheckpointError::Io {
+            path: e.path,
+            message: e.source.to_string(),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> CheckpointError + '_ {
@@ -146,32 +156,24 @@ pub fn save(
     state: &CheckpointState,
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let target = epoch_dir(dir, state.epoch);
-    let staging = dir.join(format!(".epoch-{:04}.partial", state.epoch));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
-    }
-    std::fs::create_dir(&staging).map_err(io_err(&staging))?;
-    let weights = model_bytes(model, &staging.join("model.bpk"))?;
-    let optim_path = staging.join("optimizer.bpk");
+    let staging = StagingDir::new(&target)?;
+    let weights = model_bytes(model, &staging.path().join("model.bpk"))?;
+    let optim_path = staging.path().join("optimizer.bpk");
     let optim = optimizer
         .into_bytes()
         .map_err(|e| invalid(&optim_path, e.to_string()))?;
-    let state_path = staging.join("state.json");
+    let state_path = staging.path().join("state.json");
     let json = serde_json::to_vec_pretty(state).map_err(|e| invalid(&state_path, e.to_string()))?;
     for (name, bytes) in [
         ("model.bpk", &weights[..]),
         ("optimizer.bpk", &optim[..]),
         ("state.json", &json[..]),
     ] {
-        let p = staging.join(name);
+        let p = staging.path().join(name);
         std::fs::write(&p, bytes).map_err(io_err(&p))?;
     }
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(io_err(&target))?;
-    }
-    std::fs::rename(&staging, &target).map_err(io_err(&target))?;
+    staging.commit(&target)?;
     let all = list(dir)?;
     let keep = keep.max(1);
     let cutoff = all.len().saturating_sub(keep);
