@@ -22,6 +22,10 @@ enum Command {
     Build(Box<cellops_build::Args>),
     /// Train and validate a U-Net on a prepared dataset and write a model bundle.
     TrainUnet(Box<cellops_train_unet::Args>),
+    /// Segment images, measure every nucleus under a cell-parameter file, score and report.
+    Evaluate(Box<cellops_evaluate::Args>),
+    /// Print the JSON Schema of cell-parameter files.
+    ParamsSchema,
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
     Synthetic(SyntheticArgs),
 }
@@ -70,6 +74,14 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Build(args) => cellops_build::execute(args, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
+        Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
+        Command::ParamsSchema => {
+            use std::io::Write as _;
+            match std::io::stdout().write_all(cellops_measure::params::schema_json().as_bytes()) {
+                Ok(()) => Exit::Success,
+                Err(_) => Exit::Error,
+            }
+        }
         Command::Synthetic(args) => match synthetic(args, &runner) {
             Ok(()) => Exit::Success,
             Err(e) => {

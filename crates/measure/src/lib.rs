@@ -11,4 +11,7 @@ pub mod assignment;
 pub mod instances;
 pub mod intensity;
 pub mod metrics;
+pub mod objects;
+pub mod params;
 pub mod shape;
+pub mod stain;

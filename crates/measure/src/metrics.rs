@@ -338,7 +338,7 @@ impl AddAssign for MatchCounts {
 }
 
 /// The figures of a matching at one threshold (StarDist's names).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Matching {
     /// The IoU threshold τ.
     pub thresh: f64,

@@ -60,6 +60,12 @@ pub struct RegionProps {
     pub solidity: f64,
     /// Largest distance between points of the convex hull image's contour (marching squares at 0.5).
     pub max_feret_diameter: f64,
+    /// TEMP (replaced by the measure-speed branch).
+    pub min_feret_diameter: f64,
+    /// TEMP.
+    pub form_factor: f64,
+    /// TEMP.
+    pub compactness: f64,
 }
 
 #[derive(Default)]
@@ -176,6 +182,9 @@ fn measure(label: u64, a: &Acc) -> RegionProps {
         convex_area: 0,
         solidity: 0.0,
         max_feret_diameter: 0.0,
+        min_feret_diameter: 0.0,
+        form_factor: 0.0,
+        compactness: 0.0,
     }
     .with_convex(&image, pw)
 }

@@ -25,30 +25,6 @@ use cellops_unet::device::{self, Accelerator, DeviceError};
 use cellops_unet::training::evaluate;
 use cellops_unet::{Checkpointing, EpochRecord, Fitted, Stop, TrainConfig, TrainError};
 
-/// Where to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceArg {
-    /// CUDA, then a discrete GPU through wgpu, then the CPU: the first compiled in that works.
-    Auto,
-    /// The CPU (always available).
-    Cpu,
-    /// A GPU through wgpu (build with `--features wgpu`).
-    Wgpu,
-    /// An NVIDIA GPU through CUDA (build with `--features cuda`).
-    Cuda,
-}
-
-impl From<DeviceArg> for Accelerator {
-    fn from(d: DeviceArg) -> Self {
-        match d {
-            DeviceArg::Auto => Accelerator::Auto,
-            DeviceArg::Cpu => Accelerator::Cpu,
-            DeviceArg::Wgpu => Accelerator::Wgpu,
-            DeviceArg::Cuda => Accelerator::Cuda,
-        }
-    }
-}
-
 /// Command-line flags (and action inputs) of `train-unet`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Train")]
@@ -63,8 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Device to train on.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
+    pub device: Accelerator,
     /// Maximum number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -462,7 +438,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         ))?;
         (train, val)
     };
-    let selected = device::select(args.device.into())?;
+    let selected = device::select(args.device)?;
     runner.info(&format!(
         "device: {} ({} epochs of {} steps, batch {}×{}², U-Net depth {}, {} base channels)",
         selected.kind.as_str(),

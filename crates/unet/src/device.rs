@@ -9,6 +9,7 @@ use burn::prelude::*;
 
 /// Which device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Accelerator {
     /// The best compiled-in device that works here.

@@ -222,6 +222,7 @@ pub struct Predictor {
     model: UNet,
     meta: BundleMeta,
     device: Device,
+    preprocessing: Option<cellops_dataset::BuildConfig>,
     /// Tiling.
     pub config: PredictConfig,
 }
@@ -234,6 +235,7 @@ impl Predictor {
             model,
             meta,
             device: device.clone(),
+            preprocessing: None,
             config,
         })
     }
@@ -243,11 +245,19 @@ impl Predictor {
         &self.meta
     }
 
+    /// Uses `preprocessing` instead of the bundle's (for images prepared differently from the
+    /// training set; the model still needs its number of input channels).
+    pub fn with_preprocessing(mut self, preprocessing: cellops_dataset::BuildConfig) -> Self {
+        self.preprocessing = Some(preprocessing);
+        self
+    }
+
     /// Segments an image as it comes from disk: applies the bundle's preprocessing, predicts, and
     /// returns probabilities at the image's own size.
     pub fn predict(&self, image: &Raster) -> Result<Prediction, PredictError> {
-        let prepared = cellops_dataset::preprocess(image, &self.meta.preprocessing)
-            .map_err(|e| PredictError::Preprocess(e.to_string()))?;
+        let preprocessing = self.preprocessing.as_ref().unwrap_or(&self.meta.preprocessing);
+        let prepared =
+            cellops_dataset::preprocess(image, preprocessing).map_err(|e| PredictError::Preprocess(e.to_string()))?;
         let channels = prepared.channels as usize;
         if channels != self.meta.input_channels {
             return Err(PredictError::Channels {

@@ -1,0 +1,214 @@
+//! Which images to evaluate, and the masks and ground truth that go with each.
+//!
+//! `--images` is a folder of images, or a dataset in the paper's layout (`original/` images,
+//! `masks/<id>_mask.png`), whose `masks/` is then the default ground truth. Masks and ground truth
+//! for image `<id>` are `<id>_mask.<ext>` or `<id>.<ext>` in their folders (PNG, TIFF, BMP).
+
+use std::path::{Path, PathBuf};
+
+/// One image to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The image's name (file stem).
+    pub id: String,
+    /// The image file.
+    pub image: PathBuf,
+    /// Its segmentation to measure (with `--masks`).
+    pub mask: Option<PathBuf>,
+    /// Its ground-truth instance mask (with `--ground-truth` or a paper-layout dataset).
+    pub truth: Option<PathBuf>,
+}
+
+/// Inputs that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A folder could not be listed.
+    #[error("cannot list {path}: {source}")]
+    List {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No images were found.
+    #[error("{0}: no images (png, tif, jpg, bmp) found")]
+    NoImages(PathBuf),
+    /// An image has no mask (or ground truth) file.
+    #[error("{image}: no {what} for it in {dir} (looked for {id}_mask.* and {id}.*)")]
+    Missing {
+        /// The image.
+        image: PathBuf,
+        /// Its id.
+        id: String,
+        /// "mask" or "ground truth".
+        what: &'static str,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// The split file is unusable.
+    #[error("{path}:{line}: {message}")]
+    Split {
+        /// The CSV file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+const EXTENSIONS: [&str; 6] = ["png", "tif", "tiff", "jpg", "jpeg", "bmp"];
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let err = |source| InputError::List {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(err)? {
+        let p = e.map_err(err)?.path();
+        if p.is_file() && is_image(&p) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn find(dir: &Path, id: &str) -> Option<PathBuf> {
+    [format!("{id}_mask"), id.to_owned()]
+        .iter()
+        .flat_map(|stem| EXTENSIONS.iter().map(move |e| dir.join(format!("{stem}.{e}"))))
+        .find(|p| p.is_file())
+}
+
+/// Image ids of `split` in a CSV with `id` and `split` columns (e.g. DSB2018's manifest.csv).
+pub fn split_ids(path: &Path, split: &str) -> Result<std::collections::HashSet<String>, InputError> {
+    let bad = |line: usize, message: String| InputError::Split {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(0, format!("cannot read: {e}")))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| bad(1, format!("no `{name}` column")))
+    };
+    let (id, sp) = (col("id")?, col("split")?);
+    let mut ids = std::collections::HashSet::new();
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (Some(a), Some(b)) = (cells.get(id), cells.get(sp)) else {
+            return Err(bad(i + 2, format!("expected at least {} columns", id.max(sp) + 1)));
+        };
+        if *b == split {
+            ids.insert((*a).to_owned());
+        }
+    }
+    if ids.is_empty() {
+        return Err(bad(1, format!("no rows with split `{split}`")));
+    }
+    Ok(ids)
+}
+
+/// The images under `images` (a folder, or a paper-layout dataset), each with its mask and ground
+/// truth when those folders are given, restricted to `only` ids when given.
+pub fn discover(
+    images: &Path,
+    masks: Option<&Path>,
+    truth: Option<&Path>,
+    only: Option<&std::collections::HashSet<String>>,
+) -> Result<Vec<Item>, InputError> {
+    let original = images.join("original");
+    let (image_dir, default_truth) = if original.is_dir() {
+        let m = images.join("masks");
+        (original, m.is_dir().then_some(m))
+    } else {
+        (images.to_owned(), None)
+    };
+    let truth = truth.map(Path::to_owned).or(default_truth);
+    let mut items = Vec::new();
+    for image in list(&image_dir)? {
+        let Some(id) = image.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if id.ends_with("_mask") || only.is_some_and(|o| !o.contains(&id)) {
+            continue;
+        }
+        let lookup = |dir: &Path, what: &'static str| {
+            find(dir, &id).ok_or_else(|| InputError::Missing {
+                image: image.clone(),
+                id: id.clone(),
+                what,
+                dir: dir.to_owned(),
+            })
+        };
+        let mask = masks.map(|d| lookup(d, "mask")).transpose()?;
+        let truth = truth.as_deref().map(|d| lookup(d, "ground truth")).transpose()?;
+        items.push(Item { id, image, mask, truth });
+    }
+    if items.is_empty() {
+        return Err(InputError::NoImages(image_dir));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_layout_brings_its_ground_truth_and_missing_masks_are_named() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(d.path().join("original")).expect("dir");
+        std::fs::create_dir_all(d.path().join("masks")).expect("dir");
+        for f in ["original/a.png", "original/b.png", "masks/a_mask.png", "masks/b.png"] {
+            std::fs::write(d.path().join(f), b"x").expect("write");
+        }
+        let items = discover(d.path(), None, None, None).expect("found");
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            items[0].truth.as_deref(),
+            Some(d.path().join("masks/a_mask.png").as_path())
+        );
+        assert_eq!(items[1].truth.as_deref(), Some(d.path().join("masks/b.png").as_path()));
+    }
+
+    #[test]
+    fn missing_mask_names_image_and_folder() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(d.path().join("img")).expect("dir");
+        std::fs::create_dir_all(d.path().join("m")).expect("dir");
+        std::fs::write(d.path().join("img/x1.png"), b"x").expect("write");
+        let e = discover(&d.path().join("img"), Some(&d.path().join("m")), None, None).expect_err("missing");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x1.png") && msg.contains("x1_mask") && msg.contains("/m"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn split_file_selects_ids() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("manifest.csv");
+        std::fs::write(&p, "id,category,split\na,x,train\nb,x,test\n").expect("write");
+        let ids = split_ids(&p, "test").expect("ids");
+        assert_eq!(ids.len(), 1);
+        assert!(ids.contains("b"));
+        assert!(split_ids(&p, "val").is_err());
+    }
+}

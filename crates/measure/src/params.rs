@@ -1,0 +1,867 @@
+//! Cell-parameter files: how one image type (an organ, a stain, a microscope set-up) is segmented,
+//! filtered, measured and classified. One YAML file per image type, `cell-params/<type>.yaml`.
+//!
+//! Every field except `description` and `pixel_size_um` has a default; unknown fields are errors;
+//! units are in the names (`_um`, `_um2`, `_px`, `_od`). The JSON Schema of the format is generated
+//! from these types by [`schema_json`] and committed as `schema/cell-params.schema.json` (a test
+//! keeps it in sync), so editors can complete and check the files.
+//!
+//! ```yaml
+//! description: Ki-67 (DAB) on breast carcinoma, 40x
+//! pixel_size_um: 0.25
+//! segmentation:
+//!   probability_threshold: 0.5
+//!   separation: { method: watershed, min_distance_px: 4 }
+//! filters: { min_area_um2: 10, max_area_um2: 300, exclude_border: true }
+//! stain:
+//!   dab_od_thresholds: { weak: 0.15, moderate: 0.3, strong: 0.5 }
+//! classes:
+//!   image:
+//!     - { name: high, when: { score: positive_percent, min: 20 } }
+//!     - { name: low }
+//! ```
+//!
+//! Errors name the file, line and column ([`ParamsError`]).
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Files larger than this are refused before parsing (parameter files are a few kB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The cell parameters of one image type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "CellOps cell parameters", extend("$id" = "https://cellops.dev/schema/cell-params.schema.json"))]
+pub struct CellParams {
+    /// What images this file is for (stain, tissue, magnification); shown in reports.
+    pub description: String,
+    /// Side of one (square) pixel in micrometres. Areas in µm² are pixels × pixel_size_um².
+    pub pixel_size_um: f64,
+    /// What the model's input must look like; checked against the model bundle.
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    /// From probabilities (or masks) to separated nuclei.
+    #[serde(default)]
+    pub segmentation: Segmentation,
+    /// Which objects are kept for measuring.
+    #[serde(default)]
+    pub filters: Filters,
+    /// Immunohistochemistry (haematoxylin + DAB) set-up; absent for other stains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain: Option<Stain>,
+    /// Which per-object measurements go into the reports (default: all).
+    #[serde(default = "Measurement::all")]
+    pub measurements: Vec<Measurement>,
+    /// Size classes of nuclei and the rules that classify whole images.
+    #[serde(default)]
+    pub classes: Classes,
+}
+
+/// The preprocessing the model expects. Fields left out are taken from the model bundle; fields
+/// given must equal the bundle's unless `override_bundle` is true, in which case they replace the
+/// bundle's for inference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// Channel handling: `keep`, `grey` or `rgb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<Colour>,
+    /// Histogram equalisation: `none`, `global` or `clahe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equalize: Option<Equalize>,
+    /// Intensity normalisation: `none` or `percentile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
+    /// Use these settings even where the model bundle was trained with others.
+    #[serde(default)]
+    pub override_bundle: bool,
+}
+
+/// Channel handling of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Colour {
+    /// Grey stays grey, colour becomes RGB.
+    Keep,
+    /// One grey channel (luminance).
+    Grey,
+    /// Three channels.
+    Rgb,
+}
+
+/// Histogram equalisation of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Equalize {
+    /// None.
+    None,
+    /// Global histogram equalisation.
+    Global,
+    /// Contrast-limited adaptive histogram equalisation.
+    Clahe,
+}
+
+/// Intensity normalisation of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// None.
+    None,
+    /// Percentile stretch.
+    Percentile,
+}
+
+/// From the network's probability maps, or from given masks, to nuclei.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Segmentation {
+    /// Foreground (and boundary) probability threshold, 0–1.
+    pub probability_threshold: f64,
+    /// How touching nuclei are split.
+    pub separation: Separation,
+    /// Which neighbours join pixels into one object: 4 (edges) or 8 (edges and corners).
+    pub connectivity: Connectivity,
+    /// Holes in a nucleus up to this area (µm²) are filled before measuring; larger holes stay
+    /// (and count in the Euler number). 0 keeps all holes.
+    pub fill_holes_max_area_um2: f64,
+}
+
+impl Default for Segmentation {
+    fn default() -> Self {
+        Self {
+            probability_threshold: 0.5,
+            separation: Separation::default(),
+            connectivity: Connectivity::Eight,
+            fill_holes_max_area_um2: 0.0,
+        }
+    }
+}
+
+/// Pixel connectivity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Connectivity {
+    /// Edge neighbours only.
+    #[serde(rename = "4")]
+    Four,
+    /// Edge and corner neighbours.
+    #[serde(rename = "8")]
+    Eight,
+}
+
+/// How touching nuclei are split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Separation {
+    /// The model's boundary channel where the bundle has one, else the distance watershed.
+    #[default]
+    Auto,
+    /// Seeds are foreground minus the model's boundary channel, grown back over the foreground.
+    Boundary {
+        /// Seeds smaller than this (pixels) are dropped.
+        #[serde(default = "default_min_seed_area_px")]
+        min_seed_area_px: usize,
+    },
+    /// Distance transform of the foreground, markers at its peaks, marker-controlled watershed.
+    Watershed {
+        /// Peaks closer than this (pixels) to a higher peak are not markers.
+        #[serde(default = "default_min_distance_px")]
+        min_distance_px: usize,
+        /// Peaks must rise at least this much (pixels of distance) above the saddle to their
+        /// neighbour to become separate markers (h-maxima); suppresses over-splitting.
+        #[serde(default = "default_h_px")]
+        h_px: f64,
+    },
+    /// No splitting: connected components of the foreground.
+    None,
+}
+
+fn default_min_seed_area_px() -> usize {
+    4
+}
+fn default_min_distance_px() -> usize {
+    3
+}
+fn default_h_px() -> f64 {
+    1.0
+}
+
+impl Separation {
+    /// The distance watershed with its default settings (what `auto` uses without a boundary
+    /// channel).
+    pub fn watershed_default() -> Self {
+        Self::Watershed {
+            min_distance_px: default_min_distance_px(),
+            h_px: default_h_px(),
+        }
+    }
+}
+
+/// Which objects are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filters {
+    /// Smaller objects (µm²) are dropped.
+    pub min_area_um2: f64,
+    /// Larger objects (µm²) are dropped; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_area_um2: Option<f64>,
+    /// Allowed range of the form factor 4π·area/perimeter² (1 for a disc).
+    pub form_factor: Range,
+    /// Drop objects that touch the image border (their shape is cut off).
+    pub exclude_border: bool,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Self {
+            min_area_um2: 0.0,
+            max_area_um2: None,
+            form_factor: Range::default(),
+            exclude_border: false,
+        }
+    }
+}
+
+/// A closed range; either end may be left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// Lower bound (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Upper bound (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Range {
+    /// Whether `v` lies in the range.
+    ///
+    /// ```
+    /// use cellops_measure::params::Range;
+    /// assert!(Range { min: Some(0.5), max: None }.contains(0.7));
+    /// assert!(!Range { min: Some(0.5), max: Some(0.6) }.contains(0.7));
+    /// ```
+    pub fn contains(&self, v: f64) -> bool {
+        self.min.is_none_or(|m| v >= m) && self.max.is_none_or(|m| v <= m)
+    }
+}
+
+/// Haematoxylin + DAB immunohistochemistry: colour deconvolution and DAB scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stain {
+    /// Optical-density vectors (R, G, B) of the stains; normalised before use.
+    #[serde(default)]
+    pub vectors: StainVectors,
+    /// Intensity of unstained background per channel (R, G, B), usually 255 for 8-bit images.
+    #[serde(default = "default_background")]
+    pub background: [f64; 3],
+    /// Mean nuclear DAB optical density from which a nucleus is weak (1+), moderate (2+) and
+    /// strong (3+); below `weak` it is negative.
+    pub dab_od_thresholds: DabThresholds,
+}
+
+fn default_background() -> [f64; 3] {
+    [255.0; 3]
+}
+
+/// Stain optical-density vectors (R, G, B).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StainVectors {
+    /// Haematoxylin.
+    pub haematoxylin: [f64; 3],
+    /// DAB (3,3'-diaminobenzidine).
+    pub dab: [f64; 3],
+    /// The third stain or residual; absent: the cross product of the other two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<[f64; 3]>,
+}
+
+impl Default for StainVectors {
+    /// Ruifrok & Johnston's H-DAB vectors (as QuPath's defaults).
+    fn default() -> Self {
+        Self {
+            haematoxylin: [0.651, 0.701, 0.290],
+            dab: [0.269, 0.568, 0.778],
+            residual: None,
+        }
+    }
+}
+
+/// DAB optical-density class limits (ascending).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DabThresholds {
+    /// 1+ from here.
+    pub weak: f64,
+    /// 2+ from here.
+    pub moderate: f64,
+    /// 3+ from here.
+    pub strong: f64,
+}
+
+/// One per-object measurement (or group of them) that can be reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Measurement {
+    /// `AreaShape_Area` (px and µm²).
+    Area,
+    /// `AreaShape_Perimeter` (px and µm).
+    Perimeter,
+    /// `AreaShape_FormFactor`: 4π·area/perimeter².
+    FormFactor,
+    /// `AreaShape_Compactness`.
+    Compactness,
+    /// `AreaShape_BoundingBox{Minimum,Maximum}_{X,Y}` and `AreaShape_BoundingBoxArea`.
+    BoundingBox,
+    /// `AreaShape_Center_X`, `AreaShape_Center_Y`.
+    Center,
+    /// `AreaShape_MajorAxisLength`, `AreaShape_MinorAxisLength`.
+    Axes,
+    /// `AreaShape_Orientation` (degrees).
+    Orientation,
+    /// `AreaShape_Eccentricity`.
+    Eccentricity,
+    /// `AreaShape_EquivalentDiameter`.
+    EquivalentDiameter,
+    /// `AreaShape_ConvexArea` and `AreaShape_Solidity`.
+    Convexity,
+    /// `AreaShape_Extent`.
+    Extent,
+    /// `AreaShape_EulerNumber`.
+    EulerNumber,
+    /// `AreaShape_MaxFeretDiameter`, `AreaShape_MinFeretDiameter`.
+    Feret,
+    /// `Intensity_{Mean,Std,Min,Max,Integrated,Median}Intensity_<channel>`.
+    Intensity,
+}
+
+impl Measurement {
+    /// Every measurement, in report order.
+    pub fn all() -> Vec<Measurement> {
+        use Measurement::*;
+        vec![
+            Area,
+            Perimeter,
+            FormFactor,
+            Compactness,
+            BoundingBox,
+            Center,
+            Axes,
+            Orientation,
+            Eccentricity,
+            EquivalentDiameter,
+            Convexity,
+            Extent,
+            EulerNumber,
+            Feret,
+            Intensity,
+        ]
+    }
+}
+
+/// Classification rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Classes {
+    /// Size classes of nuclei by area, ascending: a nucleus gets the first class whose
+    /// `max_area_um2` it does not exceed (the last class may leave it out).
+    pub size: Vec<SizeClass>,
+    /// Image classes: an image gets the first class whose condition holds (a class without
+    /// `when` always holds).
+    pub image: Vec<ImageClass>,
+}
+
+/// A size class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SizeClass {
+    /// Its name (a tag on the nucleus).
+    pub name: String,
+    /// Largest area in the class (µm², inclusive); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_area_um2: Option<f64>,
+}
+
+/// An image class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageClass {
+    /// Its name.
+    pub name: String,
+    /// The condition; absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+}
+
+/// `score` lies in `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The image-level score tested.
+    pub score: Score,
+    /// Lower bound (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Upper bound (exclusive, so consecutive classes can share limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Image-level scores that rules can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// Number of nuclei kept.
+    Count,
+    /// Nuclei per mm² of image.
+    DensityPerMm2,
+    /// Mean nuclear area, µm².
+    MeanAreaUm2,
+    /// Mean form factor.
+    MeanFormFactor,
+    /// Percentage of DAB-positive (1+ or more) nuclei (IHC only).
+    PositivePercent,
+    /// H-score 0–300: 1·%1+ + 2·%2+ + 3·%3+ (IHC only).
+    HScore,
+}
+
+impl Score {
+    /// The score's name as in the file and the reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Score::Count => "count",
+            Score::DensityPerMm2 => "density_per_mm2",
+            Score::MeanAreaUm2 => "mean_area_um2",
+            Score::MeanFormFactor => "mean_form_factor",
+            Score::PositivePercent => "positive_percent",
+            Score::HScore => "h_score",
+        }
+    }
+}
+
+impl Condition {
+    /// Whether `v` satisfies the condition (`min <= v < max`).
+    pub fn holds(&self, v: f64) -> bool {
+        self.min.is_none_or(|m| v >= m) && self.max.is_none_or(|m| v < m)
+    }
+}
+
+/// A cell-parameter file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", place(.path, *.line, *.column))]
+pub struct ParamsError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+        (Some(l), None) => format!("{}:{l}", path.display()),
+        _ => path.display().to_string(),
+    }
+}
+
+/// Where a dotted key path (`filters.min_area_um2`, `classes.image.1.when`) is in YAML text: the
+/// 1-based line and column of its key, or of the nearest enclosing key found (block and one-line
+/// flow style).
+///
+/// ```
+/// let text = "filters:\n  min_area_um2: 3\nclasses:\n  image:\n    - { name: a, when: { score: count } }\n";
+/// assert_eq!(cellops_measure::params::locate(text, "filters.min_area_um2"), Some((2, 3)));
+/// assert_eq!(cellops_measure::params::locate(text, "classes.image.0.when"), Some((5, 17)));
+/// ```
+pub fn locate(text: &str, dotted: &str) -> Option<(u64, u64)> {
+    let path: Vec<&str> = dotted.split('.').collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = None;
+    let (mut from, mut to) = (0, lines.len());
+    let mut min_indent = 0usize;
+    for seg in &path {
+        let seg = *seg;
+        let mut hit = None;
+        if let Ok(index) = seg.parse::<usize>() {
+            // The index-th sequence item at the shallowest indentation of this block.
+            let items: Vec<usize> = (from..to)
+                .filter(|&i| {
+                    let t = lines[i].trim_start();
+                    t.starts_with("- ") || t == "-"
+                })
+                .collect();
+            let indent = items
+                .iter()
+                .map(|&i| lines[i].len() - lines[i].trim_start().len())
+                .min();
+            if let Some(indent) = indent {
+                let same: Vec<usize> = items
+                    .into_iter()
+                    .filter(|&i| lines[i].len() - lines[i].trim_start().len() == indent)
+                    .collect();
+                if let Some(&i) = same.get(index) {
+                    let end = same.get(index + 1).copied().unwrap_or(to);
+                    hit = Some((i, indent + 2, end));
+                }
+            }
+        } else {
+            for i in from..to {
+                let line = lines[i];
+                let body = line.trim_start();
+                let body_start = line.len() - body.len();
+                let (body, col) = match body.strip_prefix("- ") {
+                    Some(rest) => (rest, body_start + 2),
+                    None => (body, body_start),
+                };
+                let matches = col >= min_indent
+                    && (body.strip_prefix(seg).is_some_and(|r| r.trim_start().starts_with(':'))
+                        || body
+                            .strip_prefix('"')
+                            .and_then(|r| r.strip_prefix(seg))
+                            .is_some_and(|r| r.starts_with('"')));
+                if matches {
+                    // The block of this key: following lines indented deeper than the key.
+                    let end = (i + 1..to)
+                        .find(|&j| {
+                            let t = lines[j].trim_start();
+                            !t.is_empty() && !t.starts_with('#') && lines[j].len() - t.len() <= col
+                        })
+                        .unwrap_or(to);
+                    hit = Some((i, col, end));
+                    break;
+                }
+                // Flow mappings on one line: `key: { a: 1, seg: 2 }`.
+                if let Some(pos) = line
+                    .find(&format!(" {seg}:"))
+                    .or_else(|| line.find(&format!("{{{seg}:")))
+                {
+                    hit = Some((i, pos + 1, i + 1));
+                    break;
+                }
+            }
+        }
+        match hit {
+            Some((line, col, end)) => {
+                found = Some((line as u64 + 1, col as u64 + 1));
+                from = line;
+                to = end;
+                // Keys below a key are indented deeper; keys of a sequence item start at its column.
+                min_indent = if seg.parse::<usize>().is_ok() { col } else { col + 1 };
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+impl CellParams {
+    /// Reads and checks a parameter file.
+    pub fn from_file(path: &Path) -> Result<Self, ParamsError> {
+        let err = |message: String| ParamsError {
+            path: path.to_owned(),
+            line: None,
+            column: None,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(err(format!(
+                "{} bytes is too large for a parameter file (limit {MAX_FILE_BYTES})",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses and checks YAML text; `path` names it in errors.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ParamsError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let params: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let dotted = e.path().to_string();
+            let inner = e.into_inner();
+            let loc = inner.location();
+            let mut message = inner.to_string();
+            if let Some(i) = message.find(" at line ") {
+                message.truncate(i);
+            }
+            let message = if dotted.is_empty() || dotted == "." {
+                message
+            } else {
+                format!("{dotted}: {message}")
+            };
+            ParamsError {
+                path: path.to_owned(),
+                line: loc.as_ref().map(|l| l.line() as u64),
+                column: loc.as_ref().map(|l| l.column() as u64),
+                message,
+            }
+        })?;
+        params.validate().map_err(|(field, message)| {
+            let at = locate(text, &field);
+            ParamsError {
+                path: path.to_owned(),
+                line: at.map(|a| a.0),
+                column: at.map(|a| a.1),
+                message: format!("{field}: {message}"),
+            }
+        })?;
+        Ok(params)
+    }
+
+    /// Checks what the types cannot express; on failure, the dotted field and the problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: String| Err((field.to_owned(), message));
+        let finite_pos = |v: f64| v.is_finite() && v > 0.0;
+        if self.description.trim().is_empty() {
+            return bad("description", "must not be empty".into());
+        }
+        if !finite_pos(self.pixel_size_um) {
+            return bad(
+                "pixel_size_um",
+                format!("{} must be a positive number of micrometres", self.pixel_size_um),
+            );
+        }
+        let s = &self.segmentation;
+        if !(s.probability_threshold > 0.0 && s.probability_threshold < 1.0) {
+            return bad(
+                "segmentation.probability_threshold",
+                format!("{} must be between 0 and 1", s.probability_threshold),
+            );
+        }
+        if let Separation::Watershed { h_px, .. } = s.separation
+            && !(h_px.is_finite() && h_px >= 0.0)
+        {
+            return bad("segmentation.separation.h_px", format!("{h_px} must be >= 0"));
+        }
+        if !(s.fill_holes_max_area_um2.is_finite() && s.fill_holes_max_area_um2 >= 0.0) {
+            return bad(
+                "segmentation.fill_holes_max_area_um2",
+                format!("{} must be >= 0", s.fill_holes_max_area_um2),
+            );
+        }
+        let f = &self.filters;
+        if !(f.min_area_um2.is_finite() && f.min_area_um2 >= 0.0) {
+            return bad("filters.min_area_um2", format!("{} must be >= 0", f.min_area_um2));
+        }
+        if let Some(max) = f.max_area_um2
+            && !(max.is_finite() && max > f.min_area_um2)
+        {
+            return bad(
+                "filters.max_area_um2",
+                format!("{max} must be larger than min_area_um2 ({})", f.min_area_um2),
+            );
+        }
+        if let (Some(lo), Some(hi)) = (f.form_factor.min, f.form_factor.max)
+            && lo > hi
+        {
+            return bad("filters.form_factor", format!("min {lo} is above max {hi}"));
+        }
+        if let Some(st) = &self.stain {
+            let v = &st.vectors;
+            for (name, vec) in [("haematoxylin", v.haematoxylin), ("dab", v.dab)] {
+                if vec.iter().any(|c| !c.is_finite() || *c < 0.0) || vec.iter().all(|c| *c == 0.0) {
+                    return bad(
+                        &format!("stain.vectors.{name}"),
+                        format!("{vec:?} must be non-negative and not all zero"),
+                    );
+                }
+            }
+            if let Some(r) = v.residual
+                && (r.iter().any(|c| !c.is_finite()) || r.iter().all(|c| *c == 0.0))
+            {
+                return bad(
+                    "stain.vectors.residual",
+                    format!("{r:?} must be finite and not all zero"),
+                );
+            }
+            if crate::stain::StainMatrix::new(v).is_none() {
+                return bad(
+                    "stain.vectors",
+                    "the stain vectors are linearly dependent (the deconvolution matrix is singular)".into(),
+                );
+            }
+            if st.background.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
+                return bad("stain.background", format!("{:?} must be positive", st.background));
+            }
+            let t = st.dab_od_thresholds;
+            if !(t.weak > 0.0 && t.weak < t.moderate && t.moderate < t.strong && t.strong.is_finite()) {
+                return bad(
+                    "stain.dab_od_thresholds",
+                    format!(
+                        "need 0 < weak < moderate < strong, got {}, {}, {}",
+                        t.weak, t.moderate, t.strong
+                    ),
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.measurements {
+            if !seen.insert(*m) {
+                return bad("measurements", format!("{m:?} is listed twice"));
+            }
+        }
+        let mut last = f64::NEG_INFINITY;
+        for (i, c) in self.classes.size.iter().enumerate() {
+            let field = format!("classes.size.{i}");
+            match c.max_area_um2 {
+                Some(m) if m > last => last = m,
+                Some(m) => return bad(&field, format!("max_area_um2 {m} must be above the previous class's")),
+                None if i + 1 != self.classes.size.len() => {
+                    return bad(&field, "only the last size class may leave out max_area_um2".into());
+                }
+                None => {}
+            }
+        }
+        for (i, c) in self.classes.image.iter().enumerate() {
+            if let Some(w) = &c.when {
+                if matches!(w.score, Score::PositivePercent | Score::HScore) && self.stain.is_none() {
+                    return bad(
+                        &format!("classes.image.{i}.when"),
+                        format!("{} needs a stain section", w.score.as_str()),
+                    );
+                }
+                if let (Some(lo), Some(hi)) = (w.min, w.max)
+                    && lo >= hi
+                {
+                    return bad(
+                        &format!("classes.image.{i}.when"),
+                        format!("min {lo} is not below max {hi}"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The size class of a nucleus of `area_um2`.
+    pub fn size_class(&self, area_um2: f64) -> Option<&str> {
+        self.classes
+            .size
+            .iter()
+            .find(|c| c.max_area_um2.is_none_or(|m| area_um2 <= m))
+            .map(|c| c.name.as_str())
+    }
+}
+
+/// The JSON Schema of cell-parameter files, pretty-printed (what `schema/cell-params.schema.json`
+/// holds).
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(CellParams);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CellParams, ParamsError> {
+        CellParams::from_yaml(text, Path::new("p.yaml"))
+    }
+
+    #[test]
+    fn minimal_file_takes_defaults() {
+        let p = parse("description: x\npixel_size_um: 0.5\n").expect("parses");
+        assert_eq!(p.segmentation, Segmentation::default());
+        assert_eq!(p.measurements, Measurement::all());
+        assert!(p.stain.is_none());
+    }
+
+    #[test]
+    fn unknown_field_is_reported_at_its_line_and_column() {
+        let e = parse("description: x\npixel_size_um: 0.5\nfilters:\n  min_area_um2: 3\n  max_aera_um2: 4\n")
+            .expect_err("typo");
+        assert_eq!((e.line, e.column), (Some(5), Some(3)), "{e}");
+        assert!(e.message.contains("max_aera_um2"), "{e}");
+        assert!(e.to_string().starts_with("p.yaml:5:3: filters"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_the_value() {
+        let e = parse("description: x\npixel_size_um: big\n").expect_err("type");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("pixel_size_um"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_location() {
+        let e = parse("description: x\npixel_size_um: [0.5\n").expect_err("syntax");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn range_errors_point_at_the_field() {
+        let e = parse("description: x\npixel_size_um: 0.5\nfilters:\n  min_area_um2: 30\n  max_area_um2: 20\n")
+            .expect_err("range");
+        assert_eq!((e.line, e.column), (Some(5), Some(3)), "{e}");
+        let e = parse(
+            "description: x\npixel_size_um: 0.5\nclasses:\n  size:\n    - name: a\n    - name: b\n      max_area_um2: 3\n",
+        )
+        .expect_err("open class not last");
+        assert_eq!((e.line, e.column), (Some(5), Some(7)), "{e}");
+        let e = parse("description: x\npixel_size_um: 0.5\nclasses:\n  image:\n    - { name: hi, when: { score: h_score, min: 100 } }\n")
+            .expect_err("needs stain");
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("stain"), "{e}");
+    }
+
+    #[test]
+    fn stain_thresholds_must_ascend() {
+        let e = parse(
+            "description: x\npixel_size_um: 0.5\nstain:\n  dab_od_thresholds: { weak: 0.3, moderate: 0.2, strong: 0.5 }\n",
+        )
+        .expect_err("order");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn size_and_image_classes() {
+        let p = parse(
+            "description: x\npixel_size_um: 0.5\nclasses:\n  size:\n    - { name: small, max_area_um2: 20 }\n    - { name: large }\n  image:\n    - { name: dense, when: { score: density_per_mm2, min: 1000 } }\n    - { name: sparse }\n",
+        )
+        .expect("parses");
+        assert_eq!(p.size_class(20.0), Some("small"));
+        assert_eq!(p.size_class(20.5), Some("large"));
+        assert!(p.classes.image[0].when.expect("rule").holds(1000.0));
+        assert!(!p.classes.image[0].when.expect("rule").holds(999.0));
+    }
+
+    #[test]
+    fn separation_methods_parse() {
+        let p = parse(
+            "description: x\npixel_size_um: 0.5\nsegmentation:\n  connectivity: 4\n  separation: { method: watershed, min_distance_px: 5 }\n",
+        )
+        .expect("parses");
+        assert_eq!(p.segmentation.connectivity, Connectivity::Four);
+        assert_eq!(
+            p.segmentation.separation,
+            Separation::Watershed {
+                min_distance_px: 5,
+                h_px: 1.0
+            }
+        );
+        let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { method: magic }\n")
+            .expect_err("unknown method");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_yaml() {
+        let p = parse("description: x\npixel_size_um: 0.5\nstain:\n  dab_od_thresholds: { weak: 0.1, moderate: 0.2, strong: 0.3 }\n")
+            .expect("parses");
+        let text = serde_norway::to_string(&p).expect("serialises");
+        assert_eq!(parse(&text).expect("re-parses"), p);
+    }
+}
