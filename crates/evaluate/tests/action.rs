@@ -310,8 +310,10 @@ fn a_model_bundle_segments_and_its_preprocessing_is_enforced() {
         .with_base_channels(4)
         .with_norm(Norm::None);
     let model = cfg.init(&device);
-    let mut prep = BuildConfig::default();
-    prep.colour = cellops_dataset::config::ColourMode::Grey;
+    let prep = BuildConfig {
+        colour: cellops_dataset::config::ColourMode::Grey,
+        ..BuildConfig::default()
+    };
     let info = BundleInfo {
         training: TrainConfig::new().with_model(cfg),
         preprocessing: prep,
