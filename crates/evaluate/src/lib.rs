@@ -447,15 +447,28 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
                 curve,
             )
         }
-        (None, Some(m)) => (
-            Source::Masks(args.masks_kind),
-            SourceInfo {
-                kind: "masks".into(),
-                path: m.display().to_string(),
-                bundle_id: None,
-            },
-            None,
-        ),
+        (None, Some(m)) => {
+            if params.segmentation.separation.method == params::SeparationMethod::Boundary {
+                let at = params::locate(&params_text, "segmentation.separation");
+                runner.annotate(
+                    &Annotation::new(
+                        Level::Warning,
+                        "separation method `boundary` needs a model's boundary channel; masks are split by the distance watershed",
+                    )
+                    .file(args.params.display().to_string())
+                    .at(at.map(|a| a.0), at.map(|a| a.1)),
+                )?;
+            }
+            (
+                Source::Masks(args.masks_kind),
+                SourceInfo {
+                    kind: "masks".into(),
+                    path: m.display().to_string(),
+                    bundle_id: None,
+                },
+                None,
+            )
+        }
         (None, None) => {
             return Err(StageError::Input(inputs::InputError::NoImages(PathBuf::from(
                 "neither --model nor --masks given",

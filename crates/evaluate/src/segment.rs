@@ -4,7 +4,7 @@
 use cellops_dataset::ops::label::{Connectivity, connected_components};
 use cellops_dataset::{Raster, Samples};
 use cellops_measure::instances::{self, Separation as SeedSeparation};
-use cellops_measure::params::{self, CellParams, Separation};
+use cellops_measure::params::{self, CellParams, SeparationMethod};
 use cellops_unet::inference::Prediction;
 
 /// How given masks are read.
@@ -30,15 +30,11 @@ fn connectivity(p: &CellParams) -> Connectivity {
 /// falls back to the distance watershed here).
 pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Vec<u32> {
     let conn = connectivity(p);
-    match &p.segmentation.separation {
-        Separation::None => connected_components(foreground, width, conn).0,
-        Separation::Watershed { min_distance_px, h_px } => watershed(foreground, width, conn, *min_distance_px, *h_px),
-        Separation::Auto | Separation::Boundary { .. } => {
-            let (min_distance_px, h_px) = match Separation::watershed_default() {
-                Separation::Watershed { min_distance_px, h_px } => (min_distance_px, h_px),
-                _ => (3, 1.0),
-            };
-            watershed(foreground, width, conn, min_distance_px, h_px)
+    let sep = &p.segmentation.separation;
+    match sep.method {
+        SeparationMethod::None => connected_components(foreground, width, conn).0,
+        SeparationMethod::Watershed | SeparationMethod::Auto | SeparationMethod::Boundary => {
+            watershed(foreground, width, conn, sep.min_distance_px, sep.h_px)
         }
     }
 }
@@ -64,9 +60,9 @@ pub fn from_prediction(pred: &Prediction, p: &CellParams) -> Vec<u32> {
             },
         )
     };
-    match (&p.segmentation.separation, boundary) {
-        (Separation::Boundary { min_seed_area_px }, Some(b)) => seeded(*min_seed_area_px, b),
-        (Separation::Auto, Some(b)) => seeded(4, b),
+    let sep = &p.segmentation.separation;
+    match (sep.method, boundary) {
+        (SeparationMethod::Boundary | SeparationMethod::Auto, Some(b)) => seeded(sep.min_seed_area_px, b),
         _ => {
             let mask: Vec<bool> = fg.iter().map(|&v| v > t).collect();
             split_foreground(&mask, pred.width, p)

@@ -610,7 +610,26 @@ fn summarise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::path::Path;
+
+    proptest! {
+        /// Without filters every labelled pixel is measured once: the areas add up to the
+        /// foreground, and each object's size class is the one its area falls in.
+        #[test]
+        fn areas_sum_to_the_foreground(cells in proptest::collection::vec(0u32..5, 12 * 10)) {
+            let p = params("classes:\n  size:\n    - { name: s, max_area_um2: 1 }\n    - { name: l }\n");
+            let m = measure_image("p", cells.clone(), 12, None, &Context::new(&p));
+            let foreground = cells.iter().filter(|&&l| l != 0).count() as u64;
+            prop_assert_eq!(m.nuclei.iter().map(|n| n.shape.area).sum::<u64>(), foreground);
+            prop_assert_eq!(m.summary.count, m.nuclei.len());
+            prop_assert_eq!(m.labels, cells);
+            for n in &m.nuclei {
+                let want = if n.shape.area as f64 * 0.25 <= 1.0 { "s" } else { "l" };
+                prop_assert_eq!(n.size_class.as_deref(), Some(want));
+            }
+        }
+    }
 
     fn params(extra: &str) -> CellParams {
         CellParams::from_yaml(

@@ -11,7 +11,7 @@
 //! pixel_size_um: 0.25
 //! segmentation:
 //!   probability_threshold: 0.5
-//!   separation: { method: watershed, min_distance_px: 4 }
+//!   separation: { method: watershed, min_distance_px: 4 }   # auto | boundary | watershed | none
 //! filters: { min_area_um2: 10, max_area_um2: 300, exclude_border: true }
 //! stain:
 //!   dab_od_thresholds: { weak: 0.15, moderate: 0.3, strong: 0.5 }
@@ -151,52 +151,45 @@ pub enum Connectivity {
     Eight,
 }
 
-/// How touching nuclei are split.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Separation {
+/// How touching nuclei are split: `method`, and the settings of the methods that use them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Separation {
+    /// `auto`, `boundary`, `watershed` or `none`.
+    pub method: SeparationMethod,
+    /// `boundary`: seeds smaller than this (pixels) are dropped.
+    pub min_seed_area_px: usize,
+    /// `watershed`: distance peaks closer than this (pixels) to a higher peak are not markers.
+    pub min_distance_px: usize,
+    /// `watershed`: a distance peak must rise this much (pixels) above the saddle towards a
+    /// higher peak to become its own marker (h-maxima); suppresses over-splitting.
+    pub h_px: f64,
+}
+
+impl Default for Separation {
+    fn default() -> Self {
+        Self {
+            method: SeparationMethod::Auto,
+            min_seed_area_px: 4,
+            min_distance_px: 3,
+            h_px: 1.0,
+        }
+    }
+}
+
+/// Methods that split touching nuclei.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeparationMethod {
     /// The model's boundary channel where the bundle has one, else the distance watershed.
     #[default]
     Auto,
     /// Seeds are foreground minus the model's boundary channel, grown back over the foreground.
-    Boundary {
-        /// Seeds smaller than this (pixels) are dropped.
-        #[serde(default = "default_min_seed_area_px")]
-        min_seed_area_px: usize,
-    },
+    Boundary,
     /// Distance transform of the foreground, markers at its peaks, marker-controlled watershed.
-    Watershed {
-        /// Peaks closer than this (pixels) to a higher peak are not markers.
-        #[serde(default = "default_min_distance_px")]
-        min_distance_px: usize,
-        /// Peaks must rise at least this much (pixels of distance) above the saddle to their
-        /// neighbour to become separate markers (h-maxima); suppresses over-splitting.
-        #[serde(default = "default_h_px")]
-        h_px: f64,
-    },
+    Watershed,
     /// No splitting: connected components of the foreground.
     None,
-}
-
-fn default_min_seed_area_px() -> usize {
-    4
-}
-fn default_min_distance_px() -> usize {
-    3
-}
-fn default_h_px() -> f64 {
-    1.0
-}
-
-impl Separation {
-    /// The distance watershed with its default settings (what `auto` uses without a boundary
-    /// channel).
-    pub fn watershed_default() -> Self {
-        Self::Watershed {
-            min_distance_px: default_min_distance_px(),
-            h_px: default_h_px(),
-        }
-    }
 }
 
 /// Which objects are kept.
@@ -481,7 +474,7 @@ fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
 /// ```
 /// let text = "filters:\n  min_area_um2: 3\nclasses:\n  image:\n    - { name: a, when: { score: count } }\n";
 /// assert_eq!(cellops_measure::params::locate(text, "filters.min_area_um2"), Some((2, 3)));
-/// assert_eq!(cellops_measure::params::locate(text, "classes.image.0.when"), Some((5, 17)));
+/// assert_eq!(cellops_measure::params::locate(text, "classes.image.0.when"), Some((5, 18)));
 /// ```
 pub fn locate(text: &str, dotted: &str) -> Option<(u64, u64)> {
     let path: Vec<&str> = dotted.split('.').collect();
@@ -639,9 +632,8 @@ impl CellParams {
                 format!("{} must be between 0 and 1", s.probability_threshold),
             );
         }
-        if let Separation::Watershed { h_px, .. } = s.separation
-            && !(h_px.is_finite() && h_px >= 0.0)
-        {
+        let h_px = s.separation.h_px;
+        if !(h_px.is_finite() && h_px >= 0.0) {
             return bad("segmentation.separation.h_px", format!("{h_px} must be >= 0"));
         }
         if !(s.fill_holes_max_area_um2.is_finite() && s.fill_holes_max_area_um2 >= 0.0) {
@@ -845,13 +837,9 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(p.segmentation.connectivity, Connectivity::Four);
-        assert_eq!(
-            p.segmentation.separation,
-            Separation::Watershed {
-                min_distance_px: 5,
-                h_px: 1.0
-            }
-        );
+        assert_eq!(p.segmentation.separation.method, SeparationMethod::Watershed);
+        assert_eq!(p.segmentation.separation.min_distance_px, 5);
+        assert_eq!(p.segmentation.separation.h_px, 1.0);
         let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { method: magic }\n")
             .expect_err("unknown method");
         assert_eq!(e.line, Some(4), "{e}");
