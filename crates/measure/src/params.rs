@@ -140,15 +140,41 @@ impl Default for Segmentation {
     }
 }
 
-/// Pixel connectivity.
+/// Pixel connectivity, written `4` or `8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u8", into = "u8")]
+#[schemars(with = "ConnectivityNumber")]
 pub enum Connectivity {
     /// Edge neighbours only.
-    #[serde(rename = "4")]
     Four,
     /// Edge and corner neighbours.
-    #[serde(rename = "8")]
     Eight,
+}
+
+/// The schema of [`Connectivity`]: the integer 4 or 8.
+#[derive(JsonSchema)]
+#[schemars(extend("enum" = [4, 8]))]
+#[allow(dead_code)]
+struct ConnectivityNumber(u8);
+
+impl TryFrom<u8> for Connectivity {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            4 => Ok(Connectivity::Four),
+            8 => Ok(Connectivity::Eight),
+            _ => Err(format!("connectivity must be 4 or 8, not {v}")),
+        }
+    }
+}
+
+impl From<Connectivity> for u8 {
+    fn from(c: Connectivity) -> u8 {
+        match c {
+            Connectivity::Four => 4,
+            Connectivity::Eight => 8,
+        }
+    }
 }
 
 /// How touching nuclei are split: `method`, and the settings of the methods that use them.
