@@ -499,12 +499,26 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         progress.inc();
         Ok(one)
     };
-    let mut results: Vec<One> = match &source {
+    let outcomes: Vec<Result<One, StageError>> = match &source {
         // The model already uses every core; masks are measured an image per core.
-        Source::Model(_) => items.iter().map(process).collect::<Result<_, _>>()?,
-        Source::Masks(_) => items.par_iter().map(process).collect::<Result<_, _>>()?,
+        Source::Model(_) => items.iter().map(process).collect(),
+        Source::Masks(_) => items.par_iter().map(process).collect(),
     };
     progress.finish();
+    // Every bad image is reported (an annotation on its file), not just the first; the first one
+    // ends the stage.
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut first_error = None;
+    for o in outcomes {
+        match o {
+            Ok(one) => results.push(one),
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            Err(e) => runner.annotate(&e.annotation())?,
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     // Objects table, totals, pooled scores.
     let mut objects = Table::default();
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -147,13 +147,14 @@ fn a_mask_of_another_size_is_a_clear_error_and_nothing_is_written() {
         std::fs::copy(&p, masks.join(p.file_name().expect("name"))).expect("copy");
     }
     let small = io::encode_png(&Raster::from_u8(10, 12, 1, vec![0; 120])).expect("png");
-    let victim = std::fs::read_dir(&masks)
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&masks)
         .expect("masks")
-        .next()
-        .expect("one")
-        .expect("entry")
-        .path();
-    std::fs::write(&victim, small).expect("write");
+        .map(|e| e.expect("entry").path())
+        .collect();
+    all.sort();
+    let (victim, second) = (all[0].clone(), all[3].clone());
+    std::fs::write(&victim, &small).expect("write");
+    std::fs::write(&second, b"not a png").expect("write");
     let out = tmp.path().join("eval");
     std::fs::create_dir(&out).expect("previous output");
     std::fs::write(out.join("keep.txt"), "old").expect("old file");
@@ -174,6 +175,8 @@ fn a_mask_of_another_size_is_a_clear_error_and_nothing_is_written() {
         "{text}"
     );
     assert!(text.contains(&format!("file={}", victim.display())), "{text}");
+    // Every bad file is reported, not just the first.
+    assert!(text.contains(&format!("file={}", second.display())), "{text}");
     assert_eq!(std::fs::read_to_string(out.join("keep.txt")).expect("untouched"), "old");
 }
 
