@@ -5,9 +5,11 @@
 //! ([`assignment::maximise`]), a match counts when its IoU reaches the threshold τ, and from the
 //! true positives, false positives and false negatives come precision, recall, F1, the DSB's
 //! "accuracy" TP/(TP+FP+FN), mean matched IoU and panoptic quality; plus pixel Dice/IoU and the
-//! aggregated Jaccard index. Per-nucleus morphometry follows in the same crate.
+//! aggregated Jaccard index. Per-nucleus morphometry follows in the same crate, and the separation
+//! of touching nuclei ([`instances`]: boundary seeds, or [`distance`] transform + [`watershed`]).
 
 pub mod assignment;
+pub mod distance;
 pub mod instances;
 pub mod intensity;
 pub mod metrics;
@@ -15,3 +17,4 @@ pub mod objects;
 pub mod params;
 pub mod shape;
 pub mod stain;
+pub mod watershed;

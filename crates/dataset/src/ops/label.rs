@@ -1,7 +1,8 @@
 //! Connected-component labelling and label bookkeeping.
 
-/// Which neighbours join pixels into one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which neighbours join pixels into one object (`four` / `eight` in configuration files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Connectivity {
     /// Edge neighbours only (4-connectivity).
     Four,
