@@ -260,13 +260,19 @@ fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &
                 path: args.model.clone().unwrap_or_default(),
                 source: e,
             })?;
-            segment::from_prediction(&pred, ctx.params)
+            segment::from_prediction(&pred, ctx.params).map_err(|e| StageError::Decode {
+                path: item.image.clone(),
+                message: e.to_string(),
+            })?
         }
         Source::Masks(kind) => {
             let path = item.mask.as_deref().unwrap_or(&item.image);
             let mask = decode(path, args.max_pixels)?;
             same_size(&mask, path, &image, &item.image)?;
-            segment::from_mask(&mask, *kind, ctx.params)
+            segment::from_mask(&mask, *kind, ctx.params).map_err(|e| StageError::Decode {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?
         }
     };
     let truth = match &item.truth {

@@ -1,10 +1,10 @@
 //! From a model's probabilities or a given mask to instance labels, under the parameter file's
 //! segmentation settings.
 
-use cellops_dataset::ops::label::{Connectivity, connected_components};
 use cellops_dataset::{Raster, Samples};
-use cellops_measure::instances::{self, Separation as SeedSeparation};
-use cellops_measure::params::{self, CellParams, SeparationMethod};
+use cellops_measure::instances::{segment, split_mask};
+use cellops_measure::params::CellParams;
+use cellops_measure::watershed::WatershedError;
 use cellops_unet::inference::Prediction;
 
 /// How given masks are read.
@@ -19,55 +19,18 @@ pub enum MaskKind {
     Binary,
 }
 
-fn connectivity(p: &CellParams) -> Connectivity {
-    match p.segmentation.connectivity {
-        params::Connectivity::Four => Connectivity::Four,
-        params::Connectivity::Eight => Connectivity::Eight,
-    }
-}
-
-/// Splits a binary foreground into nuclei with the file's method (`boundary` needs a model, so it
-/// falls back to the distance watershed here).
-pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Vec<u32> {
-    let conn = connectivity(p);
-    let sep = &p.segmentation.separation;
-    match sep.method {
-        SeparationMethod::None => connected_components(foreground, width, conn).0,
-        SeparationMethod::Watershed | SeparationMethod::Auto | SeparationMethod::Boundary => {
-            watershed(foreground, width, conn, sep.min_distance_px, sep.h_px)
-        }
-    }
-}
-
-fn watershed(foreground: &[bool], width: usize, conn: Connectivity, min_distance_px: usize, h_px: f64) -> Vec<u32> {
-    let _ = (min_distance_px, h_px);
-    connected_components(foreground, width, conn).0
+/// Splits a binary foreground into nuclei with the file's method (`boundary` needs a model's
+/// boundary channel, so masks are split by the distance watershed).
+pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
+    let config = p.segmentation.instance_config(p.pixel_size_um, false);
+    split_mask(foreground, width, &config).map(|(labels, _)| labels)
 }
 
 /// Instance labels from a prediction (foreground, and boundary when the model has it).
-pub fn from_prediction(pred: &Prediction, p: &CellParams) -> Vec<u32> {
-    let t = p.segmentation.probability_threshold as f32;
-    let fg = pred.channel(0);
+pub fn from_prediction(pred: &Prediction, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
     let boundary = (pred.channels >= 2).then(|| pred.channel(1));
-    let seeded = |min_seed_area: usize, b: &[f32]| {
-        instances::separate(
-            fg,
-            Some(b),
-            pred.width,
-            SeedSeparation {
-                threshold: t,
-                min_seed_area,
-            },
-        )
-    };
-    let sep = &p.segmentation.separation;
-    match (sep.method, boundary) {
-        (SeparationMethod::Boundary | SeparationMethod::Auto, Some(b)) => seeded(sep.min_seed_area_px, b),
-        _ => {
-            let mask: Vec<bool> = fg.iter().map(|&v| v > t).collect();
-            split_foreground(&mask, pred.width, p)
-        }
-    }
+    let config = p.segmentation.instance_config(p.pixel_size_um, boundary.is_some());
+    segment(pred.channel(0), boundary, pred.width, &config).map(|(labels, _)| labels)
 }
 
 fn values(r: &Raster) -> Vec<u32> {
@@ -79,7 +42,7 @@ fn values(r: &Raster) -> Vec<u32> {
 }
 
 /// Instance labels from a mask image (its first channel).
-pub fn from_mask(mask: &Raster, kind: MaskKind, p: &CellParams) -> Vec<u32> {
+pub fn from_mask(mask: &Raster, kind: MaskKind, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
     let v = values(mask);
     let instances = match kind {
         MaskKind::Instances => true,
@@ -90,7 +53,7 @@ pub fn from_mask(mask: &Raster, kind: MaskKind, p: &CellParams) -> Vec<u32> {
         }
     };
     if instances {
-        v
+        Ok(v)
     } else {
         let fg: Vec<bool> = v.iter().map(|&x| x != 0).collect();
         split_foreground(&fg, mask.width as usize, p)

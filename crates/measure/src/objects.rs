@@ -1,4 +1,4 @@
-//! Measuring the nuclei of one image under a cell-parameter file: hole filling, filters, shape and
+//! Measuring the nuclei of one image under a cell-parameter file: filters, shape and
 //! intensity measurements, DAB scoring, size classes, and the image's summary, scores and class.
 //!
 //! Columns use CellProfiler's names (`AreaShape_Area`, `Intensity_MeanIntensity_Grey`, …); lengths
@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use cellops_dataset::ops::label::{Connectivity, connected_components};
 use cellops_dataset::{Raster, Samples};
 
 use crate::intensity::{IntensityProps, intensities};
@@ -185,10 +184,10 @@ impl ImageSummary {
 pub struct ImageMeasurement {
     /// The nuclei, by label.
     pub nuclei: Vec<Nucleus>,
-    /// The label image after hole filling and filters (dropped objects are 0).
+    /// The label image after the filters (dropped objects are 0).
     pub labels: Vec<u32>,
-    /// The segmentation to score against ground truth: after hole filling and the size and
-    /// shape filters, but with objects on the border kept (ground truth has them).
+    /// The segmentation to score against ground truth: after the size and shape filters, but
+    /// with objects on the border kept (ground truth has them).
     pub segmentation: Vec<u32>,
     /// The summary.
     pub summary: ImageSummary,
@@ -218,64 +217,6 @@ pub fn channel_names(channels: usize) -> Vec<&'static str> {
     match channels {
         1 | 2 => vec!["Grey"],
         _ => vec!["Red", "Green", "Blue"],
-    }
-}
-
-/// Fills holes (4-connected background regions that do not touch the image border and are
-/// enclosed by a single object) of at most `max_area` pixels with the enclosing object's label.
-///
-/// ```
-/// use cellops_measure::objects::fill_holes;
-/// let mut ring = vec![1u32, 1, 1,
-///                     1, 0, 1,
-///                     1, 1, 1];
-/// fill_holes(&mut ring, 3, 1);
-/// assert_eq!(ring[4], 1);
-/// ```
-pub fn fill_holes(labels: &mut [u32], width: usize, max_area: usize) {
-    if max_area == 0 || width == 0 {
-        return;
-    }
-    let height = labels.len() / width;
-    let background: Vec<bool> = labels.iter().map(|&l| l == 0).collect();
-    let (holes, n) = connected_components(&background, width, Connectivity::Four);
-    // Per hole: area, the single enclosing label (u32::MAX: several), touches the border.
-    let mut area = vec![0usize; n + 1];
-    let mut owner = vec![0u32; n + 1];
-    let mut open = vec![false; n + 1];
-    for y in 0..height {
-        for x in 0..width {
-            let h = holes[y * width + x] as usize;
-            if h == 0 {
-                continue;
-            }
-            area[h] += 1;
-            if x == 0 || y == 0 || x + 1 == width || y + 1 == height {
-                open[h] = true;
-            }
-            let neighbours = [
-                (x > 0).then(|| y * width + x - 1),
-                (x + 1 < width).then(|| y * width + x + 1),
-                (y > 0).then(|| (y - 1) * width + x),
-                (y + 1 < height).then(|| (y + 1) * width + x),
-            ];
-            for j in neighbours.into_iter().flatten() {
-                let l = labels[j];
-                if l != 0 {
-                    owner[h] = match owner[h] {
-                        0 => l,
-                        o if o == l => o,
-                        _ => u32::MAX,
-                    };
-                }
-            }
-        }
-    }
-    for (i, l) in labels.iter_mut().enumerate() {
-        let h = holes[i] as usize;
-        if h != 0 && !open[h] && area[h] <= max_area && owner[h] != 0 && owner[h] != u32::MAX {
-            *l = owner[h];
-        }
     }
 }
 
@@ -313,8 +254,6 @@ pub fn measure_image(
     let p = ctx.params;
     let height = labels.len().checked_div(width).unwrap_or(0);
     let um2 = p.pixel_size_um * p.pixel_size_um;
-    let hole_px = (p.segmentation.fill_holes_max_area_um2 / um2).floor() as usize;
-    fill_holes(&mut labels, width, hole_px);
     let mut dropped = Dropped::default();
     let mut keep = std::collections::HashSet::new();
     let mut border_dropped = std::collections::HashSet::new();
@@ -667,23 +606,6 @@ mod tests {
         assert!((area - 0.25 * m.nuclei[0].shape.area as f64).abs() < 1e-9);
         // 1 nucleus in 40×40 px of 0.5 µm = 400 µm² = 0.0004 mm².
         assert!((m.summary.density_per_mm2 - 2500.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn small_holes_are_filled_large_ones_kept() {
-        let w = 9;
-        let mut labels = vec![1u32; w * w];
-        labels[2 * w + 2] = 0; // 1-px hole
-        for y in 4..7 {
-            for x in 4..7 {
-                labels[y * w + x] = 0; // 9-px hole
-            }
-        }
-        // Holes up to 2 px (0.5 µm²) at 0.5 µm pixels.
-        let p = params("segmentation: { fill_holes_max_area_um2: 0.5 }\n");
-        let m = measure_image("img", labels, w, None, &Context::new(&p));
-        assert_eq!(m.nuclei[0].shape.area, 81 - 9);
-        assert_eq!(m.nuclei[0].shape.euler_number, 0);
     }
 
     #[test]
