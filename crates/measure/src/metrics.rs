@@ -442,6 +442,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Found by the property test below: at τ = 0.1 two assignments tie on the objective, and the
+    /// two directions pick different ones; counts and F1 agree, PQ need not.
+    #[test]
+    fn low_threshold_ties_keep_counts_symmetric() {
+        let truth: Vec<u8> = vec![
+            2, 3, 1, 0, 3, 0, 2, 1, 2, 2, 2, 1, 2, 2, 3, 2, 2, 2, 3, 0, 1, 3, 2, 0, 3, 0, 1, 2, 2, 0, 3, 0, 1, 2, 0, 0,
+        ];
+        let pred: Vec<u8> = vec![
+            2, 1, 0, 0, 3, 0, 1, 3, 1, 1, 0, 3, 2, 1, 3, 3, 1, 2, 0, 0, 0, 3, 2, 0, 3, 0, 3, 2, 3, 0, 2, 0, 0, 0, 3, 1,
+        ];
+        let a = Overlap::new(&truth, &pred).expect("same size").matching(0.1);
+        let b = Overlap::new(&pred, &truth).expect("same size").matching(0.1);
+        assert_eq!((a.tp, a.fp, a.fn_), (b.tp, b.fn_, b.fp));
+    }
+
     #[test]
     fn perfect_prediction_scores_one_whatever_the_numbering() {
         let truth: Vec<u16> = vec![0, 1, 1, 0, 2, 2, 2, 0, 3];
@@ -520,7 +535,14 @@ mod tests {
                 prop_assert_eq!((ma.tp, ma.fp, ma.fn_), (mb.tp, mb.fn_, mb.fp));
                 let (sa, sb) = (ma.stats(t), mb.stats(t));
                 prop_assert!((sa.f1 - sb.f1).abs() < 1e-12);
-                prop_assert!((sa.panoptic_quality - sb.panoptic_quality).abs() < 1e-12);
+                // Below 0.5 an object can match several partners, and assignments that tie on
+                // StarDist's objective (count, then the IoU of *all* assigned pairs) may differ in
+                // the IoU of the matched ones, so PQ is symmetric only from 0.5 up, where matches
+                // are unique.
+                if t >= 0.5 {
+                    prop_assert!((sa.panoptic_quality - sb.panoptic_quality).abs() < 1e-12);
+                }
+                prop_assert!((0.0..=1.0).contains(&sa.panoptic_quality));
                 prop_assert!((0.0..=1.0).contains(&sa.f1));
             }
             prop_assert!((a.pixels().dice() - b.pixels().dice()).abs() < 1e-12);
