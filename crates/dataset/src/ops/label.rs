@@ -157,9 +157,9 @@ pub fn connected_components(foreground: &[bool], width: usize, conn: Connectivit
     let mut parent = link(&runs, conn);
     let count = resolve(&mut parent);
     for (r, row) in labels.chunks_exact_mut(width).enumerate() {
-        for i in runs.row_start[r]..runs.row_start[r + 1] {
-            let (s, e) = runs.spans[i];
-            row[s as usize..e as usize].fill(parent[i]);
+        let here = runs.row_start[r]..runs.row_start[r + 1];
+        for (&(s, e), &l) in runs.spans[here.clone()].iter().zip(&parent[here]) {
+            row[s as usize..e as usize].fill(l);
         }
     }
     (labels, count)
@@ -211,9 +211,8 @@ pub fn connected_components_with_stats(
         count
     ];
     for (r, row) in labels.chunks_exact_mut(width).enumerate() {
-        for i in runs.row_start[r]..runs.row_start[r + 1] {
-            let (s, e) = runs.spans[i];
-            let l = parent[i];
+        let here = runs.row_start[r]..runs.row_start[r + 1];
+        for (&(s, e), &l) in runs.spans[here.clone()].iter().zip(&parent[here]) {
             row[s as usize..e as usize].fill(l);
             let k = l as usize - 1;
             let (s, e) = (u64::from(s), u64::from(e));
