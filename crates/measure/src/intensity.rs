@@ -49,10 +49,9 @@ pub fn intensities<L: Copy + Into<u64>, S: Copy + Into<f64>>(
     );
     // Counting sort of the samples by object, in raster order within each object (so that sums
     // run in the same order as a per-object scan): first count, then place.
-    let mut slots = Slots::for_labels(labels);
+    let mut slots = Slots::new(labels.len());
     let mut objects: Vec<(u64, usize)> = Vec::new();
-    let mut slot_of = vec![u32::MAX; labels.len()];
-    for (i, &l) in labels.iter().enumerate() {
+    for &l in labels {
         let l: u64 = l.into();
         if l == 0 {
             continue;
@@ -62,7 +61,6 @@ pub fn intensities<L: Copy + Into<u64>, S: Copy + Into<f64>>(
             objects.push((l, 0));
         }
         objects[s as usize].1 += 1;
-        slot_of[i] = s;
     }
     // Object k's values: `values[start[k] * channels..]`, channel by channel, `count` each.
     let mut start = Vec::with_capacity(objects.len());
@@ -73,11 +71,12 @@ pub fn intensities<L: Copy + Into<u64>, S: Copy + Into<f64>>(
     }
     let mut values = vec![0f64; total * channels];
     let mut filled = vec![0usize; objects.len()];
-    for (i, &s) in slot_of.iter().enumerate() {
-        if s == u32::MAX {
+    for (i, &l) in labels.iter().enumerate() {
+        let l: u64 = l.into();
+        if l == 0 {
             continue;
         }
-        let s = s as usize;
+        let s = slots.slot(l, u32::MAX).0 as usize;
         let (count, k) = (objects[s].1, filled[s]);
         let base = start[s] * channels + k;
         for (c, &v) in samples[i * channels..(i + 1) * channels].iter().enumerate() {

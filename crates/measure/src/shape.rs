@@ -95,43 +95,46 @@ pub struct RegionProps {
     pub compactness: f64,
 }
 
-/// Dense slots for label values, in order of first appearance: a table indexed by the label when
-/// labels are small (the usual case), a hash map otherwise.
-pub(crate) enum Slots {
-    /// `table[label]` is the slot, `u32::MAX` if the label has not been seen.
-    Dense(Vec<u32>),
-    /// Label to slot.
-    Sparse(HashMap<u64, u32>),
+/// Dense slots for label values, in order of first appearance: a table indexed by the label for
+/// labels below a bound proportional to the image size (the usual case; the table grows as larger
+/// labels appear), a hash map for the rest.
+pub(crate) struct Slots {
+    /// `dense[label]` is the slot, `u32::MAX` if the label has not been seen.
+    dense: Vec<u32>,
+    /// Labels from `limit` up.
+    sparse: HashMap<u64, u32>,
+    limit: u64,
 }
 
 impl Slots {
-    /// Slots for the labels of `labels` (one pass to find the largest).
-    pub(crate) fn for_labels<L: Copy + Into<u64>>(labels: &[L]) -> Self {
-        let max = labels.iter().map(|&l| l.into()).max().unwrap_or(0);
-        if max <= 2 * labels.len() as u64 + 65_536 {
-            Slots::Dense(vec![u32::MAX; max as usize + 1])
-        } else {
-            Slots::Sparse(HashMap::new())
+    /// Slots for the labels of an image of `pixels` pixels.
+    pub(crate) fn new(pixels: usize) -> Self {
+        Slots {
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+            limit: 2 * pixels as u64 + 65_536,
         }
     }
 
     /// The slot of label `l`, a new one (`next`) if it has none yet; whether it was new.
     #[inline]
     pub(crate) fn slot(&mut self, l: u64, next: u32) -> (u32, bool) {
-        match self {
-            Slots::Dense(t) => {
-                let s = &mut t[l as usize];
-                if *s == u32::MAX {
-                    *s = next;
-                    (next, true)
-                } else {
-                    (*s, false)
-                }
+        if l < self.limit {
+            let i = l as usize;
+            if i >= self.dense.len() {
+                let len = (i + 1).max(2 * self.dense.len()).min(self.limit as usize);
+                self.dense.resize(len, u32::MAX);
             }
-            Slots::Sparse(m) => {
-                let s = *m.entry(l).or_insert(next);
-                (s, s == next)
+            let s = &mut self.dense[i];
+            if *s == u32::MAX {
+                *s = next;
+                (next, true)
+            } else {
+                (*s, false)
             }
+        } else {
+            let s = *self.sparse.entry(l).or_insert(next);
+            (s, s == next)
         }
     }
 }
@@ -146,7 +149,7 @@ struct Object {
 
 /// Every object's label, area and bounding box, in one pass over the image.
 fn objects<L: Copy + Into<u64>>(labels: &[L], width: usize) -> Vec<Object> {
-    let mut slots = Slots::for_labels(labels);
+    let mut slots = Slots::new(labels.len());
     let mut objects: Vec<Object> = Vec::new();
     for (r, row) in labels.chunks_exact(width).enumerate() {
         for (c, &l) in row.iter().enumerate() {
