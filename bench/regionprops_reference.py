@@ -3,6 +3,8 @@
 
 Usage: target/release/regionprops [--image-dir DIR] MASKS... > ours.jsonl
        python3 bench/regionprops_reference.py ours.jsonl
+Also checks form_factor and compactness against the same formulas on scikit-image's perimeter and
+central moments, and that min_feret_diameter <= max_feret_diameter.
 Prints, per property, the largest absolute and relative difference over all objects; exit status 1
 if any property differs by more than 1e-6 (relative, or absolute below magnitude 1). Orientation is
 compared modulo pi (an axis at +pi/2 is the same as one at -pi/2), and not at all for objects with
@@ -67,6 +69,22 @@ def main():
                 rel = float(np.max(diff / np.maximum(np.abs(b), 1.0)))
                 if rel > worst[k][1]:
                     worst[k] = (d, rel, f"{rec['file']} label {o['label']}: ours {a.tolist()} skimage {b.tolist()}")
+            # CellProfiler-style features, from scikit-image's own figures: form factor
+            # 4*pi*area/perimeter^2 (0 for perimeter 0) and compactness 2*pi*(mu20 + mu02)/area^2
+            # (mean squared distance from the centroid over the area, 1 for a disc); min Feret
+            # diameter has no scikit-image counterpart: only checked to be at most the max.
+            mu = r.moments_central
+            derived = {
+                "form_factor": 4 * np.pi * r.area / r.perimeter**2 if r.perimeter > 0 else 0.0,
+                "compactness": 2 * np.pi * (mu[2, 0] + mu[0, 2]) / r.area**2,
+                "min_feret_diameter<=max": float(o["min_feret_diameter"] > o["max_feret_diameter"] + 1e-12),
+            }
+            for k, b in derived.items():
+                a = 0.0 if k.endswith("<=max") else o[k]
+                d = abs(a - b)
+                rel = d / max(abs(b), 1.0)
+                if rel > worst.setdefault(k, (0.0, 0.0, ""))[1]:
+                    worst[k] = (d, rel, f"{rec['file']} label {o['label']}: ours {a} skimage {b}")
         if rec.get("intensity"):
             img_path = rec["file"].replace("/masks/", "/original/").replace("_mask.png", ".png")
             img = imread(img_path)

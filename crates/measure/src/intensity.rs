@@ -4,9 +4,9 @@
 //! `intensity_mean`, `intensity_std`, `intensity_min`, `intensity_max`; integrated and median are
 //! CellProfiler's `IntegratedIntensity` and `MedianIntensity`.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
+
+use crate::shape::Slots;
 
 /// One object's intensities, one value per channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,52 +47,92 @@ pub fn intensities<L: Copy + Into<u64>, S: Copy + Into<f64>>(
         labels.len() * channels,
         "samples must be labels × channels"
     );
-    let mut values: HashMap<u64, Vec<Vec<f64>>> = HashMap::new();
+    // Counting sort of the samples by object, in raster order within each object (so that sums
+    // run in the same order as a per-object scan): first count, then place.
+    let mut slots = Slots::new(labels.len());
+    let mut objects: Vec<(u64, usize)> = Vec::new();
+    for &l in labels {
+        let l: u64 = l.into();
+        if l == 0 {
+            continue;
+        }
+        let (s, new) = slots.slot(l, objects.len() as u32);
+        if new {
+            objects.push((l, 0));
+        }
+        objects[s as usize].1 += 1;
+    }
+    // Object k's values: `values[start[k] * channels..]`, channel by channel, `count` each.
+    let mut start = Vec::with_capacity(objects.len());
+    let mut total = 0;
+    for &(_, count) in &objects {
+        start.push(total);
+        total += count;
+    }
+    let mut values = vec![0f64; total * channels];
+    let mut filled = vec![0usize; objects.len()];
     for (i, &l) in labels.iter().enumerate() {
         let l: u64 = l.into();
         if l == 0 {
             continue;
         }
-        let v = values.entry(l).or_insert_with(|| vec![Vec::new(); channels]);
-        for (c, list) in v.iter_mut().enumerate() {
-            list.push(samples[i * channels + c].into());
+        let s = slots.slot(l, u32::MAX).0 as usize;
+        let (count, k) = (objects[s].1, filled[s]);
+        let base = start[s] * channels + k;
+        for (c, &v) in samples[i * channels..(i + 1) * channels].iter().enumerate() {
+            values[base + c * count] = v.into();
         }
+        filled[s] = k + 1;
     }
-    let mut out: Vec<IntensityProps> = values
-        .into_iter()
-        .map(|(label, per_channel)| {
+    let mut out: Vec<IntensityProps> = objects
+        .iter()
+        .zip(&start)
+        .map(|(&(label, count), &first)| {
             let mut p = IntensityProps {
                 label,
-                mean: Vec::new(),
-                std: Vec::new(),
-                min: Vec::new(),
-                max: Vec::new(),
-                integrated: Vec::new(),
-                median: Vec::new(),
+                mean: Vec::with_capacity(channels),
+                std: Vec::with_capacity(channels),
+                min: Vec::with_capacity(channels),
+                max: Vec::with_capacity(channels),
+                integrated: Vec::with_capacity(channels),
+                median: Vec::with_capacity(channels),
             };
-            for mut v in per_channel {
-                let n = v.len() as f64;
+            let mine = &mut values[first * channels..(first + count) * channels];
+            for v in mine.chunks_exact_mut(count) {
+                let n = count as f64;
                 let sum: f64 = v.iter().sum();
                 let mean = sum / n;
                 let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-                v.sort_by(f64::total_cmp);
-                let mid = v.len() / 2;
-                let median = if v.len() % 2 == 1 {
-                    v[mid]
+                // Extremes in the total order of `f64::total_cmp` (what sorting would give).
+                let (min, max) = v.iter().fold((v[0], v[0]), |(lo, hi), &x| {
+                    (
+                        if x.total_cmp(&lo).is_lt() { x } else { lo },
+                        if x.total_cmp(&hi).is_gt() { x } else { hi },
+                    )
+                });
+                let mid = count / 2;
+                let (left, &mut upper, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+                let median = if count % 2 == 1 {
+                    upper
                 } else {
-                    (v[mid - 1] + v[mid]) / 2.0
+                    // The largest of the lower half (non-empty: count is even and at least 2).
+                    let lower = left
+                        .iter()
+                        .copied()
+                        .fold(left[0], |hi, x| if x.total_cmp(&hi).is_gt() { x } else { hi });
+                    (lower + upper) / 2.0
                 };
                 p.mean.push(mean);
                 p.std.push(var.sqrt());
-                p.min.push(v[0]);
-                p.max.push(v[v.len() - 1]);
+                p.min.push(min);
+                p.max.push(max);
                 p.integrated.push(sum);
                 p.median.push(median);
             }
             p
         })
         .collect();
-    out.sort_by_key(|p| p.label);
+    out.sort_unstable_by_key(|p| p.label);
     out
 }
 

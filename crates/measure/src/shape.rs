@@ -19,12 +19,38 @@
 //!   arithmetic); `solidity = area / convex_area`.
 //! - `max_feret_diameter`: the largest distance between the contour points (marching squares at
 //!   level 0.5, i.e. midpoints between 4-adjacent inside/outside pixels) of that convex image.
+//!
+//! Added after CellProfiler's `MeasureObjectSizeShape` (not part of scikit-image's `regionprops`):
+//!
+//! - `form_factor = 4π·area / perimeter²` with the perimeter above (CellProfiler's `FormFactor`,
+//!   which also takes scikit-image's perimeter); 0 when the perimeter is 0 (a single pixel). About 1
+//!   for a disc (the 4-connectivity estimator slightly under- or overshoots on small discs).
+//! - `compactness = 2π·(var_row + var_col) / area`, with `var_row`, `var_col` the population
+//!   variances of the pixel coordinates, i.e. the mean squared distance of the pixels from the
+//!   centroid divided by the area, scaled by 2π so that a filled disc gives 1 (mean squared
+//!   distance R²/2 over area πR²; the pixel grid adds 1/6 to the mean squared distance, so a
+//!   digital disc of radius R gives about 1 + 1/(3R²)). Larger for elongated objects and objects
+//!   with holes; 0 for a single pixel. This is the second-moment definition of CellProfiler's
+//!   help text up to 3.x ("mean squared distance of the object's pixels from the centroid
+//!   divided by the area"). CellProfiler 4 computes its `Compactness` column as
+//!   `perimeter² / max(4π·area, 1)` instead (the reciprocal of the form factor for objects of
+//!   area ≥ 1/(4π)); that figure is `1 / form_factor` here.
+//! - `min_feret_diameter`: the smallest caliper width (distance between two parallel supporting
+//!   lines) of the same convex contour points that give `max_feret_diameter`, exact by rotating
+//!   calipers over their hull (the minimum width of a convex polygon is reached with one caliper
+//!   flush with an edge; widths are compared as exact integer ratios in doubled coordinates).
+//!   CellProfiler (`centrosome.cpmorphology.feret_diameter`) measures both Feret diameters on the
+//!   convex hull of the pixel *centres*; we keep one polygon for both diameters (the one that
+//!   matches scikit-image's `feret_diameter_max`), so that `min ≤ max` always compares like with
+//!   like and one-pixel-thin objects get width 1, not 0. The contour runs half a pixel outside the
+//!   pixel centres, so for axis-aligned extents our width is about one pixel more than
+//!   CellProfiler's: an axis-aligned `h × w` rectangle (`h ≤ w`, `h ≥ 2` or `w ≥ 2`) has min Feret
+//!   exactly `h` here and `h − 1` in CellProfiler; a single pixel has `√2/2` (its contour is a
+//!   diamond through the four edge midpoints).
 
 use std::collections::HashMap;
 
 use serde::Serialize;
-
-use cellops_dataset::ops::label::{Connectivity, connected_components};
 
 /// The measurements of one object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,20 +86,95 @@ pub struct RegionProps {
     pub solidity: f64,
     /// Largest distance between points of the convex hull image's contour (marching squares at 0.5).
     pub max_feret_diameter: f64,
-    /// TEMP (replaced by the measure-speed branch).
+    /// Smallest caliper width of the same contour points.
     pub min_feret_diameter: f64,
-    /// TEMP.
+    /// `4π·area / perimeter²` (0 when the perimeter is 0).
     pub form_factor: f64,
-    /// TEMP.
+    /// `2π·(var_row + var_col) / area`: mean squared distance from the centroid over the area,
+    /// 1 for a filled disc.
     pub compactness: f64,
 }
 
-#[derive(Default)]
-struct Acc {
+/// Dense slots for label values, in order of first appearance: a table indexed by the label for
+/// labels below a bound proportional to the image size (the usual case; the table grows as larger
+/// labels appear), a hash map for the rest.
+pub(crate) struct Slots {
+    /// `dense[label]` is the slot, `u32::MAX` if the label has not been seen.
+    dense: Vec<u32>,
+    /// Labels from `limit` up.
+    sparse: HashMap<u64, u32>,
+    limit: u64,
+}
+
+impl Slots {
+    /// Slots for the labels of an image of `pixels` pixels.
+    pub(crate) fn new(pixels: usize) -> Self {
+        Slots {
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+            limit: 2 * pixels as u64 + 65_536,
+        }
+    }
+
+    /// The slot of label `l`, a new one (`next`) if it has none yet; whether it was new.
+    #[inline]
+    pub(crate) fn slot(&mut self, l: u64, next: u32) -> (u32, bool) {
+        if l < self.limit {
+            let i = l as usize;
+            if i >= self.dense.len() {
+                let len = (i + 1).max(2 * self.dense.len()).min(self.limit as usize);
+                self.dense.resize(len, u32::MAX);
+            }
+            let s = &mut self.dense[i];
+            if *s == u32::MAX {
+                *s = next;
+                (next, true)
+            } else {
+                (*s, false)
+            }
+        } else {
+            let s = *self.sparse.entry(l).or_insert(next);
+            (s, s == next)
+        }
+    }
+}
+
+/// One object found by [`objects`].
+struct Object {
+    label: u64,
     area: u64,
+    /// `[min_row, min_col, max_row, max_col]`, max exclusive.
     bbox: [usize; 4],
-    sum: [f64; 2],
-    pixels: Vec<(usize, usize)>,
+}
+
+/// Every object's label, area and bounding box, in one pass over the image.
+fn objects<L: Copy + Into<u64>>(labels: &[L], width: usize) -> Vec<Object> {
+    let mut slots = Slots::new(labels.len());
+    let mut objects: Vec<Object> = Vec::new();
+    for (r, row) in labels.chunks_exact(width).enumerate() {
+        for (c, &l) in row.iter().enumerate() {
+            let l: u64 = l.into();
+            if l == 0 {
+                continue;
+            }
+            let (s, new) = slots.slot(l, objects.len() as u32);
+            if new {
+                objects.push(Object {
+                    label: l,
+                    area: 0,
+                    bbox: [r, c, r + 1, c + 1],
+                });
+            }
+            let o = &mut objects[s as usize];
+            o.area += 1;
+            // Rows only grow in raster order.
+            o.bbox[1] = o.bbox[1].min(c);
+            o.bbox[2] = r + 1;
+            o.bbox[3] = o.bbox[3].max(c + 1);
+        }
+    }
+    objects.sort_unstable_by_key(|o| o.label);
+    objects
 }
 
 /// Perimeter weights by the code `Σ` of the 3×3 kernel `[[10, 2, 10], [2, 1, 2], [10, 2, 10]]` over
@@ -99,48 +200,60 @@ fn perimeter_weight(code: u8) -> f64 {
 /// assert_eq!(p.euler_number, 1);
 /// ```
 pub fn regionprops<L: Copy + Into<u64>>(labels: &[L], width: usize) -> Vec<RegionProps> {
-    let mut objects: HashMap<u64, Acc> = HashMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        let l: u64 = l.into();
-        if l == 0 {
-            continue;
-        }
-        let (r, c) = (i / width, i % width);
-        let a = objects.entry(l).or_insert_with(|| Acc {
-            bbox: [r, c, r + 1, c + 1],
-            ..Acc::default()
-        });
-        a.area += 1;
-        a.bbox = [
-            a.bbox[0].min(r),
-            a.bbox[1].min(c),
-            a.bbox[2].max(r + 1),
-            a.bbox[3].max(c + 1),
-        ];
-        a.sum[0] += r as f64;
-        a.sum[1] += c as f64;
-        a.pixels.push((r, c));
+    if width == 0 {
+        return Vec::new();
     }
-    let mut out: Vec<RegionProps> = objects.into_iter().map(|(label, a)| measure(label, &a)).collect();
-    out.sort_by_key(|p| p.label);
-    out
+    objects(labels, width)
+        .iter()
+        .map(|o| measure(labels, width, o))
+        .collect()
 }
 
-fn measure(label: u64, a: &Acc) -> RegionProps {
-    let n = a.area as f64;
-    let centroid = [a.sum[0] / n, a.sum[1] / n];
-    // Central moments from exact integer sums: n·μ20 = nΣr² − (Σr)², and so on, so that symmetric
-    // objects have exactly equal moments (the orientation formula branches on that).
-    let (mut srr, mut scc, mut src, mut sr, mut sc) = (0i128, 0i128, 0i128, 0i128, 0i128);
-    for &(r, c) in &a.pixels {
-        let (r, c) = (r as i128, c as i128);
-        srr += r * r;
-        scc += c * c;
-        src += r * c;
-        sr += r;
-        sc += c;
+/// Measures one object from its bounding-box window of the label image.
+fn measure<L: Copy + Into<u64>>(labels: &[L], width: usize, o: &Object) -> RegionProps {
+    let [r0, c0, r1, c1] = o.bbox;
+    let (h, w) = (r1 - r0, c1 - c0);
+    // The object alone in its bounding box, padded by one pixel of background; per padded row, the
+    // first and last object column (`None` for rows without object pixels).
+    let (ph, pw) = (h + 2, w + 2);
+    let mut image = vec![false; ph * pw];
+    let mut extremes: Vec<Option<(usize, usize)>> = vec![None; ph];
+    // Exact integer sums in window coordinates (central moments do not depend on the origin).
+    let (mut sr, mut sc, mut srr, mut scc, mut src) = (0u64, 0u64, 0u128, 0u128, 0u128);
+    for r in 0..h {
+        let row = &labels[(r0 + r) * width + c0..(r0 + r) * width + c1];
+        let out = &mut image[(r + 1) * pw + 1..(r + 1) * pw + 1 + w];
+        let (mut n, mut rsum_c, mut rsum_cc) = (0u64, 0u64, 0u64);
+        let mut first = usize::MAX;
+        let mut last = 0;
+        for (c, (&l, px)) in row.iter().zip(out.iter_mut()).enumerate() {
+            if l.into() == o.label {
+                *px = true;
+                n += 1;
+                rsum_c += c as u64;
+                rsum_cc += (c * c) as u64;
+                first = first.min(c);
+                last = c;
+            }
+        }
+        if n > 0 {
+            extremes[r + 1] = Some((first + 1, last + 1));
+            let r = r as u64;
+            sr += n * r;
+            sc += rsum_c;
+            srr += u128::from(n * r * r);
+            scc += u128::from(rsum_cc);
+            src += u128::from(r * rsum_c);
+        }
     }
-    let k = i128::from(a.area as i64);
+    let n = o.area as f64;
+    let k = i128::from(o.area as i64);
+    let (sr_g, sc_g) = (sr + o.area * r0 as u64, sc + o.area * c0 as u64);
+    let centroid = [sr_g as f64 / n, sc_g as f64 / n];
+    let (sr, sc) = (i128::from(sr as i64), i128::from(sc as i64));
+    let (srr, scc, src) = (srr as i128, scc as i128, src as i128);
+    // n·μ20 = nΣr² − (Σr)², and so on, exact, so that symmetric objects have exactly equal moments
+    // (the orientation formula branches on that).
     let (n_mu20, n_mu02, n_mu11) = (k * srr - sr * sr, k * scc - sc * sc, k * src - sr * sc);
     let (mu20, mu02, mu11) = (n_mu20 as f64 / n, n_mu02 as f64 / n, n_mu11 as f64 / n);
     let (ta, tb, tc) = (mu02 / n, -mu11 / n, mu20 / n);
@@ -158,35 +271,35 @@ fn measure(label: u64, a: &Acc) -> RegionProps {
         0.5 * (-2.0 * tb).atan2(tc - ta)
     };
     let eccentricity = if l1 == 0.0 { 0.0 } else { (1.0 - l2 / l1).sqrt() };
-    let [r0, c0, r1, c1] = a.bbox;
-    let (h, w) = (r1 - r0, c1 - c0);
-    // The object alone in its bounding box, padded by one pixel of background.
-    let (ph, pw) = (h + 2, w + 2);
-    let mut image = vec![false; ph * pw];
-    for &(r, c) in &a.pixels {
-        image[(r - r0 + 1) * pw + (c - c0 + 1)] = true;
-    }
-    RegionProps {
-        label,
-        area: a.area,
-        bbox: a.bbox,
+    let perimeter = perimeter(&image, pw);
+    let pi = std::f64::consts::PI;
+    let mut props = RegionProps {
+        label: o.label,
+        area: o.area,
+        bbox: o.bbox,
         centroid,
         major_axis_length: 4.0 * l1.sqrt(),
         minor_axis_length: 4.0 * l2.sqrt(),
         orientation,
         eccentricity,
-        equivalent_diameter: (4.0 * n / std::f64::consts::PI).sqrt(),
+        equivalent_diameter: (4.0 * n / pi).sqrt(),
         extent: n / (h * w) as f64,
-        perimeter: perimeter(&image, pw),
+        perimeter,
         euler_number: euler_number(&image, pw),
         convex_area: 0,
         solidity: 0.0,
         max_feret_diameter: 0.0,
         min_feret_diameter: 0.0,
-        form_factor: 0.0,
-        compactness: 0.0,
-    }
-    .with_convex(&image, pw)
+        form_factor: if perimeter > 0.0 {
+            4.0 * pi * n / (perimeter * perimeter)
+        } else {
+            0.0
+        },
+        // 2π·(μ20/n + μ02/n)/n with n·μ exact.
+        compactness: 2.0 * pi * ((n_mu20 + n_mu02) as f64 / (n * n)) / n,
+    };
+    props.set_convex(&extremes, pw);
+    props
 }
 
 /// Cross product of `(b − a) × (c − a)`.
@@ -237,39 +350,124 @@ fn inside_or_on(poly: &[(i64, i64)], p: (i64, i64)) -> bool {
     }
 }
 
+/// The smallest width of the convex polygon `poly` (counter-clockwise, no collinear vertices), in
+/// its own units, by rotating calipers: for each edge the farthest vertex, found by a pointer that
+/// only moves forward. 0 for fewer than 3 vertices.
+fn min_width(poly: &[(i64, i64)]) -> f64 {
+    let m = poly.len();
+    if m < 3 {
+        return 0.0;
+    }
+    // Best as the exact ratio height² = cross² / |edge|², compared by cross-multiplying.
+    let mut best: Option<(i128, i128)> = None;
+    let mut j = 1;
+    for i in 0..m {
+        let (a, b) = (poly[i], poly[(i + 1) % m]);
+        while cross(a, b, poly[(j + 1) % m]) > cross(a, b, poly[j]) {
+            j = (j + 1) % m;
+        }
+        let c = i128::from(cross(a, b, poly[j]));
+        let l2 = i128::from((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2));
+        if best.is_none_or(|(bc, bl)| c * c * bl < bc * bc * l2) {
+            best = Some((c, l2));
+        }
+    }
+    best.map_or(0.0, |(c, l2)| c as f64 / (l2 as f64).sqrt())
+}
+
 impl RegionProps {
-    /// Fills the convex measurements from the padded object image.
-    fn with_convex(mut self, image: &[bool], width: usize) -> Self {
-        let height = image.len() / width;
-        // Coordinates doubled so that edge midpoints are integers: pixel (r, c) is (2r, 2c).
-        let mut points = Vec::new();
-        for (i, _) in image.iter().enumerate().filter(|(_, v)| **v) {
-            let (r, c) = ((i / width) as i64, (i % width) as i64);
-            points.extend([
-                (2 * r - 1, 2 * c),
-                (2 * r + 1, 2 * c),
-                (2 * r, 2 * c - 1),
-                (2 * r, 2 * c + 1),
-            ]);
+    /// Fills the convex measurements from the first and last object column of each row of the
+    /// padded object image (`width` wide).
+    fn set_convex(&mut self, extremes: &[Option<(usize, usize)>], width: usize) {
+        // Coordinates doubled so that edge midpoints are integers: pixel (r, c) is (2r, 2c). Of the
+        // edge midpoints of a row's pixels only the row's first and last pixel's can be hull
+        // vertices (the others lie between them on the same lines).
+        let mut points = Vec::with_capacity(6 * extremes.len());
+        for (r, e) in extremes.iter().enumerate() {
+            if let Some((a, b)) = *e {
+                let (r, a, b) = (r as i64, a as i64, b as i64);
+                points.extend([
+                    (2 * r - 1, 2 * a),
+                    (2 * r - 1, 2 * b),
+                    (2 * r + 1, 2 * a),
+                    (2 * r + 1, 2 * b),
+                    (2 * r, 2 * a - 1),
+                    (2 * r, 2 * b + 1),
+                ]);
+            }
         }
         let poly = hull(points);
-        let convex: Vec<bool> = (0..image.len())
-            .map(|i| inside_or_on(&poly, (2 * (i / width) as i64, 2 * (i % width) as i64)))
+        let (lo, hi) = poly
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        // Each row of the convex image is one run of columns (`None`: empty). It contains the row's
+        // object pixels (pixel centres are midpoints of their edge midpoints), so it is found by
+        // walking outwards from them; rows without object pixels are scanned whole.
+        let inside = |r: usize, c: usize| inside_or_on(&poly, (2 * r as i64, 2 * c as i64));
+        let intervals: Vec<Option<(usize, usize)>> = extremes
+            .iter()
+            .enumerate()
+            .map(|(r, e)| {
+                if !(lo..=hi).contains(&(2 * r as i64)) {
+                    return None;
+                }
+                match *e {
+                    Some((a, b)) => {
+                        let (mut a, mut b) = (a, b);
+                        while a > 0 && inside(r, a - 1) {
+                            a -= 1;
+                        }
+                        while b + 1 < width && inside(r, b + 1) {
+                            b += 1;
+                        }
+                        Some((a, b))
+                    }
+                    None => {
+                        let a = (0..width).find(|&c| inside(r, c))?;
+                        let b = (a..width).rev().find(|&c| inside(r, c))?;
+                        Some((a, b))
+                    }
+                }
+            })
             .collect();
-        self.convex_area = convex.iter().filter(|v| **v).count() as u64;
+        self.convex_area = intervals.iter().flatten().map(|(a, b)| (b - a + 1) as u64).sum();
         self.solidity = self.area as f64 / self.convex_area.max(1) as f64;
         // Contour points at level 0.5: midpoints between 4-adjacent pixels of differing value (the
-        // padding keeps the contour inside the image). Doubled coordinates again.
-        let mut contour = Vec::new();
-        for r in 0..height {
-            for c in 0..width {
-                let v = convex[r * width + c];
-                if c + 1 < width && convex[r * width + c + 1] != v {
-                    contour.push((2 * r as i64, 2 * c as i64 + 1));
+        // padding keeps the contour inside the image). Doubled coordinates again; on each line only
+        // the outermost points matter for the hull.
+        let mut contour = Vec::with_capacity(4 * intervals.len());
+        for (r, run) in intervals.iter().enumerate() {
+            let r2 = 2 * r as i64;
+            if let Some((a, b)) = *run {
+                contour.extend([(r2, 2 * a as i64 - 1), (r2, 2 * b as i64 + 1)]);
+            }
+            // Between rows r and r + 1: the columns inside exactly one of the two runs.
+            let next = intervals.get(r + 1).copied().flatten();
+            let span = match (*run, next) {
+                (None, None) => None,
+                (Some(x), None) | (None, Some(x)) => Some(x),
+                (Some((a1, b1)), Some((a2, b2))) => {
+                    if b1 < a2 || b2 < a1 {
+                        Some((a1.min(a2), b1.max(b2)))
+                    } else {
+                        let first = if a1 != a2 {
+                            Some(a1.min(a2))
+                        } else if b1 != b2 {
+                            Some(b1.min(b2) + 1)
+                        } else {
+                            None
+                        };
+                        let last = if b1 != b2 {
+                            Some(b1.max(b2))
+                        } else {
+                            first.map(|_| a1.max(a2) - 1)
+                        };
+                        first.zip(last)
+                    }
                 }
-                if r + 1 < height && convex[(r + 1) * width + c] != v {
-                    contour.push((2 * r as i64 + 1, 2 * c as i64));
-                }
+            };
+            if let Some((a, b)) = span {
+                contour.extend([(r2 + 1, 2 * a as i64), (r2 + 1, 2 * b as i64)]);
             }
         }
         let h = hull(contour);
@@ -280,7 +478,7 @@ impl RegionProps {
             }
         }
         self.max_feret_diameter = (best as f64).sqrt() / 2.0;
-        self
+        self.min_feret_diameter = min_width(&h) / 2.0;
     }
 }
 
@@ -312,14 +510,24 @@ fn perimeter(image: &[bool], width: usize) -> f64 {
     total
 }
 
-/// Objects (8-connected) minus holes (4-connected background components that do not touch the
-/// padded edge) of a padded binary image.
+/// Objects (8-connected) minus holes (4-connected background components enclosed by the object)
+/// of a padded binary image, by Gray's bit-quad counts: `(Q1 − Q3 − 2·QD) / 4` over all 2×2
+/// windows, with Q1 and Q3 the windows holding one and three object pixels and QD those holding two
+/// diagonal ones.
 fn euler_number(image: &[bool], width: usize) -> i64 {
-    let (_, objects) = connected_components(image, width, Connectivity::Eight);
-    let background: Vec<bool> = image.iter().map(|&v| !v).collect();
-    // The padding joins all outside background into one component: the rest are holes.
-    let (_, background_parts) = connected_components(&background, width, Connectivity::Four);
-    objects as i64 - (background_parts as i64 - 1)
+    let (mut q1, mut q3, mut qd) = (0i64, 0i64, 0i64);
+    for (top, bottom) in image.chunks_exact(width).zip(image.chunks_exact(width).skip(1)) {
+        for c in 0..width - 1 {
+            let (a, b, d, e) = (top[c], top[c + 1], bottom[c], bottom[c + 1]);
+            match u8::from(a) + u8::from(b) + u8::from(d) + u8::from(e) {
+                1 => q1 += 1,
+                3 => q3 += 1,
+                2 if a == e => qd += 1,
+                _ => {}
+            }
+        }
+    }
+    (q1 - q3 - 2 * qd) / 4
 }
 
 #[cfg(test)]
@@ -347,9 +555,136 @@ mod tests {
         );
         assert!(p.eccentricity < 0.05, "eccentricity {}", p.eccentricity);
         assert!((p.major_axis_length - 40.0).abs() < 1.0);
-        let form_factor = 4.0 * pi * p.area as f64 / p.perimeter.powi(2);
-        assert!((form_factor - 1.0).abs() < 0.1, "form factor {form_factor}");
+        assert!((p.form_factor - 1.0).abs() < 0.1, "form factor {}", p.form_factor);
+        assert_eq!(p.form_factor, 4.0 * pi * p.area as f64 / p.perimeter.powi(2));
+        // 1 + 1/(3R²) for the pixel grid, give or take the digitisation of the edge.
+        assert!((p.compactness - 1.0).abs() < 0.01, "compactness {}", p.compactness);
+        assert!(p.min_feret_diameter <= p.max_feret_diameter);
+        assert!(
+            (p.min_feret_diameter - 41.0).abs() < 1.0,
+            "min Feret {}",
+            p.min_feret_diameter
+        );
         assert_eq!(p.euler_number, 1);
+    }
+
+    #[test]
+    fn rectangle_feret_diameters_and_compactness() {
+        // 4 rows × 7 columns: the contour runs through the edge midpoints, so the widths are the
+        // sides themselves; the longest chord joins (0, -0.5) and (3, 6.5) (or mirror images).
+        let p = &regionprops(&[1u8; 28], 7)[0];
+        assert_eq!(p.min_feret_diameter, 4.0);
+        assert_eq!(p.max_feret_diameter, 58f64.sqrt());
+        // var_row = (4² − 1)/12, var_col = (7² − 1)/12.
+        let expected = 2.0 * std::f64::consts::PI * ((15.0 + 48.0) / 12.0) / 28.0;
+        assert!((p.compactness - expected).abs() < 1e-12, "{}", p.compactness);
+        // A one-pixel-thin bar is 1 wide; a single pixel's contour is a diamond.
+        assert_eq!(regionprops(&[1u8; 9], 9)[0].min_feret_diameter, 1.0);
+        let dot = &regionprops(&[1u8], 1)[0];
+        assert!((dot.min_feret_diameter - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);
+        assert_eq!(
+            (dot.form_factor, dot.compactness, dot.max_feret_diameter),
+            (0.0, 0.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn a_diagonal_bar_is_thin() {
+        // A 1-pixel diagonal line of 10 pixels: the contour polygon's width across the line is that
+        // of the diamond of one pixel, √2/2, however long the line.
+        let size = 10;
+        let labels: Vec<u8> = (0..size * size).map(|i| u8::from(i / size == i % size)).collect();
+        let p = &regionprops(&labels, size)[0];
+        assert!(
+            (p.min_feret_diameter - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12,
+            "{}",
+            p.min_feret_diameter
+        );
+    }
+
+    /// Brute-force minimum width: for every edge, the farthest vertex.
+    fn min_width_brute(poly: &[(i64, i64)]) -> f64 {
+        let m = poly.len();
+        (0..m)
+            .map(|i| {
+                let (a, b) = (poly[i], poly[(i + 1) % m]);
+                let far = poly.iter().map(|&p| cross(a, b, p)).max().unwrap_or(0);
+                far as f64 / (((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2)) as f64).sqrt()
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The reference measurements of the previous implementation for what the fast paths replaced:
+    /// the hull of all edge midpoints of all pixels, the convex image by testing every pixel, and
+    /// objects minus holes by flood fill.
+    fn slow_convex_area_and_euler(labels: &[u8], width: usize, label: u8) -> (u64, i64) {
+        use cellops_dataset::ops::label::{Connectivity, connected_components};
+        let height = labels.len() / width;
+        let (pw, ph) = (width + 2, height + 2);
+        let mut image = vec![false; pw * ph];
+        let mut points = Vec::new();
+        for (i, &l) in labels.iter().enumerate() {
+            if l == label {
+                let (r, c) = (i / width + 1, i % width + 1);
+                image[r * pw + c] = true;
+                let (r, c) = (r as i64, c as i64);
+                points.extend([
+                    (2 * r - 1, 2 * c),
+                    (2 * r + 1, 2 * c),
+                    (2 * r, 2 * c - 1),
+                    (2 * r, 2 * c + 1),
+                ]);
+            }
+        }
+        let poly = hull(points);
+        let convex = (0..image.len())
+            .filter(|&i| inside_or_on(&poly, (2 * (i / pw) as i64, 2 * (i % pw) as i64)))
+            .count() as u64;
+        let (_, objects) = connected_components(&image, pw, Connectivity::Eight);
+        let background: Vec<bool> = image.iter().map(|&v| !v).collect();
+        let (_, parts) = connected_components(&background, pw, Connectivity::Four);
+        (convex, objects as i64 - (parts as i64 - 1))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn feret_and_shape_invariants(
+            bits in proptest::collection::vec(proptest::prelude::any::<bool>(), 1..300),
+            w in 1usize..20,
+        ) {
+            let w = w.min(bits.len());
+            let labels: Vec<u8> = bits[..bits.len() / w * w].iter().map(|&b| u8::from(b)).collect();
+            let props = regionprops(&labels, w);
+            proptest::prop_assert_eq!(props.len(), usize::from(labels.contains(&1)));
+            for p in &props {
+                let [r0, c0, r1, c1] = p.bbox;
+                let short = (r1 - r0).min(c1 - c0) as f64;
+                proptest::prop_assert!(p.min_feret_diameter > 0.0);
+                proptest::prop_assert!(p.min_feret_diameter <= p.max_feret_diameter + 1e-12);
+                // The contour spans exactly the bounding box along each axis.
+                proptest::prop_assert!(p.min_feret_diameter <= short + 1e-12, "{} > {}", p.min_feret_diameter, short);
+                proptest::prop_assert!(p.compactness >= 0.0 && p.form_factor >= 0.0);
+                let (convex, euler) = slow_convex_area_and_euler(&labels, w, 1);
+                proptest::prop_assert_eq!((p.convex_area, p.euler_number), (convex, euler));
+                // The transposed object has the same widths.
+                let h = labels.len() / w;
+                let t: Vec<u8> = (0..labels.len()).map(|i| labels[(i % h) * w + i / h]).collect();
+                let q = &regionprops(&t, h)[0];
+                proptest::prop_assert!((q.min_feret_diameter - p.min_feret_diameter).abs() < 1e-12);
+                proptest::prop_assert!((q.max_feret_diameter - p.max_feret_diameter).abs() < 1e-12);
+            }
+        }
+
+        #[test]
+        fn rotating_calipers_match_brute_force(
+            pts in proptest::collection::vec((-50i64..50, -50i64..50), 3..40),
+        ) {
+            let poly = hull(pts);
+            if poly.len() >= 3 {
+                let (fast, slow) = (min_width(&poly), min_width_brute(&poly));
+                proptest::prop_assert!((fast - slow).abs() < 1e-9, "{} vs {}", fast, slow);
+            }
+        }
     }
 
     #[test]
