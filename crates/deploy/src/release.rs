@@ -1,0 +1,803 @@
+//! Releases on the server, the same for every [`Remote`]:
+//!
+//! ```text
+//! <base>/releases/<id>/...        one folder per release (id: UTC time, content hash, git sha)
+//! <base>/releases/<id>/deploy.json   files with sha256, git sha, actor, time, bundle ids
+//! <base>/current -> releases/<id>  switched atomically (a new symlink renamed over the old)
+//! <base>/deployments.jsonl         append-only audit log of every deploy and rollback
+//! <base>/.lock/owner.json          held while a deploy or rollback runs
+//! ```
+//!
+//! A deploy takes the lock, uploads the files that changed since the current release to temporary
+//! names inside a hidden `.partial-<id>` folder, hard-links the unchanged ones from the current
+//! release (on the server: no bytes sent), verifies sizes and sha256 on the server, renames the
+//! files into place and the folder to `releases/<id>`, switches `current`, appends to the audit
+//! log, runs the health check (switching back on failure), prunes old releases and releases the
+//! lock. Until the switch, `current` and the visible releases are untouched; an interrupted deploy
+//! leaves only a hidden partial folder, removed by the next deploy.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::remote::{CommandOutput, Remote, RemoteError, RemoteErrorKind};
+
+/// The format tag of `deploy.json`.
+pub const FORMAT: &str = "cellops.release/1";
+/// Suffix of files being uploaded.
+pub const UPLOAD_SUFFIX: &str = ".cellops-upload";
+
+/// A file to deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its path inside the release (`/`-separated, relative).
+    pub rel: String,
+    /// Where it is on this machine.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+/// A file as recorded in `deploy.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path inside the release.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+/// `deploy.json`: what a release holds and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The release id.
+    pub id: String,
+    /// When it was made (UTC, RFC 3339).
+    pub created: String,
+    /// The git commit deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_sha: Option<String>,
+    /// Who deployed it (`GITHUB_ACTOR`, else the local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The workflow run, when deployed from Actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The release that was current before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Ids of the model bundles included.
+    #[serde(default)]
+    pub bundle_ids: Vec<String>,
+    /// sha256 over the sorted `path sha256` lines.
+    pub content_sha256: String,
+    /// The files.
+    pub files: Vec<FileEntry>,
+}
+
+/// Who holds the lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockOwner {
+    /// Machine that took it.
+    pub host: String,
+    /// Its process.
+    pub pid: u32,
+    /// Who.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The workflow run.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// When (Unix seconds).
+    pub since: u64,
+    /// When (UTC, RFC 3339).
+    pub since_utc: String,
+}
+
+/// Who is deploying, and from what.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The git commit.
+    pub git_sha: Option<String>,
+    /// Who.
+    pub actor: Option<String>,
+    /// The workflow run URL.
+    pub run: Option<String>,
+    /// Model bundle ids included.
+    pub bundle_ids: Vec<String>,
+}
+
+/// Settings of a deploy.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// Releases kept (the current one always is).
+    pub keep_releases: usize,
+    /// A command run in the new release's folder after the switch.
+    pub health_check: Option<String>,
+    /// Its time limit.
+    pub health_timeout: Duration,
+    /// A lock older than this is taken over (with a warning in the outcome).
+    pub lock_stale_after: Duration,
+    /// Provenance recorded in `deploy.json` and the audit log.
+    pub provenance: Provenance,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            keep_releases: 5,
+            health_check: None,
+            health_timeout: Duration::from_secs(60),
+            lock_stale_after: Duration::from_secs(30 * 60),
+            provenance: Provenance::default(),
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The new release.
+    pub id: String,
+    /// Its folder on the server.
+    pub path: String,
+    /// Files in the release.
+    pub files_total: usize,
+    /// Files uploaded.
+    pub files_sent: usize,
+    /// Files hard-linked from the previous release.
+    pub files_linked: usize,
+    /// Bytes uploaded (file contents and `deploy.json`).
+    pub bytes_sent: u64,
+    /// The release that was current before.
+    pub previous: Option<String>,
+    /// Releases removed by pruning.
+    pub pruned: Vec<String>,
+    /// The health check's result.
+    pub health: Option<CommandOutput>,
+    /// A stale lock that was taken over.
+    pub broke_stale_lock: Option<LockOwner>,
+}
+
+/// A release as `list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseInfo {
+    /// Its id.
+    pub id: String,
+    /// Whether `current` points at it.
+    pub current: bool,
+    /// Its `deploy.json`, when readable.
+    pub record: Option<DeployRecord>,
+}
+
+/// Deploy errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A remote operation failed.
+    #[error("{what}: {source}{}", hint(&source.kind))]
+    Remote {
+        /// What was being done.
+        what: String,
+        /// The failure.
+        source: RemoteError,
+    },
+    /// Another deploy holds the lock.
+    #[error(
+        "another deploy is running: {} holds the lock since {} ({} s ago, pid {}{}); it is taken over after {} s, or remove {}",
+        .owner.actor.as_deref().unwrap_or(&.owner.host), .owner.since_utc, .age_secs, .owner.pid,
+        .owner.run.as_ref().map(|r| format!(", run {r}")).unwrap_or_default(), .stale_after_secs, .path
+    )]
+    Locked {
+        /// The holder.
+        owner: LockOwner,
+        /// Its age.
+        age_secs: u64,
+        /// When it counts as stale.
+        stale_after_secs: u64,
+        /// The lock folder.
+        path: String,
+    },
+    /// Not enough space on the server.
+    #[error("not enough space on the server: {needed} bytes to send, {free} free under {path}")]
+    DiskFull {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+        /// Where.
+        path: String,
+    },
+    /// A file arrived different from what was sent.
+    #[error("{path} arrived with size {got_size} and sha256 {got} instead of {expected_size} and {expected}")]
+    Verify {
+        /// The remote file.
+        path: String,
+        /// Expected sha256.
+        expected: String,
+        /// Received sha256.
+        got: String,
+        /// Expected size.
+        expected_size: u64,
+        /// Received size.
+        got_size: u64,
+    },
+    /// The health check failed; `current` was switched back.
+    #[error(
+        "health check failed for release {id} ({}); current {}. Output:\n{}",
+        if .output.timed_out { "timed out".to_owned() } else { format!("exit status {}", .output.status.map_or("none".into(), |s| s.to_string())) },
+        .rolled_back_to.as_ref().map_or_else(|| "was removed (there was no previous release)".to_owned(), |p| format!("is back on {p}")),
+        .output.output.trim()
+    )]
+    HealthCheck {
+        /// The failed release.
+        id: String,
+        /// What the check printed.
+        output: CommandOutput,
+        /// The release now current again.
+        rolled_back_to: Option<String>,
+    },
+    /// A rollback target does not exist.
+    #[error("no release `{id}` on the server (available: {})", .available.join(", "))]
+    NoSuchRelease {
+        /// The id asked for.
+        id: String,
+        /// The ids there are.
+        available: Vec<String>,
+    },
+    /// Nothing to roll back to.
+    #[error("nothing to roll back to: {0}")]
+    NothingToRollBack(String),
+    /// A source file's name cannot be deployed.
+    #[error(
+        "{0}: file names with newlines or backslashes, absolute paths, `..` or the suffix .cellops-upload cannot be deployed"
+    )]
+    BadName(String),
+}
+
+fn hint(kind: &RemoteErrorKind) -> &'static str {
+    match kind {
+        RemoteErrorKind::PermissionDenied => {
+            " (permission denied: the deploy user must own the base path; see infra/README.md)"
+        }
+        RemoteErrorKind::NoSpace => " (the server's disk is full)",
+        RemoteErrorKind::Disconnected => " (the connection broke; current is unchanged unless the switch was reported)",
+        _ => "",
+    }
+}
+
+fn ctx(what: impl Into<String>) -> impl FnOnce(RemoteError) -> DeployError {
+    let what = what.into();
+    move |source| DeployError::Remote { what, source }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
+///
+/// ```
+/// assert_eq!(cellops_deploy::release::rfc3339(0), "1970-01-01T00:00:00Z");
+/// assert_eq!(cellops_deploy::release::rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+/// ```
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// sha256 over the sorted `path sha256` lines of `files`.
+pub fn content_hash(files: &[SourceFile]) -> String {
+    let mut lines: Vec<String> = files.iter().map(|f| format!("{} {}\n", f.rel, f.sha256)).collect();
+    lines.sort();
+    format!("{:x}", sha2::Sha256::digest(lines.concat().as_bytes()))
+}
+
+/// The release id: UTC time, the content hash's first 8 digits, the git sha's first 7 (or `local`).
+///
+/// ```
+/// let id = cellops_deploy::release::release_id(0, &"ab".repeat(32), Some("0123456789"));
+/// assert_eq!(id, "19700101T000000Z-abababab-0123456");
+/// ```
+pub fn release_id(secs: u64, content: &str, git: Option<&str>) -> String {
+    let t = rfc3339(secs).replace(['-', ':'], "");
+    let git: String = git
+        .map(|g| g.chars().take(7).collect())
+        .filter(|g: &String| !g.is_empty())
+        .unwrap_or_else(|| "local".into());
+    format!("{t}-{}-{git}", &content[..8.min(content.len())])
+}
+
+/// Checks that a release-relative path is safe to use on the server.
+pub fn check_name(rel: &str) -> Result<(), DeployError> {
+    let bad = rel.is_empty()
+        || rel.starts_with('/')
+        || rel.contains(['\n', '\r', '\\', '\0'])
+        || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || rel.ends_with(UPLOAD_SUFFIX)
+        || rel == "deploy.json";
+    if bad {
+        Err(DeployError::BadName(rel.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+struct Layout {
+    base: String,
+}
+
+impl Layout {
+    fn releases(&self) -> String {
+        format!("{}/releases", self.base)
+    }
+    fn release(&self, id: &str) -> String {
+        format!("{}/releases/{id}", self.base)
+    }
+    fn current(&self) -> String {
+        format!("{}/current", self.base)
+    }
+    fn lock(&self) -> String {
+        format!("{}/.lock", self.base)
+    }
+    fn log(&self) -> String {
+        format!("{}/deployments.jsonl", self.base)
+    }
+}
+
+fn current_id(remote: &mut dyn Remote, l: &Layout) -> Result<Option<String>, DeployError> {
+    let target = remote
+        .read_link(&l.current())
+        .map_err(ctx("reading the current link"))?;
+    Ok(target
+        .and_then(|t| t.rsplit('/').next().map(str::to_owned))
+        .filter(|s| !s.is_empty()))
+}
+
+fn release_ids(remote: &mut dyn Remote, l: &Layout) -> Result<Vec<String>, DeployError> {
+    Ok(remote
+        .list(&l.releases())
+        .map_err(ctx("listing releases"))?
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect())
+}
+
+fn read_record(remote: &mut dyn Remote, l: &Layout, id: &str) -> Option<DeployRecord> {
+    let bytes = remote.read(&format!("{}/deploy.json", l.release(id))).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Takes the lock (taking over a stale one); returns the stale owner it replaced.
+fn lock(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    stale_after: Duration,
+    who: &Provenance,
+) -> Result<Option<LockOwner>, DeployError> {
+    remote.mkdir_all(&l.base).map_err(ctx(format!("creating {}", l.base)))?;
+    let mut broke = None;
+    for _ in 0..2 {
+        if remote.mkdir_new(&l.lock()).map_err(ctx("taking the deploy lock"))? {
+            let now = now_secs();
+            let owner = LockOwner {
+                host: std::env::var("HOSTNAME")
+                    .or_else(|_| std::env::var("RUNNER_NAME"))
+                    .unwrap_or_else(|_| "unknown".into()),
+                pid: std::process::id(),
+                actor: who.actor.clone(),
+                run: who.run.clone(),
+                since: now,
+                since_utc: rfc3339(now),
+            };
+            let json = serde_json::to_vec_pretty(&owner).unwrap_or_default();
+            remote
+                .write(&format!("{}/owner.json", l.lock()), &mut json.as_slice(), &mut |_| {})
+                .map_err(ctx("writing the lock's owner"))?;
+            return Ok(broke);
+        }
+        let owner: Option<LockOwner> = remote
+            .read(&format!("{}/owner.json", l.lock()))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let owner = owner.unwrap_or(LockOwner {
+            host: "unknown".into(),
+            pid: 0,
+            actor: None,
+            run: None,
+            since: 0,
+            since_utc: rfc3339(0),
+        });
+        let age = now_secs().saturating_sub(owner.since);
+        if age < stale_after.as_secs() {
+            return Err(DeployError::Locked {
+                owner,
+                age_secs: age,
+                stale_after_secs: stale_after.as_secs(),
+                path: l.lock(),
+            });
+        }
+        remote.remove_all(&l.lock()).map_err(ctx("removing a stale lock"))?;
+        broke = Some(owner);
+    }
+    Err(DeployError::Remote {
+        what: "taking the deploy lock".into(),
+        source: RemoteError::new(l.lock(), RemoteErrorKind::Other, "lost the race for the lock twice"),
+    })
+}
+
+fn unlock(remote: &mut dyn Remote, l: &Layout) {
+    let _ = remote.remove_all(&l.lock());
+}
+
+fn audit(remote: &mut dyn Remote, l: &Layout, event: serde_json::Value) -> Result<(), DeployError> {
+    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+    line.push(b'\n');
+    remote
+        .append(&l.log(), &line)
+        .map_err(ctx("appending to deployments.jsonl"))
+}
+
+/// Deploys `files` to `base` on `remote`; `progress` hears bytes sent.
+pub fn deploy(
+    remote: &mut dyn Remote,
+    base: &str,
+    files: &[SourceFile],
+    cfg: &DeployConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Outcome, DeployError> {
+    for f in files {
+        check_name(&f.rel)?;
+    }
+    let l = Layout {
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    let broke = lock(remote, &l, cfg.lock_stale_after, &cfg.provenance)?;
+    let r = deploy_locked(remote, &l, files, cfg, progress);
+    unlock(remote, &l);
+    r.map(|mut o| {
+        o.broke_stale_lock = broke;
+        o
+    })
+}
+
+fn deploy_locked(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    files: &[SourceFile],
+    cfg: &DeployConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Outcome, DeployError> {
+    remote
+        .mkdir_all(&l.releases())
+        .map_err(ctx(format!("creating {}", l.releases())))?;
+    // Leftovers of interrupted deploys.
+    for name in remote.list(&l.releases()).map_err(ctx("listing releases"))? {
+        if name.starts_with(".partial-") {
+            remote
+                .remove_all(&format!("{}/{name}", l.releases()))
+                .map_err(ctx("removing an interrupted upload"))?;
+        }
+    }
+    let previous = current_id(remote, l)?;
+    let old: std::collections::HashMap<String, FileEntry> = previous
+        .as_deref()
+        .and_then(|p| read_record(remote, l, p))
+        .map(|r| r.files.into_iter().map(|f| (f.path.clone(), f)).collect())
+        .unwrap_or_default();
+    let content = content_hash(files);
+    // Ids sort in deploy order (pruning and rollback rely on it): the time part is moved past the
+    // newest existing release's when the clock has not (two deploys in one second, clock skew).
+    let existing = release_ids(remote, l)?;
+    let newest = existing
+        .iter()
+        .map(|i| i.split('-').next().unwrap_or_default().to_owned())
+        .max();
+    let mut now = now_secs();
+    while newest
+        .as_deref()
+        .is_some_and(|n| release_id(now, &content, None).split('-').next().unwrap_or_default() <= n)
+    {
+        now += 1;
+    }
+    let id = release_id(now, &content, cfg.provenance.git_sha.as_deref());
+    let partial = format!("{}/.partial-{id}", l.releases());
+    let (mut link, mut send) = (Vec::new(), Vec::new());
+    for f in files {
+        match (old.get(&f.rel), previous.as_deref()) {
+            (Some(o), Some(p)) if o.sha256 == f.sha256 && o.size == f.size => {
+                link.push((format!("{}/{}", l.release(p), f.rel), format!("{partial}/{}", f.rel)));
+            }
+            _ => send.push(f),
+        }
+    }
+    let record = DeployRecord {
+        format: FORMAT.into(),
+        id: id.clone(),
+        created: rfc3339(now),
+        git_sha: cfg.provenance.git_sha.clone(),
+        actor: cfg.provenance.actor.clone(),
+        run: cfg.provenance.run.clone(),
+        previous: previous.clone(),
+        bundle_ids: cfg.provenance.bundle_ids.clone(),
+        content_sha256: content,
+        files: files
+            .iter()
+            .map(|f| FileEntry {
+                path: f.rel.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+    };
+    let mut record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    record_json.push(b'\n');
+    let needed: u64 = send.iter().map(|f| f.size).sum::<u64>() + record_json.len() as u64;
+    if let Some(free) = remote.free_bytes(&l.base).map_err(ctx("checking free space"))?
+        && free < needed + needed / 10 + (1 << 20)
+    {
+        return Err(DeployError::DiskFull {
+            needed,
+            free,
+            path: l.base.clone(),
+        });
+    }
+    remote.mkdir_all(&partial).map_err(ctx(format!("creating {partial}")))?;
+    remote.link_files(&link).map_err(ctx("linking unchanged files"))?;
+    let mut bytes_sent = 0u64;
+    let mut uploads: Vec<(String, u64, String)> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &send {
+        if let Some((d, _)) = f.rel.rsplit_once('/') {
+            dirs.insert(format!("{partial}/{d}"));
+        }
+    }
+    for d in dirs {
+        remote.mkdir_all(&d).map_err(ctx(format!("creating {d}")))?;
+    }
+    for f in &send {
+        let tmp = format!("{partial}/{}{UPLOAD_SUFFIX}", f.rel);
+        let mut src = std::fs::File::open(&f.path).map_err(|e| DeployError::Remote {
+            what: format!("reading {}", f.path.display()),
+            source: RemoteError::new(f.path.display().to_string(), RemoteErrorKind::Other, e.to_string()),
+        })?;
+        remote
+            .write(&tmp, &mut src, &mut |k| {
+                bytes_sent += k;
+                progress(k);
+            })
+            .map_err(ctx(format!("uploading {}", f.rel)))?;
+        uploads.push((tmp, f.size, f.sha256.clone()));
+    }
+    let record_tmp = format!("{partial}/deploy.json{UPLOAD_SUFFIX}");
+    remote
+        .write(&record_tmp, &mut record_json.as_slice(), &mut |k| bytes_sent += k)
+        .map_err(ctx("uploading deploy.json"))?;
+    uploads.push((
+        record_tmp,
+        record_json.len() as u64,
+        format!("{:x}", sha2::Sha256::digest(&record_json)),
+    ));
+    // Verify on the server, then move into place.
+    let paths: Vec<String> = uploads.iter().map(|u| u.0.clone()).collect();
+    let got = remote.hash_files(&paths).map_err(ctx("verifying uploads"))?;
+    for ((path, size, sha), (gs, gh)) in uploads.iter().zip(&got) {
+        if size != gs || sha != gh {
+            return Err(DeployError::Verify {
+                path: path.clone(),
+                expected: sha.clone(),
+                got: gh.clone(),
+                expected_size: *size,
+                got_size: *gs,
+            });
+        }
+    }
+    let renames: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| (p.clone(), p.trim_end_matches(UPLOAD_SUFFIX).to_owned()))
+        .collect();
+    remote
+        .rename_many(&renames)
+        .map_err(ctx("moving verified uploads into place"))?;
+    let final_dir = l.release(&id);
+    remote
+        .rename(&partial, &final_dir)
+        .map_err(ctx(format!("publishing {final_dir}")))?;
+    remote
+        .replace_symlink(&l.current(), &format!("releases/{id}"))
+        .map_err(ctx("switching current"))?;
+    audit(
+        remote,
+        l,
+        serde_json::json!({
+            "event": "deploy", "release": id, "previous": previous, "time": rfc3339(now_secs()),
+            "actor": cfg.provenance.actor, "git_sha": cfg.provenance.git_sha, "run": cfg.provenance.run,
+            "files": files.len(), "files_sent": send.len(), "bytes_sent": bytes_sent,
+        }),
+    )?;
+    let mut health = None;
+    if let Some(cmd) = cfg.health_check.as_deref().filter(|c| !c.trim().is_empty()) {
+        let out = remote
+            .run(cmd, &final_dir, cfg.health_timeout)
+            .map_err(ctx("running the health check"))?;
+        if !out.success() {
+            match &previous {
+                Some(p) => remote
+                    .replace_symlink(&l.current(), &format!("releases/{p}"))
+                    .map_err(ctx("switching current back"))?,
+                None => remote.remove_all(&l.current()).map_err(ctx("removing current"))?,
+            }
+            audit(
+                remote,
+                l,
+                serde_json::json!({
+                    "event": "rollback", "release": previous, "from": id, "time": rfc3339(now_secs()),
+                    "reason": "health check failed", "actor": cfg.provenance.actor, "run": cfg.provenance.run,
+                }),
+            )?;
+            return Err(DeployError::HealthCheck {
+                id,
+                output: out,
+                rolled_back_to: previous,
+            });
+        }
+        health = Some(out);
+    }
+    let pruned = prune(remote, l, cfg.keep_releases, &id)?;
+    Ok(Outcome {
+        path: final_dir,
+        files_total: files.len(),
+        files_sent: send.len(),
+        files_linked: link.len(),
+        bytes_sent,
+        previous,
+        pruned,
+        health,
+        broke_stale_lock: None,
+        id,
+    })
+}
+
+/// Removes all but the newest `keep` releases (never `current`).
+fn prune(remote: &mut dyn Remote, l: &Layout, keep: usize, current: &str) -> Result<Vec<String>, DeployError> {
+    let ids = release_ids(remote, l)?;
+    let keep = keep.max(1);
+    let mut pruned = Vec::new();
+    if ids.len() > keep {
+        for id in &ids[..ids.len() - keep] {
+            if id != current {
+                remote
+                    .remove_all(&l.release(id))
+                    .map_err(ctx(format!("pruning {id}")))?;
+                pruned.push(id.clone());
+            }
+        }
+    }
+    Ok(pruned)
+}
+
+/// The releases on the server, oldest first.
+pub fn list(remote: &mut dyn Remote, base: &str) -> Result<Vec<ReleaseInfo>, DeployError> {
+    let l = Layout {
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    let current = current_id(remote, &l)?;
+    let ids = release_ids(remote, &l)?;
+    Ok(ids
+        .into_iter()
+        .map(|id| ReleaseInfo {
+            current: current.as_deref() == Some(id.as_str()),
+            record: read_record(remote, &l, &id),
+            id,
+        })
+        .collect())
+}
+
+/// Switches `current` to release `to`, or to the one before the current release; returns
+/// `(from, to)`.
+pub fn rollback(
+    remote: &mut dyn Remote,
+    base: &str,
+    to: Option<&str>,
+    cfg: &DeployConfig,
+) -> Result<(Option<String>, String), DeployError> {
+    let l = Layout {
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    lock(remote, &l, cfg.lock_stale_after, &cfg.provenance)?;
+    let r = (|| {
+        let current = current_id(remote, &l)?;
+        let ids = release_ids(remote, &l)?;
+        let target = match to {
+            Some(t) if ids.iter().any(|i| i == t) => t.to_owned(),
+            Some(t) => {
+                return Err(DeployError::NoSuchRelease {
+                    id: t.to_owned(),
+                    available: ids,
+                });
+            }
+            None => {
+                let cur = current
+                    .clone()
+                    .ok_or_else(|| DeployError::NothingToRollBack("no current release".into()))?;
+                let pos = ids.iter().position(|i| *i == cur).unwrap_or(ids.len());
+                ids[..pos]
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| DeployError::NothingToRollBack(format!("{cur} is the oldest release")))?
+            }
+        };
+        remote
+            .replace_symlink(&l.current(), &format!("releases/{target}"))
+            .map_err(ctx("switching current"))?;
+        audit(
+            remote,
+            &l,
+            serde_json::json!({
+                "event": "rollback", "release": target, "from": current, "time": rfc3339(now_secs()),
+                "reason": "requested", "actor": cfg.provenance.actor, "run": cfg.provenance.run,
+            }),
+        )?;
+        Ok((current, target))
+    })();
+    unlock(remote, &l);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_that_cannot_be_deployed() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "x\ny",
+            "a\\b",
+            "f.cellops-upload",
+            "deploy.json",
+            "./a",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["cell-params/he.yaml", "a b/c.d", "bundle/model.safetensors"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ids_sort_by_time(a in 0u64..4_000_000_000, b in 0u64..4_000_000_000) {
+            let (ia, ib) = (release_id(a, "00000000", None), release_id(b, "00000000", None));
+            prop_assert_eq!(a.cmp(&b), ia.cmp(&ib));
+        }
+    }
+}
