@@ -24,6 +24,9 @@ enum Command {
     TrainUnet(Box<cellops_train_unet::Args>),
     /// Segment images, measure every nucleus under a cell-parameter file, score and report.
     Evaluate(Box<cellops_evaluate::Args>),
+    /// Validate cell-parameter files and deploy them (with models and results) as an atomic,
+    /// verified release over SSH or to a folder; also `rollback` and `list`.
+    DeployCellParams(Box<cellops_deploy_cell_params::Args>),
     /// Print the JSON Schema of cell-parameter files.
     ParamsSchema,
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cellops_build::execute(args, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
         Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
+        Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::ParamsSchema => {
             use std::io::Write as _;
             match std::io::stdout().write_all(cellops_measure::params::schema_json().as_bytes()) {
