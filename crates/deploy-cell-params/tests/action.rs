@@ -8,7 +8,10 @@ use cellops_actions::harness::{self, ActionRun};
 use cellops_deploy::harness::Sshd;
 
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
-    let env = [("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"), ("GITHUB_ACTOR", "octocat")];
+    let env = [
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_ACTOR", "octocat"),
+    ];
     harness::run_action(
         Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params")),
         dir,
@@ -24,7 +27,11 @@ fn repo(root: &Path) -> PathBuf {
     std::fs::create_dir_all(r.join("cell-params")).expect("dir");
     std::fs::create_dir_all(r.join("models/unet/bundle")).expect("dir");
     std::fs::write(r.join("cell-params/he.yaml"), "description: H&E\npixel_size_um: 0.25\n").expect("write");
-    std::fs::write(r.join("cell-params/ki67.yaml"), "description: Ki-67\npixel_size_um: 0.5\n").expect("write");
+    std::fs::write(
+        r.join("cell-params/ki67.yaml"),
+        "description: Ki-67\npixel_size_um: 0.5\n",
+    )
+    .expect("write");
     std::fs::write(r.join("models/unet/bundle/bundle.json"), r#"{"id":"f4324e7521c43e54"}"#).expect("write");
     std::fs::write(r.join("models/unet/bundle/model.safetensors"), vec![1u8; 5000]).expect("write");
     r
@@ -43,10 +50,9 @@ fn deploys_to_a_folder_incrementally_and_records_provenance() {
     let id = first.outputs["release-id"].clone();
     assert!(id.ends_with("-0123456"), "{id}");
     assert_eq!(first.outputs["path"], format!("{}/releases/{id}", server.display()));
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(server.join(format!("releases/{id}/deploy.json"))).expect("deploy.json"),
-    )
-    .expect("json");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(server.join(format!("releases/{id}/deploy.json"))).expect("deploy.json"))
+            .expect("json");
     assert_eq!(record["bundle_ids"], serde_json::json!(["f4324e7521c43e54"]));
     assert_eq!(record["actor"], "octocat");
     assert_eq!(record["git_sha"], "0123456789abcdef0123456789abcdef01234567");

@@ -8,10 +8,10 @@
 //! <base>/.lock/owner.json          held while a deploy or rollback runs
 //! ```
 //!
-//! A deploy takes the lock, uploads the files that changed since the current release to temporary
-//! names inside a hidden `.partial-<id>` folder, hard-links the unchanged ones from the current
-//! release (on the server: no bytes sent), verifies sizes and sha256 on the server, renames the
-//! files into place and the folder to `releases/<id>`, switches `current`, appends to the audit
+//! A deploy takes the lock, hard-links the files unchanged since the current release into a
+//! hidden `.partial-<id>` folder (on the server: no bytes sent), uploads the changed ones there
+//! (over SSH as one tar stream: no round trip per file), verifies every uploaded file's sha256 on
+//! the server, renames the folder to `releases/<id>`, switches `current`, appends to the audit
 //! log, runs the health check (switching back on failure), prunes old releases and releases the
 //! lock. Until the switch, `current` and the visible releases are untouched; an interrupted deploy
 //! leaves only a hidden partial folder, removed by the next deploy.
@@ -22,12 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::remote::{CommandOutput, Remote, RemoteError, RemoteErrorKind};
+use crate::remote::{CommandOutput, Payload, Remote, RemoteError, RemoteErrorKind};
 
 /// The format tag of `deploy.json`.
 pub const FORMAT: &str = "cellops.release/1";
-/// Suffix of files being uploaded.
-pub const UPLOAD_SUFFIX: &str = ".cellops-upload";
+/// The list of uploaded files that travels with an upload (removed after verification).
+pub const UPLOAD_LIST: &str = ".cellops-upload-list";
 
 /// A file to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +216,7 @@ pub enum DeployError {
         path: String,
     },
     /// A file arrived different from what was sent.
-    #[error("{path} arrived with size {got_size} and sha256 {got} instead of {expected_size} and {expected}")]
+    #[error("{path} arrived with sha256 {got} instead of {expected}; nothing was published")]
     Verify {
         /// The remote file.
         path: String,
@@ -224,10 +224,6 @@ pub enum DeployError {
         expected: String,
         /// Received sha256.
         got: String,
-        /// Expected size.
-        expected_size: u64,
-        /// Received size.
-        got_size: u64,
     },
     /// The health check failed; `current` was switched back.
     #[error(
@@ -257,7 +253,7 @@ pub enum DeployError {
     NothingToRollBack(String),
     /// A source file's name cannot be deployed.
     #[error(
-        "{0}: file names with newlines or backslashes, absolute paths, `..` or the suffix .cellops-upload cannot be deployed"
+        "{0}: file names with newlines or backslashes, absolute paths, `..`, or a top-level deploy.json cannot be deployed"
     )]
     BadName(String),
 }
@@ -337,8 +333,8 @@ pub fn check_name(rel: &str) -> Result<(), DeployError> {
         || rel.starts_with('/')
         || rel.contains(['\n', '\r', '\\', '\0'])
         || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-        || rel.ends_with(UPLOAD_SUFFIX)
-        || rel == "deploy.json";
+        || rel == "deploy.json"
+        || rel == UPLOAD_LIST;
     if bad {
         Err(DeployError::BadName(rel.to_owned()))
     } else {
@@ -415,7 +411,7 @@ fn lock(
             };
             let json = serde_json::to_vec_pretty(&owner).unwrap_or_default();
             remote
-                .write(&format!("{}/owner.json", l.lock()), &mut json.as_slice(), &mut |_| {})
+                .write(&format!("{}/owner.json", l.lock()), &json)
                 .map_err(ctx("writing the lock's owner"))?;
             return Ok(broke);
         }
@@ -441,7 +437,7 @@ fn lock(
                 path: l.lock(),
             });
         }
-        remote.remove_all(&l.lock()).map_err(ctx("removing a stale lock"))?;
+        remote.remove_all(&[l.lock()]).map_err(ctx("removing a stale lock"))?;
         broke = Some(owner);
     }
     Err(DeployError::Remote {
@@ -451,7 +447,11 @@ fn lock(
 }
 
 fn unlock(remote: &mut dyn Remote, l: &Layout) {
-    let _ = remote.remove_all(&l.lock());
+    // Two quick file operations (no remote process); the full removal if something else is in it.
+    let owner = format!("{}/owner.json", l.lock());
+    if remote.remove_file(&owner).is_err() || remote.remove_dir(&l.lock()).is_err() {
+        let _ = remote.remove_all(&[l.lock()]);
+    }
 }
 
 fn audit(remote: &mut dyn Remote, l: &Layout, event: serde_json::Value) -> Result<(), DeployError> {
@@ -496,13 +496,16 @@ fn deploy_locked(
         .mkdir_all(&l.releases())
         .map_err(ctx(format!("creating {}", l.releases())))?;
     // Leftovers of interrupted deploys.
-    for name in remote.list(&l.releases()).map_err(ctx("listing releases"))? {
-        if name.starts_with(".partial-") {
-            remote
-                .remove_all(&format!("{}/{name}", l.releases()))
-                .map_err(ctx("removing an interrupted upload"))?;
-        }
-    }
+    let leftovers: Vec<String> = remote
+        .list(&l.releases())
+        .map_err(ctx("listing releases"))?
+        .into_iter()
+        .filter(|n| n.starts_with(".partial-"))
+        .map(|n| format!("{}/{n}", l.releases()))
+        .collect();
+    remote
+        .remove_all(&leftovers)
+        .map_err(ctx("removing an interrupted upload"))?;
     let previous = current_id(remote, l)?;
     let old: std::collections::HashMap<String, FileEntry> = previous
         .as_deref()
@@ -528,10 +531,8 @@ fn deploy_locked(
     let partial = format!("{}/.partial-{id}", l.releases());
     let (mut link, mut send) = (Vec::new(), Vec::new());
     for f in files {
-        match (old.get(&f.rel), previous.as_deref()) {
-            (Some(o), Some(p)) if o.sha256 == f.sha256 && o.size == f.size => {
-                link.push((format!("{}/{}", l.release(p), f.rel), format!("{partial}/{}", f.rel)));
-            }
+        match old.get(&f.rel) {
+            Some(o) if o.sha256 == f.sha256 && o.size == f.size => link.push(f.rel.clone()),
             _ => send.push(f),
         }
     }
@@ -566,63 +567,40 @@ fn deploy_locked(
             path: l.base.clone(),
         });
     }
+    // Everything goes into the hidden partial folder first; it becomes a release only once every
+    // uploaded file has been verified on the server.
     remote.mkdir_all(&partial).map_err(ctx(format!("creating {partial}")))?;
-    remote.link_files(&link).map_err(ctx("linking unchanged files"))?;
-    let mut bytes_sent = 0u64;
-    let mut uploads: Vec<(String, u64, String)> = Vec::new();
-    let mut dirs = std::collections::BTreeSet::new();
-    for f in &send {
-        if let Some((d, _)) = f.rel.rsplit_once('/') {
-            dirs.insert(format!("{partial}/{d}"));
-        }
-    }
-    for d in dirs {
-        remote.mkdir_all(&d).map_err(ctx(format!("creating {d}")))?;
-    }
-    for f in &send {
-        let tmp = format!("{partial}/{}{UPLOAD_SUFFIX}", f.rel);
-        let mut src = std::fs::File::open(&f.path).map_err(|e| DeployError::Remote {
-            what: format!("reading {}", f.path.display()),
-            source: RemoteError::new(f.path.display().to_string(), RemoteErrorKind::Other, e.to_string()),
-        })?;
+    if let Some(p) = previous.as_deref() {
         remote
-            .write(&tmp, &mut src, &mut |k| {
-                bytes_sent += k;
-                progress(k);
-            })
-            .map_err(ctx(format!("uploading {}", f.rel)))?;
-        uploads.push((tmp, f.size, f.sha256.clone()));
+            .link_files(&l.release(p), &partial, &link)
+            .map_err(ctx("linking unchanged files"))?;
     }
-    let record_tmp = format!("{partial}/deploy.json{UPLOAD_SUFFIX}");
-    remote
-        .write(&record_tmp, &mut record_json.as_slice(), &mut |k| bytes_sent += k)
-        .map_err(ctx("uploading deploy.json"))?;
-    uploads.push((
-        record_tmp,
-        record_json.len() as u64,
-        format!("{:x}", sha2::Sha256::digest(&record_json)),
-    ));
-    // Verify on the server, then move into place.
-    let paths: Vec<String> = uploads.iter().map(|u| u.0.clone()).collect();
-    let got = remote.hash_files(&paths).map_err(ctx("verifying uploads"))?;
-    for ((path, size, sha), (gs, gh)) in uploads.iter().zip(&got) {
-        if size != gs || sha != gh {
+    let record_sha = format!("{:x}", sha2::Sha256::digest(&record_json));
+    let mut uploads: Vec<(String, Payload)> = send
+        .iter()
+        .map(|f| (f.rel.clone(), Payload::File(f.path.clone())))
+        .collect();
+    uploads.push(("deploy.json".into(), Payload::Bytes(record_json)));
+    let mut bytes_sent = 0u64;
+    let got = remote
+        .upload(&partial, &uploads, &mut |k| {
+            bytes_sent += k;
+            progress(k);
+        })
+        .map_err(ctx(format!("uploading to {partial}")))?;
+    let expected = send
+        .iter()
+        .map(|f| f.sha256.as_str())
+        .chain(std::iter::once(record_sha.as_str()));
+    for ((rel, _), (want, have)) in uploads.iter().zip(expected.zip(&got)) {
+        if want != have {
             return Err(DeployError::Verify {
-                path: path.clone(),
-                expected: sha.clone(),
-                got: gh.clone(),
-                expected_size: *size,
-                got_size: *gs,
+                path: format!("{partial}/{rel}"),
+                expected: want.to_owned(),
+                got: have.clone(),
             });
         }
     }
-    let renames: Vec<(String, String)> = paths
-        .iter()
-        .map(|p| (p.clone(), p.trim_end_matches(UPLOAD_SUFFIX).to_owned()))
-        .collect();
-    remote
-        .rename_many(&renames)
-        .map_err(ctx("moving verified uploads into place"))?;
     let final_dir = l.release(&id);
     remote
         .rename(&partial, &final_dir)
@@ -649,7 +627,7 @@ fn deploy_locked(
                 Some(p) => remote
                     .replace_symlink(&l.current(), &format!("releases/{p}"))
                     .map_err(ctx("switching current back"))?,
-                None => remote.remove_all(&l.current()).map_err(ctx("removing current"))?,
+                None => remote.remove_all(&[l.current()]).map_err(ctx("removing current"))?,
             }
             audit(
                 remote,
@@ -686,17 +664,17 @@ fn deploy_locked(
 fn prune(remote: &mut dyn Remote, l: &Layout, keep: usize, current: &str) -> Result<Vec<String>, DeployError> {
     let ids = release_ids(remote, l)?;
     let keep = keep.max(1);
-    let mut pruned = Vec::new();
-    if ids.len() > keep {
-        for id in &ids[..ids.len() - keep] {
-            if id != current {
-                remote
-                    .remove_all(&l.release(id))
-                    .map_err(ctx(format!("pruning {id}")))?;
-                pruned.push(id.clone());
-            }
-        }
-    }
+    let pruned: Vec<String> = if ids.len() > keep {
+        ids[..ids.len() - keep]
+            .iter()
+            .filter(|id| *id != current)
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let paths: Vec<String> = pruned.iter().map(|id| l.release(id)).collect();
+    remote.remove_all(&paths).map_err(ctx("pruning old releases"))?;
     Ok(pruned)
 }
 
@@ -782,7 +760,6 @@ mod tests {
             "a//b",
             "x\ny",
             "a\\b",
-            "f.cellops-upload",
             "deploy.json",
             "./a",
         ] {

@@ -73,7 +73,31 @@ impl CommandOutput {
     }
 }
 
-/// Operations on the machine a release goes to.
+/// The content of a file to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A file on this machine.
+    File(std::path::PathBuf),
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    /// Opens it for reading, with its length.
+    pub fn open(&self) -> std::io::Result<(Box<dyn Read + '_>, u64)> {
+        match self {
+            Payload::File(p) => {
+                let f = std::fs::File::open(p)?;
+                let len = f.metadata()?.len();
+                Ok((Box::new(f), len))
+            }
+            Payload::Bytes(b) => Ok((Box::new(b.as_slice()), b.len() as u64)),
+        }
+    }
+}
+
+/// Operations on the machine a release goes to. Bulk operations take whole lists, so that a
+/// transport with per-operation latency (SSH) can do each in one round trip.
 pub trait Remote {
     /// `ssh://user@host:port` or `file://`, for messages.
     fn describe(&self) -> String;
@@ -81,34 +105,38 @@ pub trait Remote {
     fn mkdir_all(&mut self, path: &str) -> Result<(), RemoteError>;
     /// Creates a directory if it does not exist; `false` if it already did (atomic: the lock).
     fn mkdir_new(&mut self, path: &str) -> Result<bool, RemoteError>;
-    /// Writes a file (creating or truncating it) from `data`, calling `sent` with byte counts.
-    fn write(&mut self, path: &str, data: &mut dyn Read, sent: &mut dyn FnMut(u64)) -> Result<(), RemoteError>;
+    /// Writes one small file (creating or truncating it).
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError>;
+    /// Uploads files into `dir` at their relative paths (creating subdirectories), calling `sent`
+    /// with byte counts; returns the sha256 (hex) of each file as stored on the remote side, read
+    /// back from its disk, for verification.
+    fn upload(
+        &mut self,
+        dir: &str,
+        files: &[(String, Payload)],
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<Vec<String>, RemoteError>;
     /// A file's contents, `None` if it does not exist.
     fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Appends to a file, creating it.
     fn append(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError>;
     /// Renames `from` to `to` (which does not exist).
     fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError>;
-    /// Renames each `(from, to)` pair.
-    fn rename_many(&mut self, pairs: &[(String, String)]) -> Result<(), RemoteError> {
-        for (from, to) in pairs {
-            self.rename(from, to)?;
-        }
-        Ok(())
-    }
     /// Points the symbolic link `link` at `target`, atomically (a new link renamed over the old).
     fn replace_symlink(&mut self, link: &str, target: &str) -> Result<(), RemoteError>;
     /// Where a symbolic link points, `None` if it does not exist.
     fn read_link(&mut self, link: &str) -> Result<Option<String>, RemoteError>;
     /// The entry names in a directory (empty if it does not exist).
     fn list(&mut self, dir: &str) -> Result<Vec<String>, RemoteError>;
-    /// Removes a file or a directory tree (nothing if missing).
-    fn remove_all(&mut self, path: &str) -> Result<(), RemoteError>;
-    /// Hard-links (or, across file systems, copies) each `(existing, new)` pair, creating the new
-    /// paths' directories.
-    fn link_files(&mut self, pairs: &[(String, String)]) -> Result<(), RemoteError>;
-    /// Size and sha256 (hex) of each file.
-    fn hash_files(&mut self, paths: &[String]) -> Result<Vec<(u64, String)>, RemoteError>;
+    /// Removes files or directory trees (nothing for missing ones).
+    fn remove_all(&mut self, paths: &[String]) -> Result<(), RemoteError>;
+    /// Hard-links (or, across file systems, copies) each relative path from `from_dir` into
+    /// `to_dir`, creating directories.
+    fn link_files(&mut self, from_dir: &str, to_dir: &str, rels: &[String]) -> Result<(), RemoteError>;
+    /// Removes one file.
+    fn remove_file(&mut self, path: &str) -> Result<(), RemoteError>;
+    /// Removes one empty directory.
+    fn remove_dir(&mut self, path: &str) -> Result<(), RemoteError>;
     /// Runs a shell command in `cwd` with a timeout.
     fn run(&mut self, command: &str, cwd: &str, timeout: Duration) -> Result<CommandOutput, RemoteError>;
     /// Free bytes on the file system of `path`, when known.
@@ -166,21 +194,43 @@ impl Remote for LocalRemote {
         }
     }
 
-    fn write(&mut self, path: &str, data: &mut dyn Read, sent: &mut dyn FnMut(u64)) -> Result<(), RemoteError> {
-        if let Some(d) = parent_of(Path::new(path)) {
-            std::fs::create_dir_all(d).map_err(|e| RemoteError::io(path, &e))?;
-        }
-        let mut f = std::fs::File::create(path).map_err(|e| RemoteError::io(path, &e))?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let k = data.read(&mut buf).map_err(|e| RemoteError::io(path, &e))?;
-            if k == 0 {
-                break;
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError> {
+        std::fs::write(path, data).map_err(|e| RemoteError::io(path, &e))
+    }
+
+    fn upload(
+        &mut self,
+        dir: &str,
+        files: &[(String, Payload)],
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<Vec<String>, RemoteError> {
+        let mut hashes = Vec::with_capacity(files.len());
+        for (rel, payload) in files {
+            let path = format!("{dir}/{rel}");
+            if let Some(d) = parent_of(Path::new(&path)) {
+                std::fs::create_dir_all(d).map_err(|e| RemoteError::io(&path, &e))?;
             }
-            std::io::Write::write_all(&mut f, &buf[..k]).map_err(|e| RemoteError::io(path, &e))?;
-            sent(k as u64);
+            let (mut data, _) = payload.open().map_err(|e| RemoteError::io(&path, &e))?;
+            let mut f = std::fs::File::create(&path).map_err(|e| RemoteError::io(&path, &e))?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let k = data.read(&mut buf).map_err(|e| RemoteError::io(&path, &e))?;
+                if k == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut f, &buf[..k]).map_err(|e| RemoteError::io(&path, &e))?;
+                sent(k as u64);
+            }
+            f.sync_all().map_err(|e| RemoteError::io(&path, &e))?;
+            drop(f);
+            let stored = std::fs::File::open(&path).map_err(|e| RemoteError::io(&path, &e))?;
+            hashes.push(
+                sha256_of(stored)
+                    .map(|(_, h)| h)
+                    .map_err(|e| RemoteError::io(&path, &e))?,
+            );
         }
-        f.sync_all().map_err(|e| RemoteError::io(path, &e))
+        Ok(hashes)
     }
 
     fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, RemoteError> {
@@ -238,37 +288,39 @@ impl Remote for LocalRemote {
         Ok(names)
     }
 
-    fn remove_all(&mut self, path: &str) -> Result<(), RemoteError> {
-        let p = Path::new(path);
-        let r = match std::fs::symlink_metadata(p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => Err(e),
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-            Ok(_) => std::fs::remove_file(p),
-        };
-        r.map_err(|e| RemoteError::io(path, &e))
+    fn remove_all(&mut self, paths: &[String]) -> Result<(), RemoteError> {
+        for path in paths {
+            let p = Path::new(path);
+            let r = match std::fs::symlink_metadata(p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => Err(e),
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+                Ok(_) => std::fs::remove_file(p),
+            };
+            r.map_err(|e| RemoteError::io(path, &e))?;
+        }
+        Ok(())
     }
 
-    fn link_files(&mut self, pairs: &[(String, String)]) -> Result<(), RemoteError> {
-        for (from, to) in pairs {
-            if let Some(d) = parent_of(Path::new(to)) {
-                std::fs::create_dir_all(d).map_err(|e| RemoteError::io(to, &e))?;
+    fn link_files(&mut self, from_dir: &str, to_dir: &str, rels: &[String]) -> Result<(), RemoteError> {
+        for rel in rels {
+            let (from, to) = (format!("{from_dir}/{rel}"), format!("{to_dir}/{rel}"));
+            if let Some(d) = parent_of(Path::new(&to)) {
+                std::fs::create_dir_all(d).map_err(|e| RemoteError::io(&to, &e))?;
             }
-            if std::fs::hard_link(from, to).is_err() {
-                std::fs::copy(from, to).map_err(|e| RemoteError::io(to, &e))?;
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(|e| RemoteError::io(&to, &e))?;
             }
         }
         Ok(())
     }
 
-    fn hash_files(&mut self, paths: &[String]) -> Result<Vec<(u64, String)>, RemoteError> {
-        paths
-            .iter()
-            .map(|p| {
-                let f = std::fs::File::open(p).map_err(|e| RemoteError::io(p, &e))?;
-                sha256_of(f).map_err(|e| RemoteError::io(p, &e))
-            })
-            .collect()
+    fn remove_file(&mut self, path: &str) -> Result<(), RemoteError> {
+        std::fs::remove_file(path).map_err(|e| RemoteError::io(path, &e))
+    }
+
+    fn remove_dir(&mut self, path: &str) -> Result<(), RemoteError> {
+        std::fs::remove_dir(path).map_err(|e| RemoteError::io(path, &e))
     }
 
     fn run(&mut self, command: &str, cwd: &str, timeout: Duration) -> Result<CommandOutput, RemoteError> {
