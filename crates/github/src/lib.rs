@@ -325,6 +325,11 @@ impl Client {
         if token.trim().is_empty() {
             return Err(GithubError::Setup("the token is empty".into()));
         }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(GithubError::Setup(
+                "the client is synchronous: create it outside an async runtime".into(),
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -348,6 +353,16 @@ impl Client {
         })
     }
 
+    /// Runs `fut` on the client's runtime; refuses (rather than panics) inside another runtime.
+    fn block_on<T>(&self, fut: impl Future<Output = Result<T, GithubError>>) -> Result<T, GithubError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(GithubError::Setup(
+                "the client is synchronous: call it outside an async runtime (e.g. from spawn_blocking)".into(),
+            ));
+        }
+        self.runtime.block_on(fut)
+    }
+
     /// The same client with another retry policy (tests use short waits).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Client {
         self.retry = RetryPolicy {
@@ -362,7 +377,7 @@ impl Client {
     pub fn changed_files(&self, owner: &str, repo: &str, pr: u64) -> Result<Vec<ChangedFile>, GithubError> {
         let what = format!("listing the files of pull request {owner}/{repo}#{pr}");
         let first = format!("/repos/{owner}/{repo}/pulls/{pr}/files?per_page=100");
-        let files: Vec<RawFile> = self.runtime.block_on(self.all_pages(&what, first))?;
+        let files: Vec<RawFile> = self.block_on(self.all_pages(&what, first))?;
         Ok(files
             .into_iter()
             .map(|f| ChangedFile {
@@ -399,7 +414,7 @@ impl Client {
         }
         let line = marker_line(marker);
         let full = format!("{line}\n{body}");
-        self.runtime.block_on(async {
+        self.block_on(async {
             let mut waited = Duration::ZERO;
             let mut attempt = 1;
             loop {

@@ -198,7 +198,14 @@ fn resolve(args: &Args, env: &Env) -> Result<Resolved, StageError> {
     let (owner, repo) = repository
         .trim()
         .split_once('/')
-        .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        .filter(|(o, r)| {
+            let name = |n: &str| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            };
+            name(o) && name(r)
+        })
         .ok_or_else(|| StageError::Usage(format!("repository `{repository}` is not owner/name")))?;
     let pr = match args.pr {
         Some(n) => n,

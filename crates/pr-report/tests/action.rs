@@ -234,3 +234,13 @@ fn missing_inputs_are_usage_errors() {
     assert_eq!(run2.code(), 2, "{}", run2.stdout());
     assert!(run2.stdout().contains("set the pr input"), "{}", run2.stdout());
 }
+
+#[test]
+fn a_malformed_repository_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    workspace(tmp.path());
+    let api = Api::start();
+    let run = run(tmp.path(), &api, &[("command", "changed"), ("repository", "o/r?x=1")]);
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(run.stdout().contains("is not owner/name"), "{}", run.stdout());
+}
