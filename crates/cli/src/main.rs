@@ -27,6 +27,9 @@ enum Command {
     /// Validate cell-parameter files and deploy them (with models and results) as an atomic,
     /// verified release over SSH or to a folder; also `rollback` and `list`.
     DeployCellParams(Box<cellops_deploy_cell_params::Args>),
+    /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
+    /// as a sticky PR comment (`comment`).
+    PrReport(Box<cellops_pr_report::Args>),
     /// Print the JSON Schema of cell-parameter files.
     ParamsSchema,
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
         Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
+        Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
         Command::ParamsSchema => {
             use std::io::Write as _;
             match std::io::stdout().write_all(cellops_measure::params::schema_json().as_bytes()) {

@@ -194,7 +194,7 @@ impl Remote for Timed<'_> {
         dir: &str,
         files: &[(String, cellops_deploy::remote::Payload)],
         s: &mut dyn FnMut(u64),
-    ) -> R<()> {
+    ) -> R<Vec<String>> {
         self.time("upload", |r| r.upload(dir, files, s))
     }
     fn read(&mut self, p: &str) -> R<Option<Vec<u8>>> {
