@@ -1,4 +1,7 @@
-//! `cellops`: every CellOps stage as a subcommand, reusing each stage's `Args` and `run`.
+//! `cellops`: every CellOps stage as a subcommand, reusing each stage's `Args` and `run`, and
+//! `pipeline`, which runs them all.
+
+mod pipeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +33,9 @@ enum Command {
     /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
     /// as a sticky PR comment (`comment`).
     PrReport(Box<cellops_pr_report::Args>),
+    /// The whole workflow in one command: synthetic data (or a dataset) → build → train-unet →
+    /// evaluate → deploy-cell-params (to a local folder by default) → an HTML report.
+    Pipeline(Box<pipeline::PipelineArgs>),
     /// Print the JSON Schema of cell-parameter files.
     ParamsSchema,
     /// Write a synthetic nuclei dataset in the paper's layout (original/ + masks/).
@@ -90,6 +96,20 @@ fn main() -> ExitCode {
                 Err(_) => Exit::Error,
             }
         }
+        Command::Pipeline(args) => match pipeline::run(args, &runner) {
+            Ok(report) => {
+                let _ = runner.info(&format!("pipeline done: open {} in a browser", report.display()));
+                let _ = runner.set_output("report", &report.display().to_string());
+                Exit::Success
+            }
+            Err(e) => {
+                let _ = runner.annotate(&cellops_actions::Annotation::new(
+                    cellops_actions::Level::Error,
+                    format!("{e:#}"),
+                ));
+                Exit::Failure
+            }
+        },
         Command::Synthetic(args) => match synthetic(args, &runner) {
             Ok(()) => Exit::Success,
             Err(e) => {

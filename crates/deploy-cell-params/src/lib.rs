@@ -166,7 +166,7 @@ pub enum Done {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(|c: char| c == ',' || c == '\n' || c == ' ')
+    s.split([',', '\n', ' '])
         .map(str::trim)
         .filter(|x| !x.is_empty())
         .map(str::to_owned)

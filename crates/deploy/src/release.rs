@@ -197,7 +197,7 @@ pub enum DeployError {
     )]
     Locked {
         /// The holder.
-        owner: LockOwner,
+        owner: Box<LockOwner>,
         /// Its age.
         age_secs: u64,
         /// When it counts as stale.
@@ -431,7 +431,7 @@ fn lock(
         let age = now_secs().saturating_sub(owner.since);
         if age < stale_after.as_secs() {
             return Err(DeployError::Locked {
-                owner,
+                owner: Box::new(owner),
                 age_secs: age,
                 stale_after_secs: stale_after.as_secs(),
                 path: l.lock(),

@@ -844,6 +844,135 @@ pub fn schema_json() -> String {
     s
 }
 
+/// The reference of the format in Markdown, generated from the JSON Schema (what
+/// `docs/cell-params.md` holds; a test keeps it in sync).
+pub fn reference_markdown() -> String {
+    use serde_json::Value;
+    use std::fmt::Write as _;
+    let schema: Value = serde_json::from_str(&schema_json()).unwrap_or(Value::Null);
+    let one_line = |v: &Value| {
+        v.as_str()
+            .unwrap_or("")
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .replace('\n', " ")
+            .replace('|', "\\|")
+    };
+    let link = |r: &str| {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        format!("[{name}](#{})", name.to_lowercase())
+    };
+    fn enum_values(v: &Value) -> Option<Vec<String>> {
+        if let Some(e) = v.get("enum").and_then(Value::as_array) {
+            return Some(e.iter().map(|x| x.to_string().trim_matches('"').to_owned()).collect());
+        }
+        let one = v.get("oneOf").and_then(Value::as_array)?;
+        one.iter()
+            .map(|o| o.get("const").map(|c| c.to_string().trim_matches('"').to_owned()))
+            .collect()
+    }
+    let type_of = |v: &Value| -> String {
+        // `Option<T>`: `anyOf: [T, null]`.
+        let v = v
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| x.get("type") != Some(&Value::String("null".into()))))
+            .unwrap_or(v);
+        if let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            return link(r);
+        }
+        if let Some(vals) = enum_values(v) {
+            return vals.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" \\| ");
+        }
+        let t: Vec<String> = match v.get("type") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| *t != "null")
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match t.first().map(String::as_str) {
+            Some("array") => {
+                let items = v
+                    .get("items")
+                    .map_or_else(String::new, |i| match i.get("$ref").and_then(Value::as_str) {
+                        Some(r) => link(r),
+                        None => i.get("type").and_then(Value::as_str).unwrap_or("value").to_owned(),
+                    });
+                format!("list of {items}")
+            }
+            Some(t) => t.to_owned(),
+            None => "value".into(),
+        }
+    };
+    let table = |md: &mut String, obj: &Value| {
+        let required: Vec<&str> = obj
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Some(props) = obj.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        md.push_str("| field | type | default | description |\n|---|---|---|---|\n");
+        for (name, p) in props {
+            let default = if required.contains(&name.as_str()) {
+                "**required**".to_owned()
+            } else {
+                p.get("default").map_or_else(|| "none".to_owned(), |d| format!("`{d}`"))
+            };
+            let _ = writeln!(
+                md,
+                "| `{name}` | {} | {default} | {} |",
+                type_of(p),
+                one_line(&p["description"])
+            );
+        }
+    };
+    let mut md = String::from(
+        "# Cell-parameter files: reference\n\n<!-- Generated from schema/cell-params.schema.json by `cellops_measure::params::reference_markdown`; \
+         regenerate with `CELLOPS_BLESS=1 cargo test -p cellops-measure --test params_files`. -->\n\n\
+         One YAML file per image type in `cell-params/`. Unknown fields are errors (reported with file, line and column); \
+         units are in the names. Editors with the YAML language server check the files against the schema when they start with \
+         `# yaml-language-server: $schema=../schema/cell-params.schema.json`. Examples: `cell-params/*.yaml`.\n\n## The file\n\n",
+    );
+    table(&mut md, &schema);
+    if let Some(defs) = schema.get("$defs").and_then(Value::as_object) {
+        for (name, d) in defs {
+            let _ = write!(md, "\n## {name}\n\n");
+            let desc = d["description"].as_str().unwrap_or("").replace('\n', " ");
+            if !desc.is_empty() {
+                let _ = writeln!(md, "{desc}\n");
+            }
+            if d.get("properties").is_some() {
+                table(&mut md, d);
+            } else if let Some(one) = d.get("oneOf").and_then(Value::as_array) {
+                md.push_str("| value | meaning |\n|---|---|\n");
+                for o in one {
+                    let _ = writeln!(
+                        md,
+                        "| `{}` | {} |",
+                        o.get("const")
+                            .map_or_else(String::new, |c| c.to_string().trim_matches('"').to_owned()),
+                        one_line(&o["description"])
+                    );
+                }
+            } else if let Some(vals) = enum_values(d) {
+                let _ = writeln!(
+                    md,
+                    "One of: {}.",
+                    vals.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

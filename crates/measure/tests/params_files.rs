@@ -27,6 +27,23 @@ fn committed_schema_is_in_sync() {
 }
 
 #[test]
+fn committed_reference_is_in_sync() {
+    let path = root().join("docs/cell-params.md");
+    let generated = cellops_measure::params::reference_markdown();
+    if std::env::var("CELLOPS_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).expect("write reference");
+    }
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (CELLOPS_BLESS=1 creates it)", path.display()));
+    assert!(
+        committed == generated,
+        "{} is out of date: run CELLOPS_BLESS=1 cargo test -p cellops-measure --test params_files",
+        path.display()
+    );
+    assert!(generated.contains("| `pixel_size_um` | number | **required** |"));
+}
+
+#[test]
 fn shipped_parameter_files_are_valid() {
     let dir = root().join("cell-params");
     let mut n = 0;

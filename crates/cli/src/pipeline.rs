@@ -1,0 +1,184 @@
+//! `cellops pipeline`: the paper's whole Build → Deploy → Monitor workflow in one command, on
+//! synthetic data by default: synthetic dataset → build → train-unet → evaluate (under a
+//! cell-parameter file) → deploy-cell-params (to a local `file://` folder by default) — each stage
+//! run through its own library `execute`, exactly as its action would run it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use cellops_actions::{Exit, Runner};
+use clap::Parser;
+
+/// The example cell-parameter file used when neither `--params` nor `cell-params/` exists.
+const DEFAULT_PARAMS: &str = include_str!("../../../cell-params/fluorescence-dapi.yaml");
+
+/// Flags of `cellops pipeline`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Pipeline")]
+pub struct PipelineArgs {
+    /// Folder for everything the run produces.
+    #[arg(long, value_name = "DIR", default_value = "demo/pipeline")]
+    pub output: PathBuf,
+    /// A dataset in the paper's layout (original/ + masks/) instead of synthetic images.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// Synthetic images to generate (without --dataset).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub synthetic: usize,
+    /// Synthetic image size WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "256x256")]
+    pub size: String,
+    /// Training epochs.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    /// Optimisation steps per epoch.
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    pub steps_per_epoch: usize,
+    /// Cell-parameter file [default: cell-params/fluorescence-dapi.yaml, or the built-in copy].
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Deploy target [default: file://<OUTPUT>/server].
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Device for training and inference (auto, cpu, wgpu, cuda).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// Parses a stage's `Args` from flags, as its binary would.
+fn stage_args<A: clap::Args>(flags: &[String]) -> anyhow::Result<A> {
+    #[derive(Parser)]
+    struct Wrap<T: clap::Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    let argv = std::iter::once("cellops".to_owned()).chain(flags.iter().cloned());
+    Ok(Wrap::<A>::try_parse_from(argv)
+        .with_context(|| format!("stage flags {flags:?}"))?
+        .inner)
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn check(stage: &str, exit: Exit) -> anyhow::Result<()> {
+    if exit == Exit::Success {
+        Ok(())
+    } else {
+        bail!(
+            "the {stage} stage failed (exit code {}); see its messages above",
+            exit as u8
+        )
+    }
+}
+
+/// Runs the pipeline; returns the evaluation report's path.
+pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
+    let out = &a.output;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let prepared = out.join("prepared");
+    let model = out.join("unet");
+    let eval = out.join("eval");
+    // 1. Build (from synthetic nuclei unless a dataset is given).
+    let mut build = vec![
+        "--output".to_owned(),
+        s(&prepared),
+        "--resize".into(),
+        "256x256".into(),
+        "--equalize".into(),
+        "clahe".into(),
+        "--colour".into(),
+        "grey".into(),
+    ];
+    let images = match &a.dataset {
+        Some(d) => {
+            build.extend(["--dataset".into(), s(d)]);
+            d.clone()
+        }
+        None => {
+            let synth = out.join("synthetic");
+            build.extend([
+                "--synthetic".into(),
+                a.synthetic.to_string(),
+                "--synthetic-size".into(),
+                a.size.clone(),
+                "--dataset".into(),
+                s(&synth),
+            ]);
+            synth
+        }
+    };
+    runner.info("== build")?;
+    check("build", cellops_build::execute(&stage_args(&build)?, runner))?;
+    // 2. Train.
+    runner.info("== train-unet")?;
+    let train = vec![
+        "--dataset".to_owned(),
+        s(&prepared),
+        "--output".into(),
+        s(&model),
+        "--epochs".into(),
+        a.epochs.to_string(),
+        "--steps-per-epoch".into(),
+        a.steps_per_epoch.to_string(),
+        "--device".into(),
+        a.device.clone(),
+    ];
+    check("train-unet", cellops_train_unet::execute(&stage_args(&train)?, runner))?;
+    // 3. Evaluate under the cell parameters.
+    let params = match &a.params {
+        Some(p) => p.clone(),
+        None if Path::new("cell-params/fluorescence-dapi.yaml").is_file() => {
+            PathBuf::from("cell-params/fluorescence-dapi.yaml")
+        }
+        None => {
+            let dir = out.join("cell-params");
+            std::fs::create_dir_all(&dir)?;
+            let p = dir.join("fluorescence-dapi.yaml");
+            std::fs::write(&p, DEFAULT_PARAMS)?;
+            p
+        }
+    };
+    runner.info("== evaluate")?;
+    let evaluate = vec![
+        "--images".to_owned(),
+        s(&images),
+        "--model".into(),
+        s(&model.join("bundle")),
+        "--params".into(),
+        s(&params),
+        "--output".into(),
+        s(&eval),
+        "--device".into(),
+        a.device.clone(),
+    ];
+    check("evaluate", cellops_evaluate::execute(&stage_args(&evaluate)?, runner))?;
+    // 4. Deploy parameters, model and evaluation.
+    runner.info("== deploy-cell-params")?;
+    let target = a
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", s(&out.join("server"))));
+    let source = params.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let include = [
+        format!("{}/**", s(&model.join("bundle"))),
+        s(&eval.join("summary.json")),
+        s(&eval.join("report.html")),
+        s(&eval.join("objects.csv")),
+    ]
+    .join(",");
+    let deploy = vec![
+        "--target".to_owned(),
+        target,
+        "--source".into(),
+        s(&source),
+        "--include".into(),
+        include,
+    ];
+    check(
+        "deploy-cell-params",
+        cellops_deploy_cell_params::execute(&stage_args(&deploy)?, runner),
+    )?;
+    Ok(eval.join("report.html"))
+}

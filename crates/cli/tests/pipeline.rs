@@ -1,0 +1,59 @@
+//! `cellops pipeline` at tiny scale, run from a folder without the repository's files (as on a
+//! fresh machine): synthetic nuclei → build → train → evaluate → deploy to a local folder → an
+//! HTML report with overlays, the learning curve and distributions.
+
+use std::process::Command;
+
+#[test]
+fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_cellops"))
+        .current_dir(tmp.path())
+        .env_remove("GITHUB_ACTIONS")
+        .args([
+            "pipeline",
+            "--output",
+            "run",
+            "--synthetic",
+            "8",
+            "--size",
+            "64x64",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .expect("run cellops pipeline");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    for stage in [
+        "== build",
+        "== train-unet",
+        "== evaluate",
+        "== deploy-cell-params",
+        "pipeline done",
+    ] {
+        assert!(log.contains(stage), "{stage} missing from\n{log}");
+    }
+    let run = tmp.path().join("run");
+    let html = std::fs::read_to_string(run.join("eval/report.html")).expect("report.html");
+    assert!(html.contains("data:image/png;base64,"), "overlays embedded");
+    assert!(html.contains("id=\"training\""), "learning curve included");
+    assert!(html.contains("id=\"distributions\""), "distributions included");
+    assert!(html.contains("id=\"metrics\""), "metrics against the synthetic masks");
+    // The built-in parameter file was used and deployed with the model and the evaluation.
+    let current = run.join("server/current");
+    assert!(current.join("run/cell-params/fluorescence-dapi.yaml").is_file());
+    assert!(current.join("run/unet/bundle/model.safetensors").is_file());
+    assert!(current.join("run/eval/report.html").is_file());
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(current.join("deploy.json")).expect("deploy.json")).expect("json");
+    assert_eq!(record["bundle_ids"].as_array().map(Vec::len), Some(1));
+}
