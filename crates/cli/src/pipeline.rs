@@ -126,20 +126,21 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         a.device.clone(),
     ];
     check("train-unet", cellops_train_unet::execute(&stage_args(&train)?, runner))?;
-    // 3. Evaluate under the cell parameters.
-    let params = match &a.params {
-        Some(p) => p.clone(),
-        None if Path::new("cell-params/fluorescence-dapi.yaml").is_file() => {
-            PathBuf::from("cell-params/fluorescence-dapi.yaml")
-        }
+    // 3. Evaluate under the cell parameters (a copy in the output, which is what gets deployed).
+    let params_src = match &a.params {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         None => {
-            let dir = out.join("cell-params");
-            std::fs::create_dir_all(&dir)?;
-            let p = dir.join("fluorescence-dapi.yaml");
-            std::fs::write(&p, DEFAULT_PARAMS)?;
-            p
+            std::fs::read_to_string("cell-params/fluorescence-dapi.yaml").unwrap_or_else(|_| DEFAULT_PARAMS.to_owned())
         }
     };
+    let name = a.params.as_ref().and_then(|p| p.file_name()).map_or_else(
+        || "fluorescence-dapi.yaml".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let params_dir = out.join("cell-params");
+    std::fs::create_dir_all(&params_dir)?;
+    let params = params_dir.join(name);
+    std::fs::write(&params, params_src)?;
     runner.info("== evaluate")?;
     let evaluate = vec![
         "--images".to_owned(),
@@ -160,21 +161,17 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         .target
         .clone()
         .unwrap_or_else(|| format!("file://{}", s(&out.join("server"))));
-    let source = params.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let include = [
-        format!("{}/**", s(&model.join("bundle"))),
-        s(&eval.join("summary.json")),
-        s(&eval.join("report.html")),
-        s(&eval.join("objects.csv")),
-    ]
-    .join(",");
+    // Everything deployed lies under the output folder; the release keeps paths relative to it.
+    let include = "unet/bundle/**,eval/summary.json,eval/report.html,eval/objects.csv,eval/images.csv";
     let deploy = vec![
         "--target".to_owned(),
         target,
+        "--root".into(),
+        s(out),
         "--source".into(),
-        s(&source),
+        "cell-params".into(),
         "--include".into(),
-        include,
+        include.into(),
     ];
     check(
         "deploy-cell-params",

@@ -50,9 +50,9 @@ fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
     assert!(html.contains("id=\"metrics\""), "metrics against the synthetic masks");
     // The built-in parameter file was used and deployed with the model and the evaluation.
     let current = run.join("server/current");
-    assert!(current.join("run/cell-params/fluorescence-dapi.yaml").is_file());
-    assert!(current.join("run/unet/bundle/model.safetensors").is_file());
-    assert!(current.join("run/eval/report.html").is_file());
+    assert!(current.join("cell-params/fluorescence-dapi.yaml").is_file());
+    assert!(current.join("unet/bundle/model.safetensors").is_file());
+    assert!(current.join("eval/report.html").is_file());
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("deploy.json")).expect("deploy.json")).expect("json");
     assert_eq!(record["bundle_ids"].as_array().map(Vec::len), Some(1));

@@ -7,8 +7,8 @@
 //! `source`, `include`, `keep-releases`, `health-check`, `command` (`deploy`, `rollback`, `list`).
 //! Outputs: `release-id`, `path`, `files-sent`, `bytes-sent`.
 //!
-//! Files keep their paths relative to the working directory (the repository root in a workflow):
-//! `cell-params/he.yaml` is `releases/<id>/cell-params/he.yaml` on the server.
+//! Files keep their paths relative to `--root` (default: the working directory, the repository
+//! root in a workflow): `cell-params/he.yaml` is `releases/<id>/cell-params/he.yaml` on the server.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -72,7 +72,11 @@ pub struct Args {
     /// Do not verify the server's host key (dangerous: anyone on the path can impersonate it).
     #[arg(long)]
     pub insecure_skip_host_key_check: bool,
-    /// Folder of cell-parameter files to deploy (validated first).
+    /// Folder whose relative paths the release keeps (`--source` and `--include` are relative to
+    /// it).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+    /// Folder of cell-parameter files to deploy (validated first), under --root.
     #[arg(long, value_name = "DIR", default_value = "cell-params")]
     pub source: PathBuf,
     /// More files to deploy: glob patterns relative to the working directory (e.g.
@@ -212,13 +216,16 @@ fn local(path: &Path, e: impl std::fmt::Display) -> StageError {
 /// valid) and the include globs; returns the files and the bundle ids found.
 pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<String>), StageError> {
     let mut paths = Vec::new();
-    if !args.source.is_dir() {
+    let root = &args.root;
+    let source = root.join(&args.source);
+    if !source.is_dir() {
         return Err(StageError::Usage(format!(
             "source {} is not a folder (the cell-parameter files to deploy)",
-            args.source.display()
+            source.display()
         )));
     }
-    walk(&args.source, &mut paths).map_err(|e| local(&args.source, e))?;
+    walk(&source, &mut paths).map_err(|e| local(&source, e))?;
+    let rel_to_root = |p: &Path| rel_of(p.strip_prefix(root).unwrap_or(p));
     let mut invalid = Vec::new();
     for p in &paths {
         if p.extension().is_some_and(|x| x == "yaml" || x == "yml")
@@ -242,7 +249,8 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
         for g in &patterns {
             if Path::new(g).is_absolute() || g.contains("..") {
                 return Err(StageError::Usage(format!(
-                    "include pattern `{g}` must be relative to the working directory, without `..`"
+                    "include pattern `{g}` must be relative to the root folder ({}), without `..`",
+                    root.display()
                 )));
             }
             builder.add(
@@ -256,11 +264,11 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
             .build()
             .map_err(|e| StageError::Usage(format!("include patterns: {e}")))?;
         let mut all = Vec::new();
-        walk(Path::new("."), &mut all).map_err(|e| local(Path::new("."), e))?;
+        walk(root, &mut all).map_err(|e| local(root, e))?;
         let before = paths.len();
         for p in all {
-            let rel = rel_of(&p);
-            if set.is_match(&rel) && !paths.iter().any(|q| rel_of(q) == rel) {
+            let rel = rel_to_root(&p);
+            if set.is_match(&rel) && !paths.iter().any(|q| rel_to_root(q) == rel) {
                 paths.push(p);
             }
         }
@@ -276,7 +284,7 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
     for p in paths {
         let f = std::fs::File::open(&p).map_err(|e| local(&p, e))?;
         let (size, sha256) = sha256_of(f).map_err(|e| local(&p, e))?;
-        let rel = rel_of(&p);
+        let rel = rel_to_root(&p);
         release::check_name(&rel)?;
         if p.file_name().is_some_and(|n| n == "bundle.json")
             && let Some(id) = std::fs::read(&p)
