@@ -217,7 +217,11 @@ fn local(path: &Path, e: impl std::fmt::Display) -> StageError {
 pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<String>), StageError> {
     let mut paths = Vec::new();
     let root = &args.root;
-    let source = root.join(&args.source);
+    let source = if root == Path::new(".") {
+        args.source.clone()
+    } else {
+        root.join(&args.source)
+    };
     if !source.is_dir() {
         return Err(StageError::Usage(format!(
             "source {} is not a folder (the cell-parameter files to deploy)",

@@ -677,7 +677,10 @@ impl CellParams {
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
             }
-            let message = if dotted.is_empty() || dotted == "." {
+            // serde_norway already names the enclosing mapping ("filters: unknown field …").
+            let head = message.split(": ").next().unwrap_or_default();
+            let named = message.contains(": ") && (dotted == head || dotted.starts_with(&format!("{head}.")));
+            let message = if dotted.is_empty() || dotted == "." || named {
                 message
             } else {
                 format!("{dotted}: {message}")
