@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
+# The workflows and actions (actionlint, GitHub's schemas) and the cell-parameter files (their schema).
+bash scripts/lint-actions.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The GPU backends are compiled into release binaries only; CI makes sure they still compile.
 # cubecl-cuda's build dependency (tracel-llvm-bundler) downloads an LLVM bundle from GitHub, which
