@@ -3,6 +3,9 @@
 //! Three scenarios, each timed end to end (connection included), alternating the two tools:
 //! first deploy, no-change redeploy, one small file changed. Prints one JSON line per run.
 
+// A benchmark driver: its output is the point.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
