@@ -235,10 +235,12 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
         if p.extension().is_some_and(|x| x == "yaml" || x == "yml")
             && let Err(e) = CellParams::from_file(p)
         {
+            // Relative to the root: the repository's own path, where GitHub shows the annotation.
+            let shown = rel_of(e.path.strip_prefix(root).unwrap_or(&e.path));
             runner.annotate(
                 &Annotation::new(Level::Error, e.message.clone())
                     .title("invalid cell parameters")
-                    .file(e.path.display().to_string())
+                    .file(shown)
                     .at(e.line, e.column),
             )?;
             invalid.push(e);

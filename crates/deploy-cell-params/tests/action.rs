@@ -93,6 +93,21 @@ fn invalid_parameters_are_annotated_and_never_uploaded() {
     assert!(out.contains("::error file=cell-params/bad.yaml,line=5,col=3"), "{out}");
     assert!(out.contains("nothing was uploaded"), "{out}");
     assert!(!server.exists(), "nothing was written to the server");
+    // From another folder with --root (as the pull-request workflow checks out head/): the
+    // annotation still names the repository's path.
+    let run = harness::run_action(
+        Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params")),
+        tmp.path(),
+        &[("target", &format!("file://{}", server.display())), ("root", "repo")],
+        &[],
+    )
+    .expect("run");
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("::error file=cell-params/bad.yaml,line=5,col=3"),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[test]
