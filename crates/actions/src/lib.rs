@@ -96,6 +96,22 @@ pub fn conclude<T, E: StageFailure>(
     }
 }
 
+/// The commit being built: `GITHUB_SHA` in a workflow, else `git rev-parse HEAD` of the working
+/// directory, else none. Recorded in model bundles and releases.
+pub fn git_commit() -> Option<String> {
+    std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()).or_else(|| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    })
+}
+
 /// A snapshot of the environment variables the runtime reads, so that tests can supply their own.
 #[derive(Debug, Clone, Default)]
 pub struct Env {

@@ -200,6 +200,29 @@ impl Default for Split {
     }
 }
 
+/// A configuration file that cannot be used, with the place in it when known (training configs,
+/// cell-parameter files); its `Display` is `path:line:column: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", place(.path, *.line, *.column))]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+        (Some(l), None) => format!("{}:{l}", path.display()),
+        _ => path.display().to_string(),
+    }
+}
+
 /// A configuration error, with the place in the file where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

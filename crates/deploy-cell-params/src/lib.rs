@@ -395,17 +395,7 @@ fn provenance(bundles: Vec<String>) -> Provenance {
         (Some(s), Some(r), Some(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
         _ => None,
     };
-    let git = var("GITHUB_SHA").or_else(|| {
-        std::process::Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    });
+    let git = cellops_actions::git_commit();
     Provenance {
         git_sha: git,
         actor: var("GITHUB_ACTOR").or_else(|| var("USER")),

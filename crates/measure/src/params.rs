@@ -23,7 +23,7 @@
 //!
 //! Errors name the file, line and column ([`ParamsError`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cellops_dataset::ops::label;
 use schemars::JsonSchema;
@@ -534,27 +534,8 @@ impl Condition {
     }
 }
 
-/// A cell-parameter file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", place(.path, *.line, *.column))]
-pub struct ParamsError {
-    /// The file.
-    pub path: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<u64>,
-    /// 1-based column, when known.
-    pub column: Option<u64>,
-    /// What is wrong.
-    pub message: String,
-}
-
-fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
-        (Some(l), None) => format!("{}:{l}", path.display()),
-        _ => path.display().to_string(),
-    }
-}
+/// A cell-parameter file that cannot be used: file, line, column and what is wrong.
+pub type ParamsError = cellops_dataset::config::FileError;
 
 /// Where a dotted key path (`filters.min_area_um2`, `classes.image.1.when`) is in YAML text: the
 /// 1-based line and column of its key, or of the nearest enclosing key found (block and one-line

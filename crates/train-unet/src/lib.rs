@@ -81,27 +81,8 @@ pub struct Args {
     pub keep_checkpoints: usize,
 }
 
-/// A training configuration file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", location(.path, *.line, *.column))]
-pub struct ConfigFileError {
-    /// The file.
-    pub path: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<u64>,
-    /// 1-based column, when known.
-    pub column: Option<u64>,
-    /// What is wrong.
-    pub message: String,
-}
-
-fn location(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
-        (Some(l), None) => format!("{}:{l}", path.display()),
-        _ => path.display().to_string(),
-    }
-}
+/// A training configuration file that cannot be used: file, line, column and what is wrong.
+pub type ConfigFileError = cellops_dataset::config::FileError;
 
 /// Errors of the stage.
 #[derive(Debug, thiserror::Error)]
@@ -391,20 +372,6 @@ impl cellops_unet::Observer for Reporter<'_> {
     }
 }
 
-fn git_commit(runner_env: Option<String>) -> Option<String> {
-    runner_env.filter(|s| !s.is_empty()).or_else(|| {
-        std::process::Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    })
-}
-
 /// Runs the stage: reads the dataset, trains with checkpoints, measures the best model on the
 /// test split, writes the bundle, and reports through `runner`.
 pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
@@ -485,7 +452,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
                 message: e.to_string(),
             })?,
         ),
-        git_commit: git_commit(std::env::var("GITHUB_SHA").ok()),
+        git_commit: cellops_actions::git_commit(),
         history: fitted.history.clone(),
         best_epoch: fitted.best_epoch,
         test,
