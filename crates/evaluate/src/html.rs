@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
+
 use crate::baseline::Diff;
 use crate::report::{Evaluation, KEY_FEATURES};
 
@@ -19,28 +21,6 @@ pub fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// Standard base64 (RFC 4648, padded).
-///
-/// ```
-/// assert_eq!(cellops_evaluate::html::base64(b"cellops"), "Y2VsbG9wcw==");
-/// ```
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A histogram of `values` as an inline SVG (`bins` equal-width bins between min and max).
@@ -288,7 +268,7 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
                 h,
                 "<figure class=\"ov\"><img alt=\"overlay of {0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>",
                 escape(id),
-                base64(png)
+                base64::engine::general_purpose::STANDARD.encode(png)
             );
         }
     }
@@ -338,14 +318,6 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_pads() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-    }
 
     #[test]
     fn histogram_counts_every_value() {

@@ -28,7 +28,7 @@ use cellops_dataset::config::{ColourMode, EqualizeMethod, NormalizeMethod};
 use cellops_dataset::staging::{StagingDir, StagingError};
 use cellops_dataset::{BuildConfig, Raster, io};
 use cellops_measure::metrics::{Scores, THRESHOLDS};
-use cellops_measure::objects::{Cell, Context, ImageMeasurement, Stats, columns, measure_image, summarised};
+use cellops_measure::objects::{Cell, Context, ImageMeasurement, Stats, measure_image, summarised};
 use cellops_measure::params::{self, CellParams, ParamsError};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 use cellops_unet::inference::{PredictConfig, PredictError, Predictor};
@@ -287,6 +287,7 @@ fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &
         nuclei,
         labels,
         segmentation,
+        rows,
         summary,
     } = measure_image(&item.id, labels, width, Some(&image), ctx);
     let scores = truth
@@ -297,8 +298,6 @@ fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &
             path: item.image.clone(),
             message: e.to_string(),
         })?;
-    let channels = Some(usize::from(image.channels));
-    let rows = nuclei.iter().map(|n| columns(&item.id, n, ctx, channels)).collect();
     let size_names: Vec<String> = ctx.params.classes.size.iter().map(|c| c.name.clone()).collect();
     let colours: BTreeMap<u32, [u8; 3]> = nuclei
         .iter()

@@ -189,6 +189,8 @@ pub struct ImageMeasurement {
     /// The segmentation to score against ground truth: after the size and shape filters, but
     /// with objects on the border kept (ground truth has them).
     pub segmentation: Vec<u32>,
+    /// The report columns of each nucleus ([`columns`]), in the order of `nuclei`.
+    pub rows: Vec<Vec<(String, Cell)>>,
     /// The summary.
     pub summary: ImageSummary,
 }
@@ -328,19 +330,14 @@ pub fn measure_image(
             }
         })
         .collect();
-    let summary = summarise(
-        name,
-        width,
-        height,
-        &nuclei,
-        dropped,
-        image.map(|r| usize::from(r.channels)),
-        ctx,
-    );
+    let channels = image.map(|r| usize::from(r.channels));
+    let rows: Vec<Vec<(String, Cell)>> = nuclei.iter().map(|n| columns(name, n, ctx, channels)).collect();
+    let summary = summarise(name, width, height, &nuclei, &rows, dropped, channels, ctx);
     ImageMeasurement {
         nuclei,
         labels,
         segmentation,
+        rows,
         summary,
     }
 }
@@ -459,23 +456,25 @@ pub fn summarised(name: &str) -> bool {
         || name == "TouchesBorder")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn summarise(
     name: &str,
     width: usize,
     height: usize,
     nuclei: &[Nucleus],
+    rows: &[Vec<(String, Cell)>],
     dropped: Dropped,
     channels: Option<usize>,
     ctx: &Context<'_>,
 ) -> ImageSummary {
     let p = ctx.params;
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for n in nuclei {
-        for (col, cell) in columns(name, n, ctx, channels) {
-            if let (true, Some(v)) = (summarised(&col), cell.as_f64())
+    for row in rows {
+        for (col, cell) in row {
+            if let (true, Some(v)) = (summarised(col), cell.as_f64())
                 && v.is_finite()
             {
-                values.entry(col).or_default().push(v);
+                values.entry(col.clone()).or_default().push(v);
             }
         }
     }

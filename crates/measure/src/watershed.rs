@@ -70,6 +70,15 @@ fn check(len: usize, width: usize) -> Result<usize, WatershedError> {
     }
 }
 
+/// An error unless a `what` of `len` values matches the image's `expected`.
+fn same_size(what: &'static str, len: usize, expected: usize) -> Result<(), WatershedError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(WatershedError::SizeMismatch { what, len, expected })
+    }
+}
+
 /// An `f64` ordered by `total_cmp`, for the priority queue.
 #[derive(Debug, Clone, Copy)]
 struct Key(f64);
@@ -115,21 +124,9 @@ pub fn watershed(
 ) -> Result<Vec<u32>, WatershedError> {
     let n = image.len();
     let height = check(n, width)?;
-    if markers.len() != n {
-        return Err(WatershedError::SizeMismatch {
-            what: "markers",
-            len: markers.len(),
-            expected: n,
-        });
-    }
-    if let Some(m) = mask
-        && m.len() != n
-    {
-        return Err(WatershedError::SizeMismatch {
-            what: "mask",
-            len: m.len(),
-            expected: n,
-        });
+    same_size("markers", markers.len(), n)?;
+    if let Some(m) = mask {
+        same_size("mask", m.len(), n)?;
     }
     let inside = |i: usize| mask.is_none_or(|m| m[i]);
     let offs = offsets(connectivity);
@@ -216,13 +213,7 @@ pub fn h_maxima(
 ) -> Result<Vec<u32>, WatershedError> {
     let n = values.len();
     let height = check(n, width)?;
-    if mask.len() != n {
-        return Err(WatershedError::SizeMismatch {
-            what: "mask",
-            len: mask.len(),
-            expected: n,
-        });
-    }
+    same_size("mask", mask.len(), n)?;
     let offs = offsets(connectivity);
     let mut order: Vec<usize> = (0..n).filter(|&i| mask[i]).collect();
     // Decreasing value, raster order among equals (sort is stable).
@@ -296,13 +287,7 @@ pub fn peak_local_max(
 ) -> Result<Vec<u32>, WatershedError> {
     let n = values.len();
     let height = check(n, width)?;
-    if mask.len() != n {
-        return Err(WatershedError::SizeMismatch {
-            what: "mask",
-            len: mask.len(),
-            expected: n,
-        });
-    }
+    same_size("mask", mask.len(), n)?;
     let d = min_distance.max(1);
     let (parts, count) = cellops_dataset::ops::label::connected_components(mask, width, connectivity);
     // Parts whose values are all equal have no peak.
