@@ -7,14 +7,14 @@
 #   cargo build --release -p cellops -p cellops-bench
 #
 # Usage: bench/run.sh            (from anywhere; ~2 minutes on 2 cores)
-# Env:   DSB      dataset folder           [/work/shared/data/dsb2018]  (only read)
+# Env:   DSB      dataset folder           [../shared/data/dsb2018 beside the repository]  (only read)
 #        RESULTS  where results go         [/tmp/cellops-bench]
 #        WORK     scratch for outputs      [/tmp]
 #        RUNS     timed runs per build row [3]   ROUNDS  equalize rounds per row [3]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DSB=${DSB:-/work/shared/data/dsb2018}
+DSB=${DSB:-$ROOT/../shared/data/dsb2018}
 RESULTS=${RESULTS:-/tmp/cellops-bench}
 WORK=${WORK:-/tmp}
 RUNS=${RUNS:-3}

@@ -10,7 +10,7 @@ scikit-image's. Also recomputes the DAB class of every nucleus and the per-image
 
 Usage: bench/stain_reference.py [CELLOPS_EVALUATE] [DSB]
   CELLOPS_EVALUATE  binary [target/release/cellops-evaluate]
-  DSB               dataset [/work/shared/data/dsb2018]
+  DSB               dataset [../shared/data/dsb2018 beside the repository]
 Needs numpy, scikit-image, pillow.
 """
 import csv
@@ -26,7 +26,7 @@ from skimage.color import separate_stains
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/cellops-evaluate")
-DSB = sys.argv[2] if len(sys.argv) > 2 else "/work/shared/data/dsb2018"
+DSB = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dsb2018")
 
 H = np.array([0.651, 0.701, 0.290])
 D = np.array([0.269, 0.568, 0.778])

@@ -6,16 +6,19 @@
 #   cargo build --release -p cellops -p cellops-bench
 #   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install -r bench/unet_torch_requirements.txt
 #
-# Usage: bench/unet.sh speed      throughput table (train and infer, 1 and 2 threads; ~5 minutes)
-#        bench/unet.sh accuracy   build DSB2018 at 256x256 and train on CPU for at most 27 minutes,
-#                                 then report validation and test Dice (~30 minutes)
-# Env:   DSB     dataset folder      [/work/shared/data/dsb2018]  (only read)
+# Usage: bench/unet.sh speed        throughput table (train and infer, 1 and 2 threads; ~5 minutes)
+#        bench/unet.sh accuracy     build DSB2018 at a 20 px nucleus scale, train on CPU for at most
+#                                   27 minutes, then evaluate the test split at its original size
+#                                   beside the classical line (~32 minutes)
+#        bench/unet.sh score BUNDLE only the evaluation (e.g. BUNDLE=nuclei, the shipped model)
+# Env:   DSB     dataset folder      [../shared/data/dsb2018 beside the repository]  (only read)
+#        TTA     test-time augmentation for score: flips or dihedral  [none]
 #        WORK    scratch             [.bench/unet]
 #        TORCH   python with torch   [/tmp/torchvenv/bin/python]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DSB=${DSB:-/work/shared/data/dsb2018}
+DSB=${DSB:-$ROOT/../shared/data/dsb2018}
 WORK=${WORK:-$ROOT/.bench/unet}
 TORCH=${TORCH:-/tmp/torchvenv/bin/python}
 CELLOPS=$ROOT/target/release/cellops
@@ -39,15 +42,28 @@ speed() {
 }
 
 accuracy() {
-    "$CELLOPS" build --dataset "$DSB" --output "$WORK/dsb256" --colour grey --resize 256x256 \
-        --split-file "$DSB/manifest.csv"
-    /usr/bin/time -v "$CELLOPS" train-unet --dataset "$WORK/dsb256" --output "$WORK/run" --device cpu \
-        --epochs 24 --steps-per-epoch 45 --batch-size 8 --patch-size 128 --patience 0 \
-        --max-minutes 27 2>&1 | tee "$WORK/accuracy.log"
+    # Native images rescaled so that the median nucleus is 20 px wide, percentile-normalised,
+    # nuclei bright on dark (histology inverted): the shipped nuclei model's recipe.
+    "$CELLOPS" build --dataset "$DSB" --output "$WORK/dsb-d20" --colour grey --nucleus-diameter 20 \
+        --polarity auto --split-file "$DSB/manifest.csv"
+    /usr/bin/time -v "$CELLOPS" train-unet --dataset "$WORK/dsb-d20" --output "$WORK/run-d20" --device cpu \
+        --epochs "${EPOCHS:-18}" --steps-per-epoch 45 --batch-size 8 --patch-size 128 --patience 0 \
+        --max-val-images 36 --max-minutes 27 2>&1 | tee "$WORK/accuracy.log"
+    score "$WORK/run-d20/bundle"
+}
+
+# Scores a bundle as a user would: evaluate on the DSB test split at the images' original size,
+# with the shipped parameter file and no overrides; the classical line runs on the same images.
+score() {
+    local bundle=$1
+    "$CELLOPS" evaluate --images "$DSB" --split test --params "$ROOT/cell-params/fluorescence-dapi.yaml" \
+        --model "$bundle" --device cpu --output "$WORK/eval-test" ${TTA:+--tta "$TTA"} | tail -3
+    python3 "$ROOT/bench/accuracy_report.py" "$WORK/eval-test" "$DSB"
 }
 
 case ${1:-} in
     speed) speed ;;
     accuracy) accuracy ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    score) score "${2:?bundle}" ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

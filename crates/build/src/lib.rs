@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::config::{
-    ColourMode, ConfigError, EqualizeMethod, Filter, LayoutKind, NormalizeMethod, Resize, Tile,
+    ColourMode, ConfigError, EqualizeMethod, Filter, LayoutKind, NormalizeMethod, NucleusScale, Polarity, Resize, Tile,
 };
 use cellops_dataset::synthetic::{self, Style, SynthConfig, SynthError};
 use cellops_dataset::{BuildConfig, BuildError, BuildReport, Outcome, Severity};
@@ -41,6 +41,10 @@ pub struct Args {
     /// Resize by a factor.
     #[arg(long, value_name = "FACTOR")]
     pub scale: Option<f64>,
+    /// Rescale each image isotropically so that its median nucleus (measured on its mask) is this
+    /// many pixels wide; inference estimates it. Excludes --resize and --scale.
+    #[arg(long, value_name = "PIXELS", conflicts_with_all = ["resize", "scale"])]
+    pub nucleus_diameter: Option<f64>,
     /// Image resize filter.
     #[arg(long, value_enum)]
     pub filter: Option<Filter>,
@@ -50,6 +54,10 @@ pub struct Args {
     /// Percentiles LOW,HIGH for --normalize percentile (e.g. 1,99.8).
     #[arg(long, value_name = "LOW,HIGH", value_parser = parse_pair)]
     pub percentiles: Option<[f64; 2]>,
+    /// Which way round intensities go: auto inverts images with a bright background (brightfield,
+    /// stained sections) so that nuclei are bright on dark, as in fluorescence.
+    #[arg(long, value_enum)]
+    pub polarity: Option<Polarity>,
     /// Histogram equalisation.
     #[arg(long, value_enum)]
     pub equalize: Option<EqualizeMethod>,
@@ -191,6 +199,13 @@ pub fn resolve_config(args: &Args) -> Result<BuildConfig, ConfigError> {
             scale: Some(s),
             filter: c.resize.map(|r| r.filter).unwrap_or_default(),
         });
+    }
+    if let Some(d) = args.nucleus_diameter {
+        c.resize = None;
+        c.scale = Some(NucleusScale { diameter_px: d });
+    }
+    if let Some(p) = args.polarity {
+        c.polarity = p;
     }
     if let Some(f) = args.filter {
         match &mut c.resize {
@@ -422,8 +437,14 @@ pub fn describe(c: &BuildConfig) -> String {
             .to_lowercase(),
         });
     }
+    if let Some(sc) = &c.scale {
+        steps.push(format!("rescale to a median nucleus of {} px", sc.diameter_px));
+    }
     if c.normalize.method == NormalizeMethod::Percentile {
         steps.push(format!("percentiles {}–{} → 8-bit", c.normalize.low, c.normalize.high));
+    }
+    if c.polarity != Polarity::Keep {
+        steps.push(format!("polarity {:?}", c.polarity).to_lowercase());
     }
     match c.equalize.method {
         EqualizeMethod::None => {}

@@ -25,6 +25,9 @@ enum Command {
     Build(Box<cellops_build::Args>),
     /// Train and validate a U-Net on a prepared dataset and write a model bundle.
     TrainUnet(Box<cellops_train_unet::Args>),
+    /// Re-bundle a model: tune its post-processing again on a prepared dataset, add files (a model
+    /// card), write it with this version's format and a new id.
+    Bundle(Box<cellops_train_unet::rebundle::RebundleArgs>),
     /// Segment images, measure every nucleus under a cell-parameter file, score and report.
     Evaluate(Box<cellops_evaluate::Args>),
     /// Validate cell-parameter files and deploy them (with models and results) as an atomic,
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Build(args) => cellops_build::execute(args, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
+        Command::Bundle(args) => cellops_train_unet::rebundle::execute(args, &runner),
         Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),

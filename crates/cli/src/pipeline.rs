@@ -1,6 +1,7 @@
 //! `cellops pipeline`: the paper's whole Build → Deploy → Monitor workflow in one command, on
-//! synthetic data by default: synthetic dataset → build → train-unet → evaluate (under a
-//! cell-parameter file) → deploy-cell-params (to a local `file://` folder by default) — each stage
+//! synthetic data by default: synthetic dataset → build (prepared as the shipped nuclei model
+//! expects) → train-unet (fine-tuning that model) → evaluate (under a cell-parameter file, beside
+//! the classical line) → deploy-cell-params (to a local `file://` folder by default) — each stage
 //! run through its own library `execute`, exactly as its action would run it.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub struct PipelineArgs {
     /// Synthetic image size WIDTHxHEIGHT.
     #[arg(long, value_name = "WxH", default_value = "256x256")]
     pub size: String,
+    /// The model training starts from: a bundle folder, `nuclei` (the shipped nuclei model,
+    /// fine-tuned on the images) or `none` (train from scratch).
+    #[arg(long, value_name = "BUNDLE", default_value = "nuclei")]
+    pub init: String,
     /// Training epochs.
     #[arg(long, default_value_t = 4)]
     pub epochs: usize,
@@ -73,6 +78,29 @@ fn check(stage: &str, exit: Exit) -> anyhow::Result<()> {
     }
 }
 
+/// The build configuration (JSON, which the YAML loader reads) for training from `init`: the
+/// preprocessing the model was trained with, or the shipped nuclei model's for `none`.
+fn build_config_json(init: &str) -> anyhow::Result<String> {
+    let bundle = match init {
+        "none" => Path::new("nuclei"),
+        other => Path::new(other),
+    };
+    let metadata = match cellops_unet::bundle::shipped(&bundle.display().to_string()) {
+        Some(b) if !bundle.exists() => b.metadata.to_owned(),
+        _ => {
+            let path = bundle.join(cellops_unet::bundle::METADATA);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let meta: cellops_unet::bundle::BundleMeta =
+        serde_json::from_str(&metadata).context("reading the initial model's bundle.json")?;
+    let config = cellops_dataset::BuildConfig {
+        split: cellops_dataset::config::Split::default(),
+        ..meta.preprocessing
+    };
+    Ok(serde_json::to_string_pretty(&config)?)
+}
+
 /// Runs the pipeline; returns the evaluation report's path.
 pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
     let out = &a.output;
@@ -80,17 +108,12 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
     let prepared = out.join("prepared");
     let model = out.join("unet");
     let eval = out.join("eval");
-    // 1. Build (from synthetic nuclei unless a dataset is given).
-    let mut build = vec![
-        "--output".to_owned(),
-        s(&prepared),
-        "--resize".into(),
-        "256x256".into(),
-        "--equalize".into(),
-        "clahe".into(),
-        "--colour".into(),
-        "grey".into(),
-    ];
+    // 1. Build (from synthetic nuclei unless a dataset is given), prepared as the model that
+    // training starts from expects.
+    let build_config = out.join("build.json");
+    std::fs::write(&build_config, build_config_json(&a.init)?)
+        .with_context(|| format!("writing {}", build_config.display()))?;
+    let mut build = vec!["--output".to_owned(), s(&prepared), "--config".into(), s(&build_config)];
     let images = match &a.dataset {
         Some(d) => {
             build.extend(["--dataset".into(), s(d)]);
@@ -125,6 +148,10 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         "--device".into(),
         a.device.clone(),
     ];
+    let train = match a.init.as_str() {
+        "none" => train,
+        init => [train, vec!["--init".into(), init.to_owned()]].concat(),
+    };
     check("train-unet", cellops_train_unet::execute(&stage_args(&train)?, runner))?;
     // 3. Evaluate under the cell parameters (a copy in the output, which is what gets deployed).
     let params_src = match &a.params {

@@ -48,6 +48,14 @@ fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
     assert!(html.contains("id=\"training\""), "learning curve included");
     assert!(html.contains("id=\"distributions\""), "distributions included");
     assert!(html.contains("id=\"metrics\""), "metrics against the synthetic masks");
+    // The model was fine-tuned from the shipped one, and the classical line stands beside it.
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("unet/bundle/bundle.json")).expect("bundle")).expect("json");
+    let shipped: serde_json::Value =
+        serde_json::from_str(cellops_unet::bundle::shipped("nuclei").expect("shipped").metadata).expect("json");
+    assert_eq!(bundle["parent"], shipped["id"]);
+    let md = std::fs::read_to_string(run.join("eval/report.md")).expect("report.md");
+    assert!(md.contains("### Model vs classical (same images)"), "{md}");
     // The built-in parameter file was used and deployed with the model and the evaluation.
     let current = run.join("server/current");
     assert!(current.join("cell-params/fluorescence-dapi.yaml").is_file());

@@ -5,7 +5,9 @@
 //! max_pixels: 100000000   # refuse larger images (decompression-bomb guard)
 //! colour: keep            # keep | grey | rgb
 //! resize: { width: 256, height: 256, filter: bilinear }   # or { scale: 0.5 }
-//! normalize: { method: percentile, low: 1.0, high: 99.8 } # method: none (default) or percentile
+//! scale: { diameter_px: 24 }    # or: rescale so the median nucleus is this wide (not with resize)
+//! normalize: { method: percentile, low: 1.0, high: 99.8 } # method: percentile (default) or none
+//! polarity: auto          # keep (default) | invert | auto: nuclei bright on dark
 //! equalize: { method: clahe, clip_limit: 2.0, tile_grid: [8, 8] }  # method: none, global or clahe
 //! tile: { size: 256, overlap: 32 }
 //! split: { seed: 42, val_fraction: 0.15, test_fraction: 0.15 }
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::layout::LayoutKind;
 pub use crate::ops::colour::ColourMode;
+pub use crate::ops::polarity::Polarity;
 pub use crate::ops::resize::Filter;
 
 /// Everything `build` does to a dataset. Every field has a default; unknown fields are errors.
@@ -31,8 +34,14 @@ pub struct BuildConfig {
     pub colour: ColourMode,
     /// Resizing, if any.
     pub resize: Option<Resize>,
+    /// Isotropic rescaling to a nucleus size, if any (instead of `resize`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<NucleusScale>,
     /// Intensity normalisation.
     pub normalize: Normalize,
+    /// Which way round intensities go (after normalisation): nuclei bright on dark.
+    #[serde(skip_serializing_if = "is_keep")]
+    pub polarity: Polarity,
     /// Histogram equalisation.
     pub equalize: Equalize,
     /// Tiling into patches, if any.
@@ -48,12 +57,28 @@ impl Default for BuildConfig {
             max_pixels: 100_000_000,
             colour: ColourMode::Keep,
             resize: None,
+            scale: None,
             normalize: Normalize::default(),
+            polarity: Polarity::Keep,
             equalize: Equalize::default(),
             tile: None,
             split: Split::default(),
         }
     }
+}
+
+fn is_keep(p: &Polarity) -> bool {
+    *p == Polarity::Keep
+}
+
+/// Isotropic rescaling so that the median nucleus (equivalent diameter of the mask's objects)
+/// becomes `diameter_px` wide. `build` measures each image's nuclei on its mask; inference, which
+/// has no mask, estimates them (see `cellops-unet`'s predictor). Factors stay within 1/8..=8.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NucleusScale {
+    /// Target median nucleus diameter in pixels.
+    pub diameter_px: f64,
 }
 
 /// Target size: `width` and `height` (one of them alone keeps the aspect ratio), or `scale`.
@@ -99,9 +124,11 @@ impl Resize {
 #[serde(rename_all = "lowercase")]
 pub enum NormalizeMethod {
     /// Samples are kept as they are (8- or 16-bit).
-    #[default]
     None,
-    /// Percentile range `low`..`high` (0–100) mapped to 0..255; output is 8-bit.
+    /// Percentile range `low`..`high` (0–100) of each image, at its own bit depth, mapped to
+    /// 0..255; output is 8-bit. The default: a 16-bit image whose signal sits in its lowest grey
+    /// levels is stretched, not squeezed into a few levels.
+    #[default]
     Percentile,
 }
 
@@ -120,7 +147,7 @@ pub struct Normalize {
 impl Default for Normalize {
     fn default() -> Self {
         Self {
-            method: NormalizeMethod::None,
+            method: NormalizeMethod::Percentile,
             low: 1.0,
             high: 99.8,
         }
@@ -311,6 +338,14 @@ impl BuildConfig {
                 return bad(format!("resize scale {s} must be in (0, 64]"));
             }
         }
+        if let Some(s) = &self.scale {
+            if self.resize.is_some() {
+                return bad("scale and resize exclude each other: choose one".into());
+            }
+            if !(s.diameter_px >= 2.0 && s.diameter_px <= 512.0) {
+                return bad(format!("scale diameter_px {} must be in 2..=512", s.diameter_px));
+            }
+        }
         let Normalize { low, high, .. } = self.normalize;
         if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
             return bad(format!("percentiles need 0 <= low < high <= 100, got {low} and {high}"));
@@ -401,6 +436,8 @@ mod tests {
             "normalize: { method: percentile, low: 50, high: 10 }",
             "equalize: { method: clahe, tile_grid: [0, 8] }",
             "tile: { size: 16, overlap: 16 }",
+            "scale: { diameter_px: 1 }",
+            "scale: { diameter_px: 20 }\nresize: { scale: 0.5 }",
             "split: { val_fraction: 0.6, test_fraction: 0.5 }",
         ] {
             assert!(
@@ -423,7 +460,11 @@ mod example_tests {
     fn shipped_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/build.yaml");
         let c = BuildConfig::from_file(&path).expect("examples/build.yaml is valid");
-        assert_eq!(c.equalize.method, EqualizeMethod::Clahe);
-        assert_eq!(c.resize.and_then(|r| r.width), Some(256));
+        assert_eq!(c.scale, Some(NucleusScale { diameter_px: 20.0 }));
+        assert_eq!(
+            (c.normalize.method, c.polarity),
+            (NormalizeMethod::Percentile, Polarity::Auto)
+        );
+        assert_eq!((c.resize, c.equalize.method), (None, EqualizeMethod::None));
     }
 }

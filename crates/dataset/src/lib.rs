@@ -17,6 +17,6 @@ pub mod staging;
 pub mod synthetic;
 
 pub use config::BuildConfig;
-pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, preprocess};
+pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, preprocess, preprocess_scaled};
 pub use problem::{Problem, ProblemKind, Severity};
 pub use raster::{Labels, Raster, Samples};

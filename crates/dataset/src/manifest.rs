@@ -101,7 +101,7 @@ pub struct ManifestItem {
 }
 
 /// One written image/mask pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputFile {
     /// Image path, relative to the output folder.
@@ -123,6 +123,12 @@ pub struct OutputFile {
     /// Tile origin `[x, y]` in the (resized) image, when tiling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tile: Option<[u32; 2]>,
+    /// The median nucleus diameter of the source mask (pixels), with a `scale` configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nucleus_diameter_px: Option<f64>,
+    /// The isotropic factor the image was rescaled by, with a `scale` configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
 }
 
 /// Hex sha256 of bytes.

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::config::{BuildConfig, ConfigError, Equalize, EqualizeMethod, NormalizeMethod};
+use crate::config::{BuildConfig, ConfigError, Equalize, EqualizeMethod, Filter, NormalizeMethod};
 use crate::io::{self, DecodeError, Format};
 use crate::layout::{self, Discovery, Item, LayoutError, MaskSource, Subset};
 use crate::manifest::{self, Counts, Manifest, ManifestItem, OutputFile, Source, Tool, sha256_hex};
 use crate::mask::{self, MaskKind};
-use crate::ops::{colour, equalize, normalize, resize, tile};
+use crate::ops::{colour, equalize, normalize, polarity, resize, scale, tile};
 use crate::problem::{Problem, ProblemKind, Severity};
 use crate::raster::{Labels, Raster, Sample, Samples};
 use crate::split::{self, SplitError};
@@ -601,7 +601,12 @@ impl Ctx<'_> {
         objects: usize,
     ) -> Result<(Vec<OutputFile>, usize), BuildError> {
         let cfg = self.config;
-        let img = preprocess(image, cfg).map_err(|e| BuildError::Encode {
+        let diameter = cfg.scale.and_then(|_| scale::median_diameter(&labels.data));
+        let factor = match (cfg.scale, diameter) {
+            (Some(s), Some(d)) => Some(scale::factor(s.diameter_px, d)),
+            _ => None,
+        };
+        let img = preprocess_scaled(image, cfg, factor).map_err(|e| BuildError::Encode {
             path: item.image.clone(),
             message: e.to_string(),
         })?;
@@ -655,6 +660,8 @@ impl Ctx<'_> {
                 bit_depth: part_img.samples.bit_depth(),
                 objects,
                 tile: origin,
+                nucleus_diameter_px: diameter,
+                scale: factor,
             });
         }
         Ok((outputs, lost))
@@ -665,16 +672,31 @@ impl Ctx<'_> {
 /// normalisation and equalisation, exactly as [`build`] applies them. Inference applies it to new
 /// images so that a model sees what it was trained on. Tiling is not part of it.
 pub fn preprocess(image: &Raster, cfg: &BuildConfig) -> Result<Raster, resize::ResizeError> {
+    preprocess_scaled(image, cfg, None)
+}
+
+/// [`preprocess`] with an isotropic rescaling `factor` (for a configuration with `scale`: the
+/// factor that brings this image's nuclei to the target diameter; `None` or 1 keeps the size).
+pub fn preprocess_scaled(
+    image: &Raster,
+    cfg: &BuildConfig,
+    factor: Option<f64>,
+) -> Result<Raster, resize::ResizeError> {
     let mut img = colour::to_working(image, cfg.colour);
-    if let Some(r) = &cfg.resize {
-        let (w, h) = r.target(img.width, img.height);
-        if (w, h) != (img.width, img.height) {
-            img = resize::resize_image(&img, w, h, r.filter)?;
-        }
+    let target = match (&cfg.resize, factor) {
+        (Some(r), _) => Some((r.target(img.width, img.height), r.filter)),
+        (None, Some(f)) => Some((scale::scaled_size(img.width, img.height, f), Filter::default())),
+        (None, None) => None,
+    };
+    if let Some(((w, h), filter)) = target
+        && (w, h) != (img.width, img.height)
+    {
+        img = resize::resize_image(&img, w, h, filter)?;
     }
     if cfg.normalize.method == NormalizeMethod::Percentile {
         img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
     }
+    img = polarity::apply(&img, cfg.polarity);
     match &mut img.samples {
         Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
         Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),

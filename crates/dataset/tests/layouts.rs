@@ -190,3 +190,53 @@ fn unrecognised_folder_is_a_clear_error() {
     let err = build(&data, &tmp.path().join("out"), &BuildConfig::default(), &Quiet).expect_err("no layout");
     assert!(err.to_string().contains("cannot recognise the layout"), "{err}");
 }
+
+#[test]
+fn nucleus_scale_rescales_each_image_to_the_target_and_keeps_every_object() {
+    use cellops_dataset::config::NucleusScale;
+    use cellops_dataset::manifest::Manifest;
+    use cellops_dataset::ops::scale::median_diameter;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("paper");
+    let mut sources = Vec::new();
+    for i in 0..4 {
+        let (img, labels) = sample(i);
+        png(&data.join("original").join(format!("n{i}.png")), &img);
+        png(
+            &data.join("masks").join(format!("n{i}_mask.png")),
+            &labels_raster(&labels),
+        );
+        sources.push(labels);
+    }
+    let target = 16.0;
+    let cfg = BuildConfig {
+        scale: Some(NucleusScale { diameter_px: target }),
+        ..BuildConfig::default()
+    };
+    let out = tmp.path().join("out");
+    build_ok(&data, &out, &cfg);
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest")).expect("json");
+    for item in &manifest.items {
+        let k: usize = item.id.trim_start_matches('n').parse().expect("index");
+        let source = &sources[k];
+        let o = &item.outputs[0];
+        let measured = median_diameter(&source.data).expect("objects");
+        let factor = o.scale.expect("scale recorded");
+        assert!((o.nucleus_diameter_px.expect("diameter recorded") - measured).abs() < 1e-9);
+        assert!((factor - target / measured).abs() < 1e-9, "{factor}");
+        // Isotropic: both sides scale by the factor; every object survives the nearest-neighbour
+        // resampling of its labels.
+        assert_eq!(o.size[0], (f64::from(source.width) * factor).round() as u32);
+        assert_eq!(o.size[1], (f64::from(source.height) * factor).round() as u32);
+        assert_eq!(o.objects, source.count_objects(), "{}", item.id);
+        let mask = cellops_dataset::io::decode(&std::fs::read(out.join(&o.mask)).expect("mask"), u64::MAX)
+            .expect("decode")
+            .raster;
+        let cellops_dataset::Samples::U16(labels) = mask.samples else {
+            panic!("16-bit labels")
+        };
+        let scaled = median_diameter(&labels).expect("objects");
+        assert!((scaled - target).abs() < 0.15 * target, "{}: {scaled}", item.id);
+    }
+}

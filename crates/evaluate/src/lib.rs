@@ -31,13 +31,13 @@ use cellops_measure::metrics::{Scores, THRESHOLDS};
 use cellops_measure::objects::{Cell, Context, ImageMeasurement, Stats, measure_image, summarised};
 use cellops_measure::params::{self, CellParams, ParamsError};
 use cellops_unet::device::{self, Accelerator, DeviceError};
-use cellops_unet::inference::{PredictConfig, PredictError, Predictor};
+use cellops_unet::inference::{PredictConfig, PredictError, Predictor, Tta};
 use rayon::prelude::*;
 use sha2::Digest as _;
 
 pub use segment::MaskKind;
 
-use crate::report::{Evaluation, ImageMetrics, ImageRecord, ParamsInfo, SourceInfo, Table, Totals};
+use crate::report::{Evaluation, ImageMetrics, ImageRecord, ParamsInfo, PostProcessingInfo, SourceInfo, Table, Totals};
 
 /// Command-line flags (and action inputs) of `evaluate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,13 +50,9 @@ pub struct Args {
     /// Cell-parameter file of the image type (cell-params/<type>.yaml).
     #[arg(long, value_name = "FILE")]
     pub params: PathBuf,
-    /// Model bundle (a `train-unet` output's bundle/ folder) that segments the images.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "masks",
-        conflicts_with = "masks"
-    )]
+    /// Model bundle (a `train-unet` output's bundle/ folder) that segments the images. Without
+    /// --model or --masks, the parameter file must choose `segmentation.method: threshold`.
+    #[arg(long, value_name = "DIR", conflicts_with = "masks")]
     pub model: Option<PathBuf>,
     /// Measure these masks (<id>_mask.png or <id>.png) instead of running a model: ground truth
     /// or another tool's segmentation.
@@ -80,6 +76,10 @@ pub struct Args {
     /// Device that runs the model.
     #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
     pub device: Accelerator,
+    /// Test-time augmentation of the model: the mean prediction over flipped (4 passes) or all 8
+    /// dihedral copies of each image.
+    #[arg(long, value_enum, default_value_t = Tta::None)]
+    pub tta: Tta,
     /// Overlays embedded in the HTML report (all are written to overlays/).
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub html_overlays: usize,
@@ -149,9 +149,25 @@ pub enum StageError {
         /// Why.
         message: String,
     },
+    /// The flags contradict each other or the parameter file.
+    #[error("{0}")]
+    Usage(String),
     /// The Actions runtime could not write outputs or the summary.
     #[error(transparent)]
     Actions(#[from] ActionsError),
+}
+
+/// The error for `segmentation.method: threshold` given together with `--model` or `--masks`.
+fn usage_conflict(path: &Path, text: &str, model: bool) -> StageError {
+    let flag = if model { "--model" } else { "--masks" };
+    let at = params::locate(text, "segmentation.method")
+        .map(|(l, c)| format!(":{l}:{c}"))
+        .unwrap_or_default();
+    StageError::Usage(format!(
+        "{flag} was given but {}{at} sets `segmentation.method: threshold`, which segments without one; \
+         drop {flag} or set `segmentation.method: model`",
+        path.display()
+    ))
 }
 
 impl From<StagingError> for StageError {
@@ -166,7 +182,10 @@ impl From<StagingError> for StageError {
 impl StageFailure for StageError {
     fn exit(&self) -> Exit {
         match self {
-            StageError::Params(_) | StageError::Preprocessing { .. } | StageError::Baseline(_) => Exit::Usage,
+            StageError::Params(_)
+            | StageError::Preprocessing { .. }
+            | StageError::Baseline(_)
+            | StageError::Usage(_) => Exit::Usage,
             StageError::Input(inputs::InputError::Missing { .. }) => Exit::Failure,
             StageError::Input(_) => Exit::Usage,
             StageError::Decode { .. }
@@ -216,6 +235,7 @@ pub struct Finished {
 enum Source {
     Model(Box<Predictor>),
     Masks(MaskKind),
+    Threshold,
 }
 
 fn decode(path: &Path, max_pixels: u64) -> Result<Raster, StageError> {
@@ -248,33 +268,66 @@ struct One {
     record: ImageRecord,
     rows: Vec<Vec<(String, Cell)>>,
     scores: Option<Scores>,
+    classical: Option<Scores>,
     overlay: Vec<u8>,
+}
+
+/// Instance labels of an image from the run's source, and the model's scale when a model ran.
+fn labels_of(
+    item: &inputs::Item,
+    image: &Raster,
+    source: &Source,
+    ctx: &Context<'_>,
+    args: &Args,
+) -> Result<(Vec<u32>, Option<f64>), StageError> {
+    let failed = |path: &Path, e: &dyn std::fmt::Display| StageError::Decode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    match source {
+        Source::Model(p) => {
+            let pred = p.predict(image).map_err(|e| StageError::Model {
+                path: args.model.clone().unwrap_or_default(),
+                source: e,
+            })?;
+            let labels = segment::from_prediction(&pred, ctx.params, p.meta().postprocessing.as_ref())
+                .map_err(|e| failed(&item.image, &e))?;
+            Ok((labels, Some(pred.scale)))
+        }
+        Source::Threshold => Ok((
+            segment::classical(image, ctx.params).map_err(|e| failed(&item.image, &e))?,
+            None,
+        )),
+        Source::Masks(kind) => {
+            let path = item.mask.as_deref().unwrap_or(&item.image);
+            let mask = decode(path, args.max_pixels)?;
+            same_size(&mask, path, image, &item.image)?;
+            let labels = segment::from_mask(&mask, *kind, ctx.params).map_err(|e| failed(path, &e))?;
+            Ok((labels, None))
+        }
+    }
+}
+
+/// The classical line's scores on an image, beside a model's (with ground truth only).
+fn classical_scores(
+    item: &inputs::Item,
+    image: &Raster,
+    truth: &[u32],
+    ctx: &Context<'_>,
+) -> Result<Scores, StageError> {
+    let failed = |e: &dyn std::fmt::Display| StageError::Decode {
+        path: item.image.clone(),
+        message: e.to_string(),
+    };
+    let labels = segment::classical(image, ctx.params).map_err(|e| failed(&e))?;
+    let measured = measure_image(&item.id, labels, image.width as usize, Some(image), ctx);
+    Scores::of(truth, &measured.segmentation, &THRESHOLDS).map_err(|e| failed(&e))
 }
 
 fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &Args) -> Result<One, StageError> {
     let image = decode(&item.image, args.max_pixels)?;
     let width = image.width as usize;
-    let labels = match source {
-        Source::Model(p) => {
-            let pred = p.predict(&image).map_err(|e| StageError::Model {
-                path: args.model.clone().unwrap_or_default(),
-                source: e,
-            })?;
-            segment::from_prediction(&pred, ctx.params).map_err(|e| StageError::Decode {
-                path: item.image.clone(),
-                message: e.to_string(),
-            })?
-        }
-        Source::Masks(kind) => {
-            let path = item.mask.as_deref().unwrap_or(&item.image);
-            let mask = decode(path, args.max_pixels)?;
-            same_size(&mask, path, &image, &item.image)?;
-            segment::from_mask(&mask, *kind, ctx.params).map_err(|e| StageError::Decode {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?
-        }
-    };
+    let (labels, scale) = labels_of(item, &image, source, ctx, args)?;
     let truth = match &item.truth {
         Some(path) => {
             let t = decode(path, args.max_pixels)?;
@@ -298,6 +351,10 @@ fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &
             path: item.image.clone(),
             message: e.to_string(),
         })?;
+    let classical = match (source, &truth) {
+        (Source::Model(_), Some(t)) => Some(classical_scores(item, &image, t, ctx)?),
+        _ => None,
+    };
     let size_names: Vec<String> = ctx.params.classes.size.iter().map(|c| c.name.clone()).collect();
     let colours: BTreeMap<u32, [u8; 3]> = nuclei
         .iter()
@@ -313,9 +370,12 @@ fn evaluate_one(item: &inputs::Item, source: &Source, ctx: &Context<'_>, args: &
             summary,
             overlay: Some(format!("overlays/{}.png", item.id)),
             metrics: scores.as_ref().map(ImageMetrics::of),
+            classical: classical.as_ref().map(ImageMetrics::of),
+            scale,
         },
         rows,
         scores,
+        classical,
         overlay: png,
     })
 }
@@ -426,11 +486,24 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         only.as_ref(),
     )?;
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
+    let method = params.segmentation.method;
     let (source, source_info, learning_curve) = match (&args.model, &args.masks) {
+        (Some(_), _) | (_, Some(_)) if method == params::SegmentationMethod::Threshold => {
+            return Err(usage_conflict(&args.params, &params_text, args.model.is_some()));
+        }
+        (None, None) if method == params::SegmentationMethod::Threshold => (
+            Source::Threshold,
+            SourceInfo {
+                kind: "threshold".into(),
+                path: format!("{:?}", params.segmentation.threshold.method).to_lowercase(),
+                bundle_id: None,
+            },
+            None,
+        ),
         (Some(bundle), _) => {
             let selected = device::select(args.device)?;
-            let predictor =
-                Predictor::load(bundle, &selected.device, PredictConfig::new()).map_err(|e| StageError::Model {
+            let predictor = Predictor::load(bundle, &selected.device, PredictConfig::new().with_tta(args.tta))
+                .map_err(|e| StageError::Model {
                     path: bundle.clone(),
                     source: e,
                 })?;
@@ -475,11 +548,23 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
             )
         }
         (None, None) => {
-            return Err(StageError::Input(inputs::InputError::NoImages(PathBuf::from(
-                "neither --model nor --masks given",
-            ))));
+            return Err(StageError::Usage(
+                "give --model (a bundle) or --masks, or choose `segmentation.method: threshold` in the parameter file"
+                    .into(),
+            ));
         }
     };
+    let applied = match &source {
+        Source::Model(p) => Some(("model", p.meta().postprocessing)),
+        Source::Threshold => Some(("threshold", None)),
+        Source::Masks(_) => None,
+    }
+    .map(|(name, tuned)| {
+        PostProcessingInfo::of(
+            name,
+            &params.segmentation.resolve(params.pixel_size_um, tuned.as_ref(), 1.0),
+        )
+    });
     runner.info(&format!(
         "evaluating {} images of {} under {}",
         items.len(),
@@ -505,9 +590,9 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         Ok(one)
     };
     let outcomes: Vec<Result<One, StageError>> = match &source {
-        // The model already uses every core; masks are measured an image per core.
+        // The model already uses every core; masks and thresholds are measured an image per core.
         Source::Model(_) => items.iter().map(process).collect(),
-        Source::Masks(_) => items.par_iter().map(process).collect(),
+        Source::Masks(_) | Source::Threshold => items.par_iter().map(process).collect(),
     };
     progress.finish();
     // Every bad image is reported (an annotation on its file), not just the first; the first one
@@ -528,6 +613,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let mut objects = Table::default();
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut pooled: Option<Scores> = None;
+    let mut classical: Option<Scores> = None;
     let mut totals = Totals {
         images: results.len(),
         ..Totals::default()
@@ -560,6 +646,9 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         if let Some(sc) = &r.scores {
             pooled.get_or_insert_with(Scores::default).add(sc);
         }
+        if let Some(sc) = &r.classical {
+            classical.get_or_insert_with(Scores::default).add(sc);
+        }
     }
     if let Some((p, h)) = totals.dab_classes.and_then(cellops_measure::stain::scores) {
         totals.positive_percent = Some(p);
@@ -582,6 +671,8 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         images: results.iter().map(|r| r.record.clone()).collect(),
         totals,
         metrics: pooled.as_ref().map(ImageMetrics::of),
+        classical: classical.as_ref().map(ImageMetrics::of),
+        postprocessing: applied,
     };
     let diff = baseline.map(|(path, before)| baseline::diff(path, &before, &evaluation));
     let diff_md = diff.as_ref().map(|d| baseline::markdown(d, 20));

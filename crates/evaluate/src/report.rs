@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use cellops_measure::metrics::{Matching, Scores};
 use cellops_measure::objects::{Cell, ImageSummary, Stats};
+use cellops_measure::params::Applied;
 use serde::{Deserialize, Serialize};
 
 /// The format tag of `summary.json`.
@@ -79,6 +80,13 @@ pub struct ImageRecord {
     /// Segmentation scores against the ground truth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ImageMetrics>,
+    /// The classical line's scores on the same image (beside a model's, with ground truth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classical: Option<ImageMetrics>,
+    /// Model pixels per image pixel: the factor the model saw the image at (a model trained at
+    /// a nucleus scale estimates it per image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
 }
 
 /// Figures over all images.
@@ -123,6 +131,47 @@ pub struct Evaluation {
     /// Pooled segmentation scores, with ground truth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ImageMetrics>,
+    /// The classical line's pooled scores on the same images (threshold + distance watershed,
+    /// no model), beside a model's: whether the model is worth it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classical: Option<ImageMetrics>,
+    /// The post-processing that applied and where each value came from (a model bundle's values
+    /// are at the model's scale, and follow each image's `scale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostProcessingInfo>,
+}
+
+/// The post-processing values of a run and their origins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostProcessingInfo {
+    /// `model`, `threshold` or `masks`.
+    pub method: String,
+    /// Each value: name, value, origin.
+    pub values: Vec<(String, f64, String)>,
+}
+
+impl PostProcessingInfo {
+    /// The values of `applied` (at scale 1) under `method`.
+    pub fn of(method: &str, applied: &Applied) -> Self {
+        let v = &applied.values;
+        Self {
+            method: method.to_owned(),
+            values: vec![
+                (
+                    "probability_threshold".into(),
+                    v.probability_threshold,
+                    applied.probability_threshold.as_str().into(),
+                ),
+                ("h_px".into(), v.h_px, applied.h_px.as_str().into()),
+                ("min_area_px".into(), v.min_area_px, applied.min_area_px.as_str().into()),
+                (
+                    "fill_holes_px".into(),
+                    v.fill_holes_px,
+                    applied.fill_holes_px.as_str().into(),
+                ),
+            ],
+        }
+    }
 }
 
 /// A table of rows whose columns are the union of all rows' columns, in order of appearance.
@@ -396,6 +445,12 @@ pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
         }
         md.push('\n');
     }
+    if let Some(pp) = &e.postprocessing {
+        md.push_str(&postprocessing_markdown(pp));
+    }
+    if let (Some(m), Some(c)) = (&e.metrics, &e.classical) {
+        md.push_str(&versus_classical(m, c));
+    }
     if let Some(m) = &e.metrics {
         md.push_str("### Segmentation against ground truth (pooled)\n\n");
         let _ = writeln!(md, "Dice {} · IoU {} · AJI {}\n", fmt(m.dice), fmt(m.iou), fmt(m.aji));
@@ -463,6 +518,40 @@ pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
     md
 }
 
+/// The post-processing section of the report.
+fn postprocessing_markdown(pp: &PostProcessingInfo) -> String {
+    let mut md = format!(
+        "### Post-processing ({})\n\n| setting | value | from |\n|---|---|---|\n",
+        pp.method
+    );
+    for (name, value, origin) in &pp.values {
+        let _ = writeln!(md, "| {name} | {} | {origin} |", fmt(*value));
+    }
+    md.push_str("\nA model bundle's sizes are in pixels at the model's scale and follow each image's scale.\n\n");
+    md
+}
+
+/// The model's pooled scores beside the classical line's.
+fn versus_classical(m: &ImageMetrics, c: &ImageMetrics) -> String {
+    let mut md = String::from(
+        "### Model vs classical (same images)\n\n| segmentation | F1@0.5 | AP@0.5 | PQ@0.5 | F1@0.75 | Dice |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, x) in [("model", m), ("classical (threshold + watershed)", c)] {
+        let (a, b) = (x.at(0.5), x.at(0.75));
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            fmt(a.map_or(f64::NAN, |v| v.f1)),
+            fmt(a.map_or(f64::NAN, |v| v.accuracy)),
+            fmt(a.map_or(f64::NAN, |v| v.panoptic_quality)),
+            fmt(b.map_or(f64::NAN, |v| v.f1)),
+            fmt(x.dice)
+        );
+    }
+    md.push('\n');
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,3 +567,4 @@ mod tests {
         assert!(j[1].get("b").is_none());
     }
 }
+

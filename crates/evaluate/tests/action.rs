@@ -325,6 +325,8 @@ fn a_model_bundle_segments_and_its_preprocessing_is_enforced() {
         history: Vec::new(),
         best_epoch: 0,
         test: None,
+        postprocessing: None,
+        parent: None,
     };
     let bundle_dir = tmp.path().join("bundle");
     bundle::save(&model, &info, &bundle_dir, &[]).expect("bundle");
@@ -374,5 +376,134 @@ fn a_model_bundle_segments_and_its_preprocessing_is_enforced() {
             .contains("preprocessing.colour is rgb but the model was trained with grey"),
         "{}",
         run.stdout()
+    );
+}
+
+#[test]
+fn the_classical_mode_needs_no_model_and_refuses_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    let p = params(
+        tmp.path(),
+        "threshold.yaml",
+        "description: x\npixel_size_um: 0.5\nsegmentation:\n  method: threshold\n  threshold: { method: otsu }\n",
+    );
+    let out = tmp.path().join("eval");
+    let run = run_action(
+        tmp.path(),
+        &[("images", &s(&data)), ("params", &s(&p)), ("output", &s(&out))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    // Synthetic fluorescence nuclei on a dark background: a threshold finds nearly all of them.
+    let f1: f64 = run.outputs["f1"].parse().expect("f1");
+    assert!(f1 > 0.8, "classical F1 {f1}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["source"]["kind"], "threshold");
+    assert_eq!(summary["postprocessing"]["method"], "threshold");
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(md.contains("### Post-processing (threshold)"), "{md}");
+
+    // With a model as well, the file's choice and the flag contradict each other.
+    let run = run_action(
+        tmp.path(),
+        &[
+            ("images", &s(&data)),
+            ("params", &s(&p)),
+            ("model", "nuclei"),
+            ("output", &s(&tmp.path().join("eval2"))),
+        ],
+    );
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    let text = run.stdout();
+    assert!(
+        text.contains("--model") && text.contains("segmentation.method: threshold"),
+        "{text}"
+    );
+    assert!(text.contains("threshold.yaml:4:3"), "{text}");
+    assert!(!tmp.path().join("eval2").exists());
+}
+
+/// The synthetic images as 16-bit TIFFs whose signal sits in the lowest grey levels (a camera
+/// floor at 120, nuclei a few hundred levels above it), without masks: what a lab's microscope
+/// writes. Returns the folder and the number of true nuclei.
+fn sixteen_bit_tiffs(root: &Path) -> (PathBuf, usize) {
+    let data = dataset(root);
+    let dir = root.join("tiffs");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut nuclei = 0;
+    for entry in std::fs::read_dir(data.join("original")).expect("originals") {
+        let path = entry.expect("entry").path();
+        let grey = image::open(&path).expect("png").to_luma8();
+        let (w, h) = grey.dimensions();
+        let deep = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+            image::Luma([120 + 4 * u16::from(grey.get_pixel(x, y)[0])])
+        });
+        let name = path.file_stem().expect("stem").to_string_lossy().into_owned();
+        deep.save(dir.join(format!("{name}.tif"))).expect("tiff");
+        let mask = io::decode(
+            &std::fs::read(data.join("masks").join(format!("{name}_mask.png"))).expect("mask"),
+            u64::MAX,
+        )
+        .expect("decode")
+        .raster;
+        let mut labels: Vec<u32> = match mask.samples {
+            cellops_dataset::Samples::U16(v) => v.into_iter().map(u32::from).filter(|&l| l != 0).collect(),
+            cellops_dataset::Samples::U8(v) => v.into_iter().map(u32::from).filter(|&l| l != 0).collect(),
+        };
+        labels.sort_unstable();
+        labels.dedup();
+        nuclei += labels.len();
+    }
+    (dir, nuclei)
+}
+
+#[test]
+fn the_shipped_model_segments_sixteen_bit_tiffs_and_says_which_post_processing_applied() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (tiffs, truth) = sixteen_bit_tiffs(tmp.path());
+    let p = params(
+        tmp.path(),
+        "p.yaml",
+        "description: x\npixel_size_um: 0.5\nsegmentation:\n  min_area_px: 5\n",
+    );
+    let out = tmp.path().join("eval");
+    let run = run_action(
+        tmp.path(),
+        &[
+            ("images", &s(&tiffs)),
+            ("model", "nuclei"),
+            ("params", &s(&p)),
+            ("output", &s(&out)),
+            ("device", "cpu"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let found: usize = run.outputs["nuclei"].parse().expect("count");
+    assert!(
+        found as f64 > 0.7 * truth as f64 && (found as f64) < 1.3 * truth as f64,
+        "{found} nuclei found, {truth} drawn"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["source"]["path"], "nuclei");
+    let values = summary["postprocessing"]["values"].as_array().expect("values");
+    let origin = |name: &str| {
+        values
+            .iter()
+            .find(|v| v[0] == name)
+            .map(|v| v[2].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(origin("min_area_px").as_deref(), Some("parameter file"));
+    assert_eq!(origin("h_px").as_deref(), Some("model bundle (tuned on validation)"));
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(md.contains("### Post-processing (model)"), "{md}");
+    // Every image was rescaled to the model's nucleus size.
+    assert!(
+        summary["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .all(|i| i["scale"].as_f64().is_some())
     );
 }

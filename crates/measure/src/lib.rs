@@ -17,4 +17,5 @@ pub mod objects;
 pub mod params;
 pub mod shape;
 pub mod stain;
+pub mod threshold;
 pub mod watershed;

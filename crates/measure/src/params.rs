@@ -10,8 +10,8 @@
 //! description: Ki-67 (DAB) on breast carcinoma, 40x
 //! pixel_size_um: 0.25
 //! segmentation:
-//!   probability_threshold: 0.5
-//!   separation: { method: watershed, h_px: 0.75 }   # watershed | boundary | none
+//!   separation: { method: watershed }   # watershed | boundary | none
+//!   # probability_threshold, separation.h_px, min_area_px: the model bundle's tuned values
 //! filters: { min_area_um2: 10, max_area_um2: 300, exclude_border: true }
 //! stain:
 //!   dab_od_thresholds: { weak: 0.15, moderate: 0.3, strong: 0.5 }
@@ -30,6 +30,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::instances::{Holes, InstanceConfig, Markers, Method, WatershedConfig};
+pub use crate::threshold::ThresholdMethod;
 
 /// Files larger than this are refused before parsing (parameter files are a few kB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -117,30 +118,147 @@ pub enum Normalize {
     Percentile,
 }
 
-/// From the network's probability maps, or from given masks, to nuclei.
+/// From the network's probability maps (or a threshold, or given masks) to nuclei.
+///
+/// The post-processing values a model bundle tunes on its validation split
+/// (`probability_threshold`, `separation.h_px`, `min_area_px`, `fill_holes_max_area_um2`) are
+/// optional: left out, the bundle's tuned value applies (else the built-in default); given, the
+/// file's value wins. The report says which applied and where each came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Segmentation {
-    /// Foreground (and boundary) probability threshold, 0–1.
-    pub probability_threshold: f64,
+    /// `model` (the U-Net given with `--model`) or `threshold` (classical: a global threshold
+    /// and the distance watershed, no model).
+    pub method: SegmentationMethod,
+    /// The `threshold` method's settings.
+    pub threshold: ThresholdSettings,
+    /// Foreground (and boundary) probability threshold, 0–1. Absent: the model bundle's tuned
+    /// value, else 0.5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability_threshold: Option<f64>,
     /// How touching nuclei are split.
     pub separation: Separation,
     /// Which neighbours join pixels into one object: 4 (edges) or 8 (edges and corners).
     pub connectivity: Connectivity,
     /// Holes in a nucleus up to this area (µm²) are filled before measuring; larger holes stay
-    /// (and count in the Euler number). 0 keeps all holes.
-    pub fill_holes_max_area_um2: f64,
+    /// (and count in the Euler number). 0 keeps all holes. Absent: the model bundle's tuned
+    /// value, else 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill_holes_max_area_um2: Option<f64>,
+    /// Objects smaller than this (pixels of the image) after separation merge into the neighbour
+    /// they share most border with, or vanish. Absent: the model bundle's tuned value, else 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_area_px: Option<f64>,
 }
 
 impl Default for Segmentation {
     fn default() -> Self {
         Self {
-            probability_threshold: 0.5,
+            method: SegmentationMethod::Model,
+            threshold: ThresholdSettings::default(),
+            probability_threshold: None,
             separation: Separation::default(),
             connectivity: Connectivity::Eight,
-            fill_holes_max_area_um2: 0.0,
+            fill_holes_max_area_um2: None,
+            min_area_px: None,
         }
     }
+}
+
+/// Where the foreground comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentationMethod {
+    /// The U-Net model given to `evaluate` (`--model`), or given masks (`--masks`).
+    #[default]
+    Model,
+    /// A global threshold of the preprocessed grey image (`threshold.method`), then the
+    /// distance watershed: no model at all.
+    Threshold,
+}
+
+/// The classical method's threshold, applied to the 8-bit grey image after the file's
+/// preprocessing (percentile normalisation, and nuclei made bright on dark).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdSettings {
+    /// `otsu` (default), `li`, `triangle` or `fixed`, per image.
+    pub method: ThresholdMethod,
+    /// The grey level (0–255) for `fixed`.
+    pub value: f64,
+}
+
+impl Default for ThresholdSettings {
+    fn default() -> Self {
+        Self {
+            method: ThresholdMethod::Otsu,
+            value: 128.0,
+        }
+    }
+}
+
+/// Post-processing values: the built-in defaults, a bundle's tuned values (at the model's
+/// scale), or a parameter file's (at the image's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostProcessing {
+    /// Foreground probability threshold.
+    pub probability_threshold: f64,
+    /// The distance watershed's minimum dynamic, pixels.
+    pub h_px: f64,
+    /// Objects below this area (pixels) merge into a neighbour or vanish.
+    pub min_area_px: f64,
+    /// Holes up to this area (pixels) are filled.
+    pub fill_holes_px: f64,
+}
+
+impl Default for PostProcessing {
+    fn default() -> Self {
+        Self {
+            probability_threshold: 0.5,
+            h_px: 0.75,
+            min_area_px: 0.0,
+            fill_holes_px: 0.0,
+        }
+    }
+}
+
+/// Where an applied post-processing value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The parameter file set it.
+    File,
+    /// The model bundle's value, tuned on its validation split.
+    Bundle,
+    /// The built-in default.
+    Default,
+}
+
+impl Origin {
+    /// How a report names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::File => "parameter file",
+            Origin::Bundle => "model bundle (tuned on validation)",
+            Origin::Default => "default",
+        }
+    }
+}
+
+/// The post-processing values that apply, each with its origin; sizes in the image's pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Applied {
+    /// The values.
+    pub values: PostProcessing,
+    /// Origin of the probability threshold.
+    pub probability_threshold: Origin,
+    /// Origin of `h_px`.
+    pub h_px: Origin,
+    /// Origin of the minimum area.
+    pub min_area_px: Origin,
+    /// Origin of the hole filling.
+    pub fill_holes_px: Origin,
 }
 
 /// Pixel connectivity, written `4` or `8`.
@@ -191,9 +309,11 @@ pub struct Separation {
     /// `watershed`: where the markers come from, `h_maxima` or `peak_local_max`.
     pub markers: MarkerRule,
     /// `watershed` with `h_maxima`: a distance peak must rise this much (pixels) above the saddle
-    /// towards a higher peak to become its own marker; larger values split less. 0.75 separated
-    /// DSB 2018's nuclei best (tuned on its train split).
-    pub h_px: f64,
+    /// towards a higher peak to become its own marker; larger values split less. Absent: the
+    /// model bundle's tuned value, else 0.75 (which separated DSB 2018's true masks best, tuned on
+    /// its train split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h_px: Option<f64>,
     /// `watershed` with `peak_local_max`: markers at least this far apart (pixels), as
     /// scikit-image's `peak_local_max(min_distance=…)`.
     pub min_distance_px: usize,
@@ -205,7 +325,7 @@ impl Default for Separation {
             method: SeparationMethod::Watershed,
             min_seed_area_px: 4,
             markers: MarkerRule::HMaxima,
-            h_px: 0.75,
+            h_px: None,
             min_distance_px: 7,
         }
     }
@@ -241,13 +361,50 @@ pub enum MarkerRule {
 }
 
 impl Segmentation {
-    /// The instance-segmentation settings for images of `pixel_size_um`; `has_boundary` says
-    /// whether a boundary channel is available (`boundary` falls back to the watershed without).
-    pub fn instance_config(&self, pixel_size_um: f64, has_boundary: bool) -> InstanceConfig {
+    /// The post-processing that applies: each value from this file where it sets one, else from
+    /// the model bundle's tuned `bundle` values (sizes at the model's scale, turned into image
+    /// pixels by `scale`, model pixels per image pixel), else the default.
+    pub fn resolve(&self, pixel_size_um: f64, bundle: Option<&PostProcessing>, scale: f64) -> Applied {
+        let d = PostProcessing::default();
+        let pick = |file: Option<f64>, tuned: Option<f64>, default: f64| match (file, tuned) {
+            (Some(v), _) => (v, Origin::File),
+            (None, Some(v)) => (v, Origin::Bundle),
+            (None, None) => (default, Origin::Default),
+        };
+        let s = if scale > 0.0 && scale.is_finite() { scale } else { 1.0 };
+        let (t, t_o) = pick(
+            self.probability_threshold,
+            bundle.map(|b| b.probability_threshold),
+            d.probability_threshold,
+        );
+        let (h, h_o) = pick(self.separation.h_px, bundle.map(|b| b.h_px / s), d.h_px);
+        let (a, a_o) = pick(self.min_area_px, bundle.map(|b| b.min_area_px / (s * s)), d.min_area_px);
+        let holes_px = self
+            .fill_holes_max_area_um2
+            .map(|um2| um2 / (pixel_size_um * pixel_size_um));
+        let (f, f_o) = pick(holes_px, bundle.map(|b| b.fill_holes_px / (s * s)), d.fill_holes_px);
+        Applied {
+            values: PostProcessing {
+                probability_threshold: t,
+                h_px: h,
+                min_area_px: a,
+                fill_holes_px: f,
+            },
+            probability_threshold: t_o,
+            h_px: h_o,
+            min_area_px: a_o,
+            fill_holes_px: f_o,
+        }
+    }
+
+    /// The instance-segmentation settings under `values` (from [`Self::resolve`]);
+    /// `has_boundary` says whether a boundary channel is available (`boundary` falls back to the
+    /// watershed without).
+    pub fn instance_config(&self, values: &PostProcessing, has_boundary: bool) -> InstanceConfig {
         let sep = &self.separation;
         let watershed = Method::DistanceWatershed(WatershedConfig {
             markers: match sep.markers {
-                MarkerRule::HMaxima => Markers::HMaxima { h_px: sep.h_px },
+                MarkerRule::HMaxima => Markers::HMaxima { h_px: values.h_px },
                 MarkerRule::PeakLocalMax => Markers::PeakLocalMax {
                     min_distance_px: sep.min_distance_px,
                 },
@@ -263,16 +420,16 @@ impl Segmentation {
             (SeparationMethod::Boundary, true) => boundary,
         };
         // Holes "up to" the area are filled; `FillSmallerThan` fills holes below its count.
-        let hole_px = (self.fill_holes_max_area_um2 / (pixel_size_um * pixel_size_um)).floor() as usize;
+        let hole_px = values.fill_holes_px.floor() as usize;
         InstanceConfig {
             method,
-            probability_threshold: self.probability_threshold as f32,
+            probability_threshold: values.probability_threshold as f32,
             holes: if hole_px == 0 {
                 Holes::Keep
             } else {
                 Holes::FillSmallerThan { area_px: hole_px + 1 }
             },
-            min_area_px: 0,
+            min_area_px: values.min_area_px.round() as usize,
             connectivity: match self.connectivity {
                 Connectivity::Four => label::Connectivity::Four,
                 Connectivity::Eight => label::Connectivity::Eight,
@@ -699,20 +856,31 @@ impl CellParams {
             );
         }
         let s = &self.segmentation;
-        if !(s.probability_threshold > 0.0 && s.probability_threshold < 1.0) {
+        if let Some(t) = s.probability_threshold
+            && !(t > 0.0 && t < 1.0)
+        {
             return bad(
                 "segmentation.probability_threshold",
-                format!("{} must be between 0 and 1", s.probability_threshold),
+                format!("{t} must be between 0 and 1"),
             );
         }
-        let h_px = s.separation.h_px;
-        if !(h_px.is_finite() && h_px >= 0.0) {
-            return bad("segmentation.separation.h_px", format!("{h_px} must be >= 0"));
+        let non_negative = [
+            ("segmentation.separation.h_px", s.separation.h_px),
+            ("segmentation.fill_holes_max_area_um2", s.fill_holes_max_area_um2),
+            ("segmentation.min_area_px", s.min_area_px),
+        ];
+        for (field, v) in non_negative {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return bad(field, format!("{v} must be >= 0"));
+            }
         }
-        if !(s.fill_holes_max_area_um2.is_finite() && s.fill_holes_max_area_um2 >= 0.0) {
+        let t = s.threshold.value;
+        if !(t.is_finite() && (0.0..=255.0).contains(&t)) {
             return bad(
-                "segmentation.fill_holes_max_area_um2",
-                format!("{} must be >= 0", s.fill_holes_max_area_um2),
+                "segmentation.threshold.value",
+                format!("{t} must be a grey level in 0..=255"),
             );
         }
         let f = &self.filters;
@@ -1041,8 +1209,11 @@ mod tests {
         assert_eq!(p.segmentation.connectivity, Connectivity::Four);
         assert_eq!(p.segmentation.separation.method, SeparationMethod::Watershed);
         assert_eq!(p.segmentation.separation.min_distance_px, 5);
-        assert_eq!(p.segmentation.separation.h_px, 0.75);
-        let c = p.segmentation.instance_config(0.5, true);
+        assert_eq!(p.segmentation.separation.h_px, None);
+        let applied = p.segmentation.resolve(0.5, None, 1.0);
+        assert_eq!(applied.values, PostProcessing::default());
+        assert_eq!(applied.h_px, Origin::Default);
+        let c = p.segmentation.instance_config(&applied.values, true);
         assert_eq!(c.method, Method::DistanceWatershed(WatershedConfig::default()));
         assert_eq!(c.connectivity, label::Connectivity::Four);
         let with_boundary = CellParams::from_yaml(
@@ -1050,7 +1221,8 @@ mod tests {
             Path::new("p.yaml"),
         )
         .expect("parses");
-        let c = with_boundary.segmentation.instance_config(0.5, true);
+        let values = with_boundary.segmentation.resolve(0.5, None, 1.0).values;
+        let c = with_boundary.segmentation.instance_config(&values, true);
         assert_eq!(c.method, Method::Boundary { min_seed_area_px: 4 });
         assert_eq!(
             c.holes,
@@ -1058,12 +1230,49 @@ mod tests {
             "holes of up to 4 px (1 µm²) are filled"
         );
         assert_eq!(
-            with_boundary.segmentation.instance_config(0.5, false).method,
+            with_boundary.segmentation.instance_config(&values, false).method,
             Method::DistanceWatershed(WatershedConfig::default())
         );
         let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { method: magic }\n")
             .expect_err("unknown method");
         assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn file_values_win_over_the_bundle_and_bundle_sizes_follow_the_scale() {
+        let tuned = PostProcessing {
+            probability_threshold: 0.4,
+            h_px: 2.0,
+            min_area_px: 16.0,
+            fill_holes_px: 8.0,
+        };
+        let p = parse("description: x\npixel_size_um: 0.5\nsegmentation: { probability_threshold: 0.6 }\n")
+            .expect("parses");
+        // The model saw the image at half its size: its pixels are twice as wide.
+        let a = p.segmentation.resolve(0.5, Some(&tuned), 0.5);
+        assert_eq!(
+            (a.values.probability_threshold, a.probability_threshold),
+            (0.6, Origin::File)
+        );
+        assert_eq!((a.values.h_px, a.h_px), (4.0, Origin::Bundle));
+        assert_eq!((a.values.min_area_px, a.min_area_px), (64.0, Origin::Bundle));
+        assert_eq!(a.values.fill_holes_px, 32.0);
+        let c = p.segmentation.instance_config(&a.values, false);
+        assert_eq!((c.min_area_px, c.holes), (64, Holes::FillSmallerThan { area_px: 33 }));
+    }
+
+    #[test]
+    fn threshold_method_parses() {
+        let p = parse(
+            "description: x\npixel_size_um: 0.5\nsegmentation: { method: threshold, threshold: { method: li } }\n",
+        )
+        .expect("parses");
+        assert_eq!(p.segmentation.method, SegmentationMethod::Threshold);
+        assert_eq!(p.segmentation.threshold.method, ThresholdMethod::Li);
+        let e =
+            parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  threshold: { method: fixed, value: 300 }\n")
+                .expect_err("out of range");
+        assert!(e.message.contains("0..=255"), "{e}");
     }
 
     #[test]

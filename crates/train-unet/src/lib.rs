@@ -4,13 +4,14 @@
 //!
 //! Inputs (flags, or `INPUT_*` in a workflow): `dataset` (a `build` output), `config`, `output`,
 //! `device`, `epochs`, `seed`, `resume` and the overrides below. Outputs: `bundle`, `bundle-id`,
-//! `val-dice`, `test-dice`, `best-epoch`, `epochs-run`, `stopped`. One log line per epoch; the
+//! `val-dice`, `test-dice`, `val-f1`, `test-f1`, `best-epoch`, `epochs-run`, `stopped`. One log line per epoch; the
 //! step summary gets the run's facts, a per-epoch table and a chart.
 //!
 //! Files: `<output>/bundle/` (the model bundle, with `history.csv`, `history.jsonl` and
 //! `learning-curve.svg`) and `<output>/checkpoints/epoch-NNNN/`.
 
 pub mod plot;
+pub mod rebundle;
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -22,7 +23,8 @@ use cellops_dataset::layout::Subset;
 use cellops_unet::bundle::{self, BundleError, BundleInfo, BundleMeta};
 use cellops_unet::data::{DataError, PreparedDataset};
 use cellops_unet::device::{self, Accelerator, DeviceError};
-use cellops_unet::training::evaluate;
+use cellops_unet::training::evaluate_with;
+use cellops_unet::tune::{self, Tuned};
 use cellops_unet::{Checkpointing, EpochRecord, Fitted, Stop, TrainConfig, TrainError};
 
 /// Command-line flags (and action inputs) of `train-unet`.
@@ -66,6 +68,9 @@ pub struct Args {
     /// Epochs without a better validation Dice before stopping (0: never stop early).
     #[arg(long, value_name = "EPOCHS")]
     pub patience: Option<usize>,
+    /// Validate each epoch on at most this many validation images, evenly spaced (0: all).
+    #[arg(long, value_name = "N")]
+    pub max_val_images: Option<usize>,
     /// U-Net depth (down-sampling steps).
     #[arg(long)]
     pub depth: Option<usize>,
@@ -76,6 +81,11 @@ pub struct Args {
     /// model so far and --resume continues the run.
     #[arg(long, value_name = "MINUTES")]
     pub max_minutes: Option<f64>,
+    /// Start from this model's weights (fine-tuning): a bundle folder, or `nuclei` for the shipped
+    /// nuclei model. Its architecture replaces the configuration's, and the dataset must be
+    /// prepared as it expects.
+    #[arg(long, value_name = "BUNDLE")]
+    pub init: Option<PathBuf>,
     /// Epoch checkpoints to keep (the best epoch's is kept as well).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub keep_checkpoints: usize,
@@ -259,6 +269,9 @@ pub fn resolve_config(args: &Args, dataset_channels: usize) -> Result<TrainConfi
     if let Some(v) = args.learning_rate {
         c.learning_rate = v;
     }
+    if let Some(v) = args.max_val_images {
+        c.max_val_images = v;
+    }
     if let Some(v) = args.patience {
         c.patience = v;
     }
@@ -315,6 +328,8 @@ pub struct Finished {
     pub device: Accelerator,
     /// Wall time of the whole stage, in seconds.
     pub seconds: f64,
+    /// The post-processing search on the validation split.
+    pub tuned: Option<Tuned>,
 }
 
 struct Reporter<'a> {
@@ -329,7 +344,10 @@ struct Reporter<'a> {
 
 impl cellops_unet::Observer for Reporter<'_> {
     fn resumed(&mut self, history: &[EpochRecord]) {
-        self.best = history.iter().map(|r| r.val_dice).fold(self.best, f64::max);
+        self.best = history
+            .iter()
+            .map(|r| r.val_f1.unwrap_or(r.val_dice))
+            .fold(self.best, f64::max);
         self.progress.inc_by(history.len() as u64 * self.steps_per_epoch);
         let last = history.last().map_or(0, |r| r.epoch);
         self.progress.suspend(|| {
@@ -345,18 +363,20 @@ impl cellops_unet::Observer for Reporter<'_> {
     }
 
     fn epoch(&mut self, r: &EpochRecord) -> ControlFlow<()> {
-        let better = r.val_dice > self.best;
+        let score = r.val_f1.unwrap_or(r.val_dice);
+        let better = score > self.best;
         if better {
-            self.best = r.val_dice;
+            self.best = score;
         }
+        let f1 = r.val_f1.map(|v| format!(", f1 {v:.4}")).unwrap_or_default();
         let line = format!(
-            "epoch {}/{}: loss {:.4}, val dice {:.4}{}, iou {:.4}, lr {:.2e}, {:.1} patches/s, {:.1} s",
+            "epoch {}/{}: loss {:.4}, val dice {:.4}, iou {:.4}{f1}{}, lr {:.2e}, {:.1} patches/s, {:.1} s",
             r.epoch,
             self.epochs,
             r.train_loss,
             r.val_dice,
-            if better { " (best)" } else { "" },
             r.val_iou,
+            if better { " (best)" } else { "" },
             r.learning_rate,
             r.patches_per_second,
             r.seconds
@@ -369,6 +389,61 @@ impl cellops_unet::Observer for Reporter<'_> {
             Some(minutes) if self.started.elapsed().as_secs_f64() >= minutes * 60.0 => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         }
+    }
+}
+
+/// The model `--init` names (a bundle folder, or a shipped bundle such as `nuclei`), loaded for
+/// training; its architecture replaces the configuration's. The dataset must be prepared as the
+/// model expects (colour, normalisation, polarity, scale), or fine-tuning would teach it another
+/// input.
+fn initial_model(
+    args: &Args,
+    cfg: &mut TrainConfig,
+    manifest: &cellops_dataset::manifest::Manifest,
+    device: &cellops_unet::Device,
+) -> Result<Option<(cellops_unet::UNet, String)>, StageError> {
+    let Some(spec) = &args.init else {
+        return Ok(None);
+    };
+    let (model, meta) = bundle::load(spec, &device.clone().autodiff())?;
+    check_preprocessing(spec, &meta.preprocessing, &manifest.config, &args.dataset)?;
+    if meta.model.in_channels != cfg.model.in_channels {
+        return Err(StageError::Usage(format!(
+            "--init {}: the model takes {} channel(s) but the dataset has {}",
+            spec.display(),
+            meta.model.in_channels,
+            cfg.model.in_channels
+        )));
+    }
+    cfg.model = meta.model;
+    Ok(Some((model, meta.id)))
+}
+
+/// Refuses a dataset prepared otherwise than the model `spec` expects (`model`): fine-tuning or
+/// tuning on it would teach or measure another input.
+pub(crate) fn check_preprocessing(
+    spec: &Path,
+    model: &cellops_dataset::BuildConfig,
+    dataset: &cellops_dataset::BuildConfig,
+    dataset_dir: &Path,
+) -> Result<(), StageError> {
+    let differs = [
+        ("colour", model.colour != dataset.colour),
+        ("normalize", model.normalize != dataset.normalize),
+        ("polarity", model.polarity != dataset.polarity),
+        ("scale", model.scale != dataset.scale),
+        ("resize", model.resize != dataset.resize),
+        ("equalize", model.equalize != dataset.equalize),
+    ];
+    match differs.iter().find(|(_, d)| *d) {
+        Some((field, _)) => Err(StageError::Usage(format!(
+            "{}: the model was trained on images prepared with another `{field}` than {}; \
+             build the dataset with the model's preprocessing ({})",
+            spec.display(),
+            dataset_dir.display(),
+            serde_json::to_string(model).unwrap_or_default()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -385,8 +460,10 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         .map(|o| usize::from(o.channels))
         .next()
         .ok_or_else(|| StageError::Usage(format!("{}: the dataset has no images", args.dataset.display())))?;
-    let cfg = resolve_config(args, channels)?;
-    let boundary = cfg.model.out_channels == 2;
+    let mut cfg = resolve_config(args, channels)?;
+    let selected = device::select(args.device)?;
+    let (init, parent) = initial_model(args, &mut cfg, dataset.manifest(), &selected.device)?.unzip();
+    let boundary = cfg.targets();
     let (train, val) = {
         let _group = runner.group(&format!("load {}", args.dataset.display()))?;
         let train = dataset.load(Subset::Train, boundary)?;
@@ -405,7 +482,6 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         ))?;
         (train, val)
     };
-    let selected = device::select(args.device)?;
     runner.info(&format!(
         "device: {} ({} epochs of {} steps, batch {}×{}², U-Net depth {}, {} base channels)",
         selected.kind.as_str(),
@@ -433,13 +509,26 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     };
     let fitted = {
         let _group = runner.group("train")?;
-        let r = cellops_unet::fit(&cfg, &train, &val, &selected.device, &checkpoints, &mut reporter);
+        let r = cellops_unet::fit_from(init, &cfg, &train, &val, &selected.device, &checkpoints, &mut reporter);
         progress.finish();
         r?
     };
     drop(train);
+    let tuned = {
+        let _group = runner.group("tune post-processing on validation")?;
+        tune::tune(&fitted.model, &val, &selected.device)
+    };
+    if let Some(t) = &tuned {
+        runner.info(&tuned_line(t))?;
+    }
+    let post = tuned.as_ref().map(|t| t.values);
     let test = match dataset.load(Subset::Test, boundary) {
-        Ok(samples) => Some(evaluate(&fitted.model, &samples, &selected.device)),
+        Ok(samples) => Some(evaluate_with(
+            &fitted.model,
+            &samples,
+            &selected.device,
+            &post.unwrap_or_default(),
+        )),
         Err(DataError::EmptySplit(_)) => None,
         Err(e) => return Err(e.into()),
     };
@@ -456,6 +545,8 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         history: fitted.history.clone(),
         best_epoch: fitted.best_epoch,
         test,
+        postprocessing: post,
+        parent,
     };
     let bundle_dir = args.output.join("bundle");
     let svg = plot::learning_curve_svg(&fitted.history, fitted.best_epoch);
@@ -471,6 +562,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         fitted,
         device: selected.kind,
         seconds: started.elapsed().as_secs_f64(),
+        tuned,
     };
     let m = &finished.meta.metrics;
     runner.set_output("bundle", &finished.bundle.display().to_string())?;
@@ -478,6 +570,12 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     runner.set_output("val-dice", &format!("{:.4}", m.val_dice))?;
     if let Some(d) = m.test_dice {
         runner.set_output("test-dice", &format!("{d:.4}"))?;
+    }
+    if let Some(f) = m.val_f1 {
+        runner.set_output("val-f1", &format!("{f:.4}"))?;
+    }
+    if let Some(f) = m.test_f1 {
+        runner.set_output("test-f1", &format!("{f:.4}"))?;
     }
     runner.set_output("best-epoch", &m.best_epoch.to_string())?;
     runner.set_output("epochs-run", &m.epochs_run.to_string())?;
@@ -530,9 +628,24 @@ pub fn summary(f: &Finished, args: &Args) -> String {
         cfg.steps_per_epoch, cfg.batch_size, cfg.patch_size, cfg.learning_rate, cfg.seed
     );
     let _ = writeln!(s, "| Device | {} |", f.device.as_str());
-    let _ = writeln!(s, "| Validation | Dice {:.4}, IoU {:.4} |", m.val_dice, m.val_iou);
+    let f1 = |v: Option<f64>| v.map(|f| format!(", F1@0.5 {f:.4}")).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "| Validation | Dice {:.4}, IoU {:.4}{} |",
+        m.val_dice,
+        m.val_iou,
+        f1(m.val_f1)
+    );
     if let (Some(d), Some(i)) = (m.test_dice, m.test_iou) {
-        let _ = writeln!(s, "| Test | Dice {d:.4}, IoU {i:.4} |");
+        let _ = writeln!(s, "| Test | Dice {d:.4}, IoU {i:.4}{} |", f1(m.test_f1));
+    }
+    if let Some(t) = &f.tuned {
+        let v = &t.values;
+        let _ = writeln!(
+            s,
+            "| Post-processing (tuned on validation) | threshold {}, h {} px, min area {} px, holes {} px: F1@0.5 {:.4} (defaults {:.4}) |",
+            v.probability_threshold, v.h_px, v.min_area_px, v.fill_holes_px, t.f1, t.default_f1
+        );
     }
     if let Some(e) = f.fitted.resumed_from {
         let _ = writeln!(s, "| Resumed | after epoch {e} |");
@@ -570,12 +683,29 @@ pub fn summary(f: &Finished, args: &Args) -> String {
     s
 }
 
+/// The log line of the post-processing search.
+pub(crate) fn tuned_line(t: &Tuned) -> String {
+    let v = &t.values;
+    format!(
+        "post-processing tuned on validation ({} settings tried): threshold {}, h {} px, min area {} px, holes {} px: F1@0.5 {:.4} (defaults {:.4})",
+        t.trials.len(),
+        v.probability_threshold,
+        v.h_px,
+        v.min_area_px,
+        v.fill_holes_px,
+        t.f1,
+        t.default_f1
+    )
+}
+
 /// The human outcome line.
 pub fn headline(f: &Finished) -> String {
     let m = &f.meta.metrics;
     let test = m.test_dice.map(|d| format!(", test dice {d:.4}")).unwrap_or_default();
+    let test_f1 = m.test_f1.map(|v| format!(" f1 {v:.4}")).unwrap_or_default();
+    let val_f1 = m.val_f1.map(|v| format!(" f1 {v:.4}")).unwrap_or_default();
     format!(
-        "trained {} epochs ({}) on {}: val dice {:.4} at epoch {}{test}; bundle {} in {}",
+        "trained {} epochs ({}) on {}: val dice {:.4}{val_f1} at epoch {}{test}{test_f1}; bundle {} in {}",
         m.epochs_run,
         stop_name(f.fitted.stop),
         f.device.as_str(),

@@ -215,6 +215,7 @@ mod tests {
             train_loss: loss,
             val_dice: dice,
             val_iou: dice * 0.8,
+            val_f1: None,
             learning_rate: 1e-3,
             patches_per_second: 10.0,
             seconds: 1.0,

@@ -22,7 +22,8 @@ use cellops_dataset::staging::{StagingDir, StagingError};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{UNet, UNetConfig};
-use crate::training::{EpochRecord, TrainConfig};
+use crate::training::{EpochRecord, TrainConfig, Validation};
+pub use cellops_measure::params::PostProcessing;
 
 /// The bundle format identifier.
 pub const FORMAT: &str = "cellops.unet-bundle/1";
@@ -41,6 +42,9 @@ pub struct Metrics {
     pub val_dice: f64,
     /// Its pooled validation IoU.
     pub val_iou: f64,
+    /// Its pooled validation instance F1 at IoU 0.5 (the score that chose it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_f1: Option<f64>,
     /// Epochs run.
     pub epochs_run: usize,
     /// Pooled Dice on the dataset's test split, when it has one.
@@ -49,6 +53,9 @@ pub struct Metrics {
     /// Pooled IoU on the test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_iou: Option<f64>,
+    /// Pooled instance F1 at IoU 0.5 on the test split (threshold 0.5, distance watershed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_f1: Option<f64>,
 }
 
 /// `bundle.json`.
@@ -77,6 +84,13 @@ pub struct BundleMeta {
     pub git_commit: Option<String>,
     /// Final metrics.
     pub metrics: Metrics,
+    /// The id of the bundle this model was fine-tuned from (`train-unet --init`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Post-processing tuned on the validation split (sizes in pixels at the model's scale):
+    /// what `evaluate` applies where a parameter file sets nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostProcessing>,
     /// sha256 of `model.safetensors`.
     pub weights_sha256: String,
 }
@@ -162,8 +176,12 @@ pub struct BundleInfo {
     pub history: Vec<EpochRecord>,
     /// The epoch whose weights are saved.
     pub best_epoch: usize,
-    /// Test-split Dice and IoU of those weights, when measured.
-    pub test: Option<(f64, f64)>,
+    /// Test-split scores of those weights, when measured.
+    pub test: Option<Validation>,
+    /// Post-processing tuned on validation, when tuned.
+    pub postprocessing: Option<PostProcessing>,
+    /// The id of the bundle training started from.
+    pub parent: Option<String>,
 }
 
 /// Writes a bundle as the directory `dir` and returns its metadata. The bundle is written beside
@@ -185,6 +203,33 @@ impl From<StagingError> for BundleError {
     }
 }
 
+/// The model's weights as canonical SafeTensors bytes (`path` names them in errors).
+fn canonical_weights(model: &UNet, path: &Path) -> Result<Vec<u8>, BundleError> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| BundleError::Weights {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    store
+        .get_bytes()
+        .map_err(|e| e.to_string())
+        .and_then(|b| canonical_safetensors(&b))
+        .map_err(|message| BundleError::Weights {
+            path: path.to_owned(),
+            message,
+        })
+}
+
+/// Writes `bundle.json` into `dir`.
+fn write_metadata(meta: &BundleMeta, dir: &Path) -> Result<(), BundleError> {
+    let meta_path = dir.join(METADATA);
+    let json = serde_json::to_string_pretty(meta).map_err(|e| BundleError::Metadata {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&meta_path, json + "\n").map_err(io_err(&meta_path))
+}
+
 fn write_into(
     model: &UNet,
     info: &BundleInfo,
@@ -192,19 +237,7 @@ fn write_into(
     extra: &[(&str, Vec<u8>)],
 ) -> Result<BundleMeta, BundleError> {
     let weights_path = dir.join(WEIGHTS);
-    let mut store = SafetensorsStore::from_bytes(None);
-    model.save_into(&mut store).map_err(|e| BundleError::Weights {
-        path: weights_path.clone(),
-        message: e.to_string(),
-    })?;
-    let weights = store
-        .get_bytes()
-        .map_err(|e| e.to_string())
-        .and_then(|b| canonical_safetensors(&b))
-        .map_err(|message| BundleError::Weights {
-            path: weights_path.clone(),
-            message,
-        })?;
+    let weights = canonical_weights(model, &weights_path)?;
     let best = info.history.get(info.best_epoch.wrapping_sub(1));
     let outputs = match info.training.model.out_channels {
         1 => vec!["foreground".to_owned()],
@@ -226,22 +259,27 @@ fn write_into(
             best_epoch: info.best_epoch,
             val_dice: best.map_or(0.0, |r| r.val_dice),
             val_iou: best.map_or(0.0, |r| r.val_iou),
+            val_f1: best.and_then(|r| r.val_f1),
             epochs_run: info.history.len(),
-            test_dice: info.test.map(|t| t.0),
-            test_iou: info.test.map(|t| t.1),
+            test_dice: info.test.map(|t| t.dice),
+            test_iou: info.test.map(|t| t.iou),
+            test_f1: info.test.and_then(|t| t.f1),
         },
         weights_sha256: sha256_hex(&weights),
+        postprocessing: info.postprocessing,
+        parent: info.parent.clone(),
     };
     meta.id = bundle_id(&meta);
     std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;
     let mut jsonl = String::new();
-    let mut csv = String::from("epoch,train_loss,val_dice,val_iou,learning_rate,patches_per_second,seconds\n");
+    let mut csv = String::from("epoch,train_loss,val_dice,val_iou,val_f1,learning_rate,patches_per_second,seconds\n");
     for r in &info.history {
         jsonl.push_str(&serde_json::to_string(r).unwrap_or_default());
         jsonl.push('\n');
+        let f1 = r.val_f1.map(|v| v.to_string()).unwrap_or_default();
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{f1},{},{},{}",
             r.epoch, r.train_loss, r.val_dice, r.val_iou, r.learning_rate, r.patches_per_second, r.seconds
         );
     }
@@ -252,31 +290,149 @@ fn write_into(
         let p = dir.join(name);
         std::fs::write(&p, bytes).map_err(io_err(&p))?;
     }
-    let meta_path = dir.join(METADATA);
-    let json = serde_json::to_string_pretty(&meta).map_err(|e| BundleError::Metadata {
-        path: meta_path.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&meta_path, json + "\n").map_err(io_err(&meta_path))?;
+    write_metadata(&meta, dir)?;
     Ok(meta)
 }
 
-/// Reads a bundle's metadata and weights onto `device`, checking format, hash and shapes.
+/// Writes `model` with `meta` (as read from another bundle, with any field changed: new
+/// post-processing, new metrics) as the bundle `dir`, under this tool's version and format and a
+/// recomputed id; `extra` files go in with it. What `cellops bundle` uses to re-bundle a model.
+pub fn resave(
+    model: &UNet,
+    meta: &BundleMeta,
+    dir: &Path,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<BundleMeta, BundleError> {
+    let staging = StagingDir::new(dir)?;
+    let weights_path = staging.path().join(WEIGHTS);
+    let weights = canonical_weights(model, &weights_path)?;
+    let mut meta = BundleMeta {
+        format: FORMAT.to_owned(),
+        id: String::new(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        weights_sha256: sha256_hex(&weights),
+        ..meta.clone()
+    };
+    meta.id = bundle_id(&meta);
+    std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;
+    for (name, bytes) in extra {
+        let p = staging.path().join(name);
+        std::fs::write(&p, bytes).map_err(io_err(&p))?;
+    }
+    write_metadata(&meta, staging.path())?;
+    staging.commit(dir)?;
+    Ok(meta)
+}
+
+/// Reads a bundle's metadata and weights onto `device`, checking format, id, hash and shapes.
+/// `dir` may also be the name of a bundle shipped inside the binary ([`SHIPPED`], e.g. `nuclei`)
+/// where no folder of that name exists.
 pub fn load(dir: &Path, device: &Device) -> Result<(UNet, BundleMeta), BundleError> {
+    if !dir.exists()
+        && let Some(b) = dir.to_str().and_then(shipped)
+    {
+        return from_bytes(
+            b.metadata,
+            b.weights.to_vec(),
+            &Path::new(SHIPPED_DIR).join(b.name),
+            device,
+        );
+    }
     let meta_path = dir.join(METADATA);
     let text = std::fs::read_to_string(&meta_path).map_err(io_err(&meta_path))?;
-    let meta: BundleMeta = serde_json::from_str(&text).map_err(|e| BundleError::Metadata {
+    let weights_path = dir.join(WEIGHTS);
+    let weights = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
+    from_bytes(&text, weights, dir, device)
+}
+
+/// A bundle compiled into the binary, so that a lab can segment on day one without training
+/// or downloading anything.
+#[derive(Debug, Clone, Copy)]
+pub struct Shipped {
+    /// The name `--model` takes.
+    pub name: &'static str,
+    /// `bundle.json`.
+    pub metadata: &'static str,
+    /// `model.safetensors`.
+    pub weights: &'static [u8],
+    /// The model card (Markdown).
+    pub card: &'static str,
+}
+
+/// Where the shipped bundles live in the repository (relative to its root).
+pub const SHIPPED_DIR: &str = "models";
+
+/// The bundles shipped inside the binary.
+pub const SHIPPED: &[Shipped] = &[Shipped {
+    name: "nuclei",
+    metadata: include_str!("../../../models/nuclei/bundle.json"),
+    weights: include_bytes!("../../../models/nuclei/model.safetensors"),
+    card: include_str!("../../../models/nuclei/MODEL_CARD.md"),
+}];
+
+/// The shipped bundle called `name`.
+pub fn shipped(name: &str) -> Option<&'static Shipped> {
+    SHIPPED.iter().find(|b| b.name == name)
+}
+
+/// Lays `given` over `base`, key by key (objects merge, anything else replaces).
+fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
+    match (base, given) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
+            for (k, v) in g {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// `bundle.json` with the defaults of configuration fields that a bundle written by an earlier
+/// version lacks (burn's configurations require every field when read).
+fn with_defaults(mut written: serde_json::Value) -> serde_json::Value {
+    let defaults = [
+        ("training", serde_json::to_value(TrainConfig::new())),
+        ("model", serde_json::to_value(UNetConfig::new())),
+    ];
+    for (key, default) in defaults {
+        if let (Some(given), Ok(mut full)) = (written.get_mut(key), default) {
+            merge(&mut full, given.take());
+            *given = full;
+        }
+    }
+    written
+}
+
+/// A bundle from its `bundle.json` text and weights (`dir` names it in errors).
+fn from_bytes(text: &str, weights: Vec<u8>, dir: &Path, device: &Device) -> Result<(UNet, BundleMeta), BundleError> {
+    let meta_path = dir.join(METADATA);
+    let invalid = |e: serde_json::Error| BundleError::Metadata {
         path: meta_path.clone(),
         message: e.to_string(),
-    })?;
+    };
+    let written: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+    let meta: BundleMeta = serde_json::from_value(with_defaults(written.clone())).map_err(invalid)?;
     if meta.format != FORMAT {
         return Err(BundleError::Metadata {
             path: meta_path,
             message: format!("format {} is not {FORMAT}; rebuild it with this version", meta.format),
         });
     }
+    // The id covers the metadata as written; a bundle from a version whose configurations had
+    // fewer fields reads with their defaults, and its id is not recomputed.
+    let current = serde_json::to_value(&meta).is_ok_and(|v| v == written);
+    if current && bundle_id(&meta) != meta.id {
+        return Err(BundleError::Metadata {
+            path: meta_path,
+            message: format!("the content does not match its id {}: bundle.json was edited", meta.id),
+        });
+    }
     let weights_path = dir.join(WEIGHTS);
-    let weights = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
     if sha256_hex(&weights) != meta.weights_sha256 {
         return Err(BundleError::Weights {
             path: weights_path,
@@ -321,6 +477,8 @@ mod tests {
             history: Vec::new(),
             best_epoch: 0,
             test: None,
+            postprocessing: None,
+            parent: None,
         }
     }
 

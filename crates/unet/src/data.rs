@@ -109,6 +109,9 @@ pub struct Sample {
     pub target: Vec<u8>,
     /// Number of target channels.
     pub target_channels: usize,
+    /// Instance labels (`[H, W]`, 0 = background), for instance scores during validation; empty
+    /// when unknown.
+    pub labels: Vec<u16>,
 }
 
 /// Converts an image to channel-major floats in 0..1.
@@ -137,38 +140,64 @@ pub fn image_to_pixels(r: &Raster) -> Pixels {
     }
 }
 
+/// The second target channel: which object pixels count as boundary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Boundary {
+    /// No boundary channel (foreground only).
+    None,
+    /// Every object pixel with a 4-neighbour outside the object (background, another object or
+    /// the image border).
+    #[default]
+    Full,
+    /// Only object pixels with a 4-neighbour in *another* object: where nuclei touch, the pixels
+    /// that separate them (a sparse target; weight it up with `loss.boundary_weight`).
+    Contact,
+}
+
+impl Boundary {
+    /// Target channels: 1 without a boundary channel, else 2.
+    pub fn channels(self) -> usize {
+        if self == Boundary::None { 1 } else { 2 }
+    }
+}
+
 /// Foreground and (optionally) boundary targets from instance labels, channel-major.
 ///
 /// ```
+/// use cellops_unet::data::{targets, Boundary};
 /// let labels = [0u16, 1, 1, 1, 2, 2];
-/// let t = cellops_unet::data::targets(&labels, 6, true);
+/// let t = targets(&labels, 6, Boundary::Full);
 /// assert_eq!(&t[..6], &[0, 1, 1, 1, 1, 1]);
 /// // Every object pixel of a one-row image touches the outside, so all are boundary.
 /// assert_eq!(&t[6..], &[0, 1, 1, 1, 1, 1]);
+/// // Only where objects 1 and 2 touch is contact.
+/// assert_eq!(&targets(&labels, 6, Boundary::Contact)[6..], &[0, 0, 0, 1, 1, 0]);
 /// ```
-pub fn targets(labels: &[u16], width: usize, boundary: bool) -> Vec<u8> {
+pub fn targets(labels: &[u16], width: usize, boundary: Boundary) -> Vec<u8> {
     let n = labels.len();
     let height = n / width;
-    let mut out = vec![0u8; if boundary { 2 * n } else { n }];
+    let mut out = vec![0u8; boundary.channels() * n];
     for (i, &l) in labels.iter().enumerate() {
         if l == 0 {
             continue;
         }
         out[i] = 1;
-        if boundary {
-            let (x, y) = (i % width, i / width);
-            let differs = |j: usize| labels[j] != l;
-            let edge = x == 0
-                || y == 0
-                || x + 1 == width
-                || y + 1 == height
-                || differs(i - 1)
-                || differs(i + 1)
-                || differs(i - width)
-                || differs(i + width);
-            if edge {
-                out[n + i] = 1;
-            }
+        let (x, y) = (i % width, i / width);
+        let neighbours = [
+            (x > 0).then(|| i - 1),
+            (x + 1 < width).then(|| i + 1),
+            (y > 0).then(|| i - width),
+            (y + 1 < height).then(|| i + width),
+        ];
+        let edge = match boundary {
+            Boundary::None => false,
+            Boundary::Full => neighbours.iter().any(|j| j.is_none_or(|j| labels[j] != l)),
+            Boundary::Contact => neighbours.iter().flatten().any(|&j| labels[j] != l && labels[j] != 0),
+        };
+        if edge {
+            out[n + i] = 1;
         }
     }
     out
@@ -227,7 +256,7 @@ impl PreparedDataset {
     }
 
     /// Loads every output pair of a split into memory.
-    pub fn load(&self, split: Subset, boundary: bool) -> Result<Vec<Sample>, DataError> {
+    pub fn load(&self, split: Subset, boundary: Boundary) -> Result<Vec<Sample>, DataError> {
         let mut out = Vec::new();
         for item in self.manifest.items.iter().filter(|i| i.split == split) {
             for o in &item.outputs {
@@ -266,7 +295,8 @@ impl PreparedDataset {
                     width: image.width as usize,
                     image: image_to_pixels(&image),
                     target: targets(&labels, image.width as usize, boundary),
-                    target_channels: if boundary { 2 } else { 1 },
+                    target_channels: boundary.channels(),
+                    labels,
                 });
             }
         }
@@ -292,19 +322,42 @@ pub struct AugmentConfig {
     /// Contrast jitter: a random factor in 1 ± this.
     #[config(default = 0.2)]
     pub contrast: f32,
+    /// Share of patches centred on a nucleus (a random foreground pixel, give or take half a
+    /// patch) rather than placed anywhere, so that sparse images still teach nuclei.
+    #[config(default = 0.7)]
+    pub nuclei_bias: f32,
+}
+
+/// Tries at finding a foreground pixel by chance before a patch is placed anywhere.
+const FOREGROUND_TRIES: usize = 32;
+
+/// The top-left corner of a patch of `size` in `s`: on a nucleus with probability
+/// `aug.nuclei_bias` (when one is found), anywhere otherwise.
+fn patch_origin(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (usize, usize) {
+    let span = |len: usize| len.saturating_sub(size);
+    let pick = |rng: &mut Rng, len: usize| (rng.next_u64() % (span(len) as u64 + 1)) as usize;
+    if aug.nuclei_bias > 0.0 && rng.unit() < aug.nuclei_bias {
+        let plane = (s.width * s.height) as u64;
+        for _ in 0..FOREGROUND_TRIES {
+            let i = (rng.next_u64() % plane) as usize;
+            if s.target[i] != 0 {
+                // The nucleus lands anywhere in the patch, not always at its centre.
+                let mut place = |c: usize, len: usize| {
+                    let offset = (rng.next_u64() % size as u64) as usize;
+                    c.saturating_sub(offset).min(span(len))
+                };
+                let y0 = place(i / s.width, s.height);
+                return (y0, place(i % s.width, s.width));
+            }
+        }
+    }
+    (pick(rng, s.height), pick(rng, s.width))
 }
 
 /// A random square patch of `size` (the whole sample, edge-padded, where it is smaller), augmented.
 /// Returns `(image, target)`, channel-major.
 pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
-    let pick = |rng: &mut Rng, len: usize| {
-        if len > size {
-            (rng.next_u64() % (len - size + 1) as u64) as usize
-        } else {
-            0
-        }
-    };
-    let (y0, x0) = (pick(rng, s.height), pick(rng, s.width));
+    let (y0, x0) = patch_origin(s, size, aug, rng);
     let flip_x = aug.flips && rng.next_u64() & 1 == 1;
     let flip_y = aug.flips && rng.next_u64() & 1 == 1;
     let rot = if aug.rotations { rng.next_u64() % 4 } else { 0 };
@@ -373,19 +426,71 @@ mod tests {
             height: 2,
             width: 3,
             image: Pixels::F32(vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
-            target: targets(&labels, 3, true),
+            target: targets(&labels, 3, Boundary::Full),
             target_channels: 2,
+            labels: labels.to_vec(),
         }
+    }
+
+    #[test]
+    fn biased_patches_hold_nuclei() {
+        // One 3x3 nucleus in a 64x64 image: unbiased 16-pixel patches mostly miss it.
+        let mut labels = vec![0u16; 64 * 64];
+        for y in 40..43 {
+            labels[y * 64 + 50..y * 64 + 53].fill(1);
+        }
+        let s = Sample {
+            channels: 1,
+            height: 64,
+            width: 64,
+            image: Pixels::U8(vec![0; 64 * 64]),
+            target: targets(&labels, 64, Boundary::None),
+            target_channels: 1,
+            labels,
+        };
+        let hits = |bias: f32| {
+            let aug = AugmentConfig::new().with_nuclei_bias(bias);
+            let mut rng = Rng::new(5);
+            (0..200)
+                .filter(|_| random_patch(&s, 16, &aug, &mut rng).1.iter().any(|&t| t > 0.0))
+                .count()
+        };
+        assert!(hits(0.0) < 40, "{}", hits(0.0));
+        assert!(hits(1.0) == 200, "{}", hits(1.0));
     }
 
     #[test]
     fn touching_objects_have_boundaries_between_them() {
         let labels = [1u16, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2];
-        let t = targets(&labels, 6, true);
+        let t = targets(&labels, 6, Boundary::Full);
         let boundary = &t[18..];
         // The middle row's interior pixels (x = 1 and 4) are not on any edge; x = 2 and 3 touch the
         // other object.
         assert_eq!(&boundary[6..12], &[1, 0, 1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn contact_targets_lie_exactly_where_objects_touch() {
+        // Two 3x3 squares side by side (columns 1-3 and 4-6) in a 5x8 image, one pixel of
+        // background around them: contact is columns 3 and 4 of the square rows, nothing else.
+        let (w, h) = (8, 5);
+        let mut labels = vec![0u16; w * h];
+        for y in 1..4 {
+            for x in 1..4 {
+                labels[y * w + x] = 1;
+                labels[y * w + x + 3] = 2;
+            }
+        }
+        let t = targets(&labels, w, Boundary::Contact);
+        let contact: Vec<(usize, usize)> = (0..w * h)
+            .filter(|&i| t[w * h + i] == 1)
+            .map(|i| (i % w, i / w))
+            .collect();
+        assert_eq!(contact, [(3, 1), (4, 1), (3, 2), (4, 2), (3, 3), (4, 3)]);
+        // The foreground channel is the same as with full boundaries, which mark every outline.
+        let full = targets(&labels, w, Boundary::Full);
+        assert_eq!(t[..w * h], full[..w * h]);
+        assert_eq!(full[w * h..].iter().filter(|&&v| v == 1).count(), 16);
     }
 
     #[test]

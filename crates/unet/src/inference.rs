@@ -13,6 +13,8 @@ use std::path::Path;
 
 use burn::prelude::*;
 use cellops_dataset::Raster;
+use cellops_dataset::ops::scale;
+use cellops_measure::instances::{InstanceConfig, segment};
 
 use crate::bundle::{self, BundleError, BundleMeta};
 use crate::data::image_to_chw;
@@ -30,6 +32,71 @@ pub struct PredictConfig {
     /// Tiles per forward pass.
     #[config(default = 4)]
     pub batch: usize,
+    /// Test-time augmentation: the mean of the predictions on transformed copies.
+    #[config(default = "Tta::None")]
+    pub tta: Tta,
+}
+
+/// Test-time augmentation: the image is predicted as it is and transformed, each prediction is
+/// transformed back, and the probabilities are averaged (costs one pass per transform).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Tta {
+    /// One pass.
+    #[default]
+    None,
+    /// The image and its horizontal, vertical and double flips (4 passes).
+    Flips,
+    /// The 8 symmetries of the square: flips, and each also transposed (8 passes).
+    Dihedral,
+}
+
+impl Tta {
+    /// The transforms: bit 0 flips x, bit 1 flips y, bit 2 transposes (after the flips).
+    fn transforms(self) -> &'static [u8] {
+        match self {
+            Tta::None => &[0],
+            Tta::Flips => &[0, 1, 2, 3],
+            Tta::Dihedral => &[0, 1, 2, 3, 4, 5, 6, 7],
+        }
+    }
+}
+
+/// Applies transform `t` (see [`Tta::transforms`]) to channel-major planes of `h` x `w`; returns
+/// the planes and their new height and width.
+fn transform(planes: &[f32], channels: usize, h: usize, w: usize, t: u8) -> (Vec<f32>, usize, usize) {
+    let (fx, fy, tr) = (t & 1 != 0, t & 2 != 0, t & 4 != 0);
+    let (oh, ow) = if tr { (w, h) } else { (h, w) };
+    let mut out = vec![0f32; planes.len()];
+    for c in 0..channels {
+        let src = &planes[c * h * w..(c + 1) * h * w];
+        let dst = &mut out[c * h * w..(c + 1) * h * w];
+        for y in 0..oh {
+            for x in 0..ow {
+                // Output (y, x) comes from the flipped image at (x, y) when transposed.
+                let (sy, sx) = if tr { (x, y) } else { (y, x) };
+                let sy = if fy { h - 1 - sy } else { sy };
+                let sx = if fx { w - 1 - sx } else { sx };
+                dst[y * ow + x] = src[sy * w + sx];
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+/// Undoes [`transform`] on planes of the transformed size `h` x `w`.
+fn untransform(planes: &[f32], channels: usize, h: usize, w: usize, t: u8) -> Vec<f32> {
+    let (fx, fy, tr) = (t & 1 != 0, t & 2 != 0, t & 4 != 0);
+    // The inverse transposes first, then flips the original axes.
+    let (th, tw) = if tr { (w, h) } else { (h, w) };
+    let transposed = if tr {
+        transform(planes, channels, h, w, 4).0
+    } else {
+        planes.to_vec()
+    };
+    let flips = u8::from(fx) | (u8::from(fy) << 1);
+    transform(&transposed, channels, th, tw, flips).0
 }
 
 /// Probabilities for every output channel of the model, at the image's size.
@@ -43,6 +110,10 @@ pub struct Prediction {
     pub channels: usize,
     /// Probabilities in 0..=1, channel-major (`[C, H, W]`).
     pub probabilities: Vec<f32>,
+    /// Model pixels per image pixel: the factor the image was rescaled by before the network saw
+    /// it (1 when it was not). Post-processing sizes tuned at the model's scale (pixels) are
+    /// divided by it to apply to these probabilities, which are at the image's own size.
+    pub scale: f64,
 }
 
 impl Prediction {
@@ -97,12 +168,53 @@ pub fn predict_chw(
     cfg: &PredictConfig,
     device: &Device,
 ) -> Prediction {
-    tiled(image, channels, height, width, cfg, |input, n, th, tw| {
+    augmented(image, channels, height, width, cfg, |input, n, th, tw| {
         let x = Tensor::<1>::from_floats(input, device).reshape([n, channels, th, tw]);
         let probs = burn::tensor::activation::sigmoid(model.forward(x));
         let [_, oc, _, _] = probs.dims();
         (probs.into_data().try_to_vec::<f32>().unwrap_or_default(), oc)
     })
+}
+
+/// [`tiled`] once per test-time transform of `cfg.tta`, each result transformed back; the mean.
+fn augmented(
+    image: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    cfg: &PredictConfig,
+    mut run: impl FnMut(&[f32], usize, usize, usize) -> (Vec<f32>, usize),
+) -> Prediction {
+    let transforms = cfg.tta.transforms();
+    let mut mean: Option<Prediction> = None;
+    for &t in transforms {
+        let (input, h, w) = transform(image, channels, height, width, t);
+        let p = tiled(&input, channels, h, w, cfg, &mut run);
+        let back = untransform(&p.probabilities, p.channels, h, w, t);
+        match &mut mean {
+            None => {
+                mean = Some(Prediction {
+                    probabilities: back,
+                    width,
+                    height,
+                    ..p
+                })
+            }
+            Some(m) => m.probabilities.iter_mut().zip(&back).for_each(|(a, b)| *a += b),
+        }
+    }
+    let mut m = mean.unwrap_or(Prediction {
+        width,
+        height,
+        channels: 0,
+        probabilities: Vec::new(),
+        scale: 1.0,
+    });
+    let k = transforms.len() as f32;
+    if k > 1.0 {
+        m.probabilities.iter_mut().for_each(|v| *v /= k);
+    }
+    m
 }
 
 /// Cuts the image into tiles, runs `run` on batches of them (`[n, C, th, tw]` in, `[n, C_out,
@@ -163,6 +275,7 @@ fn tiled(
         height,
         channels: out_channels,
         probabilities: sum,
+        scale: 1.0,
     }
 }
 
@@ -252,12 +365,47 @@ impl Predictor {
         self
     }
 
+    /// The preprocessing applied to images: the bundle's, unless replaced.
+    pub fn preprocessing(&self) -> &cellops_dataset::BuildConfig {
+        self.preprocessing.as_ref().unwrap_or(&self.meta.preprocessing)
+    }
+
     /// Segments an image as it comes from disk: applies the bundle's preprocessing, predicts, and
     /// returns probabilities at the image's own size.
+    ///
+    /// A bundle trained at a nucleus scale needs the image's nucleus size, which an image without
+    /// a mask does not tell: the model runs at the image's own size, the median diameter of the
+    /// nuclei it finds gives a factor, and it runs again at that factor — until the factor settles
+    /// (within 15 %), at most three times more, as Cellpose refines its size estimate with its own
+    /// segmentation. An image where nothing is found keeps its size.
     pub fn predict(&self, image: &Raster) -> Result<Prediction, PredictError> {
-        let preprocessing = self.preprocessing.as_ref().unwrap_or(&self.meta.preprocessing);
-        let prepared =
-            cellops_dataset::preprocess(image, preprocessing).map_err(|e| PredictError::Preprocess(e.to_string()))?;
+        let Some(target) = self.preprocessing().scale.map(|s| s.diameter_px) else {
+            return self.predict_at(image, None);
+        };
+        let mut factor = 1.0;
+        let mut p = self.predict_at(image, Some(factor))?;
+        for _ in 0..SCALE_PASSES {
+            // The diameter is in image pixels, whatever the factor the model saw the image at;
+            // objects under a quarter of the target at the model's scale are specks.
+            let Some(d) = nucleus_diameter(&p, target / (SPECK * factor)) else {
+                break;
+            };
+            let next = scale::factor(target, d);
+            if (next / factor - 1.0).abs() < SCALE_TOLERANCE {
+                break;
+            }
+            factor = next;
+            p = self.predict_at(image, Some(factor))?;
+        }
+        Ok(p)
+    }
+
+    /// [`Self::predict`] at a given rescaling factor (for a bundle trained at a nucleus scale;
+    /// `None` applies the preprocessing as it is).
+    pub fn predict_at(&self, image: &Raster, factor: Option<f64>) -> Result<Prediction, PredictError> {
+        let preprocessing = self.preprocessing();
+        let prepared = cellops_dataset::preprocess_scaled(image, preprocessing, factor)
+            .map_err(|e| PredictError::Preprocess(e.to_string()))?;
         let channels = prepared.channels as usize;
         if channels != self.meta.input_channels {
             return Err(PredictError::Channels {
@@ -279,9 +427,26 @@ impl Predictor {
         if (oh, ow) != (h, w) {
             p.probabilities = resize_planes(&p.probabilities, p.channels, h, w, oh, ow);
             (p.height, p.width) = (oh, ow);
+            p.scale = ((h * w) as f64 / (oh * ow) as f64).sqrt();
         }
         Ok(p)
     }
+}
+
+/// Rescaled passes of [`Predictor::predict`] at most, after the first.
+const SCALE_PASSES: usize = 3;
+/// A factor within this relative change of the previous one ends the estimate.
+const SCALE_TOLERANCE: f64 = 0.15;
+
+/// Objects narrower than the target diameter over this, at the model's scale, are not nuclei.
+const SPECK: f64 = 4.0;
+
+/// The median diameter (image pixels) of the nuclei at least `min_diameter` wide in a
+/// prediction, split by the default distance watershed so that clumps do not count as one large
+/// nucleus.
+fn nucleus_diameter(p: &Prediction, min_diameter: f64) -> Option<f64> {
+    let (labels, _) = segment(p.channel(0), None, p.width, &InstanceConfig::default()).ok()?;
+    scale::median_diameter_above(&labels, min_diameter)
 }
 
 #[cfg(test)]
@@ -365,6 +530,30 @@ mod tests {
     }
 
     #[test]
+    fn test_time_transforms_are_undone() {
+        let (c, h, w) = (2, 3, 5);
+        let planes: Vec<f32> = (0..c * h * w).map(|v| v as f32).collect();
+        for t in 0..8u8 {
+            let (out, oh, ow) = transform(&planes, c, h, w, t);
+            assert_eq!(oh * ow, h * w);
+            assert_eq!((oh, ow) == (w, h), t & 4 != 0);
+            assert_eq!(untransform(&out, c, oh, ow, t), planes, "transform {t}");
+        }
+        // A model that returns its input gives the image back under any augmentation.
+        for tta in [Tta::Flips, Tta::Dihedral] {
+            let cfg = PredictConfig::new().with_tile(4).with_overlap(2).with_tta(tta);
+            let p = augmented(&planes, c, h, w, &cfg, |input, _, _, _| (input.to_vec(), c));
+            let worst = p
+                .probabilities
+                .iter()
+                .zip(&planes)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{tta:?}: {worst}");
+        }
+    }
+
+    #[test]
     fn resampling_keeps_constants_and_sizes() {
         let data = vec![0.25f32; 2 * 3 * 4];
         let out = resize_planes(&data, 2, 3, 4, 7, 5);
@@ -403,6 +592,8 @@ mod tests {
             history: Vec::new(),
             best_epoch: 0,
             test: None,
+            postprocessing: None,
+            parent: None,
         };
         let dir = tempfile::tempdir().expect("tmp");
         save(&training.model.init(&device), &info, dir.path(), &[]).expect("save");

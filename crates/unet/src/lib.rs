@@ -13,8 +13,11 @@ pub mod inference;
 pub mod model;
 pub mod throughput;
 pub mod training;
+pub mod tune;
 
 /// burn's device type, for callers that pick one with [`device::select`] and pass it on.
 pub use burn::prelude::Device;
 pub use model::{Norm, UNet, UNetConfig, Upsample};
-pub use training::{Checkpointing, EpochRecord, Fitted, Observer, Silent, Stop, TrainConfig, TrainError, fit};
+pub use training::{
+    Checkpointing, EpochRecord, Fitted, Observer, Silent, Stop, TrainConfig, TrainError, fit, fit_from,
+};

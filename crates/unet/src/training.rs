@@ -14,9 +14,12 @@ use burn::prelude::*;
 use cellops_dataset::synthetic::Rng;
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState};
-use crate::data::{AugmentConfig, Sample, random_patch};
+use crate::data::{AugmentConfig, Boundary, Sample, random_patch};
 use crate::inference::{PredictConfig, predict_chw};
 use crate::model::{UNet, UNetConfig};
+use cellops_measure::instances::segment;
+use cellops_measure::metrics::{MatchCounts, Overlap, PixelCounts};
+use cellops_measure::params::{PostProcessing, Segmentation};
 
 /// Weights of the two loss terms.
 #[derive(Config, Debug)]
@@ -27,6 +30,10 @@ pub struct LossConfig {
     /// Weight of the soft Dice loss.
     #[config(default = 1.0)]
     pub dice_weight: f64,
+    /// Weight of the boundary channel's loss relative to the foreground's (the second channel,
+    /// when there is one); above 1 for sparse contact targets.
+    #[config(default = 1.0)]
+    pub boundary_weight: f64,
 }
 
 /// Binary cross-entropy with logits, averaged over every element. `[N, C, H, W]` → `[1]`.
@@ -46,9 +53,34 @@ pub fn soft_dice(probabilities: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     dice.reshape([c]).mean()
 }
 
+impl TrainConfig {
+    /// The targets the model's outputs need: the boundary kind with two output channels, none
+    /// with one.
+    pub fn targets(&self) -> Boundary {
+        if self.model.out_channels >= 2 {
+            self.boundary
+        } else {
+            Boundary::None
+        }
+    }
+}
+
 impl LossConfig {
-    /// The combined loss of `logits` against a 0/1 `target` of the same shape.
+    /// The combined loss of `logits` against a 0/1 `target` of the same shape: per channel, the
+    /// boundary channel weighted by `boundary_weight`, averaged over the channels' weights.
     pub fn loss(&self, logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
+        let [_, c, _, _] = logits.dims();
+        if c < 2 || self.boundary_weight == 1.0 {
+            return self.channel_loss(logits, target);
+        }
+        let fg = self.channel_loss(logits.clone().narrow(1, 0, 1), target.clone().narrow(1, 0, 1));
+        let rest = self.channel_loss(logits.narrow(1, 1, c - 1), target.narrow(1, 1, c - 1));
+        let w = self.boundary_weight * (c - 1) as f64;
+        (fg + rest.mul_scalar(w)).div_scalar(1.0 + w)
+    }
+
+    /// BCE + Dice of some channels, averaged over them.
+    fn channel_loss(&self, logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
         let bce = bce_with_logits(logits.clone(), target.clone());
         let dice = soft_dice(burn::tensor::activation::sigmoid(logits), target);
         bce.mul_scalar(self.bce_weight) + dice.neg().add_scalar(1.0).mul_scalar(self.dice_weight)
@@ -83,6 +115,10 @@ pub struct TrainConfig {
     /// Augmentation.
     #[config(default = "AugmentConfig::new()")]
     pub augment: AugmentConfig,
+    /// What the second output channel learns (with `model.out_channels: 2`): `full` object
+    /// boundaries or only `contact` between touching objects.
+    #[config(default = "Boundary::Full")]
+    pub boundary: Boundary,
     /// Side of the square training patches.
     #[config(default = 128)]
     pub patch_size: usize,
@@ -111,6 +147,18 @@ pub struct TrainConfig {
     /// Seed of weight initialisation, patch sampling and augmentation.
     #[config(default = 42)]
     pub seed: u64,
+    /// Validate each epoch on at most this many validation images, evenly spaced over the split
+    /// (0: all of them); the run's final model is still scored on the whole test split.
+    #[config(default = 0)]
+    pub max_val_images: usize,
+}
+
+/// At most `max` items of `all`, evenly spaced (all of them for 0).
+fn evenly<T>(all: &[T], max: usize) -> Vec<&T> {
+    if max == 0 || all.len() <= max {
+        return all.iter().collect();
+    }
+    (0..max).map(|k| &all[k * all.len() / max]).collect()
 }
 
 /// One epoch's figures (a line of the history).
@@ -124,6 +172,10 @@ pub struct EpochRecord {
     pub val_dice: f64,
     /// Pooled foreground IoU on the validation images.
     pub val_iou: f64,
+    /// Pooled instance F1 at IoU 0.5 on the validation images (threshold 0.5, distance watershed),
+    /// when their instance labels are known: the score that picks the best epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_f1: Option<f64>,
     /// Learning rate at the epoch's last step.
     pub learning_rate: f64,
     /// Training patches per second.
@@ -229,29 +281,60 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Pooled foreground Dice and IoU of `model` on whole images (channel 0, threshold 0.5), run
-/// through [`predict_chw`] so that large images stay in bounded memory.
-pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> (f64, f64) {
+/// Scores of a model on whole images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// Pooled foreground Dice (channel 0, threshold 0.5).
+    pub dice: f64,
+    /// Pooled foreground IoU.
+    pub iou: f64,
+    /// Pooled instance F1 at IoU 0.5 after the default instance segmentation (threshold 0.5,
+    /// distance watershed), when every image has instance labels.
+    pub f1: Option<f64>,
+}
+
+impl Validation {
+    /// The score that ranks epochs: instance F1 where known, else Dice.
+    pub fn score(&self) -> f64 {
+        self.f1.unwrap_or(self.dice)
+    }
+}
+
+/// Pooled scores of `model` on whole images, run through [`predict_chw`] so that large images stay
+/// in bounded memory, with the default post-processing.
+pub fn evaluate(model: &UNet, samples: &[Sample], device: &Device) -> Validation {
+    evaluate_with(model, samples, device, &PostProcessing::default())
+}
+
+/// [`evaluate`] with the given post-processing for the instance scores.
+pub fn evaluate_with(model: &UNet, samples: &[Sample], device: &Device, post: &PostProcessing) -> Validation {
+    let config = Segmentation::default().instance_config(post, false);
     let tiling = PredictConfig::new().with_tile(512).with_overlap(64);
-    let (mut inter, mut pred_sum, mut true_sum) = (0u64, 0u64, 0u64);
+    let instances = !samples.is_empty() && samples.iter().all(|s| s.labels.len() == s.width * s.height);
+    let mut pixels = PixelCounts::default();
+    let mut matches = MatchCounts::default();
     for s in samples {
         let p = predict_chw(model, &s.image.to_f32(), s.channels, s.height, s.width, &tiling, device);
         for (&prob, &t) in p.channel(0).iter().zip(&s.target[..s.height * s.width]) {
             let (fg, truth) = (prob > 0.5, t > 0);
-            inter += u64::from(fg && truth);
-            pred_sum += u64::from(fg);
-            true_sum += u64::from(truth);
+            pixels.both += u64::from(fg && truth);
+            pixels.pred += u64::from(fg);
+            pixels.truth += u64::from(truth);
+        }
+        if instances {
+            let predicted = segment(p.channel(0), None, s.width, &config)
+                .map(|(l, _)| l)
+                .unwrap_or_default();
+            if let Ok(o) = Overlap::new(&s.labels, &predicted) {
+                matches += o.matching(0.5);
+            }
         }
     }
-    let (inter, pred_sum, true_sum) = (inter as f64, pred_sum as f64, true_sum as f64);
-    let dice = if pred_sum + true_sum == 0.0 {
-        1.0
-    } else {
-        2.0 * inter / (pred_sum + true_sum)
-    };
-    let union = pred_sum + true_sum - inter;
-    let iou = if union == 0.0 { 1.0 } else { inter / union };
-    (dice, iou)
+    Validation {
+        dice: pixels.dice(),
+        iou: pixels.iou(),
+        f1: instances.then(|| matches.stats(0.5).f1),
+    }
 }
 
 fn check_data(cfg: &TrainConfig, train: &[Sample], val: &[Sample]) -> Result<(), TrainError> {
@@ -305,6 +388,21 @@ pub fn fit(
     checkpoints: &Checkpointing,
     observer: &mut dyn Observer,
 ) -> Result<Fitted, TrainError> {
+    fit_from(None, cfg, train, val, device, checkpoints, observer)
+}
+
+/// [`fit`], starting from `init`'s weights (fine-tuning; the model must live on
+/// `device.autodiff()` and have `cfg.model`'s architecture) instead of a seeded initialisation.
+/// A run resumed from a checkpoint continues from the checkpoint.
+pub fn fit_from(
+    init: Option<UNet>,
+    cfg: &TrainConfig,
+    train: &[Sample],
+    val: &[Sample],
+    device: &Device,
+    checkpoints: &Checkpointing,
+    observer: &mut dyn Observer,
+) -> Result<Fitted, TrainError> {
     check_data(cfg, train, val)?;
     let (channels, target_channels) = (cfg.model.in_channels, cfg.model.out_channels);
     let train_device = device.clone().autodiff();
@@ -329,7 +427,7 @@ pub fn fit(
         ),
         None => {
             train_device.seed(cfg.seed);
-            let model = cfg.model.init(&train_device);
+            let model = init.unwrap_or_else(|| cfg.model.init(&train_device));
             let best = (f64::NEG_INFINITY, 0, model.valid());
             (model, adamw.init(), best, Vec::new())
         }
@@ -337,6 +435,7 @@ pub fn fit(
     if resumed_from.is_some() {
         observer.resumed(&history);
     }
+    let val_subset: Vec<Sample> = evenly(val, cfg.max_val_images).into_iter().cloned().collect();
     let total_steps = (cfg.epochs * cfg.steps_per_epoch) as f64;
     let mut stop = Stop::Completed;
     let first_epoch = history.len() + 1;
@@ -404,19 +503,20 @@ pub fn fit(
         model = trained;
         let train_seconds = started.elapsed().as_secs_f64();
         let valid = model.valid();
-        let (val_dice, val_iou) = evaluate(&valid, val, device);
+        let v = evaluate(&valid, &val_subset, device);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / cfg.steps_per_epoch as f64,
-            val_dice,
-            val_iou,
+            val_dice: v.dice,
+            val_iou: v.iou,
+            val_f1: v.f1,
             learning_rate: lr,
             patches_per_second: (cfg.steps_per_epoch * cfg.batch_size) as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
         };
         history.push(record.clone());
-        if val_dice > best.0 {
-            best = (val_dice, epoch, valid);
+        if v.score() > best.0 {
+            best = (v.score(), epoch, valid);
         }
         if let Some(dir) = &checkpoints.dir {
             let state = CheckpointState {
@@ -499,6 +599,7 @@ mod tests {
                     .map(|&v| u8::from(v > 0.5))
                     .collect(),
                 target_channels: 1,
+                labels: Vec::new(),
             })
             .collect()
     }
@@ -539,8 +640,9 @@ mod tests {
         assert!(best.val_dice > 0.8, "{:?}", fitted.history);
         assert!(last.learning_rate < 5e-3);
         // The returned model is the best epoch's.
-        let (dice, _) = evaluate(&fitted.model, &data, &Device::flex());
-        assert!((dice - best.val_dice).abs() < 1e-9);
+        let v = evaluate(&fitted.model, &data, &Device::flex());
+        assert!((v.dice - best.val_dice).abs() < 1e-9);
+        assert_eq!(v.f1, best.val_f1);
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     let dataset = PreparedDataset::open(&a.dataset)?;
     // Instance labels come from the masks; the loader gives foreground/boundary targets, so read
     // the labels again per item.
-    let samples = dataset.load(split, false)?;
+    let samples = dataset.load(split, cellops_unet::data::Boundary::None)?;
     let labels = dataset.load_labels(split)?;
     let sep = Separation {
         threshold: a.threshold,

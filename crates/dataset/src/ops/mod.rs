@@ -4,5 +4,7 @@ pub mod colour;
 pub mod equalize;
 pub mod label;
 pub mod normalize;
+pub mod polarity;
 pub mod resize;
+pub mod scale;
 pub mod tile;

@@ -63,3 +63,33 @@ pub fn percentile(img: &Raster, low: f64, high: f64) -> Raster {
     };
     Raster::from_u8(img.width, img.height, img.channels, data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 16-bit camera image: a floor at 120 and nuclei a few hundred grey levels above it, in the
+    /// lowest 2 % of the range. Divided by 65535 it would be nearly black; percentiles at its own
+    /// bit depth stretch it over all of 0..255.
+    #[test]
+    fn a_sixteen_bit_image_in_low_grey_levels_is_stretched_not_squeezed() {
+        let mut data = vec![120u16; 1000];
+        for (i, v) in data.iter_mut().enumerate().skip(700) {
+            *v = 300 + (i as u16 - 700) * 3; // 300..1197
+        }
+        let img = Raster::from_u16(100, 10, 1, data);
+        let Samples::U8(out) = percentile(&img, 1.0, 99.8).samples else {
+            panic!("8-bit output")
+        };
+        assert_eq!(out[0], 0, "the floor maps to black");
+        assert_eq!(*out.iter().max().expect("max"), 255);
+        // Nuclei keep their contrast: their values spread over most of the 8-bit range.
+        let nuclei: std::collections::BTreeSet<u8> = out[700..].iter().copied().collect();
+        assert!(nuclei.len() > 200, "{} grey levels", nuclei.len());
+        assert!(
+            out[700] > 30,
+            "the dimmest nucleus stands out from the floor: {}",
+            out[700]
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! `cellops bundle`: re-bundle a model — read a bundle (a folder or a shipped name), optionally
+//! tune its post-processing again on a prepared dataset's validation split and score its test
+//! split, add files (a model card), and write it under this version's format with a new id.
+
+use std::path::{Path, PathBuf};
+
+use cellops_actions::Runner;
+use cellops_dataset::layout::Subset;
+use cellops_unet::bundle::{self, BundleMeta};
+use cellops_unet::data::{DataError, PreparedDataset};
+use cellops_unet::device::{self, Accelerator};
+use cellops_unet::training::evaluate_with;
+use cellops_unet::tune;
+
+use crate::{StageError, check_preprocessing, tuned_line};
+
+/// Flags of `cellops bundle`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Bundle")]
+pub struct RebundleArgs {
+    /// The bundle to read: a folder, or a shipped name (`nuclei`).
+    #[arg(long, value_name = "BUNDLE")]
+    pub from: PathBuf,
+    /// The folder the new bundle is written to (replaced whole, atomically).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// A prepared dataset (a `build` output with the model's preprocessing): the post-processing
+    /// is tuned again on its validation split and the test scores measured on its test split.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// A file to add to the bundle under its own name (a model card, a golden image); repeatable.
+    #[arg(long = "add", value_name = "FILE")]
+    pub add: Vec<PathBuf>,
+    /// Device for the tuning.
+    #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
+    pub device: Accelerator,
+}
+
+/// Files of a bundle folder that travel with it when it is re-bundled.
+const CARRIED: [&str; 3] = ["history.csv", "history.jsonl", "learning-curve.svg"];
+
+fn read(path: &Path) -> Result<Vec<u8>, StageError> {
+    std::fs::read(path).map_err(|e| StageError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Re-bundles as [`RebundleArgs`] says and returns the new bundle's metadata.
+pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageError> {
+    let selected = device::select(args.device)?;
+    let (model, mut meta) = bundle::load(&args.from, &selected.device)?;
+    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+    if args.from.is_dir() {
+        for name in CARRIED {
+            if let Ok(bytes) = std::fs::read(args.from.join(name)) {
+                extra.push((name.to_owned(), bytes));
+            }
+        }
+    }
+    for path in &args.add {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| StageError::Usage(format!("{}: not a file", path.display())))?;
+        if [bundle::METADATA, bundle::WEIGHTS].contains(&name.as_str()) {
+            return Err(StageError::Usage(format!(
+                "--add {}: the bundle writes {name} itself",
+                path.display()
+            )));
+        }
+        extra.retain(|(n, _)| *n != name);
+        extra.push((name, read(path)?));
+    }
+    if let Some(dir) = &args.dataset {
+        let dataset = PreparedDataset::open(dir)?;
+        check_preprocessing(&args.from, &meta.preprocessing, &dataset.manifest().config, dir)?;
+        let targets = meta.training.targets();
+        let val = dataset.load(Subset::Val, targets)?;
+        if let Some(t) = tune::tune(&model, &val, &selected.device) {
+            runner.info(&tuned_line(&t))?;
+            meta.postprocessing = Some(t.values);
+            meta.metrics.val_f1 = Some(t.f1);
+        }
+        match dataset.load(Subset::Test, targets) {
+            Ok(test) => {
+                let v = evaluate_with(
+                    &model,
+                    &test,
+                    &selected.device,
+                    &meta.postprocessing.unwrap_or_default(),
+                );
+                (meta.metrics.test_dice, meta.metrics.test_iou, meta.metrics.test_f1) =
+                    (Some(v.dice), Some(v.iou), v.f1);
+            }
+            Err(DataError::EmptySplit(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let meta = bundle::resave(&model, &meta, &args.output, &extra)?;
+    runner.set_output("bundle", &args.output.display().to_string())?;
+    runner.set_output("bundle-id", &meta.id)?;
+    Ok(meta)
+}
+
+/// Runs `cellops bundle` and ends it the way every stage ends.
+pub fn execute(args: &RebundleArgs, runner: &Runner) -> cellops_actions::Exit {
+    cellops_actions::conclude(runner, run(args, runner), |meta| {
+        (
+            format!("bundle {} written to {}", meta.id, args.output.display()),
+            cellops_actions::Exit::Success,
+        )
+    })
+}
