@@ -122,6 +122,11 @@ fn cellpose_with_split_folders_and_16_bit_tiff() {
             ..Default::default()
         },
         tile: Some(Tile { size: 32, overlap: 0 }),
+        // Samples kept as they are (the default normalisation makes 8-bit images).
+        normalize: cellops_dataset::config::Normalize {
+            method: cellops_dataset::config::NormalizeMethod::None,
+            ..Default::default()
+        },
         ..BuildConfig::default()
     };
     let r = build_ok(&data, &out, &cfg);
@@ -208,7 +213,7 @@ fn nucleus_scale_rescales_each_image_to_the_target_and_keeps_every_object() {
         );
         sources.push(labels);
     }
-    let target = 16.0;
+    let target = 8.0;
     let cfg = BuildConfig {
         scale: Some(NucleusScale { diameter_px: target }),
         ..BuildConfig::default()
@@ -224,7 +229,10 @@ fn nucleus_scale_rescales_each_image_to_the_target_and_keeps_every_object() {
         let measured = median_diameter(&source.data).expect("objects");
         let factor = o.scale.expect("scale recorded");
         assert!((o.nucleus_diameter_px.expect("diameter recorded") - measured).abs() < 1e-9);
-        assert!((factor - target / measured).abs() < 1e-9, "{factor}");
+        assert!(
+            (factor - target / measured).abs() < 1e-9,
+            "{factor} for nuclei {measured} px wide"
+        );
         // Isotropic: both sides scale by the factor; every object survives the nearest-neighbour
         // resampling of its labels.
         assert_eq!(o.size[0], (f64::from(source.width) * factor).round() as u32);

@@ -567,4 +567,3 @@ mod tests {
         assert!(j[1].get("b").is_none());
     }
 }
-

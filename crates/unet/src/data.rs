@@ -328,27 +328,25 @@ pub struct AugmentConfig {
     pub nuclei_bias: f32,
 }
 
-/// Tries at finding a foreground pixel by chance before a patch is placed anywhere.
-const FOREGROUND_TRIES: usize = 32;
-
 /// The top-left corner of a patch of `size` in `s`: on a nucleus with probability
-/// `aug.nuclei_bias` (when one is found), anywhere otherwise.
+/// `aug.nuclei_bias` (when the image has one), anywhere otherwise.
 fn patch_origin(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (usize, usize) {
     let span = |len: usize| len.saturating_sub(size);
     let pick = |rng: &mut Rng, len: usize| (rng.next_u64() % (span(len) as u64 + 1)) as usize;
     if aug.nuclei_bias > 0.0 && rng.unit() < aug.nuclei_bias {
-        let plane = (s.width * s.height) as u64;
-        for _ in 0..FOREGROUND_TRIES {
-            let i = (rng.next_u64() % plane) as usize;
-            if s.target[i] != 0 {
-                // The nucleus lands anywhere in the patch, not always at its centre.
-                let mut place = |c: usize, len: usize| {
-                    let offset = (rng.next_u64() % size as u64) as usize;
-                    c.saturating_sub(offset).min(span(len))
-                };
-                let y0 = place(i / s.width, s.height);
-                return (y0, place(i % s.width, s.width));
-            }
+        let plane = s.width * s.height;
+        // The first foreground pixel at or after a random one (wrapping round): one is always
+        // found when there is any, however sparse the image.
+        let start = (rng.next_u64() % plane as u64) as usize;
+        let found = (start..plane).chain(0..start).find(|&i| s.target[i] != 0);
+        if let Some(i) = found {
+            // The nucleus lands anywhere in the patch, not always at its centre.
+            let mut place = |c: usize, len: usize| {
+                let offset = (rng.next_u64() % size as u64) as usize;
+                c.saturating_sub(offset).min(span(len))
+            };
+            let y0 = place(i / s.width, s.height);
+            return (y0, place(i % s.width, s.width));
         }
     }
     (pick(rng, s.height), pick(rng, s.width))

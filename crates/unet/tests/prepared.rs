@@ -28,7 +28,9 @@ fn prepared_dataset_feeds_the_model() {
     build(&raw, &prepared, &build_cfg, &Quiet).expect("build");
 
     let ds = PreparedDataset::open(&prepared).expect("open");
-    let train = ds.load(Subset::Train, cellops_unet::data::Boundary::Full).expect("train split");
+    let train = ds
+        .load(Subset::Train, cellops_unet::data::Boundary::Full)
+        .expect("train split");
     assert_eq!(train.len(), ds.manifest().counts.train);
     let s = &train[0];
     assert_eq!((s.channels, s.height, s.width, s.target_channels), (1, 40, 48, 2));
