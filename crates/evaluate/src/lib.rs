@@ -290,8 +290,10 @@ fn labels_of(
                 path: args.model.clone().unwrap_or_default(),
                 source: e,
             })?;
-            let labels = segment::from_prediction(&pred, ctx.params, p.meta().postprocessing.as_ref())
-                .map_err(|e| failed(&item.image, &e))?;
+            let meta = p.meta();
+            let labels =
+                segment::from_prediction(&pred, meta.training.targets(), ctx.params, meta.postprocessing.as_ref())
+                    .map_err(|e| failed(&item.image, &e))?;
             Ok((labels, Some(pred.scale)))
         }
         Source::Threshold => Ok((

@@ -3,10 +3,11 @@
 
 use cellops_dataset::config::{ColourMode, Normalize, NormalizeMethod, Polarity};
 use cellops_dataset::{BuildConfig, Raster, Samples, preprocess};
-use cellops_measure::instances::{segment, split_mask};
+use cellops_measure::instances::{Guide, segment, split_mask};
 use cellops_measure::params::{CellParams, PostProcessing};
 use cellops_measure::threshold::threshold;
 use cellops_measure::watershed::WatershedError;
+use cellops_unet::data::Boundary;
 use cellops_unet::inference::Prediction;
 
 /// How given masks are read.
@@ -29,18 +30,22 @@ pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Re
     split_mask(foreground, width, &config).map(|(labels, _)| labels)
 }
 
-/// Instance labels from a prediction (foreground, and boundary when the model has it), under the
-/// file's post-processing where it sets values and the bundle's tuned `bundle` values elsewhere
-/// (at the model's scale, so sizes follow the prediction's `scale`).
+/// Instance labels from a prediction (foreground, and the second channel when the model has one:
+/// what it holds is `second`), under the file's post-processing where it sets values and the
+/// bundle's tuned `bundle` values elsewhere (at the model's scale, so sizes follow the
+/// prediction's `scale`).
 pub fn from_prediction(
     pred: &Prediction,
+    second: Boundary,
     p: &CellParams,
     bundle: Option<&PostProcessing>,
 ) -> Result<Vec<u32>, WatershedError> {
-    let boundary = (pred.channels >= 2).then(|| pred.channel(1));
+    let guide = pred.guide(second);
     let values = p.segmentation.resolve(p.pixel_size_um, bundle, pred.scale).values;
-    let config = p.segmentation.instance_config(&values, boundary.is_some());
-    segment(pred.channel(0), boundary, pred.width, &config).map(|(labels, _)| labels)
+    let config = p
+        .segmentation
+        .instance_config(&values, matches!(guide, Some(Guide::Boundary(_))));
+    segment(pred.channel(0), guide, pred.width, &config).map(|(labels, _)| labels)
 }
 
 /// The classical line's preprocessing: one grey channel, percentile-normalised at the image's

@@ -14,7 +14,9 @@
 //!   ([`crate::distance`]) peaks at the centres of the nuclei; markers at those peaks
 //!   ([`Markers`]) flood the negated distance map within the mask ([`crate::watershed`]), so
 //!   touching nuclei part along the neck between them. Foreground no marker reaches becomes objects
-//!   of its own.
+//!   of its own. A model with a distance channel ([`Guide::Distance`]) replaces the distance
+//!   transform by its own prediction, which knows where two touching nuclei part even when the
+//!   thresholded mask has no neck there.
 //! - [`Method::None`]: connected components of the mask.
 //!
 //! Before separating, holes can be filled ([`Holes`]); after it, objects smaller than
@@ -289,47 +291,87 @@ pub fn split_mask(mask: &[bool], width: usize, config: &InstanceConfig) -> Resul
     Ok(finish(labels, width, height, config.min_area_px, conn))
 }
 
-/// Instance labels from probability maps (foreground, and optionally boundary, both rows of
-/// `width`): the foreground is `foreground > probability_threshold`; [`Method::Boundary`] then
-/// seeds where `boundary ≤ probability_threshold` and floods by `connectivity`, the other methods
-/// work as in [`split_mask`]. Returns the labels (1..=N, raster order) and N.
+/// A model's second output channel, which guides the separation of touching nuclei.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Guide<'a> {
+    /// Boundary probabilities (`0..=1`): [`Method::Boundary`] seeds where they are low.
+    Boundary(&'a [f32]),
+    /// A predicted distance map: each pixel's distance to the outside of its nucleus is
+    /// `map · px_per_unit` pixels. [`Method::DistanceWatershed`] takes its markers from it and
+    /// floods it, instead of the distance transform of the thresholded foreground.
+    Distance {
+        /// The channel's values.
+        map: &'a [f32],
+        /// Pixels per unit of `map`.
+        px_per_unit: f64,
+    },
+}
+
+impl Guide<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Guide::Boundary(b) => b.len(),
+            Guide::Distance { map, .. } => map.len(),
+        }
+    }
+}
+
+/// Instance labels from probability maps (foreground, and optionally a [`Guide`], both rows of
+/// `width`): the foreground is `foreground > probability_threshold`; with a boundary guide,
+/// [`Method::Boundary`] then seeds where `boundary ≤ probability_threshold` and floods by
+/// `connectivity`; with a distance guide, [`Method::DistanceWatershed`] finds its markers on, and
+/// floods, the predicted distances; otherwise the methods work as in [`split_mask`]. Returns the
+/// labels (1..=N, raster order) and N.
 ///
 /// ```
-/// use cellops_measure::instances::{InstanceConfig, Method, segment};
+/// use cellops_measure::instances::{Guide, InstanceConfig, Method, segment};
 /// let fg = [0.9f32; 7];
 /// let boundary = [0.0f32, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0];
 /// let config = InstanceConfig { method: Method::Boundary { min_seed_area_px: 1 }, ..Default::default() };
-/// let (labels, n) = segment(&fg, Some(&boundary), 7, &config).unwrap();
+/// let (labels, n) = segment(&fg, Some(Guide::Boundary(&boundary)), 7, &config).unwrap();
 /// assert_eq!((labels, n), (vec![1, 1, 1, 1, 2, 2, 2], 2));
 /// ```
 pub fn segment(
     foreground: &[f32],
-    boundary: Option<&[f32]>,
+    guide: Option<Guide<'_>>,
     width: usize,
     config: &InstanceConfig,
 ) -> Result<(Vec<u32>, usize), WatershedError> {
     let height = rows(foreground.len(), width)?;
-    if let Some(b) = boundary
-        && b.len() != foreground.len()
+    if let Some(g) = guide
+        && g.len() != foreground.len()
     {
+        let what = match g {
+            Guide::Boundary(_) => "boundary",
+            Guide::Distance { .. } => "distance",
+        };
         return Err(WatershedError::SizeMismatch {
-            what: "boundary",
-            len: b.len(),
+            what,
+            len: g.len(),
             expected: foreground.len(),
         });
     }
     let t = config.probability_threshold;
     let mask: Vec<bool> = foreground.iter().map(|&p| p > t).collect();
-    match (config.method, boundary) {
-        (Method::Boundary { min_seed_area_px }, Some(b)) => {
-            let conn = config.connectivity;
+    let conn = config.connectivity;
+    let labels = match (config.method, guide) {
+        (Method::Boundary { min_seed_area_px }, Some(Guide::Boundary(b))) => {
             let mask = fill_holes(&mask, width, height, config.holes, conn);
             let seeds: Vec<bool> = mask.iter().zip(b).map(|(&m, &bp)| m && bp <= t).collect();
-            let labels = seeded_flood(&mask, &seeds, width, min_seed_area_px, conn, conn);
-            Ok(finish(labels, width, height, config.min_area_px, conn))
+            seeded_flood(&mask, &seeds, width, min_seed_area_px, conn, conn)
         }
-        _ => split_mask(&mask, width, config),
-    }
+        (Method::DistanceWatershed(ws), Some(Guide::Distance { map, px_per_unit })) => {
+            let mask = fill_holes(&mask, width, height, config.holes, conn);
+            let dist: Vec<f64> = map
+                .iter()
+                .zip(mask.iter())
+                .map(|(&d, &m)| if m { f64::from(d) * px_per_unit } else { 0.0 })
+                .collect();
+            watershed_on(&dist, &mask, width, &ws, conn)?
+        }
+        _ => return split_mask(&mask, width, config),
+    };
+    Ok(finish(labels, width, height, config.min_area_px, conn))
 }
 
 fn rows(len: usize, width: usize) -> Result<usize, WatershedError> {
@@ -377,9 +419,21 @@ fn distance_watershed(
     conn: Connectivity,
 ) -> Result<Vec<u32>, WatershedError> {
     let dist = distance_transform(mask, width, ws.outside);
+    watershed_on(&dist, mask, width, ws, conn)
+}
+
+/// Markers on the distance map `dist` (by `ws.markers`), watershed of the negated distances
+/// within `mask`; unreached foreground becomes objects of its own.
+fn watershed_on(
+    dist: &[f64],
+    mask: &[bool],
+    width: usize,
+    ws: &WatershedConfig,
+    conn: Connectivity,
+) -> Result<Vec<u32>, WatershedError> {
     let markers = match ws.markers {
-        Markers::HMaxima { h_px } => h_maxima(&dist, mask, width, h_px, conn)?,
-        Markers::PeakLocalMax { min_distance_px } => peak_local_max(&dist, mask, width, min_distance_px, conn)?,
+        Markers::HMaxima { h_px } => h_maxima(dist, mask, width, h_px, conn)?,
+        Markers::PeakLocalMax { min_distance_px } => peak_local_max(dist, mask, width, min_distance_px, conn)?,
     };
     let count = markers.iter().copied().max().unwrap_or(0);
     let negated: Vec<f64> = dist.iter().map(|d| -d).collect();
@@ -590,8 +644,63 @@ mod tests {
     #[test]
     fn mismatched_sizes_are_errors() {
         assert!(split_mask(&[true; 5], 2, &InstanceConfig::default()).is_err());
-        assert!(segment(&[0.9; 4], Some(&[0.1; 3]), 2, &InstanceConfig::default()).is_err());
+        assert!(
+            segment(
+                &[0.9; 4],
+                Some(Guide::Boundary(&[0.1; 3])),
+                2,
+                &InstanceConfig::default()
+            )
+            .is_err()
+        );
         assert_eq!(split_mask(&[], 0, &InstanceConfig::default()), Ok((vec![], 0)));
+    }
+
+    /// A bar of foreground with no neck: the mask's own distance transform has one ridge, but a
+    /// predicted distance map with two peaks splits it where the prediction dips.
+    #[test]
+    fn a_distance_guide_splits_where_the_mask_alone_cannot() {
+        let (w, h) = (12usize, 6usize);
+        // Rows 1..=4 are foreground, rows 0 and 5 background.
+        let fg: Vec<f32> = (0..w * h)
+            .map(|i| if (1..=4).contains(&(i / w)) { 0.9 } else { 0.0 })
+            .collect();
+        let map: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let x = (i % w) as f32;
+                // Two cones peaking at columns 2.5 and 8.5, meeting low at the middle.
+                1.0 + 4.0 - (x - 2.5).abs().min((x - 8.5).abs())
+            })
+            .collect();
+        let config = InstanceConfig {
+            method: Method::DistanceWatershed(WatershedConfig::default()),
+            min_area_px: 0,
+            ..InstanceConfig::default()
+        };
+        let (_, alone) = segment(&fg, None, w, &config).expect("segments");
+        assert_eq!(alone, 1);
+        let guide = Guide::Distance {
+            map: &map,
+            px_per_unit: 0.5,
+        };
+        let (labels, n) = segment(&fg, Some(guide), w, &config).expect("segments");
+        assert_eq!(n, 2);
+        let row = &labels[w..2 * w];
+        assert!(
+            row[..6].iter().all(|&l| l == 1) && row[6..].iter().all(|&l| l == 2),
+            "{row:?}"
+        );
+        let (_, n) = segment(
+            &fg,
+            Some(Guide::Distance {
+                map: &map[1..],
+                px_per_unit: 1.0,
+            }),
+            w,
+            &config,
+        )
+        .map_or((Vec::new(), usize::MAX), |r| r);
+        assert_eq!(n, usize::MAX, "a map of the wrong size is an error");
     }
 
     #[test]

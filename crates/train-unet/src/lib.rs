@@ -172,23 +172,6 @@ fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, prefix: &st
     })
 }
 
-/// Lays `given` over `base`, key by key (objects merge, anything else replaces).
-fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
-    match (base, given) {
-        (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
-            for (k, v) in g {
-                match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v,
-    }
-}
-
 /// Reads a training configuration (YAML, or JSON, which is YAML too). Missing fields take their
 /// defaults; syntax errors, unknown fields and wrong types are errors naming the file and line.
 pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
@@ -229,7 +212,7 @@ fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value
     if let Some((dotted, key)) = unknown_key(&given, &merged, "") {
         return Err(err(line_of_key(&text, &key), None, format!("unknown field `{dotted}`")));
     }
-    merge(&mut merged, given.clone());
+    bundle::merge_json(&mut merged, given.clone());
     let cfg = serde_path_to_error::deserialize::<_, TrainConfig>(merged).map_err(|e| {
         let dotted = e.path().to_string();
         let key = dotted.rsplit('.').next().unwrap_or(&dotted).to_owned();

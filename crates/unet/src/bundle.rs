@@ -241,7 +241,11 @@ fn write_into(
     let best = info.history.get(info.best_epoch.wrapping_sub(1));
     let outputs = match info.training.model.out_channels {
         1 => vec!["foreground".to_owned()],
-        2 => vec!["foreground".to_owned(), "boundary".to_owned()],
+        2 => ["foreground"]
+            .into_iter()
+            .chain(info.training.targets().output_name())
+            .map(str::to_owned)
+            .collect(),
         n => (0..n).map(|i| format!("channel{i}")).collect(),
     };
     let mut meta = BundleMeta {
@@ -375,13 +379,14 @@ pub fn shipped(name: &str) -> Option<&'static Shipped> {
     SHIPPED.iter().find(|b| b.name == name)
 }
 
-/// Lays `given` over `base`, key by key (objects merge, anything else replaces).
-fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
+/// Lays `given` over `base`, key by key (objects merge, anything else replaces): how a partial
+/// configuration is completed with defaults.
+pub fn merge_json(base: &mut serde_json::Value, given: serde_json::Value) {
     match (base, given) {
         (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
             for (k, v) in g {
                 match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
+                    Some(slot) => merge_json(slot, v),
                     None => {
                         b.insert(k, v);
                     }
@@ -401,7 +406,7 @@ fn with_defaults(mut written: serde_json::Value) -> serde_json::Value {
     ];
     for (key, default) in defaults {
         if let (Some(given), Ok(mut full)) = (written.get_mut(key), default) {
-            merge(&mut full, given.take());
+            merge_json(&mut full, given.take());
             *given = full;
         }
     }

@@ -14,6 +14,7 @@ use cellops_dataset::layout::Subset;
 use cellops_dataset::manifest::Manifest;
 use cellops_dataset::synthetic::Rng;
 use cellops_dataset::{Raster, Samples};
+use cellops_measure::distance::{Outside, distance_transform};
 
 /// Why training data could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,8 @@ pub struct Sample {
     pub target: Vec<u8>,
     /// Number of target channels.
     pub target_channels: usize,
+    /// What the second target channel holds.
+    pub second: Boundary,
     /// Instance labels (`[H, W]`, 0 = background), for instance scores during validation; empty
     /// when unknown.
     pub labels: Vec<u16>,
@@ -154,12 +157,45 @@ pub enum Boundary {
     /// Only object pixels with a 4-neighbour in *another* object: where nuclei touch, the pixels
     /// that separate them (a sparse target; weight it up with `loss.boundary_weight`).
     Contact,
+    /// Not a boundary but a distance map: each object pixel's Euclidean distance to the nearest
+    /// pixel outside its object (the background, or the pixels where it touches another object),
+    /// capped at [`DISTANCE_CAP_PX`] and stored as 0..=255 of the cap. The network regresses it
+    /// (sigmoid × cap, learnt by cross-entropy against the soft target), and the distance watershed
+    /// takes its markers from the prediction instead of the thresholded mask's distance transform.
+    Distance,
 }
+
+/// The largest distance (pixels at the model's scale) that a [`Boundary::Distance`] channel
+/// represents: at the shipped 20 px nucleus scale, the centre of a nucleus four times the median
+/// area is 20 px from its outline.
+pub const DISTANCE_CAP_PX: f64 = 32.0;
+
+/// Steps of the stored distance target between 0 and [`DISTANCE_CAP_PX`].
+const DISTANCE_STEPS: f64 = 255.0;
 
 impl Boundary {
     /// Target channels: 1 without a boundary channel, else 2.
     pub fn channels(self) -> usize {
         if self == Boundary::None { 1 } else { 2 }
+    }
+
+    /// The training target of a stored value of channel `channel`: 0 or 1, except a distance
+    /// channel's fraction of the cap.
+    pub fn target_value(self, channel: usize, stored: u8) -> f32 {
+        if channel == 1 && self == Boundary::Distance {
+            (f64::from(stored) / DISTANCE_STEPS) as f32
+        } else {
+            f32::from(stored)
+        }
+    }
+
+    /// The name of the second output channel (`None` when there is none).
+    pub fn output_name(self) -> Option<&'static str> {
+        match self {
+            Boundary::None => None,
+            Boundary::Full | Boundary::Contact => Some("boundary"),
+            Boundary::Distance => Some("distance"),
+        }
     }
 }
 
@@ -192,7 +228,7 @@ pub fn targets(labels: &[u16], width: usize, boundary: Boundary) -> Vec<u8> {
             (y + 1 < height).then(|| i + width),
         ];
         let edge = match boundary {
-            Boundary::None => false,
+            Boundary::None | Boundary::Distance => false,
             Boundary::Full => neighbours.iter().any(|j| j.is_none_or(|j| labels[j] != l)),
             Boundary::Contact => neighbours.iter().flatten().any(|&j| labels[j] != l && labels[j] != 0),
         };
@@ -200,7 +236,33 @@ pub fn targets(labels: &[u16], width: usize, boundary: Boundary) -> Vec<u8> {
             out[n + i] = 1;
         }
     }
+    if boundary == Boundary::Distance {
+        distance_target(labels, width, &mut out[n..]);
+    }
     out
+}
+
+/// Writes the [`Boundary::Distance`] target of `labels` into `out`: pixels where an object touches
+/// another count as outside both, like the background.
+fn distance_target(labels: &[u16], width: usize, out: &mut [u8]) {
+    let height = labels.len() / width.max(1);
+    let inside: Vec<bool> = (0..labels.len())
+        .map(|i| {
+            let l = labels[i];
+            let (x, y) = (i % width, i / width);
+            let touches = |j: usize| labels[j] != 0 && labels[j] != l;
+            l != 0
+                && !((x > 0 && touches(i - 1))
+                    || (x + 1 < width && touches(i + 1))
+                    || (y > 0 && touches(i - width))
+                    || (y + 1 < height && touches(i + width)))
+        })
+        .collect();
+    let dist = distance_transform(&inside, width, Outside::Foreground);
+    for (o, d) in out.iter_mut().zip(dist) {
+        // An image with no outside pixel at all has infinite distances: the cap.
+        *o = (d.min(DISTANCE_CAP_PX) / DISTANCE_CAP_PX * DISTANCE_STEPS).round() as u8;
+    }
 }
 
 /// A prepared dataset opened through its manifest.
@@ -296,6 +358,7 @@ impl PreparedDataset {
                     image: image_to_pixels(&image),
                     target: targets(&labels, image.width as usize, boundary),
                     target_channels: boundary.channels(),
+                    second: boundary,
                     labels,
                 });
             }
@@ -328,26 +391,38 @@ pub struct AugmentConfig {
     pub nuclei_bias: f32,
 }
 
+/// Tries at drawing a foreground pixel uniformly before scanning for one.
+const FOREGROUND_TRIES: usize = 32;
+
+/// A foreground pixel of `s` (row-major index), uniform over the foreground when drawing finds
+/// one within [`FOREGROUND_TRIES`], else the first at or after a random pixel (wrapping round),
+/// so one is found whenever there is any, however sparse the image.
+fn foreground_pixel(s: &Sample, rng: &mut Rng) -> Option<usize> {
+    let plane = s.width * s.height;
+    let mut draw = || (rng.next_u64() % plane as u64) as usize;
+    if let Some(i) = (0..FOREGROUND_TRIES).map(|_| draw()).find(|&i| s.target[i] != 0) {
+        return Some(i);
+    }
+    let start = draw();
+    (start..plane).chain(0..start).find(|&i| s.target[i] != 0)
+}
+
 /// The top-left corner of a patch of `size` in `s`: on a nucleus with probability
 /// `aug.nuclei_bias` (when the image has one), anywhere otherwise.
 fn patch_origin(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (usize, usize) {
     let span = |len: usize| len.saturating_sub(size);
     let pick = |rng: &mut Rng, len: usize| (rng.next_u64() % (span(len) as u64 + 1)) as usize;
-    if aug.nuclei_bias > 0.0 && rng.unit() < aug.nuclei_bias {
-        let plane = s.width * s.height;
-        // The first foreground pixel at or after a random one (wrapping round): one is always
-        // found when there is any, however sparse the image.
-        let start = (rng.next_u64() % plane as u64) as usize;
-        let found = (start..plane).chain(0..start).find(|&i| s.target[i] != 0);
-        if let Some(i) = found {
-            // The nucleus lands anywhere in the patch, not always at its centre.
-            let mut place = |c: usize, len: usize| {
-                let offset = (rng.next_u64() % size as u64) as usize;
-                c.saturating_sub(offset).min(span(len))
-            };
-            let y0 = place(i / s.width, s.height);
-            return (y0, place(i % s.width, s.width));
-        }
+    if aug.nuclei_bias > 0.0
+        && rng.unit() < aug.nuclei_bias
+        && let Some(i) = foreground_pixel(s, rng)
+    {
+        // The nucleus lands anywhere in the patch, not always at its centre.
+        let mut place = |c: usize, len: usize| {
+            let offset = (rng.next_u64() % size as u64) as usize;
+            c.saturating_sub(offset).min(span(len))
+        };
+        let y0 = place(i / s.width, s.height);
+        return (y0, place(i % s.width, s.width));
     }
     (pick(rng, s.height), pick(rng, s.width))
 }
@@ -388,7 +463,7 @@ pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng)
                 image[c * size * size + dst] = (v + (v - 0.5) * (gain - 1.0) + offset).clamp(0.0, 1.0);
             }
             for t in 0..s.target_channels {
-                target[t * size * size + dst] = f32::from(s.target[t * plane + src]);
+                target[t * size * size + dst] = s.second.target_value(t, s.target[t * plane + src]);
             }
         }
     }
@@ -426,6 +501,7 @@ mod tests {
             image: Pixels::F32(vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
             target: targets(&labels, 3, Boundary::Full),
             target_channels: 2,
+            second: Boundary::Full,
             labels: labels.to_vec(),
         }
     }
@@ -444,6 +520,7 @@ mod tests {
             image: Pixels::U8(vec![0; 64 * 64]),
             target: targets(&labels, 64, Boundary::None),
             target_channels: 1,
+            second: Boundary::None,
             labels,
         };
         let hits = |bias: f32| {
@@ -489,6 +566,44 @@ mod tests {
         let full = targets(&labels, w, Boundary::Full);
         assert_eq!(t[..w * h], full[..w * h]);
         assert_eq!(full[w * h..].iter().filter(|&&v| v == 1).count(), 16);
+    }
+
+    #[test]
+    fn distance_targets_fall_to_zero_outside_and_where_objects_touch() {
+        // Two 5x5 squares side by side (columns 1-5 and 6-10) in a 7x12 image.
+        let (w, h) = (12, 7);
+        let mut labels = vec![0u16; w * h];
+        for y in 1..6 {
+            for x in 1..6 {
+                labels[y * w + x] = 1;
+                labels[y * w + x + 5] = 2;
+            }
+        }
+        let t = targets(&labels, w, Boundary::Distance);
+        let d = |x: usize, y: usize| f64::from(t[w * h + y * w + x]) / 255.0 * DISTANCE_CAP_PX;
+        let step = DISTANCE_CAP_PX / 255.0;
+        // Background and the touching columns 5 and 6 are 0 (outside both squares); (3, 3) is 2 px
+        // from the contact, 3 px from the background; pixels next to the background are 1 px.
+        for (x, y, want) in [
+            (0, 0, 0.0),
+            (5, 3, 0.0),
+            (6, 3, 0.0),
+            (3, 3, 2.0),
+            (2, 3, 2.0),
+            (1, 3, 1.0),
+            (8, 1, 1.0),
+        ] {
+            assert!(
+                (d(x, y) - want).abs() <= step / 2.0,
+                "({x}, {y}): {} vs {want}",
+                d(x, y)
+            );
+        }
+        // Symmetric about the contact; the stored values read back as fractions of the cap.
+        assert_eq!(t[w * h + 3 * w + 3], t[w * h + 3 * w + 8]);
+        assert_eq!(Boundary::Distance.target_value(1, 255), 1.0);
+        assert_eq!(Boundary::Distance.target_value(0, 1), 1.0);
+        assert_eq!(t[..w * h], targets(&labels, w, Boundary::Full)[..w * h]);
     }
 
     #[test]

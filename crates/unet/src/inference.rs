@@ -14,10 +14,10 @@ use std::path::Path;
 use burn::prelude::*;
 use cellops_dataset::Raster;
 use cellops_dataset::ops::scale;
-use cellops_measure::instances::{InstanceConfig, segment};
+use cellops_measure::instances::{Guide, InstanceConfig, segment};
 
 use crate::bundle::{self, BundleError, BundleMeta};
-use crate::data::image_to_chw;
+use crate::data::{Boundary, DISTANCE_CAP_PX, image_to_chw};
 use crate::model::UNet;
 
 /// How images are cut into tiles.
@@ -121,6 +121,22 @@ impl Prediction {
     pub fn channel(&self, c: usize) -> &[f32] {
         let n = self.width * self.height;
         &self.probabilities[c * n..(c + 1) * n]
+    }
+
+    /// The second channel as a separation guide, for a model whose second channel holds `second`
+    /// (a distance channel in pixels of this prediction's grid); `None` without one.
+    pub fn guide(&self, second: Boundary) -> Option<Guide<'_>> {
+        if self.channels < 2 {
+            return None;
+        }
+        match second {
+            Boundary::None => None,
+            Boundary::Full | Boundary::Contact => Some(Guide::Boundary(self.channel(1))),
+            Boundary::Distance => Some(Guide::Distance {
+                map: self.channel(1),
+                px_per_unit: DISTANCE_CAP_PX / self.scale,
+            }),
+        }
     }
 
     /// The foreground mask: 1 where the foreground probability exceeds `threshold`, else 0.

@@ -7,6 +7,7 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
 
+use crate::data::Boundary;
 use crate::model::UNetConfig;
 use crate::training::{LossConfig, TrainError, train_step};
 
@@ -70,7 +71,7 @@ pub fn measure(
             let y = Tensor::<1>::from_floats(ys.as_slice(), &train).reshape([batch, cfg.out_channels, size, size]);
             let sps = timed(Box::new(|| {
                 let m = model.take().ok_or_else(|| TrainError::Data("model lost".into()))?;
-                let (m, l) = train_step(m, &mut optim, &loss, 2e-3, x.clone(), y.clone());
+                let (m, l) = train_step(m, &mut optim, (&loss, Boundary::Full), 2e-3, x.clone(), y.clone());
                 model = Some(m);
                 if l.is_finite() {
                     Ok(())

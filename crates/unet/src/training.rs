@@ -68,13 +68,20 @@ impl TrainConfig {
 impl LossConfig {
     /// The combined loss of `logits` against a 0/1 `target` of the same shape: per channel, the
     /// boundary channel weighted by `boundary_weight`, averaged over the channels' weights.
-    pub fn loss(&self, logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
+    /// A distance channel (`second`) is a regression target: cross-entropy alone, no Dice.
+    pub fn loss(&self, logits: Tensor<4>, target: Tensor<4>, second: Boundary) -> Tensor<1> {
         let [_, c, _, _] = logits.dims();
-        if c < 2 || self.boundary_weight == 1.0 {
+        let distance = second == Boundary::Distance;
+        if c < 2 || (self.boundary_weight == 1.0 && !distance) {
             return self.channel_loss(logits, target);
         }
         let fg = self.channel_loss(logits.clone().narrow(1, 0, 1), target.clone().narrow(1, 0, 1));
-        let rest = self.channel_loss(logits.narrow(1, 1, c - 1), target.narrow(1, 1, c - 1));
+        let (logits, target) = (logits.narrow(1, 1, c - 1), target.narrow(1, 1, c - 1));
+        let rest = if distance {
+            bce_with_logits(logits, target)
+        } else {
+            self.channel_loss(logits, target)
+        };
         let w = self.boundary_weight * (c - 1) as f64;
         (fg + rest.mul_scalar(w)).div_scalar(1.0 + w)
     }
@@ -88,16 +95,17 @@ impl LossConfig {
 }
 
 /// One optimisation step on a batch: forward, loss, backward, update. Returns the updated model and
-/// the batch loss. The model's tensors must live on an autodiff device (`device.autodiff()`).
+/// the batch loss. The model's tensors must live on an autodiff device (`device.autodiff()`);
+/// `second` says what the targets' second channel holds.
 pub fn train_step(
     model: UNet,
     optimizer: &mut ModuleOptimizer,
-    loss: &LossConfig,
+    (loss, second): (&LossConfig, Boundary),
     learning_rate: f64,
     images: Tensor<4>,
     targets: Tensor<4>,
 ) -> (UNet, f32) {
-    let value = loss.loss(model.forward(images), targets);
+    let value = loss.loss(model.forward(images), targets, second);
     let scalar: f32 = value.clone().into_scalar();
     let grads = GradientsParams::from_grads(value.backward(), &model);
     (optimizer.step(learning_rate, model, grads), scalar)
@@ -322,7 +330,7 @@ pub fn evaluate_with(model: &UNet, samples: &[Sample], device: &Device, post: &P
             pixels.truth += u64::from(truth);
         }
         if instances {
-            let predicted = segment(p.channel(0), None, s.width, &config)
+            let predicted = segment(p.channel(0), p.guide(s.second), s.width, &config)
                 .map(|(l, _)| l)
                 .unwrap_or_default();
             if let Ok(o) = Overlap::new(&s.labels, &predicted) {
@@ -486,7 +494,7 @@ pub fn fit_from(
                     cfg.learning_rate,
                     ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
                 );
-                let (m, loss) = train_step(current, opt, &cfg.loss, lr, x, y);
+                let (m, loss) = train_step(current, opt, (&cfg.loss, cfg.targets()), lr, x, y);
                 current = m;
                 if !loss.is_finite() {
                     return Err(TrainError::NonFinite {
@@ -553,6 +561,28 @@ mod tests {
     use crate::model::{Norm, UNetConfig};
     use burn::optim::AdamWConfig;
 
+    /// A distance channel is learnt by cross-entropy alone: the loss is the foreground's BCE +
+    /// Dice and the distance channel's BCE, weighted by `boundary_weight`.
+    #[test]
+    fn a_distance_channel_is_learnt_by_cross_entropy_alone() {
+        let device = Device::flex();
+        let logits = Tensor::<1>::from_floats([0.5f32, -1.0, 2.0, 0.0, 0.3, -0.2, 1.5, -2.0].as_slice(), &device)
+            .reshape([1, 2, 2, 2]);
+        let target = Tensor::<1>::from_floats([1.0f32, 0.0, 1.0, 1.0, 0.25, 0.0, 0.75, 0.5].as_slice(), &device)
+            .reshape([1, 2, 2, 2]);
+        let cfg = LossConfig::new().with_boundary_weight(2.0);
+        let got: f32 = cfg
+            .loss(logits.clone(), target.clone(), Boundary::Distance)
+            .into_scalar();
+        let fg: f32 = cfg
+            .channel_loss(logits.clone().narrow(1, 0, 1), target.clone().narrow(1, 0, 1))
+            .into_scalar();
+        let bce: f32 = bce_with_logits(logits.clone().narrow(1, 1, 1), target.clone().narrow(1, 1, 1)).into_scalar();
+        assert!((got - (fg + 2.0 * bce) / 3.0).abs() < 1e-5, "{got}");
+        let boundary: f32 = cfg.loss(logits, target, Boundary::Full).into_scalar();
+        assert!((got - boundary).abs() > 1e-3, "a boundary channel also gets Dice");
+    }
+
     /// Discs on a dark background: images and their 0/1 masks, `[n, 1, s, s]` each.
     fn discs(n: usize, s: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let mut img = Vec::with_capacity(n * s * s);
@@ -599,6 +629,7 @@ mod tests {
                     .map(|&v| u8::from(v > 0.5))
                     .collect(),
                 target_channels: 1,
+                second: Boundary::None,
                 labels: Vec::new(),
             })
             .collect()
@@ -692,7 +723,7 @@ mod tests {
         let mut first = None;
         let mut last = 0.0;
         for _ in 0..80 {
-            let (m, l) = train_step(model, &mut optim, &loss, 5e-3, x.clone(), y.clone());
+            let (m, l) = train_step(model, &mut optim, (&loss, Boundary::None), 5e-3, x.clone(), y.clone());
             model = m;
             first.get_or_insert(l);
             last = l;

@@ -9,8 +9,8 @@ use cellops_measure::instances::{InstanceConfig, segment};
 use cellops_measure::metrics::{MatchCounts, Overlap};
 use cellops_measure::params::{PostProcessing, Segmentation};
 
-use crate::data::Sample;
-use crate::inference::{PredictConfig, predict_chw};
+use crate::data::{Boundary, Sample};
+use crate::inference::{PredictConfig, Prediction, predict_chw};
 use crate::model::UNet;
 
 /// Probability thresholds tried.
@@ -35,19 +35,22 @@ pub struct Tuned {
     pub trials: Vec<(PostProcessing, f64)>,
 }
 
-/// One validation image's foreground probabilities and true instances.
+/// One validation image's prediction and true instances.
 struct Cached<'a> {
-    foreground: Vec<f32>,
-    width: usize,
+    prediction: Prediction,
+    /// What the prediction's second channel holds.
+    second: Boundary,
     labels: &'a [u16],
 }
 
-/// Pooled F1 at IoU 0.5 of `values` (distance watershed, 8-connectivity) over the images.
+/// Pooled F1 at IoU 0.5 of `values` (distance watershed, 8-connectivity, on the predicted
+/// distances when the model has them) over the images.
 fn pooled_f1(images: &[Cached<'_>], values: &PostProcessing) -> f64 {
     let config: InstanceConfig = Segmentation::default().instance_config(values, false);
     let mut counts = MatchCounts::default();
     for c in images {
-        let Ok((predicted, _)) = segment(&c.foreground, None, c.width, &config) else {
+        let p = &c.prediction;
+        let Ok((predicted, _)) = segment(p.channel(0), p.guide(c.second), p.width, &config) else {
             continue;
         };
         if let Ok(o) = Overlap::new(c.labels, &predicted) {
@@ -65,10 +68,15 @@ pub fn tune(model: &UNet, samples: &[Sample], device: &Device) -> Option<Tuned> 
         .iter()
         .filter(|s| s.labels.len() == s.width * s.height)
         .map(|s| {
-            let p = predict_chw(model, &s.image.to_f32(), s.channels, s.height, s.width, &tiling, device);
+            let mut prediction = predict_chw(model, &s.image.to_f32(), s.channels, s.height, s.width, &tiling, device);
+            // Only a distance channel takes part in the watershed: drop any other to save memory.
+            if s.second != Boundary::Distance {
+                prediction.probabilities.truncate(s.width * s.height);
+                prediction.channels = 1;
+            }
             Cached {
-                foreground: p.channel(0).to_vec(),
-                width: s.width,
+                prediction,
+                second: s.second,
                 labels: &s.labels,
             }
         })
@@ -138,8 +146,14 @@ mod tests {
             }
         }
         let images = [Cached {
-            foreground: fg,
-            width: w,
+            prediction: Prediction {
+                width: w,
+                height: h,
+                channels: 1,
+                probabilities: fg,
+                scale: 1.0,
+            },
+            second: Boundary::None,
             labels: &labels,
         }];
         let t = search(&images);
