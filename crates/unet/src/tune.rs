@@ -16,7 +16,7 @@ use crate::model::UNet;
 /// Probability thresholds tried.
 pub const THRESHOLDS: [f64; 9] = [0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85];
 /// `h_px` values tried.
-pub const H_PX: [f64; 6] = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0];
+pub const H_PX: [f64; 8] = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 /// Minimum areas tried (pixels at the model's scale).
 pub const MIN_AREA_PX: [f64; 7] = [0.0, 16.0, 32.0, 48.0, 64.0, 96.0, 128.0];
 /// Hole fillings tried (pixels at the model's scale).
