@@ -308,10 +308,11 @@ pub enum Guide<'a> {
 }
 
 impl Guide<'_> {
-    fn len(&self) -> usize {
+    /// The channel's name and length.
+    fn describe(&self) -> (&'static str, usize) {
         match self {
-            Guide::Boundary(b) => b.len(),
-            Guide::Distance { map, .. } => map.len(),
+            Guide::Boundary(b) => ("boundary", b.len()),
+            Guide::Distance { map, .. } => ("distance", map.len()),
         }
     }
 }
@@ -338,16 +339,12 @@ pub fn segment(
     config: &InstanceConfig,
 ) -> Result<(Vec<u32>, usize), WatershedError> {
     let height = rows(foreground.len(), width)?;
-    if let Some(g) = guide
-        && g.len() != foreground.len()
+    if let Some((what, len)) = guide.map(|g| g.describe())
+        && len != foreground.len()
     {
-        let what = match g {
-            Guide::Boundary(_) => "boundary",
-            Guide::Distance { .. } => "distance",
-        };
         return Err(WatershedError::SizeMismatch {
             what,
-            len: g.len(),
+            len,
             expected: foreground.len(),
         });
     }
@@ -690,17 +687,14 @@ mod tests {
             row[..6].iter().all(|&l| l == 1) && row[6..].iter().all(|&l| l == 2),
             "{row:?}"
         );
-        let (_, n) = segment(
-            &fg,
-            Some(Guide::Distance {
-                map: &map[1..],
-                px_per_unit: 1.0,
-            }),
-            w,
-            &config,
-        )
-        .map_or((Vec::new(), usize::MAX), |r| r);
-        assert_eq!(n, usize::MAX, "a map of the wrong size is an error");
+        let short = Guide::Distance {
+            map: &map[1..],
+            px_per_unit: 1.0,
+        };
+        assert!(
+            segment(&fg, Some(short), w, &config).is_err(),
+            "a map of the wrong size is an error"
+        );
     }
 
     #[test]

@@ -228,38 +228,34 @@ pub fn targets(labels: &[u16], width: usize, boundary: Boundary) -> Vec<u8> {
             (y + 1 < height).then(|| i + width),
         ];
         let edge = match boundary {
-            Boundary::None | Boundary::Distance => false,
+            Boundary::None => false,
             Boundary::Full => neighbours.iter().any(|j| j.is_none_or(|j| labels[j] != l)),
-            Boundary::Contact => neighbours.iter().flatten().any(|&j| labels[j] != l && labels[j] != 0),
+            // The distance map starts from the contact pixels, which count as outside.
+            Boundary::Contact | Boundary::Distance => {
+                neighbours.iter().flatten().any(|&j| labels[j] != l && labels[j] != 0)
+            }
         };
         if edge {
             out[n + i] = 1;
         }
     }
     if boundary == Boundary::Distance {
-        distance_target(labels, width, &mut out[n..]);
+        let (foreground, second) = out.split_at_mut(n);
+        distance_target(foreground, width, second);
     }
     out
 }
 
-/// Writes the [`Boundary::Distance`] target of `labels` into `out`: pixels where an object touches
-/// another count as outside both, like the background.
-fn distance_target(labels: &[u16], width: usize, out: &mut [u8]) {
-    let height = labels.len() / width.max(1);
-    let inside: Vec<bool> = (0..labels.len())
-        .map(|i| {
-            let l = labels[i];
-            let (x, y) = (i % width, i / width);
-            let touches = |j: usize| labels[j] != 0 && labels[j] != l;
-            l != 0
-                && !((x > 0 && touches(i - 1))
-                    || (x + 1 < width && touches(i + 1))
-                    || (y > 0 && touches(i - width))
-                    || (y + 1 < height && touches(i + width)))
-        })
+/// Turns the contact pixels in `second` into the [`Boundary::Distance`] target: each foreground
+/// pixel's distance to the nearest pixel that is background or contact (outside both objects).
+fn distance_target(foreground: &[u8], width: usize, second: &mut [u8]) {
+    let inside: Vec<bool> = foreground
+        .iter()
+        .zip(second.iter())
+        .map(|(&f, &c)| f == 1 && c == 0)
         .collect();
     let dist = distance_transform(&inside, width, Outside::Foreground);
-    for (o, d) in out.iter_mut().zip(dist) {
+    for (o, d) in second.iter_mut().zip(dist) {
         // An image with no outside pixel at all has infinite distances: the cap.
         *o = (d.min(DISTANCE_CAP_PX) / DISTANCE_CAP_PX * DISTANCE_STEPS).round() as u8;
     }
@@ -544,18 +540,25 @@ mod tests {
         assert_eq!(&boundary[6..12], &[1, 0, 1, 1, 0, 1]);
     }
 
+    /// Two `side`×`side` squares (labels 1 and 2) touching side by side, one pixel of background
+    /// around them: width, height and labels.
+    fn two_squares(side: usize) -> (usize, usize, Vec<u16>) {
+        let (w, h) = (2 * side + 2, side + 2);
+        let mut labels = vec![0u16; w * h];
+        for y in 1..=side {
+            for x in 1..=side {
+                labels[y * w + x] = 1;
+                labels[y * w + x + side] = 2;
+            }
+        }
+        (w, h, labels)
+    }
+
     #[test]
     fn contact_targets_lie_exactly_where_objects_touch() {
         // Two 3x3 squares side by side (columns 1-3 and 4-6) in a 5x8 image, one pixel of
         // background around them: contact is columns 3 and 4 of the square rows, nothing else.
-        let (w, h) = (8, 5);
-        let mut labels = vec![0u16; w * h];
-        for y in 1..4 {
-            for x in 1..4 {
-                labels[y * w + x] = 1;
-                labels[y * w + x + 3] = 2;
-            }
-        }
+        let (w, h, labels) = two_squares(3);
         let t = targets(&labels, w, Boundary::Contact);
         let contact: Vec<(usize, usize)> = (0..w * h)
             .filter(|&i| t[w * h + i] == 1)
@@ -571,14 +574,7 @@ mod tests {
     #[test]
     fn distance_targets_fall_to_zero_outside_and_where_objects_touch() {
         // Two 5x5 squares side by side (columns 1-5 and 6-10) in a 7x12 image.
-        let (w, h) = (12, 7);
-        let mut labels = vec![0u16; w * h];
-        for y in 1..6 {
-            for x in 1..6 {
-                labels[y * w + x] = 1;
-                labels[y * w + x + 5] = 2;
-            }
-        }
+        let (w, h, labels) = two_squares(5);
         let t = targets(&labels, w, Boundary::Distance);
         let d = |x: usize, y: usize| f64::from(t[w * h + y * w + x]) / 255.0 * DISTANCE_CAP_PX;
         let step = DISTANCE_CAP_PX / 255.0;
