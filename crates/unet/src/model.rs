@@ -119,8 +119,34 @@ impl ConvBlock {
 
     /// `[N, C_in, H, W]` → `[N, C_out, H, W]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.activation.forward(self.norm1.forward(self.conv1.forward(x)));
-        self.activation.forward(self.norm2.forward(self.conv2.forward(x)))
+        let x = self.activation.forward(self.norm1.forward(conv3x3(&self.conv1, x)));
+        self.activation.forward(self.norm2.forward(conv3x3(&self.conv2, x)))
+    }
+}
+
+/// A 3×3 "same" convolution, `[N, C_in, H, W]` → `[N, C_out, H, W]`: the native CPU kernel where
+/// it applies (`cellops_kernels::applies`), burn's module otherwise.
+fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if !cellops_kernels::applies(&x) {
+        return conv.forward(x);
+    }
+    let y = cellops_kernels::conv3x3(x, conv.weight.val());
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, -1, 1, 1]),
+        None => y,
+    }
+}
+
+/// A 2×2 stride-2 transposed convolution, `[N, C_in, H, W]` → `[N, C_out, 2H, 2W]`: the native CPU
+/// kernel where it applies, burn's module otherwise.
+fn up2x2(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    if !cellops_kernels::applies(&x) {
+        return up.forward(x);
+    }
+    let y = cellops_kernels::up2x2(x, up.weight.val());
+    match &up.bias {
+        Some(bias) => y + bias.val().reshape([1, -1, 1, 1]),
+        None => y,
     }
 }
 
@@ -163,8 +189,8 @@ impl Up {
     /// `[N, C_in, H, W]` → `[N, C_out, 2H, 2W]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Up::Transposed(t) => t.forward(x),
-            Up::Bilinear(b) => b.conv.forward(b.interpolate.forward(x)),
+            Up::Transposed(t) => up2x2(t, x),
+            Up::Bilinear(b) => conv3x3(&b.conv, b.interpolate.forward(x)),
         }
     }
 }

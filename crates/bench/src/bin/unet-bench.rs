@@ -3,7 +3,7 @@
 //! the same shape.
 
 use cellops_unet::throughput::{Mode, measure};
-use cellops_unet::{Device, Norm, UNetConfig, Upsample};
+use cellops_unet::{Device, KernelPath, Norm, UNetConfig, Upsample};
 use clap::Parser;
 
 #[cfg(feature = "mimalloc")]
@@ -43,6 +43,9 @@ struct Args {
     /// train or infer.
     #[arg(long, default_value = "train")]
     mode: String,
+    /// Convolution kernels: native (cellops-kernels) or burn (burn's generic path).
+    #[arg(long, value_enum, default_value = "native")]
+    kernels: KernelPath,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -56,9 +59,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// Minor page faults of this process so far (field 10 of `/proc/self/stat`).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after_name = s.rsplit_once(')')?.1;
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global()?;
+    cellops_unet::set_kernel_path(a.kernels);
     let norm = match a.norm.as_str() {
         "batch" => Norm::Batch,
         "group" => Norm::Group,
@@ -80,10 +95,13 @@ fn main() -> anyhow::Result<()> {
         "infer" => Mode::Infer,
         other => anyhow::bail!("unknown mode {other}"),
     };
+    let faults = minor_faults();
     let t = measure(&cfg, mode, a.batch, a.size, a.warmup, a.steps, &Device::flex())?;
+    let faults_per_step = (minor_faults() - faults) as f64 / (a.warmup + a.steps).max(1) as f64;
     let (steps_per_second, params) = (t.steps_per_second, t.params);
     let out = serde_json::json!({
         "framework": if cfg!(feature = "mimalloc") { "burn-flex+mimalloc" } else { "burn-flex" },
+        "kernels": format!("{:?}", a.kernels).to_lowercase(),
         "version": "0.22.1",
         "mode": a.mode,
         "batch": a.batch,
@@ -98,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         "images_per_second": (steps_per_second * a.batch as f64 * 1e3).round() / 1e3,
         "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
         "params": params,
+        "minor_faults_per_step": faults_per_step.round(),
     });
     #[allow(clippy::print_stdout)]
     {

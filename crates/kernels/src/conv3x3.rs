@@ -1,0 +1,199 @@
+//! 3×3 convolution, stride 1, zero padding 1, no bias: forward, input gradient and weight gradient
+//! on NCHW `f32` slices.
+//!
+//! Each image is lowered to columns (im2col) a band of rows at a time, so that one matrix product
+//! per band does the work: `out[c_out, px] = weight[c_out, 9·c_in] × col[9·c_in, px]` forward, and
+//! `Σ grad[c_out, px] × col[9·c_in, px]ᵀ` for the weight gradient (the long pixel dimension is the
+//! one summed, per image, and the per-image sums are added in image order). The input gradient is
+//! the forward pass of the output gradient with the kernel flipped and its channels swapped.
+
+use rayon::prelude::*;
+
+use crate::gemm::{MatMut, MatRef, Threads, Write, matmul};
+use crate::layout::{Planes, Spread};
+use crate::scratch;
+
+/// The most im2col elements one band may hold (16 MiB of `f32`).
+const BAND_ELEMENTS: usize = 1 << 22;
+
+/// Taps of the kernel.
+const TAPS: usize = 9;
+
+/// Rows per im2col band for `c` channels of width `w`.
+fn band_rows(p: Planes) -> usize {
+    (BAND_ELEMENTS / (TAPS * p.c * p.w).max(1)).clamp(1, p.h.max(1))
+}
+
+/// Writes rows `r0..r1` of one image `x` (`[c, h, w]`) as columns: row `ci·9 + ky·3 + kx` of `col`
+/// holds, for each output pixel of the band, the input at offset `(ky − 1, kx − 1)` (0 outside).
+fn im2col(x: &[f32], p: Planes, r0: usize, r1: usize, col: &mut [f32]) {
+    let (h, w) = (p.h, p.w);
+    let px = (r1 - r0) * w;
+    for ci in 0..p.c {
+        let plane = &x[ci * h * w..][..h * w];
+        for tap in 0..TAPS {
+            let (ky, kx) = (tap / 3, tap % 3);
+            let row = &mut col[(ci * TAPS + tap) * px..][..px];
+            for (r, dst) in (r0..r1).zip(row.chunks_exact_mut(w)) {
+                let Some(sr) = (r + ky).checked_sub(1).filter(|&sr| sr < h) else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                shift_row(&plane[sr * w..][..w], kx, dst);
+            }
+        }
+    }
+}
+
+/// `dst[j] = src[j + kx − 1]`, 0 where that falls outside the row.
+fn shift_row(src: &[f32], kx: usize, dst: &mut [f32]) {
+    let w = src.len();
+    match kx {
+        0 => {
+            dst[0] = 0.0;
+            dst[1..].copy_from_slice(&src[..w - 1]);
+        }
+        1 => dst.copy_from_slice(src),
+        _ => {
+            dst[..w - 1].copy_from_slice(&src[1..]);
+            dst[w - 1] = 0.0;
+        }
+    }
+}
+
+/// The bands of rows of an image.
+fn bands(p: Planes) -> impl Iterator<Item = (usize, usize)> {
+    let rows = band_rows(p);
+    (0..p.h).step_by(rows).map(move |r0| (r0, (r0 + rows).min(p.h)))
+}
+
+/// One image: `out` (`[c_out, h, w]`) = conv(`x` (`[c, h, w]`), `weight` (`[c_out, c·9]`)).
+fn forward_image(x: &[f32], p: Planes, weight: &[f32], c_out: usize, out: &mut [f32], threads: Threads) {
+    let k = p.c * TAPS;
+    let mut col = scratch::take(k * band_rows(p) * p.w);
+    for (r0, r1) in bands(p) {
+        let px = (r1 - r0) * p.w;
+        im2col(x, p, r0, r1, &mut col[..k * px]);
+        matmul(
+            MatMut::rows(&mut out[r0 * p.w..], c_out, px, p.area()),
+            MatRef::rows(weight, c_out, k, k),
+            MatRef::rows(&col[..k * px], k, px, px),
+            Write::Overwrite,
+            threads,
+        );
+    }
+    scratch::give(col);
+}
+
+/// Forward: `x` `[n, c, h, w]`, `weight` `[c_out, c, 3, 3]` → `[n, c_out, h, w]`.
+///
+/// # Panics
+/// When the slices do not have the lengths the shapes give.
+pub fn forward(x: &[f32], p: Planes, weight: &[f32], c_out: usize) -> Vec<f32> {
+    assert_eq!(x.len(), p.len(), "conv3x3: input length");
+    assert_eq!(weight.len(), c_out * p.c * TAPS, "conv3x3: weight length");
+    let q = p.with_channels(c_out);
+    let mut out = vec![0.0; q.len()];
+    if q.is_empty() {
+        return out;
+    }
+    match Spread::of(p.n) {
+        Spread::Images => out
+            .par_chunks_mut(q.image_len())
+            .zip(x.par_chunks(p.image_len().max(1)))
+            .for_each(|(o, xi)| forward_image(xi, p, weight, c_out, o, Threads::One)),
+        Spread::Products => out
+            .chunks_mut(q.image_len())
+            .zip(x.chunks(p.image_len().max(1)))
+            .for_each(|(o, xi)| forward_image(xi, p, weight, c_out, o, Threads::All)),
+    }
+    out
+}
+
+/// Input gradient: `grad` `[n, c_out, h, w]` (of the output), `weight` `[c_out, c, 3, 3]` →
+/// `[n, c, h, w]`, where `p` is the input's shape.
+pub fn input_grad(grad: &[f32], p: Planes, weight: &[f32], c_out: usize) -> Vec<f32> {
+    forward(grad, p.with_channels(c_out), &flip(weight, c_out, p.c), p.c)
+}
+
+/// `[c_out, c, 3, 3]` → `[c, c_out, 3, 3]` with each kernel rotated by 180°.
+fn flip(weight: &[f32], c_out: usize, c: usize) -> Vec<f32> {
+    let mut flipped = vec![0.0; weight.len()];
+    for o in 0..c_out {
+        for i in 0..c {
+            for tap in 0..TAPS {
+                flipped[(i * c_out + o) * TAPS + (TAPS - 1 - tap)] = weight[(o * c + i) * TAPS + tap];
+            }
+        }
+    }
+    flipped
+}
+
+/// One image's weight gradient, `[c_out, c·9]`, added to `acc`.
+fn weight_grad_image(x: &[f32], p: Planes, grad: &[f32], c_out: usize, acc: &mut [f32], threads: Threads) {
+    let k = p.c * TAPS;
+    let mut col = scratch::take(k * band_rows(p) * p.w);
+    for (r0, r1) in bands(p) {
+        let px = (r1 - r0) * p.w;
+        im2col(x, p, r0, r1, &mut col[..k * px]);
+        matmul(
+            MatMut::rows(acc, c_out, k, k),
+            MatRef::rows(&grad[r0 * p.w..], c_out, px, p.area()),
+            MatRef::rows(&col[..k * px], k, px, px).t(),
+            Write::Accumulate,
+            threads,
+        );
+    }
+    scratch::give(col);
+}
+
+/// Weight gradient: `x` `[n, c, h, w]` (the forward input), `grad` `[n, c_out, h, w]` →
+/// `[c_out, c, 3, 3]`. Summed per image, then over images in order.
+pub fn weight_grad(x: &[f32], p: Planes, grad: &[f32], c_out: usize) -> Vec<f32> {
+    assert_eq!(x.len(), p.len(), "conv3x3: input length");
+    assert_eq!(grad.len(), p.with_channels(c_out).len(), "conv3x3: gradient length");
+    let len = c_out * p.c * TAPS;
+    let g_len = c_out * p.area();
+    if p.is_empty() || len == 0 {
+        return vec![0.0; len];
+    }
+    let per_image = |i: usize, threads: Threads| {
+        let mut acc = vec![0.0; len];
+        let xi = &x[i * p.image_len()..][..p.image_len()];
+        weight_grad_image(xi, p, &grad[i * g_len..][..g_len], c_out, &mut acc, threads);
+        acc
+    };
+    let partials: Vec<Vec<f32>> = match Spread::of(p.n) {
+        Spread::Images => (0..p.n).into_par_iter().map(|i| per_image(i, Threads::One)).collect(),
+        Spread::Products => (0..p.n).map(|i| per_image(i, Threads::All)).collect(),
+    };
+    crate::reduce::sum_in_order(partials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_kernel_copies_and_shift_kernel_shifts() {
+        // 1 image, 1 channel, 2×3.
+        let p = Planes { n: 1, c: 1, h: 2, w: 3 };
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut centre = [0.0; 9];
+        centre[4] = 1.0;
+        assert_eq!(forward(&x, p, &centre, 1), x);
+        // tap (1, 2): out(r, c) = x(r, c + 1)
+        let mut right = [0.0; 9];
+        right[5] = 1.0;
+        assert_eq!(forward(&x, p, &right, 1), [2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
+    }
+
+    #[test]
+    fn flip_swaps_channels_and_rotates() {
+        let weight: Vec<f32> = (0..18).map(|v| v as f32).collect(); // [c_out 1, c 2, 3, 3]
+        let f = flip(&weight, 1, 2);
+        assert_eq!(f[0], 8.0);
+        assert_eq!(f[8], 0.0);
+        assert_eq!(f[9], 17.0);
+    }
+}

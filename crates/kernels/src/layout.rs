@@ -1,0 +1,63 @@
+//! Shapes of the NCHW tensors the kernels read and write.
+
+/// A batch of multi-channel planes, stored `[n, c, h, w]` row-major (burn's layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planes {
+    /// Images in the batch.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+}
+
+impl Planes {
+    /// Pixels in one plane.
+    pub fn area(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Elements in one image (all its channels).
+    pub fn image_len(&self) -> usize {
+        self.c * self.area()
+    }
+
+    /// Elements in the batch.
+    pub fn len(&self) -> usize {
+        self.n * self.image_len()
+    }
+
+    /// Whether the batch has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same batch with `c` channels.
+    pub fn with_channels(self, c: usize) -> Self {
+        Self { c, ..self }
+    }
+}
+
+/// How a batch's images are spread over threads: one image per task when there are at least as
+/// many images as threads (each product on one thread), else one image at a time with each product
+/// split over all threads. Fixed for a given batch and thread count, so results are reproducible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// Images in parallel.
+    Images,
+    /// Products in parallel.
+    Products,
+}
+
+impl Spread {
+    /// The spread for a batch of `n` images on rayon's current pool.
+    pub(crate) fn of(n: usize) -> Self {
+        if n >= rayon::current_num_threads() {
+            Spread::Images
+        } else {
+            Spread::Products
+        }
+    }
+}

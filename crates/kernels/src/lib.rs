@@ -1,0 +1,109 @@
+//! Native CPU kernels for the U-Net's hot operations on burn's flex backend, forward and backward:
+//! the 3×3 convolution and the 2×2 transposed convolution, as im2col + matrix products (the gemm
+//! crate, as flex uses) with working buffers reused across steps.
+//!
+//! burn 0.22's flex backend computes a convolution's weight gradient as a convolution whose kernel
+//! is the whole gradient map, parallel only over input channels; here it is one product per image
+//! over the long pixel dimension, summed in image order. Work is split over threads the same way for
+//! a given batch and thread count and reduced in a fixed order, so training stays reproducible.
+//!
+//! The kernels plug in through burn's backend-extension mechanism ([`backend::NativeOps`], with
+//! handwritten backward steps for `Autodiff<Flex>`). Callers use [`conv3x3`] and [`up2x2`], which
+//! take the native path on a flex device for `f32` tensors when [`KernelPath::Native`] is selected,
+//! and [`applies`] to fall back to burn's own modules otherwise. [`with_path`] selects a path for
+//! the current thread (tests compare both in one process); [`set_default_path`] for the process.
+//!
+//! Only this crate and `cellops-unet` depend on burn. `unsafe` is denied here except in the private
+//! `gemm` module, whose safe wrapper bounds-checks every matrix view.
+
+pub mod backend;
+pub mod conv3x3;
+mod gemm;
+pub mod layout;
+mod reduce;
+mod scratch;
+pub mod up2x2;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::{DType, Tensor};
+
+use backend::NativeOps;
+
+/// Which implementation runs the U-Net's convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum KernelPath {
+    /// This crate's kernels where they apply (flex device, `f32`), burn's elsewhere.
+    #[default]
+    Native,
+    /// burn's generic implementation everywhere.
+    Burn,
+}
+
+/// The process-wide default: whether burn's generic path was chosen.
+static DEFAULT_IS_BURN: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static OVERRIDE: Cell<Option<KernelPath>> = const { Cell::new(None) };
+}
+
+/// Sets the path for every thread that has not chosen its own.
+pub fn set_default_path(path: KernelPath) {
+    DEFAULT_IS_BURN.store(path == KernelPath::Burn, Ordering::Relaxed);
+}
+
+/// The path in effect on this thread.
+pub fn path() -> KernelPath {
+    OVERRIDE.get().unwrap_or(if DEFAULT_IS_BURN.load(Ordering::Relaxed) {
+        KernelPath::Burn
+    } else {
+        KernelPath::Native
+    })
+}
+
+/// Runs `f` with `path` selected on this thread.
+pub fn with_path<R>(path: KernelPath, f: impl FnOnce() -> R) -> R {
+    let previous = OVERRIDE.replace(Some(path));
+    let result = f();
+    OVERRIDE.set(previous);
+    result
+}
+
+/// Whether the native kernels would run for a tensor like `x`: the native path is selected, `x`
+/// lives on the flex device (with or without autodiff) and holds `f32`.
+pub fn applies(x: &Tensor<4>) -> bool {
+    path() == KernelPath::Native
+        && x.dtype() == DType::F32
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// 3×3 convolution, stride 1, zero padding 1, no bias: `x` `[n, c, h, w]`, `weight`
+/// `[c_out, c, 3, 3]` → `[n, c_out, h, w]`, natively where [`applies`], else with burn's `conv2d`.
+pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    if applies(&x) {
+        Tensor::from_dispatch(<Dispatch as NativeOps>::conv3x3(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+        ))
+    } else {
+        let options = burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        burn::tensor::module::conv2d(x, weight, None, options)
+    }
+}
+
+/// 2×2 transposed convolution, stride 2, no bias: `x` `[n, c, h, w]`, `weight` `[c, c_out, 2, 2]` →
+/// `[n, c_out, 2h, 2w]`, natively where [`applies`], else with burn's `conv_transpose2d`.
+pub fn up2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    if applies(&x) {
+        Tensor::from_dispatch(<Dispatch as NativeOps>::up2x2(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+        ))
+    } else {
+        let options = burn::tensor::ops::ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1);
+        burn::tensor::module::conv_transpose2d(x, weight, None, options)
+    }
+}
