@@ -11,8 +11,23 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::TensorData;
 
+use crate::batch_norm::{self, Activation, Affine};
 use crate::layout::Planes;
 use crate::{conv3x3, up2x2};
+
+/// The statistics a batch normalisation uses and what follows it: an ordinary (non-tensor)
+/// argument of [`NativeOps::batch_norm`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormStats {
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Variance per channel.
+    pub var: Vec<f32>,
+    /// Added to the variance.
+    pub epsilon: f32,
+    /// What follows the normalisation.
+    pub activation: Activation,
+}
 
 /// The operations the native kernels provide.
 #[backend_extension(Flex, Autodiff)]
@@ -23,6 +38,16 @@ pub trait NativeOps: Backend {
     /// `x` `[n, c, h, w]`, `weight` `[c, c_out, 2, 2]` → `[n, c_out, 2h, 2w]` (transposed, stride
     /// 2, no bias).
     fn up2x2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Per-channel mean and biased variance of `x` `[n, c, h, w]` → `[2, c]`; never differentiated.
+    fn channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `activation((x − mean)/√(var + ε)·γ + β)` for `x` `[n, c, h, w]`, `gamma`, `beta` `[c]`.
+    /// Differentiated (on autodiff) as training-mode batch norm: `stats` must be `x`'s own.
+    fn batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: NormStats,
+    ) -> FloatTensor<Self>;
 }
 
 /// A flex tensor's `f32` elements in row-major order, and its shape.
@@ -70,7 +95,48 @@ fn up2x2_flex(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
     )
 }
 
+/// A flex tensor's elements as a vector.
+fn vector(t: &FlexTensor) -> Vec<f32> {
+    slice(&values(t).0).to_vec()
+}
+
+/// Channel statistics of a flex tensor, as a `[2, c]` tensor.
+fn channel_stats_flex(x: &FlexTensor) -> FlexTensor {
+    let (x, xs) = values(x);
+    let p = planes(&xs);
+    let (mut mean, var) = batch_norm::channel_stats(slice(&x), p);
+    mean.extend(var);
+    FlexTensor::from_data(TensorData::new(mean, [2, p.c]))
+}
+
+/// The affine map of a batch normalisation from its parameters and statistics.
+fn affine(gamma: &FlexTensor, beta: &FlexTensor, stats: &NormStats) -> Affine {
+    Affine {
+        mean: stats.mean.clone(),
+        var: stats.var.clone(),
+        gamma: vector(gamma),
+        beta: vector(beta),
+        epsilon: stats.epsilon,
+    }
+}
+
+/// Native batch norm (+ activation) of flex tensors.
+fn batch_norm_flex(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &NormStats) -> FlexTensor {
+    let (x, xs) = values(x);
+    let p = planes(&xs);
+    let out = batch_norm::forward(slice(&x), p, &affine(gamma, beta, stats), stats.activation);
+    tensor(out, [p.n, p.c, p.h, p.w])
+}
+
 impl NativeOps for Flex {
+    fn channel_stats(x: FlexTensor) -> FlexTensor {
+        channel_stats_flex(&x)
+    }
+
+    fn batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: NormStats) -> FlexTensor {
+        batch_norm_flex(&x, &gamma, &beta, &stats)
+    }
+
     fn conv3x3(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         conv3x3_flex(&x, &weight)
     }
@@ -131,7 +197,67 @@ impl Backward<Flex, 2> for Up2x2Step {
     }
 }
 
+/// The backward step of [`NativeOps::batch_norm`] in training mode; its state is the checkpointed
+/// input, γ and β, and the batch statistics.
+#[derive(Debug)]
+struct BatchNormStep;
+
+impl Backward<Flex, 3> for BatchNormStep {
+    type State = (NodeId, NodeId, NodeId, NormStats);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = values(&grads.consume::<Flex>(&ops.node)).0;
+        let (x_id, gamma_id, beta_id, stats) = ops.state;
+        let (x, xs) = values(&checkpointer.retrieve_node_output::<FlexTensor>(x_id));
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_id);
+        let beta = checkpointer.retrieve_node_output::<FlexTensor>(beta_id);
+        let p = planes(&xs);
+        let a = affine(&gamma, &beta, &stats);
+        let (dx, dgamma, dbeta) = batch_norm::backward(slice(&x), p, &a, stats.activation, slice(&grad));
+        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [p.c]));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, [p.n, p.c, p.h, p.w]));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, vector(dgamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, vector(dbeta));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> NativeOps for Autodiff<Flex, C> {
+    fn channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(channel_stats_flex(x.primitive()))
+    }
+
+    fn batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: NormStats,
+    ) -> FloatTensor<Self> {
+        let out = batch_norm_flex(x.primitive(), gamma.primitive(), beta.primitive(), &stats);
+        match BatchNormStep
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&gamma),
+                    prep.checkpoint(&beta),
+                    stats,
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         match Conv3x3Step
             .prepare::<C>([x.node(), weight.node()])

@@ -17,6 +17,7 @@
 //! `gemm` module, whose safe wrapper bounds-checks every matrix view.
 
 pub mod backend;
+pub mod batch_norm;
 pub mod conv3x3;
 mod gemm;
 pub mod layout;
@@ -30,7 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::{DType, Tensor};
 
-use backend::NativeOps;
+use backend::{NativeOps, NormStats};
+pub use batch_norm::Activation;
+use burn::nn::BatchNorm;
 
 /// Which implementation runs the U-Net's convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,4 +109,73 @@ pub fn up2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
         let options = burn::tensor::ops::ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1);
         burn::tensor::module::conv_transpose2d(x, weight, None, options)
     }
+}
+
+/// Batch normalisation followed by `activation`, `[n, c, h, w]` → `[n, c, h, w]`, as
+/// `BatchNorm::forward` behaves: batch statistics (and a running-statistics update) when `x` is on
+/// an autodiff device and the layer is training, running statistics otherwise. Native where
+/// [`applies`] (except for a frozen layer on an autodiff device), burn's module otherwise.
+pub fn batch_norm(x: Tensor<4>, bn: &BatchNorm, activation: Activation) -> Tensor<4> {
+    let autodiff = x.device().is_autodiff();
+    let training = autodiff && bn.training.is_enabled();
+    if !applies(&x) || (autodiff && !training) {
+        let y = bn.forward(x);
+        return match activation {
+            Activation::Identity => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+        };
+    }
+    let epsilon = bn.epsilon as f32;
+    let stats = if training {
+        let s = Tensor::<2>::from_dispatch(<Dispatch as NativeOps>::channel_stats(
+            x.clone().inner().into_dispatch(),
+        ));
+        update_running(bn, s.clone());
+        let values = floats(s);
+        let c = values.len() / 2;
+        NormStats {
+            mean: values[..c].to_vec(),
+            var: values[c..].to_vec(),
+            epsilon,
+            activation,
+        }
+    } else {
+        NormStats {
+            mean: floats(bn.running_mean.value()),
+            var: floats(bn.running_var.value()),
+            epsilon,
+            activation,
+        }
+    };
+    Tensor::from_dispatch(<Dispatch as NativeOps>::batch_norm(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        stats,
+    ))
+}
+
+/// A small tensor's elements.
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
+/// The running statistics' update, as `BatchNorm::forward` makes it: `(1 − m)·running + m·batch`.
+fn update_running(bn: &BatchNorm, stats: Tensor<2>) {
+    let c = stats.dims()[1];
+    let momentum = bn.momentum;
+    let device = bn.running_mean.value_sync().device();
+    let row = |i: usize| stats.clone().slice([i..i + 1, 0..c]).reshape([c]).to_device(&device);
+    let mean = bn
+        .running_mean
+        .value_sync()
+        .mul_scalar(1.0 - momentum)
+        .add(row(0).mul_scalar(momentum));
+    let var = bn
+        .running_var
+        .value_sync()
+        .mul_scalar(1.0 - momentum)
+        .add(row(1).mul_scalar(momentum));
+    bn.running_mean.update(mean.detach());
+    bn.running_var.update(var.detach());
 }

@@ -2,7 +2,7 @@
 //! chosen to catch edge cases (batch 1, one channel, odd and tiny planes, more images than threads).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use cellops_kernels::{KernelPath, with_path};
+use cellops_kernels::{Activation, KernelPath, with_path};
 
 /// Deterministic values in [-1, 1).
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -127,5 +127,59 @@ fn gradients_are_bit_for_bit_reproducible_on_a_fixed_pool() {
             .map(|_| pool.install(|| run(KernelPath::Native, x, [3, 5, 2, 2], cellops_kernels::up2x2)))
             .collect();
         assert!(up.iter().all(|r| r == &up[0]), "up2x2 for {x:?}");
+    }
+}
+
+/// Output, input gradient, γ and β gradients and the running statistics after one step of batch
+/// norm + `activation` under `path`; `train` puts the layer on an autodiff device.
+fn run_batch_norm(path: KernelPath, x_shape: [usize; 4], activation: Activation, train: bool) -> Vec<Vec<f32>> {
+    use burn::module::Param;
+    use burn::nn::BatchNormConfig;
+    let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().expect("f32");
+    let read4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+    with_path(path, || {
+        let device = if train {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        let c = x_shape[1];
+        let mut bn = BatchNormConfig::new(c).init(&device);
+        bn.gamma = Param::from_tensor(Tensor::from_floats(values(c, 7).as_slice(), &device).add_scalar(1.5));
+        bn.beta = Param::from_tensor(Tensor::from_floats(values(c, 8).as_slice(), &device));
+        bn.running_mean = burn::module::RunningState::new(Tensor::from_floats(values(c, 9).as_slice(), &device));
+        bn.running_var = burn::module::RunningState::new(Tensor::from_floats(values(c, 10).as_slice(), &device).abs());
+        let x = tensor(x_shape, 11, &device).mul_scalar(3.0).add_scalar(0.5);
+        let x = if train { x.require_grad() } else { x };
+        let y = cellops_kernels::batch_norm(x.clone(), &bn, activation);
+        let mut out = vec![read4(y.clone().inner())];
+        if train {
+            let grads = (y.clone() * tensor(y.dims(), 12, &device)).sum().backward();
+            out.push(read4(x.grad(&grads).expect("dx")));
+            out.push(read(bn.gamma.val().grad(&grads).expect("dgamma")));
+            out.push(read(bn.beta.val().grad(&grads).expect("dbeta")));
+        }
+        out.push(read(bn.running_mean.value()));
+        out.push(read(bn.running_var.value()));
+        out
+    })
+}
+
+#[test]
+fn batch_norm_matches_burn() {
+    for x in [[1, 1, 1, 3], [2, 3, 5, 7], [4, 16, 8, 8], [1, 2, 9, 1]] {
+        for activation in [Activation::Relu, Activation::Identity] {
+            for train in [true, false] {
+                let native = run_batch_norm(KernelPath::Native, x, activation, train);
+                let burn = run_batch_norm(KernelPath::Burn, x, activation, train);
+                for (i, (a, b)) in native.iter().zip(&burn).enumerate() {
+                    assert_close(
+                        a,
+                        b,
+                        &format!("batch norm part {i} for {x:?}, {activation:?}, train {train}"),
+                    );
+                }
+            }
+        }
     }
 }

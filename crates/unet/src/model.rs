@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::interpolate::{Interpolate2d, Interpolate2dConfig, InterpolateMode};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Identity, PaddingConfig2d, Relu,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Identity, PaddingConfig2d,
 };
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
@@ -81,11 +81,14 @@ impl NormLayer {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Normalisation then ReLU, `[N, C, H, W]` → `[N, C, H, W]` (fused in the native CPU kernel
+    /// for batch norm).
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        let relu = burn::tensor::activation::relu;
         match self {
-            NormLayer::Batch(n) => n.forward(x),
-            NormLayer::Group(n) => n.forward(x),
-            NormLayer::Identity(_) => x,
+            NormLayer::Batch(n) => cellops_kernels::batch_norm(x, n, cellops_kernels::Activation::Relu),
+            NormLayer::Group(n) => relu(n.forward(x)),
+            NormLayer::Identity(_) => relu(x),
         }
     }
 }
@@ -97,7 +100,6 @@ pub struct ConvBlock {
     norm1: NormLayer,
     conv2: Conv2d,
     norm2: NormLayer,
-    activation: Relu,
 }
 
 impl ConvBlock {
@@ -113,14 +115,13 @@ impl ConvBlock {
             norm1: NormLayer::new(norm, channels_out, device),
             conv2: conv(channels_out),
             norm2: NormLayer::new(norm, channels_out, device),
-            activation: Relu::new(),
         }
     }
 
     /// `[N, C_in, H, W]` → `[N, C_out, H, W]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.activation.forward(self.norm1.forward(conv3x3(&self.conv1, x)));
-        self.activation.forward(self.norm2.forward(conv3x3(&self.conv2, x)))
+        let x = self.norm1.forward_relu(conv3x3(&self.conv1, x));
+        self.norm2.forward_relu(conv3x3(&self.conv2, x))
     }
 }
 
