@@ -57,7 +57,10 @@ fn plane(data: &[f32], p: Planes, n: usize, c: usize) -> &[f32] {
 
 /// `Σ f(v)`, in `f32` within blocks of [`BLOCK`] and `f64` across them.
 fn blocked_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    values.chunks(BLOCK).map(|b| f64::from(b.iter().map(|&v| f(v)).sum::<f32>())).sum()
+    values
+        .chunks(BLOCK)
+        .map(|b| f64::from(b.iter().map(|&v| f(v)).sum::<f32>()))
+        .sum()
 }
 
 /// Per-channel mean and biased variance of `x` (`[n, c, h, w]`): (mean, variance).

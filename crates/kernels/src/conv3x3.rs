@@ -19,9 +19,17 @@ const BAND_ELEMENTS: usize = 1 << 22;
 /// Taps of the kernel.
 const TAPS: usize = 9;
 
+/// Pixels per im2col band (whole rows, at least one). gemm reads a band's columns with a stride
+/// of the band's pixel count without packing them when `c_out` is small; bands of a few hundred
+/// pixels keep those reads within the TLB's reach (docs/benchmarks.md: 512 px against whole images
+/// took the three passes from 220/232/218 ms to 134/132/168 ms on one thread).
+const BAND_PIXELS: usize = 512;
+
 /// Rows per im2col band for `c` channels of width `w`.
 fn band_rows(p: Planes) -> usize {
-    (BAND_ELEMENTS / (TAPS * p.c * p.w).max(1)).clamp(1, p.h.max(1))
+    let by_elements = BAND_ELEMENTS / (TAPS * p.c * p.w).max(1);
+    let by_pixels = BAND_PIXELS / p.w.max(1);
+    by_elements.min(by_pixels).clamp(1, p.h.max(1))
 }
 
 /// Writes rows `r0..r1` of one image `x` (`[c, h, w]`) as columns: row `ci·9 + ky·3 + kx` of `col`
