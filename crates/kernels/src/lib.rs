@@ -13,14 +13,16 @@
 //! and [`applies`] to fall back to burn's own modules otherwise. [`with_path`] selects a path for
 //! the current thread (tests compare both in one process); [`set_default_path`] for the process.
 //!
-//! Only this crate and `cellops-unet` depend on burn. `unsafe` is denied here except in the private
-//! `gemm` module, whose safe wrapper bounds-checks every matrix view.
+//! Only this crate and `cellops-unet` depend on burn. `unsafe` is denied here except in two private
+//! modules: `gemm`, whose safe wrapper bounds-checks every matrix view, and `memory`, which sets
+//! glibc's allocator thresholds once so that a step's freed buffers are reused by the next step.
 
 pub mod backend;
 pub mod batch_norm;
 pub mod conv3x3;
 mod gemm;
 pub mod layout;
+mod memory;
 mod reduce;
 mod scratch;
 pub mod up2x2;
@@ -76,11 +78,16 @@ pub fn with_path<R>(path: KernelPath, f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the native kernels would run for a tensor like `x`: the native path is selected, `x`
-/// lives on the flex device (with or without autodiff) and holds `f32`.
+/// lives on the flex device (with or without autodiff) and holds `f32`. The first time it does,
+/// the process's allocator is told to keep freed memory for reuse (see `memory`).
 pub fn applies(x: &Tensor<4>) -> bool {
-    path() == KernelPath::Native
+    let native = path() == KernelPath::Native
         && x.dtype() == DType::F32
-        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    if native {
+        memory::keep_freed_memory();
+    }
+    native
 }
 
 /// 3×3 convolution, stride 1, zero padding 1, no bias: `x` `[n, c, h, w]`, `weight`
