@@ -6,7 +6,8 @@
 #   cargo build --release -p cellops -p cellops-bench
 #   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install -r bench/unet_torch_requirements.txt
 #
-# Usage: bench/unet.sh speed        throughput table (train and infer, 1 and 2 threads; ~5 minutes)
+# Usage: bench/unet.sh speed        throughput table (train and infer, 1 and 2 threads, depth 2 and 3;
+#                                   our kernels, burn's generic path, PyTorch; ~8 minutes)
 #        bench/unet.sh accuracy     build DSB2018 at a 20 px nucleus scale, train on CPU for at most
 #                                   27 minutes, then evaluate the test split at its original size
 #                                   beside the classical line (~32 minutes)
@@ -33,7 +34,8 @@ speed() {
             for depth in 2 3; do
                 local common=(--batch 8 --size 128 --depth "$depth" --base 16 --norm batch
                               --threads "$threads" --mode "$mode" --steps 10 --warmup 2)
-                "$BENCH" "${common[@]}" | tee -a "$out"
+                "$BENCH" "${common[@]}" --kernels native | tee -a "$out"
+                "$BENCH" "${common[@]}" --kernels burn | tee -a "$out"
                 "$TORCH" "$ROOT/bench/unet_torch.py" "${common[@]}" --json 2>/dev/null | tee -a "$out"
             done
         done
