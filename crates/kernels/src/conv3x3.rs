@@ -13,9 +13,6 @@ use crate::gemm::{MatMut, MatRef, Threads, Write, matmul};
 use crate::layout::{Planes, Spread};
 use crate::scratch;
 
-/// The most im2col elements one band may hold (16 MiB of `f32`).
-const BAND_ELEMENTS: usize = 1 << 22;
-
 /// Taps of the kernel.
 const TAPS: usize = 9;
 
@@ -25,11 +22,9 @@ const TAPS: usize = 9;
 /// took the three passes from 220/232/218 ms to 134/132/168 ms on one thread).
 const BAND_PIXELS: usize = 512;
 
-/// Rows per im2col band for `c` channels of width `w`.
+/// Rows per im2col band for images of width `w`: about [`BAND_PIXELS`], at least one row.
 fn band_rows(p: Planes) -> usize {
-    let by_elements = BAND_ELEMENTS / (TAPS * p.c * p.w).max(1);
-    let by_pixels = BAND_PIXELS / p.w.max(1);
-    by_elements.min(by_pixels).clamp(1, p.h.max(1))
+    (BAND_PIXELS / p.w.max(1)).clamp(1, p.h.max(1))
 }
 
 /// Writes rows `r0..r1` of one image `x` (`[c, h, w]`) as columns: row `ci·9 + ky·3 + kx` of `col`

@@ -78,12 +78,17 @@ pub fn with_path<R>(path: KernelPath, f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the native kernels would run for a tensor like `x`: the native path is selected, `x`
-/// lives on the flex device (with or without autodiff) and holds `f32`. The first time it does,
-/// the process's allocator is told to keep freed memory for reuse (see `memory`).
+/// lives on the flex device (with or without autodiff) and holds `f32`.
 pub fn applies(x: &Tensor<4>) -> bool {
-    let native = path() == KernelPath::Native
+    path() == KernelPath::Native
         && x.dtype() == DType::F32
-        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// [`applies`], for the kernels' entry points: the first time the native path runs, the process's
+/// allocator is told to keep freed memory for the next step (see `memory`).
+fn runs_natively(x: &Tensor<4>) -> bool {
+    let native = applies(x);
     if native {
         memory::keep_freed_memory();
     }
@@ -93,7 +98,7 @@ pub fn applies(x: &Tensor<4>) -> bool {
 /// 3×3 convolution, stride 1, zero padding 1, no bias: `x` `[n, c, h, w]`, `weight`
 /// `[c_out, c, 3, 3]` → `[n, c_out, h, w]`, natively where [`applies`], else with burn's `conv2d`.
 pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    if applies(&x) {
+    if runs_natively(&x) {
         Tensor::from_dispatch(<Dispatch as NativeOps>::conv3x3(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -107,7 +112,7 @@ pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 /// 2×2 transposed convolution, stride 2, no bias: `x` `[n, c, h, w]`, `weight` `[c, c_out, 2, 2]` →
 /// `[n, c_out, 2h, 2w]`, natively where [`applies`], else with burn's `conv_transpose2d`.
 pub fn up2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    if applies(&x) {
+    if runs_natively(&x) {
         Tensor::from_dispatch(<Dispatch as NativeOps>::up2x2(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -125,7 +130,7 @@ pub fn up2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 pub fn batch_norm(x: Tensor<4>, bn: &BatchNorm, activation: Activation) -> Tensor<4> {
     let autodiff = x.device().is_autodiff();
     let training = autodiff && bn.training.is_enabled();
-    if !applies(&x) || (autodiff && !training) {
+    if !runs_natively(&x) || (autodiff && !training) {
         let y = bn.forward(x);
         return match activation {
             Activation::Identity => y,
