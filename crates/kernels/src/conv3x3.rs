@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::{MatMut, MatRef, Threads, Write, matmul};
-use crate::layout::{Planes, Spread};
+use crate::layout::{Planes, Spread, transpose};
 use crate::scratch;
 
 /// Taps of the kernel.
@@ -71,6 +71,9 @@ fn bands(p: Planes) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// One image: `out` (`[c_out, h, w]`) = conv(`x` (`[c, h, w]`), `weight` (`[c_out, c·9]`)).
+///
+/// (Writing each band pixel-major and scattering it into the planes, as the weight gradient does,
+/// made this pass 5–13 % slower: docs/benchmarks.md.)
 fn forward_image(x: &[f32], p: Planes, weight: &[f32], c_out: usize, out: &mut [f32], threads: Threads) {
     let k = p.c * TAPS;
     let mut col = scratch::take(k * band_rows(p) * p.w);
@@ -132,7 +135,13 @@ fn flip(weight: &[f32], c_out: usize, c: usize) -> Vec<f32> {
     flipped
 }
 
-/// One image's weight gradient, `[c_out, c·9]`, added to `acc`.
+/// One image's weight gradient, transposed (`[c·9, c_out]`), added to `acc`.
+///
+/// gemm's micro-kernel is 16 rows by 6 columns and runs down the output's columns. Written this way
+/// its 16 rows lie along `c_out` (16, 32, 64 and 128 channels fill them exactly) rather than its 6
+/// columns (which 16 and 32 channels leave 11 % idle), and the band's columns are read in place
+/// where gemm would otherwise gather all `c·9` rows of them into packed blocks; only the `c_out`
+/// rows of the gradient are gathered. The pass went from 195 to 147 ms (docs/benchmarks.md).
 fn weight_grad_image(x: &[f32], p: Planes, grad: &[f32], c_out: usize, acc: &mut [f32], threads: Threads) {
     let k = p.c * TAPS;
     let mut col = scratch::take(k * band_rows(p) * p.w);
@@ -140,7 +149,7 @@ fn weight_grad_image(x: &[f32], p: Planes, grad: &[f32], c_out: usize, acc: &mut
         let px = (r1 - r0) * p.w;
         im2col(x, p, r0, r1, &mut col[..k * px]);
         matmul(
-            MatMut::rows(acc, c_out, k, k),
+            MatMut::cols(acc, c_out, k, c_out),
             MatRef::rows(&grad[r0 * p.w..], c_out, px, p.area()),
             MatRef::rows(&col[..k * px], k, px, px).t(),
             Write::Accumulate,
@@ -170,7 +179,7 @@ pub fn weight_grad(x: &[f32], p: Planes, grad: &[f32], c_out: usize) -> Vec<f32>
         Spread::Images => (0..p.n).into_par_iter().map(|i| per_image(i, Threads::One)).collect(),
         Spread::Products => (0..p.n).map(|i| per_image(i, Threads::All)).collect(),
     };
-    crate::reduce::sum_in_order(partials)
+    transpose(&crate::reduce::sum_in_order(partials), p.c * TAPS, c_out)
 }
 
 #[cfg(test)]

@@ -70,6 +70,18 @@ impl<'a> MatMut<'a> {
             cs: 1,
         }
     }
+
+    /// A column-major `rows × cols` matrix whose columns are `cs` elements apart.
+    pub(crate) fn cols(data: &'a mut [f32], rows: usize, cols: usize, cs: usize) -> Self {
+        assert!(fits(data.len(), rows, cols, 1, cs), "matrix view out of bounds");
+        Self {
+            data,
+            rows,
+            cols,
+            rs: 1,
+            cs,
+        }
+    }
 }
 
 /// Whether a `rows × cols` view with strides `rs`, `cs` lies inside `len` elements.
@@ -114,7 +126,9 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, write: W
     if k == 0 {
         if write == Write::Overwrite {
             for i in 0..m {
-                dst.data[i * dst.rs..][..n].fill(0.0);
+                for j in 0..n {
+                    dst.data[i * dst.rs + j * dst.cs] = 0.0;
+                }
             }
         }
         return;
@@ -124,7 +138,7 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, write: W
         Threads::All => gemm::Parallelism::Rayon(0),
     };
     let s = |v: usize| v as isize;
-    // SAFETY: `MatRef::strided` and `MatMut::rows` checked that every element `(i, j)` of each view,
+    // SAFETY: `MatRef::strided` and `MatMut::rows`/`MatMut::cols` checked that every element `(i, j)` of each view,
     // at `i * rs + j * cs` with `i < rows` and `j < cols`, lies inside its slice, and the shapes
     // were checked above: gemm reads only `lhs[0..m, 0..k]` and `rhs[0..k, 0..n]` and reads/writes
     // only `dst[0..m, 0..n]`. `dst` is borrowed mutably, so it aliases neither input. Strides fit in
@@ -182,6 +196,15 @@ mod tests {
             Threads::All,
         );
         assert_eq!(out, [17.0, 23.0, 39.0, 53.0]);
+        // The same product written column-major: element (i, j) at j * 2 + i.
+        matmul(
+            MatMut::cols(&mut out, 2, 2, 2),
+            lhs,
+            rhs,
+            Write::Overwrite,
+            Threads::One,
+        );
+        assert_eq!(out, [17.0, 39.0, 23.0, 53.0]);
     }
 
     #[test]

@@ -61,3 +61,26 @@ impl Spread {
         }
     }
 }
+
+/// A row-major `[rows, cols]` matrix as `[cols, rows]`.
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for (i, row) in m.chunks_exact(cols.max(1)).enumerate().take(rows) {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_moves_every_element() {
+        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 3 × 2
+        assert_eq!(transpose(&m, 3, 2), [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(transpose(&transpose(&m, 3, 2), 2, 3), m);
+    }
+}

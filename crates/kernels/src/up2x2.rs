@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::{MatMut, MatRef, Threads, Write, matmul};
-use crate::layout::{Planes, Spread};
+use crate::layout::{Planes, Spread, transpose};
 use crate::scratch;
 
 /// Output pixels per input pixel.
@@ -112,9 +112,17 @@ pub fn backward(x: &[f32], p: Planes, weight: &[f32], grad: &[f32], c_out: usize
             Write::Overwrite,
             threads,
         );
+        // Transposed (`[k, c]`), as conv3x3's weight gradient and for its reason: gemm's 16-row
+        // side along the channels, the gradient's columns read in place.
         let mut dw = vec![0.0; p.c * k];
         let xi = MatRef::rows(&x[i * p.image_len()..][..p.image_len()], p.c, px, px);
-        matmul(MatMut::rows(&mut dw, p.c, k, k), xi, tm.t(), Write::Overwrite, threads);
+        matmul(
+            MatMut::cols(&mut dw, p.c, k, p.c),
+            xi,
+            tm.t(),
+            Write::Overwrite,
+            threads,
+        );
         scratch::give(t);
         dw
     };
@@ -130,7 +138,7 @@ pub fn backward(x: &[f32], p: Planes, weight: &[f32], grad: &[f32], c_out: usize
             .map(|(i, d)| image(i, d, Threads::All))
             .collect(),
     };
-    (dx, crate::reduce::sum_in_order(partials))
+    (dx, transpose(&crate::reduce::sum_in_order(partials), k, p.c))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Times the native 3×3 convolution's three passes on the U-Net's layer shapes (depth 3, base 16,
 //! batch 8, 128² inputs) and prints GFLOP/s per pass: where docs/benchmarks.md's per-kernel figures
-//! come from. `cargo run --release -p cellops-kernels --example conv_speed -- [threads]`.
+//! come from. `cargo build --release -p cellops -p cellops-bench && target/release/conv-speed [threads]`
+//! (built with the same features as the release binaries, so no second build of burn).
 
 use std::time::Instant;
 
@@ -59,7 +60,7 @@ fn main() {
         for (total, t) in totals.iter_mut().zip(t) {
             *total += t;
         }
-        #[allow(clippy::print_stdout, reason = "an example's report")]
+        #[allow(clippy::print_stdout, reason = "a benchmark's report")]
         {
             println!(
                 "{c:>4} → {c_out:<4} {side:>4}²  forward {:>6.1}  input grad {:>6.1}  weight grad {:>6.1} GFLOP/s",
@@ -69,7 +70,7 @@ fn main() {
             );
         }
     }
-    #[allow(clippy::print_stdout, reason = "an example's report")]
+    #[allow(clippy::print_stdout, reason = "a benchmark's report")]
     {
         println!(
             "total ms: forward {:.1}, input grad {:.1}, weight grad {:.1}",
