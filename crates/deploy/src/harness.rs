@@ -108,11 +108,29 @@ impl Sshd {
         writeln!(f, "{public_line}")
     }
 
-    /// (Re)starts sshd with the same keys, on a new free port.
+    /// (Re)starts sshd with the same keys, on a new free port. A free port can be taken by another
+    /// test's sshd before ours binds it: ready means our own process wrote its pid file (sshd does
+    /// that once it listens) and the port accepts; an sshd that exited is retried on another port.
     pub fn restart(&mut self) -> io::Result<()> {
         self.kill();
         // sshd refuses to start without its privilege-separation directory when run as root.
         let _ = std::fs::create_dir_all("/run/sshd");
+        let mut last = None;
+        for _ in 0..5 {
+            match self.spawn_on_free_port()? {
+                Ok((port, child)) => {
+                    self.port = port;
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(exited) => last = Some(exited),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("sshd did not start")))
+    }
+
+    /// One attempt: `Ok(Ok(..))` listening, `Ok(Err(..))` sshd exited (port taken?), `Err` otherwise.
+    fn spawn_on_free_port(&self) -> io::Result<Result<(u16, Child), io::Error>> {
         let port = free_port()?;
         let d = self.dir.display();
         let config = format!(
@@ -123,6 +141,8 @@ impl Sshd {
         );
         let cfg = self.dir.join("sshd_config");
         std::fs::write(&cfg, config)?;
+        let pid_file = self.dir.join("sshd.pid");
+        let _ = std::fs::remove_file(&pid_file);
         let log = std::fs::File::create(self.dir.join("sshd.log"))?;
         let mut cmd = Command::new(sshd_binary()?);
         cmd.arg("-D")
@@ -135,12 +155,13 @@ impl Sshd {
         let mut child = cmd.spawn()?;
         let started = Instant::now();
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+            let ours = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == child.id().to_string());
+            if ours && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Ok((port, child)));
             }
             if let Some(status) = child.try_wait()? {
                 let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
-                return Err(io::Error::other(format!("sshd exited ({status}): {log}")));
+                return Ok(Err(io::Error::other(format!("sshd exited ({status}): {log}"))));
             }
             if started.elapsed() > Duration::from_secs(10) {
                 let _ = child.kill();
@@ -148,9 +169,6 @@ impl Sshd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.port = port;
-        self.child = Some(child);
-        Ok(())
     }
 
     /// A known_hosts line for this server (`[127.0.0.1]:port ssh-ed25519 AAAA…`).
