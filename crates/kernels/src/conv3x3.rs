@@ -20,10 +20,10 @@ use crate::scratch;
 /// Taps of the kernel.
 const TAPS: usize = 9;
 
-/// Pixels per band (whole rows, at least one). gemm reads a band's columns with a stride
-/// of the band's pixel count without packing them when `c_out` is small; bands of a few hundred
-/// pixels keep those reads within the TLB's reach (docs/benchmarks.md: 512 px against whole images
-/// took the three passes from 220/232/218 ms to 134/132/168 ms on one thread).
+/// Pixels per band (whole rows, at least one). gemm reads a band's columns in place, rows a band
+/// (plus its two halo rows) apart, when `c_out` is small; bands of a few hundred pixels keep those
+/// reads within the TLB's reach (docs/benchmarks.md: with im2col, 512 px against whole images took
+/// the three passes from 220/232/218 ms to 134/132/168 ms on one thread).
 const BAND_PIXELS: usize = 512;
 
 /// Rows per band for images of width `w`: about [`BAND_PIXELS`], at least one row.

@@ -61,24 +61,22 @@ pub(crate) struct MatMut<'a> {
 impl<'a> MatMut<'a> {
     /// A row-major `rows × cols` matrix whose rows are `rs` elements apart.
     pub(crate) fn rows(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        assert!(fits(data.len(), rows, cols, rs, 1), "matrix view out of bounds");
+        Self::strided(data, rows, cols, rs, 1)
+    }
+
+    /// A column-major `rows × cols` matrix whose columns are `cs` elements apart.
+    pub(crate) fn cols(data: &'a mut [f32], rows: usize, cols: usize, cs: usize) -> Self {
+        Self::strided(data, rows, cols, 1, cs)
+    }
+
+    /// Any strided view.
+    fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(fits(data.len(), rows, cols, rs, cs), "matrix view out of bounds");
         Self {
             data,
             rows,
             cols,
             rs,
-            cs: 1,
-        }
-    }
-
-    /// A column-major `rows × cols` matrix whose columns are `cs` elements apart.
-    pub(crate) fn cols(data: &'a mut [f32], rows: usize, cols: usize, cs: usize) -> Self {
-        assert!(fits(data.len(), rows, cols, 1, cs), "matrix view out of bounds");
-        Self {
-            data,
-            rows,
-            cols,
-            rs: 1,
             cs,
         }
     }
@@ -138,8 +136,8 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, write: W
         Threads::All => gemm::Parallelism::Rayon(0),
     };
     let s = |v: usize| v as isize;
-    // SAFETY: `MatRef::strided` and `MatMut::rows`/`MatMut::cols` checked that every element `(i, j)` of each view,
-    // at `i * rs + j * cs` with `i < rows` and `j < cols`, lies inside its slice, and the shapes
+    // SAFETY: `MatRef::strided` and `MatMut::strided` checked that every element `(i, j)` of each
+    // view, at `i * rs + j * cs` with `i < rows` and `j < cols`, lies inside its slice, and the shapes
     // were checked above: gemm reads only `lhs[0..m, 0..k]` and `rhs[0..k, 0..n]` and reads/writes
     // only `dst[0..m, 0..n]`. `dst` is borrowed mutably, so it aliases neither input. Strides fit in
     // `isize` because the offsets they produce are below the slices' lengths.
