@@ -169,6 +169,11 @@ impl PostProcessingInfo {
                     v.fill_holes_px,
                     applied.fill_holes_px.as_str().into(),
                 ),
+                (
+                    "boundary_cut".into(),
+                    v.boundary_cut,
+                    applied.boundary_cut.as_str().into(),
+                ),
             ],
         }
     }

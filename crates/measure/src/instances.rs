@@ -211,6 +211,13 @@ pub struct WatershedConfig {
     pub markers: Markers,
     /// What lies beyond the image border for the distance transform.
     pub outside: Outside,
+    /// With a boundary channel ([`Guide::Boundary`]): foreground pixels whose boundary
+    /// probability is above this are left out of the distance transform, so a boundary the
+    /// network draws between two touching nuclei cuts the distance map even where the mask has
+    /// no neck; the flood then gives those pixels back to the nearest nucleus. `None` (or 1)
+    /// ignores the channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary_cut: Option<f32>,
 }
 
 /// What happens to holes in the mask (background enclosed by an object, i.e. background components
@@ -366,6 +373,13 @@ pub fn segment(
                 .collect();
             watershed_on(&dist, &mask, width, &ws, conn)?
         }
+        (Method::DistanceWatershed(ws), Some(Guide::Boundary(b))) if ws.boundary_cut.is_some_and(|c| c < 1.0) => {
+            let mask = fill_holes(&mask, width, height, config.holes, conn);
+            let cut = ws.boundary_cut.unwrap_or(1.0);
+            let interior: Vec<bool> = mask.iter().zip(b).map(|(&m, &bp)| m && bp <= cut).collect();
+            let dist = distance_transform(&interior, width, ws.outside);
+            watershed_on(&dist, &mask, width, &ws, conn)?
+        }
         _ => return split_mask(&mask, width, config),
     };
     Ok(finish(labels, width, height, config.min_area_px, conn))
@@ -517,8 +531,15 @@ fn finish(mut labels: Vec<u32>, width: usize, height: usize, min_area: usize, co
     (labels, n)
 }
 
-/// Renumbers non-zero labels 1..=N in raster order of first appearance; returns N.
-fn renumber(labels: &mut [u32]) -> usize {
+/// Renumbers labels 1..=N in raster order of their first pixel (0 stays background), e.g. after
+/// resampling dropped some; returns N.
+///
+/// ```
+/// let mut labels = [0u32, 7, 7, 3, 0, 9];
+/// assert_eq!(cellops_measure::instances::renumber(&mut labels), 3);
+/// assert_eq!(labels, [0, 1, 1, 2, 0, 3]);
+/// ```
+pub fn renumber(labels: &mut [u32]) -> usize {
     let mut map: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     for l in labels.iter_mut() {
         if *l == 0 {
@@ -582,6 +603,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(split_mask(&mask, 40, &config).expect("valid input").1, 1);
+    }
+
+    /// Two 10 × 10 squares side by side make a 20 × 10 rectangle with no neck: the distance
+    /// watershed alone keeps it whole, a boundary channel on the two contact columns cuts it there.
+    #[test]
+    fn a_boundary_channel_cuts_touching_squares_where_the_mask_has_no_neck() {
+        let (w, h) = (24usize, 12usize);
+        let inside = |i: usize| (1..11).contains(&(i / w)) && (2..22).contains(&(i % w));
+        let fg: Vec<f32> = (0..w * h).map(|i| if inside(i) { 0.9 } else { 0.0 }).collect();
+        let boundary: Vec<f32> = (0..w * h)
+            .map(|i| {
+                if inside(i) && (11..13).contains(&(i % w)) {
+                    0.9
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let with_cut = |boundary_cut| InstanceConfig {
+            method: Method::DistanceWatershed(WatershedConfig {
+                boundary_cut,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let run = |cut| segment(&fg, Some(Guide::Boundary(&boundary)), w, &with_cut(cut)).expect("valid input");
+        assert_eq!(run(None).1, 1);
+        assert_eq!(run(Some(1.0)).1, 1);
+        let (labels, n) = run(Some(0.5));
+        assert_eq!(n, 2);
+        for y in 1..11 {
+            let row = &labels[y * w..(y + 1) * w];
+            assert!(row[2..12].iter().all(|&l| l == 1), "row {y}: {row:?}");
+            assert!(row[12..22].iter().all(|&l| l == 2), "row {y}: {row:?}");
+        }
     }
 
     #[test]
@@ -706,6 +762,7 @@ mod tests {
             Method::DistanceWatershed(WatershedConfig {
                 markers: Markers::PeakLocalMax { min_distance_px: 4 },
                 outside: Outside::Foreground,
+                boundary_cut: None,
             })
         );
         assert_eq!(c.holes, Holes::FillSmallerThan { area_px: 30 });
@@ -736,10 +793,12 @@ mod tests {
                     1 => Method::DistanceWatershed(WatershedConfig {
                         markers: Markers::HMaxima { h_px },
                         outside: if bg { Outside::Background } else { Outside::Foreground },
+                        boundary_cut: None,
                     }),
                     _ => Method::DistanceWatershed(WatershedConfig {
                         markers: Markers::PeakLocalMax { min_distance_px },
                         outside: if bg { Outside::Background } else { Outside::Foreground },
+                        boundary_cut: None,
                     }),
                 },
                 connectivity: if four { Connectivity::Four } else { Connectivity::Eight },

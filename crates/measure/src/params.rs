@@ -11,7 +11,8 @@
 //! pixel_size_um: 0.25
 //! segmentation:
 //!   separation: { method: watershed }   # watershed | boundary | none
-//!   # probability_threshold, separation.h_px, min_area_px: the model bundle's tuned values
+//!   # probability_threshold, separation.h_px and .boundary_cut, min_area_px: the model
+//!   # bundle's tuned values
 //! filters: { min_area_um2: 10, max_area_um2: 300, exclude_border: true }
 //! stain:
 //!   dab_od_thresholds: { weak: 0.15, moderate: 0.3, strong: 0.5 }
@@ -121,7 +122,8 @@ pub enum Normalize {
 /// From the network's probability maps (or a threshold, or given masks) to nuclei.
 ///
 /// The post-processing values a model bundle tunes on its validation split
-/// (`probability_threshold`, `separation.h_px`, `min_area_px`, `fill_holes_max_area_um2`) are
+/// (`probability_threshold`, `separation.h_px`, `separation.boundary_cut`, `min_area_px`,
+/// `fill_holes_max_area_um2`) are
 /// optional: left out, the bundle's tuned value applies (else the built-in default); given, the
 /// file's value wins. The report says which applied and where each came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -210,6 +212,52 @@ pub struct PostProcessing {
     pub min_area_px: f64,
     /// Holes up to this area (pixels) are filled.
     pub fill_holes_px: f64,
+    /// The distance watershed leaves foreground pixels whose boundary probability is above this
+    /// out of the distance transform (a model with a boundary channel); 1 ignores the channel.
+    /// Bundles written before it existed read as 1.
+    #[serde(default = "no_boundary_cut")]
+    pub boundary_cut: f64,
+}
+
+impl PostProcessing {
+    /// The same values for pixels `scale` times as wide: lengths (`h_px`) times `scale`, areas
+    /// (`min_area_px`, `fill_holes_px`) times its square; probabilities unchanged.
+    ///
+    /// ```
+    /// use cellops_measure::params::PostProcessing;
+    /// let tuned = PostProcessing { h_px: 2.0, min_area_px: 48.0, ..Default::default() };
+    /// let half = tuned.rescaled(0.5);
+    /// assert_eq!((half.h_px, half.min_area_px, half.probability_threshold), (1.0, 12.0, 0.5));
+    /// ```
+    pub fn rescaled(&self, scale: f64) -> PostProcessing {
+        PostProcessing {
+            h_px: self.h_px * scale,
+            min_area_px: self.min_area_px * scale * scale,
+            fill_holes_px: self.fill_holes_px * scale * scale,
+            ..*self
+        }
+    }
+}
+
+/// One line for logs and reports: `threshold 0.7, h 1 px, min area 48 px, holes 256 px` (and
+/// `, boundary cut 0.5` when the boundary channel is used).
+impl std::fmt::Display for PostProcessing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "threshold {}, h {} px, min area {} px, holes {} px",
+            self.probability_threshold, self.h_px, self.min_area_px, self.fill_holes_px
+        )?;
+        if self.boundary_cut < 1.0 {
+            write!(f, ", boundary cut {}", self.boundary_cut)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`PostProcessing::boundary_cut`]'s default: the boundary channel is not used.
+fn no_boundary_cut() -> f64 {
+    1.0
 }
 
 impl Default for PostProcessing {
@@ -219,6 +267,7 @@ impl Default for PostProcessing {
             h_px: 0.75,
             min_area_px: 0.0,
             fill_holes_px: 0.0,
+            boundary_cut: no_boundary_cut(),
         }
     }
 }
@@ -259,6 +308,8 @@ pub struct Applied {
     pub min_area_px: Origin,
     /// Origin of the hole filling.
     pub fill_holes_px: Origin,
+    /// Origin of the boundary cut.
+    pub boundary_cut: Origin,
 }
 
 /// Pixel connectivity, written `4` or `8`.
@@ -314,6 +365,13 @@ pub struct Separation {
     /// its train split).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub h_px: Option<f64>,
+    /// `watershed` with a model that has a boundary channel: pixels whose boundary probability
+    /// is above this (0–1) are left out of the distance transform, so the boundaries the network
+    /// draws between touching nuclei cut the distance map where the mask has no neck; 1 ignores
+    /// the channel. Absent: the model bundle's tuned value, else 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub boundary_cut: Option<f64>,
     /// `watershed` with `peak_local_max`: markers at least this far apart (pixels), as
     /// scikit-image's `peak_local_max(min_distance=…)`.
     pub min_distance_px: usize,
@@ -326,6 +384,7 @@ impl Default for Separation {
             min_seed_area_px: 4,
             markers: MarkerRule::HMaxima,
             h_px: None,
+            boundary_cut: None,
             min_distance_px: 7,
         }
     }
@@ -377,23 +436,32 @@ impl Segmentation {
             bundle.map(|b| b.probability_threshold),
             d.probability_threshold,
         );
-        let (h, h_o) = pick(self.separation.h_px, bundle.map(|b| b.h_px / s), d.h_px);
-        let (a, a_o) = pick(self.min_area_px, bundle.map(|b| b.min_area_px / (s * s)), d.min_area_px);
+        let bundle = bundle.map(|b| b.rescaled(1.0 / s));
+        let bundle = bundle.as_ref();
+        let (h, h_o) = pick(self.separation.h_px, bundle.map(|b| b.h_px), d.h_px);
+        let (a, a_o) = pick(self.min_area_px, bundle.map(|b| b.min_area_px), d.min_area_px);
         let holes_px = self
             .fill_holes_max_area_um2
             .map(|um2| um2 / (pixel_size_um * pixel_size_um));
-        let (f, f_o) = pick(holes_px, bundle.map(|b| b.fill_holes_px / (s * s)), d.fill_holes_px);
+        let (f, f_o) = pick(holes_px, bundle.map(|b| b.fill_holes_px), d.fill_holes_px);
+        let (c, c_o) = pick(
+            self.separation.boundary_cut,
+            bundle.map(|b| b.boundary_cut),
+            d.boundary_cut,
+        );
         Applied {
             values: PostProcessing {
                 probability_threshold: t,
                 h_px: h,
                 min_area_px: a,
                 fill_holes_px: f,
+                boundary_cut: c,
             },
             probability_threshold: t_o,
             h_px: h_o,
             min_area_px: a_o,
             fill_holes_px: f_o,
+            boundary_cut: c_o,
         }
     }
 
@@ -409,6 +477,7 @@ impl Segmentation {
                     min_distance_px: sep.min_distance_px,
                 },
             },
+            boundary_cut: (values.boundary_cut < 1.0).then_some(values.boundary_cut as f32),
             ..WatershedConfig::default()
         });
         let boundary = Method::Boundary {
@@ -864,6 +933,14 @@ impl CellParams {
                 format!("{t} must be between 0 and 1"),
             );
         }
+        if let Some(c) = s.separation.boundary_cut
+            && !(0.0..=1.0).contains(&c)
+        {
+            return bad(
+                "segmentation.separation.boundary_cut",
+                format!("{c} must be between 0 and 1"),
+            );
+        }
         let non_negative = [
             ("segmentation.separation.h_px", s.separation.h_px),
             ("segmentation.fill_holes_max_area_um2", s.fill_holes_max_area_um2),
@@ -1245,6 +1322,7 @@ mod tests {
             h_px: 2.0,
             min_area_px: 16.0,
             fill_holes_px: 8.0,
+            boundary_cut: 0.5,
         };
         let p = parse("description: x\npixel_size_um: 0.5\nsegmentation: { probability_threshold: 0.6 }\n")
             .expect("parses");
@@ -1259,6 +1337,24 @@ mod tests {
         assert_eq!(a.values.fill_holes_px, 32.0);
         let c = p.segmentation.instance_config(&a.values, false);
         assert_eq!((c.min_area_px, c.holes), (64, Holes::FillSmallerThan { area_px: 33 }));
+        // The boundary cut is a probability: it does not follow the scale.
+        assert_eq!((a.values.boundary_cut, a.boundary_cut), (0.5, Origin::Bundle));
+        let Method::DistanceWatershed(ws) = c.method else {
+            panic!("{:?}", c.method)
+        };
+        assert_eq!(ws.boundary_cut, Some(0.5));
+        let off = parse("description: x\npixel_size_um: 0.5\nsegmentation: { separation: { boundary_cut: 1 } }\n")
+            .expect("parses")
+            .segmentation;
+        let a = off.resolve(0.5, Some(&tuned), 0.5);
+        assert_eq!((a.values.boundary_cut, a.boundary_cut), (1.0, Origin::File));
+        let Method::DistanceWatershed(ws) = off.instance_config(&a.values, true).method else {
+            panic!("watershed")
+        };
+        assert_eq!(ws.boundary_cut, None, "1 leaves the channel out");
+        let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { boundary_cut: 1.5 }\n")
+            .expect_err("out of range");
+        assert!(e.message.contains("between 0 and 1"), "{e}");
     }
 
     #[test]

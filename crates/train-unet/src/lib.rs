@@ -623,11 +623,10 @@ pub fn summary(f: &Finished, args: &Args) -> String {
         let _ = writeln!(s, "| Test | Dice {d:.4}, IoU {i:.4}{} |", f1(m.test_f1));
     }
     if let Some(t) = &f.tuned {
-        let v = &t.values;
         let _ = writeln!(
             s,
-            "| Post-processing (tuned on validation) | threshold {}, h {} px, min area {} px, holes {} px: F1@0.5 {:.4} (defaults {:.4}) |",
-            v.probability_threshold, v.h_px, v.min_area_px, v.fill_holes_px, t.f1, t.default_f1
+            "| Post-processing (tuned on validation) | {}: F1@0.5 {:.4} (defaults {:.4}) |",
+            t.values, t.f1, t.default_f1
         );
     }
     if let Some(e) = f.fitted.resumed_from {
@@ -668,14 +667,10 @@ pub fn summary(f: &Finished, args: &Args) -> String {
 
 /// The log line of the post-processing search.
 pub(crate) fn tuned_line(t: &Tuned) -> String {
-    let v = &t.values;
     format!(
-        "post-processing tuned on validation ({} settings tried): threshold {}, h {} px, min area {} px, holes {} px: F1@0.5 {:.4} (defaults {:.4})",
+        "post-processing tuned on validation ({} settings tried): {}: F1@0.5 {:.4} (defaults {:.4})",
         t.trials.len(),
-        v.probability_threshold,
-        v.h_px,
-        v.min_area_px,
-        v.fill_holes_px,
+        t.values,
         t.f1,
         t.default_f1
     )

@@ -1,5 +1,6 @@
-//! Post-processing tuned on the validation split: the probability threshold, the distance
-//! watershed's `h_px`, the minimum object area and hole filling that give the best pooled instance
+//! Post-processing tuned on the validation split: the probability threshold, the boundary cut (a
+//! model with a boundary channel), the distance watershed's `h_px`, the minimum object area and
+//! hole filling that give the best pooled instance
 //! F1 at IoU 0.5 on the validation images, searched one setting at a time (two rounds of
 //! coordinate ascent over small grids) on predictions made once. The result goes into the bundle
 //! as the model's defaults, in pixels at the model's scale.
@@ -21,6 +22,8 @@ pub const H_PX: [f64; 8] = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 pub const MIN_AREA_PX: [f64; 7] = [0.0, 16.0, 32.0, 48.0, 64.0, 96.0, 128.0];
 /// Hole fillings tried (pixels at the model's scale).
 pub const FILL_HOLES_PX: [f64; 4] = [0.0, 16.0, 64.0, 256.0];
+/// Boundary cuts tried, for a model with a full or contact boundary channel (1: not used).
+pub const BOUNDARY_CUTS: [f64; 5] = [1.0, 0.3, 0.5, 0.7, 0.9];
 
 /// What the search found.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,8 +72,9 @@ pub fn tune(model: &UNet, samples: &[Sample], device: &Device) -> Option<Tuned> 
         .filter(|s| s.labels.len() == s.width * s.height)
         .map(|s| {
             let mut prediction = predict_chw(model, &s.image.to_f32(), s.channels, s.height, s.width, &tiling, device);
-            // Only a distance channel takes part in the watershed: drop any other to save memory.
-            if s.second != Boundary::Distance {
+            // A distance or boundary channel takes part in the watershed: drop only the absence
+            // of one (a model without a second channel has none to drop).
+            if s.second == Boundary::None {
                 prediction.probabilities.truncate(s.width * s.height);
                 prediction.channels = 1;
             }
@@ -93,8 +97,17 @@ fn search(images: &[Cached<'_>]) -> Tuned {
     let mut trials = vec![(default, default_f1)];
     let (mut best, mut best_f1) = (default, default_f1);
     type Setter = fn(&mut PostProcessing, f64);
-    let axes: [(&[f64], Setter); 4] = [
+    let cuts: &[f64] = if images
+        .iter()
+        .any(|c| matches!(c.second, Boundary::Full | Boundary::Contact))
+    {
+        &BOUNDARY_CUTS
+    } else {
+        &[]
+    };
+    let axes: [(&[f64], Setter); 5] = [
         (&THRESHOLDS, |p, v| p.probability_threshold = v),
+        (cuts, |p, v| p.boundary_cut = v),
         (&H_PX, |p, v| p.h_px = v),
         (&MIN_AREA_PX, |p, v| p.min_area_px = v),
         (&FILL_HOLES_PX, |p, v| p.fill_holes_px = v),
