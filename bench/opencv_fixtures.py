@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes crates/dataset/tests/opencv_reference.rs: OpenCV's own equalizeHist / CLAHE outputs on small
+"""Writes crates/libs/dataset/tests/opencv_reference.rs: OpenCV's own equalizeHist / CLAHE outputs on small
 literal images, so the Rust tests check our definitions against the reference tool without needing
 OpenCV at test time. Run after `pip install numpy opencv-python-headless`:
 
-    python3 bench/opencv_fixtures.py > crates/dataset/tests/opencv_reference.rs
+    python3 bench/opencv_fixtures.py > crates/libs/dataset/tests/opencv_reference.rs
 """
 import cv2
 import numpy as np

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference thresholds for crates/measure/tests/threshold_reference.rs (scikit-image).
+"""Reference thresholds for crates/libs/measure/tests/threshold_reference.rs (scikit-image).
 
 Usage: python3 bench/threshold_reference.py  (prints the CASES rows)
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the PyTorch gradient fixture that `crates/unet/tests/torch_gradients.rs` reproduces: one
+"""Writes the PyTorch gradient fixture that `crates/libs/unet/tests/torch_gradients.rs` reproduces: one
 training step's loss, parameter gradients and updated batch-norm running statistics for a small
-U-Net, with the architecture and loss of `bench/unet_torch.py` (which mirrors `crates/unet`).
+U-Net, with the architecture and loss of `bench/unet_torch.py` (which mirrors `crates/libs/unet`).
 
 The network is small enough for a committed file and shaped to reach the kernels' edge cases:
 depth 2, base 3 (odd channel counts 3, 6, 12), batch 2, 24 x 24 inputs (576 pixels per image, more
@@ -15,7 +15,7 @@ batch norm averaged); and the input, target and loss.
 Values are written with 9 significant digits (an f32 reads back exactly).
 
 Usage (regenerate only when the model or loss changes on purpose):
-  /tmp/torchvenv/bin/python bench/unet_grad_fixture.py > crates/unet/tests/data/torch_unet_step.json
+  /tmp/torchvenv/bin/python bench/unet_grad_fixture.py > crates/libs/unet/tests/data/torch_unet_step.json
 """
 
 import json

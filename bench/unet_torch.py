@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch reference for the U-Net of `crates/unet`: training-step (or inference) throughput and
+"""PyTorch reference for the U-Net of `crates/libs/unet`: training-step (or inference) throughput and
 peak memory on CPU, with the same architecture, loss and optimiser as the burn model.
 
-Mirrors `crates/unet/src/model.rs` (UNetConfig with upsample Transposed, dropout 0) and
-`crates/unet/src/training.rs` (loss, AdamW, gradient clipping):
+Mirrors `crates/libs/unet/src/model.rs` (UNetConfig with upsample Transposed, dropout 0) and
+`crates/libs/unet/src/training.rs` (loss, AdamW, gradient clipping):
 
   * ConvBlock(c_in, c_out): [3x3 'same' conv (bias only when norm is none) -> norm -> ReLU] x 2.
   * encoders l = 0..depth-1: ConvBlock(l == 0 ? in : w(l-1), w(l)), w(l) = base << l; each is

@@ -85,7 +85,10 @@ fn synthetic(args: &SyntheticArgs, runner: &Runner) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let runner = Runner::from_process();
-    let cli: Cli = inputs::parse(&runner);
+    let cli: Cli = match inputs::parse(&runner) {
+        Ok(cli) => cli,
+        Err(code) => return code.into(),
+    };
     let code = match &cli.command {
         Command::Build(args) => cellops_build::execute(args, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
@@ -95,7 +98,7 @@ fn main() -> ExitCode {
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
         Command::ParamsSchema => {
             use std::io::Write as _;
-            match std::io::stdout().write_all(cellops_measure::params::schema_json().as_bytes()) {
+            match std::io::stdout().write_all(cellops_formats::params::schema_json().as_bytes()) {
                 Ok(()) => Exit::Success,
                 Err(_) => Exit::Error,
             }

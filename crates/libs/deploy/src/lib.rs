@@ -1,0 +1,13 @@
+//! Deploying files to a server as atomic, verified, incremental releases — over SSH
+//! ([`ssh`], the only module of the workspace that touches `ssh2`) or to a local folder
+//! ([`remote::LocalRemote`], for `file://` targets), with the same release logic ([`release`]).
+//!
+//! Security defaults: the host key is always verified (known_hosts lines or `SHA256:`
+//! fingerprints; skipping needs an explicit opt-out), the private key stays in memory, and errors
+//! say what to fix ([`ssh::ConnectError`], [`keys`]).
+
+pub mod keys;
+pub mod release;
+pub mod remote;
+pub mod ssh;
+pub mod target;

@@ -1,0 +1,20 @@
+//! The files that pass between CellOps' stages, in one place: what each file holds, how it is
+//! read (once, under a size cap) and how its errors name the file, line and column.
+//!
+//! No image codecs and no burn: a stage that only moves files (`deploy-cell-params`) reads and
+//! checks them without compiling either.
+//!
+//! - [`params`]: cell-parameter files (`cell-params/<image-type>.yaml`): types, checks, their JSON
+//!   Schema and reference page, and [`params::ParamsFile`], a file read once.
+//! - [`preprocessing`]: the preprocessing settings shared by the build configuration, the model
+//!   bundle and the cell parameters.
+//! - [`FileError`]: a file that cannot be used, with the place in it.
+//! - [`Connectivity`]: which neighbours join pixels into one object.
+
+mod connectivity;
+mod error;
+pub mod params;
+pub mod preprocessing;
+
+pub use connectivity::Connectivity;
+pub use error::FileError;

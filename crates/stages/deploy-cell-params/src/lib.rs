@@ -1,0 +1,582 @@
+//! The `deploy-cell-params` stage: validate the cell-parameter files, then deploy them — and,
+//! optionally, model bundles and evaluation results — to a server over SSH (or to a local folder)
+//! as an atomic, verified, incremental release; also `rollback` and `list`.
+//!
+//! Inputs (flags, or `INPUT_*` in a workflow), as in the paper's deploy.yml and appleboy's actions:
+//! `host`, `port`, `username`, `key`, `passphrase`, `known-hosts`, `fingerprint`, `target`,
+//! `source`, `include`, `keep-releases`, `health-check`, `command` (`deploy`, `rollback`, `list`).
+//! Outputs: `release-id`, `path`, `files-sent`, `bytes-sent`.
+//!
+//! Files keep their paths relative to `--root` (default: the working directory, the repository
+//! root in a workflow): `cell-params/he.yaml` is `releases/<id>/cell-params/he.yaml` on the server.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
+use cellops_deploy::release::{self, DeployConfig, DeployError, Outcome, Provenance, ReleaseInfo, SourceFile};
+use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
+use cellops_deploy::ssh::{self, Auth, ConnectError, HostCheck, SshOptions};
+use cellops_deploy::target::{self, Target, TargetError};
+use cellops_formats::params::{CellParams, ParamsError};
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Command {
+    /// Validate and deploy a new release.
+    Deploy,
+    /// Switch `current` back to the previous release (or `--to`).
+    Rollback,
+    /// List the releases on the server.
+    List,
+}
+
+/// Command-line flags (and action inputs) of `deploy-cell-params`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Deploy")]
+pub struct Args {
+    /// What to do (also --command).
+    #[arg(value_enum, value_name = "COMMAND")]
+    pub action: Option<Command>,
+    /// What to do [default: deploy].
+    #[arg(long, value_enum)]
+    pub command: Option<Command>,
+    /// Where to: ssh://user@host:port/base/path, file:///path, or /base/path on --host.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Server host (when the target is a bare path, or to override the URL's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// SSH port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// SSH user.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Private key (OpenSSH or PEM text, e.g. from a secret); kept in memory, masked in logs.
+    #[arg(long, hide_env_values = true)]
+    pub key: Option<String>,
+    /// Passphrase of the private key.
+    #[arg(long)]
+    pub passphrase: Option<String>,
+    /// Password authentication (only used when given; prefer a key).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// known_hosts lines that pin the server's host key.
+    #[arg(long, value_name = "LINES")]
+    pub known_hosts: Option<String>,
+    /// Accepted host-key fingerprints (SHA256:…), separated by commas, spaces or newlines.
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+    /// Do not verify the server's host key (dangerous: anyone on the path can impersonate it).
+    #[arg(long)]
+    pub insecure_skip_host_key_check: bool,
+    /// Folder whose relative paths the release keeps (`--source` and `--include` are relative to
+    /// it).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+    /// Folder of cell-parameter files to deploy (validated first), under --root.
+    #[arg(long, value_name = "DIR", default_value = "cell-params")]
+    pub source: PathBuf,
+    /// More files to deploy: glob patterns relative to the working directory (e.g.
+    /// `models/unet/bundle/**`), separated by newlines or commas.
+    #[arg(long, value_name = "GLOBS")]
+    pub include: Option<String>,
+    /// Releases kept on the server (older ones are pruned; the current one always stays).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep_releases: usize,
+    /// Command run on the server in the new release's folder after the switch; if it fails,
+    /// `current` goes back to the previous release and the deploy fails.
+    #[arg(long, value_name = "SHELL")]
+    pub health_check: Option<String>,
+    /// Health check time limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub health_timeout: u64,
+    /// A lock older than this is taken over.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub lock_timeout: u64,
+    /// TCP connect timeout.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub connect_timeout: u64,
+    /// Rollback: the release to switch to [default: the one before the current].
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+}
+
+/// Errors of the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Flags contradict each other or are missing.
+    #[error("{0}")]
+    Usage(String),
+    /// The target cannot be parsed.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// Parameter files are invalid (each one is annotated).
+    #[error("{} invalid parameter file(s); nothing was uploaded", .0.len())]
+    Invalid(Vec<ParamsError>),
+    /// A local file could not be read.
+    #[error("{path}: {message}")]
+    Local {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// No connection.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The deploy failed.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The Actions runtime failed.
+    #[error(transparent)]
+    Actions(#[from] ActionsError),
+}
+
+impl StageFailure for StageError {
+    fn exit(&self) -> Exit {
+        match self {
+            StageError::Usage(_) | StageError::Target(_) | StageError::Invalid(_) => Exit::Usage,
+            StageError::Actions(_) | StageError::Local { .. } => Exit::Error,
+            _ => Exit::Failure,
+        }
+    }
+
+    fn annotation(&self) -> Annotation {
+        let title = match self {
+            StageError::Connect(ConnectError::HostKeyMismatch { .. }) => "host key mismatch",
+            StageError::Connect(ConnectError::HostKeyUnknown { .. }) => "unknown host key",
+            StageError::Connect(_) => "cannot connect",
+            StageError::Deploy(DeployError::HealthCheck { .. }) => "health check failed, rolled back",
+            StageError::Deploy(DeployError::Locked { .. }) => "deploy locked",
+            StageError::Invalid(_) => "invalid cell parameters",
+            _ => "deploy-cell-params",
+        };
+        Annotation::new(Level::Error, self.to_string()).title(title)
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum Done {
+    /// A deploy.
+    Deployed(Box<Outcome>, String),
+    /// A rollback: from, to.
+    RolledBack(Option<String>, String, String),
+    /// The releases.
+    Listed(Vec<ReleaseInfo>, String),
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', '\n', ' '])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn rel_of(path: &Path) -> String {
+    path.components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn local(path: &Path, e: impl std::fmt::Display) -> StageError {
+    StageError::Local {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Collects and validates what to deploy: the source folder's files (parameter files must be
+/// valid) and the include globs; returns the files and the bundle ids found.
+pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<String>), StageError> {
+    let mut paths = Vec::new();
+    let root = &args.root;
+    let source = if root == Path::new(".") {
+        args.source.clone()
+    } else {
+        root.join(&args.source)
+    };
+    if !source.is_dir() {
+        return Err(StageError::Usage(format!(
+            "source {} is not a folder (the cell-parameter files to deploy)",
+            source.display()
+        )));
+    }
+    walk(&source, &mut paths).map_err(|e| local(&source, e))?;
+    let rel_to_root = |p: &Path| rel_of(p.strip_prefix(root).unwrap_or(p));
+    let mut invalid = Vec::new();
+    for p in &paths {
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+            && let Err(e) = CellParams::from_file(p)
+        {
+            // Relative to the root: the repository's own path, where GitHub shows the annotation.
+            let shown = rel_of(e.path.strip_prefix(root).unwrap_or(&e.path));
+            runner.annotate(
+                &Annotation::new(Level::Error, e.message.clone())
+                    .title("invalid cell parameters")
+                    .file(shown)
+                    .at(e.line, e.column),
+            )?;
+            invalid.push(e);
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(StageError::Invalid(invalid));
+    }
+    if let Some(globs) = &args.include {
+        let mut builder = globset::GlobSetBuilder::new();
+        let patterns = split_list(globs);
+        for g in &patterns {
+            if Path::new(g).is_absolute() || g.contains("..") {
+                return Err(StageError::Usage(format!(
+                    "include pattern `{g}` must be relative to the root folder ({}), without `..`",
+                    root.display()
+                )));
+            }
+            builder.add(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| StageError::Usage(format!("include pattern `{g}`: {e}")))?,
+            );
+        }
+        let set = builder
+            .build()
+            .map_err(|e| StageError::Usage(format!("include patterns: {e}")))?;
+        let mut all = Vec::new();
+        walk(root, &mut all).map_err(|e| local(root, e))?;
+        let before = paths.len();
+        for p in all {
+            let rel = rel_to_root(&p);
+            if set.is_match(&rel) && !paths.iter().any(|q| rel_to_root(q) == rel) {
+                paths.push(p);
+            }
+        }
+        if paths.len() == before {
+            runner.annotate(&Annotation::new(
+                Level::Warning,
+                format!("include `{globs}` matched no files"),
+            ))?;
+        }
+    }
+    let mut files = Vec::new();
+    let mut bundles = Vec::new();
+    for p in paths {
+        let f = std::fs::File::open(&p).map_err(|e| local(&p, e))?;
+        let (size, sha256) = sha256_of(f).map_err(|e| local(&p, e))?;
+        let rel = rel_to_root(&p);
+        release::check_name(&rel)?;
+        if p.file_name().is_some_and(|n| n == "bundle.json")
+            && let Some(id) = std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        {
+            bundles.push(id);
+        }
+        files.push(SourceFile {
+            rel,
+            path: p,
+            size,
+            sha256,
+        });
+    }
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok((files, bundles))
+}
+
+/// Connects to the target (SSH) or opens the folder (`file://`); returns it and its base path.
+pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote>, String), StageError> {
+    match target::parse(&args.target)? {
+        Target::File { base } => {
+            let base = if base.is_absolute() {
+                base
+            } else {
+                std::env::current_dir().map_err(|e| local(&base, e))?.join(base)
+            };
+            Ok((Box::new(LocalRemote), base.display().to_string()))
+        }
+        Target::Ssh { user, host, port, base } => {
+            let pick = |url: Option<String>, input: Option<String>, what: &str| -> Result<Option<String>, StageError> {
+                match (url, input) {
+                    (Some(a), Some(b)) if a != b => Err(StageError::Usage(format!(
+                        "the target says {what} `{a}` but the {what} input says `{b}`"
+                    ))),
+                    (a, b) => Ok(a.or(b)),
+                }
+            };
+            let host = pick(host, args.host.clone(), "host")?
+                .ok_or_else(|| StageError::Usage("no host: give it in the target URL or the host input".into()))?;
+            let username = pick(user, args.username.clone(), "username")?.ok_or_else(|| {
+                StageError::Usage("no username: give it in the target URL or the username input".into())
+            })?;
+            let port = match (port, args.port) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(StageError::Usage(format!(
+                        "the target says port {a} but the port input says {b}"
+                    )));
+                }
+                (a, b) => a.or(b).unwrap_or(22),
+            };
+            let auth = match (&args.key, &args.password) {
+                (Some(k), _) if !k.trim().is_empty() => Auth::Key {
+                    private_key: k.clone(),
+                    passphrase: args.passphrase.clone(),
+                },
+                (_, Some(p)) if !p.is_empty() => Auth::Password(p.clone()),
+                _ => {
+                    return Err(StageError::Usage(
+                        "no credentials: set the key input (an SSH private key secret), or password".into(),
+                    ));
+                }
+            };
+            let host_check = if args.insecure_skip_host_key_check {
+                runner.annotate(
+                    &Annotation::new(
+                        Level::Warning,
+                        "host key verification is OFF (insecure-skip-host-key-check): anyone between this \
+                         runner and the server can impersonate it and read the deploy; pin known-hosts or fingerprint",
+                    )
+                    .title("INSECURE: host key not verified"),
+                )?;
+                HostCheck::Insecure
+            } else if let Some(kh) = args.known_hosts.as_ref().filter(|k| !k.trim().is_empty()) {
+                HostCheck::KnownHosts(kh.clone())
+            } else if let Some(fp) = args.fingerprint.as_ref().filter(|f| !f.trim().is_empty()) {
+                HostCheck::Fingerprints(split_list(fp))
+            } else {
+                // Nothing pinned: connect anyway to show the offered key, then refuse.
+                HostCheck::Fingerprints(Vec::new())
+            };
+            let opts = SshOptions {
+                host,
+                port,
+                username,
+                auth,
+                host_check,
+                connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+                io_timeout: Duration::from_secs(120),
+            };
+            let remote = ssh::connect(&opts)?;
+            Ok((Box::new(remote), base))
+        }
+    }
+}
+
+fn provenance(bundles: Vec<String>) -> Provenance {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let run = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
+        (Some(s), Some(r), Some(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
+        _ => None,
+    };
+    let git = cellops_actions::git_commit();
+    Provenance {
+        git_sha: git,
+        actor: var("GITHUB_ACTOR").or_else(|| var("USER")),
+        run,
+        bundle_ids: bundles,
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// Runs the stage and reports through `runner`.
+pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    for secret in [&args.key, &args.passphrase, &args.password].into_iter().flatten() {
+        for line in secret.lines().map(str::trim).filter(|l| l.len() >= 4) {
+            runner.mask(line)?;
+        }
+    }
+    let command = match (args.action, args.command) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(StageError::Usage(format!(
+                "command given twice: `{a:?}` and --command `{b:?}`"
+            )));
+        }
+        (a, b) => a.or(b).unwrap_or(Command::Deploy),
+    };
+    let cfg = DeployConfig {
+        keep_releases: args.keep_releases.max(1),
+        health_check: args.health_check.clone().filter(|h| !h.trim().is_empty()),
+        health_timeout: Duration::from_secs(args.health_timeout.max(1)),
+        lock_stale_after: Duration::from_secs(args.lock_timeout),
+        provenance: Provenance::default(),
+    };
+    match command {
+        Command::Deploy => {
+            // Validate before touching the network: invalid parameters are never uploaded.
+            let (files, bundles) = collect(args, runner)?;
+            let total: u64 = files.iter().map(|f| f.size).sum();
+            runner.info(&format!(
+                "{} files ({}) to deploy, parameter files valid",
+                files.len(),
+                human_bytes(total)
+            ))?;
+            let (mut remote, base) = open(args, runner)?;
+            let cfg = DeployConfig {
+                provenance: provenance(bundles),
+                ..cfg
+            };
+            let progress = Progress::new(runner, total, "bytes");
+            let outcome = release::deploy(remote.as_mut(), &base, &files, &cfg, &mut |k| progress.inc_by(k));
+            progress.finish();
+            let outcome = outcome?;
+            if let Some(o) = &outcome.broke_stale_lock {
+                runner.annotate(&Annotation::new(
+                    Level::Warning,
+                    format!(
+                        "took over a stale deploy lock held by {} since {}",
+                        o.actor.as_deref().unwrap_or(&o.host),
+                        o.since_utc
+                    ),
+                ))?;
+            }
+            runner.set_output("release-id", &outcome.id)?;
+            runner.set_output("path", &outcome.path)?;
+            runner.set_output("files-sent", &outcome.files_sent.to_string())?;
+            runner.set_output("bytes-sent", &outcome.bytes_sent.to_string())?;
+            runner.set_output("previous", outcome.previous.as_deref().unwrap_or(""))?;
+            let where_ = format!("{}{}", remote.describe(), base);
+            runner.append_summary(&summary(&outcome, &where_))?;
+            Ok(Done::Deployed(Box::new(outcome), where_))
+        }
+        Command::Rollback => {
+            let (mut remote, base) = open(args, runner)?;
+            let cfg = DeployConfig {
+                provenance: provenance(Vec::new()),
+                ..cfg
+            };
+            let (from, to) = release::rollback(remote.as_mut(), &base, args.to.as_deref(), &cfg)?;
+            let path = format!("{base}/releases/{to}");
+            runner.set_output("release-id", &to)?;
+            runner.set_output("path", &path)?;
+            runner.set_output("files-sent", "0")?;
+            runner.set_output("bytes-sent", "0")?;
+            runner.set_output("previous", from.as_deref().unwrap_or(""))?;
+            runner.append_summary(&format!(
+                "## Rolled back\n\n`current` on {}{base}: {} → **{to}**\n",
+                remote.describe(),
+                from.as_deref().unwrap_or("(none)")
+            ))?;
+            Ok(Done::RolledBack(from, to, format!("{}{base}", remote.describe())))
+        }
+        Command::List => {
+            let (mut remote, base) = open(args, runner)?;
+            let releases = release::list(remote.as_mut(), &base)?;
+            let mut md = format!(
+                "## Releases on {}{base}\n\n| release | current | created | git | actor | files |\n|---|---|---|---|---|---|\n",
+                remote.describe()
+            );
+            for r in releases.iter().rev() {
+                let rec = r.record.as_ref();
+                let line = format!(
+                    "{} {} {} {} {} files",
+                    if r.current { "*" } else { " " },
+                    r.id,
+                    rec.map_or("?", |x| x.created.as_str()),
+                    rec.and_then(|x| x.git_sha.as_deref())
+                        .map_or("-", |g| &g[..7.min(g.len())]),
+                    rec.map_or(0, |x| x.files.len())
+                );
+                runner.info(&line)?;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    if r.current { "✅" } else { "" },
+                    rec.map_or("?", |x| x.created.as_str()),
+                    rec.and_then(|x| x.git_sha.as_deref()).unwrap_or(""),
+                    rec.and_then(|x| x.actor.as_deref()).unwrap_or(""),
+                    rec.map_or(0, |x| x.files.len())
+                );
+            }
+            if let Some(c) = releases.iter().find(|r| r.current) {
+                runner.set_output("release-id", &c.id)?;
+                runner.set_output("path", &format!("{base}/releases/{}", c.id))?;
+            }
+            runner.append_summary(&md)?;
+            Ok(Done::Listed(releases, format!("{}{base}", remote.describe())))
+        }
+    }
+}
+
+fn summary(o: &Outcome, target: &str) -> String {
+    let mut md = format!("## Deployed release `{}`\n\n", o.id);
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| target | `{target}` |");
+    let _ = writeln!(
+        md,
+        "| previous | {} |",
+        o.previous.as_deref().unwrap_or("(first release)")
+    );
+    let _ = writeln!(
+        md,
+        "| files | {} ({} sent, {} unchanged and linked on the server) |",
+        o.files_total, o.files_sent, o.files_linked
+    );
+    let _ = writeln!(md, "| bytes sent | {} |", human_bytes(o.bytes_sent));
+    if let Some(h) = &o.health {
+        let _ = writeln!(md, "| health check | passed |");
+        let out = h.output.trim();
+        if !out.is_empty() {
+            let _ = writeln!(md, "\n```\n{out}\n```");
+        }
+    }
+    if !o.pruned.is_empty() {
+        let _ = writeln!(md, "| pruned | {} |", o.pruned.join(", "));
+    }
+    md
+}
+
+/// The line that ends a successful run.
+pub fn headline(d: &Done) -> String {
+    match d {
+        Done::Deployed(o, target) => format!(
+            "deployed release {} to {target}: {} files, {} sent ({} bytes), {} linked",
+            o.id, o.files_total, o.files_sent, o.bytes_sent, o.files_linked
+        ),
+        Done::RolledBack(from, to, target) => format!(
+            "rolled back {target}: current {} -> {to}",
+            from.as_deref().unwrap_or("(none)")
+        ),
+        Done::Listed(r, target) => format!("{} releases on {target}", r.len()),
+    }
+}
+
+/// Runs the stage and ends it the way every stage ends.
+pub fn execute(args: &Args, runner: &Runner) -> Exit {
+    conclude(runner, run(args, runner), |d| (headline(d), Exit::Success))
+}

@@ -1,0 +1,159 @@
+//! `cellops-deploy-cell-params` run the way a workflow runs it: inputs from `INPUT_*` (the key from
+//! a secret), outputs and summary in the runner's files, a real sshd on 127.0.0.1 or a local
+//! `file://` folder.
+
+use std::path::{Path, PathBuf};
+
+use cellops_test_support::action::{self as harness, ActionRun};
+use cellops_test_support::sshd::Sshd;
+
+fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
+    let env = [
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_ACTOR", "octocat"),
+    ];
+    harness::run_action(
+        Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params")),
+        dir,
+        inputs,
+        &env,
+    )
+    .expect("run")
+}
+
+/// A repository checkout with valid parameter files and a model bundle.
+fn repo(root: &Path) -> PathBuf {
+    let r = root.join("repo");
+    std::fs::create_dir_all(r.join("cell-params")).expect("dir");
+    std::fs::create_dir_all(r.join("models/unet/bundle")).expect("dir");
+    std::fs::write(r.join("cell-params/he.yaml"), "description: H&E\npixel_size_um: 0.25\n").expect("write");
+    std::fs::write(
+        r.join("cell-params/ki67.yaml"),
+        "description: Ki-67\npixel_size_um: 0.5\n",
+    )
+    .expect("write");
+    std::fs::write(r.join("models/unet/bundle/bundle.json"), r#"{"id":"f4324e7521c43e54"}"#).expect("write");
+    std::fs::write(r.join("models/unet/bundle/model.safetensors"), vec![1u8; 5000]).expect("write");
+    r
+}
+
+#[test]
+fn deploys_to_a_folder_incrementally_and_records_provenance() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    let server = tmp.path().join("server");
+    let target = format!("file://{}", server.display());
+    let inputs = [("target", target.as_str()), ("include", "models/unet/bundle/**")];
+    let first = run_action(&r, &inputs);
+    assert_eq!(first.code(), 0, "{}", first.stdout());
+    assert_eq!(first.outputs["files-sent"], "4");
+    let id = first.outputs["release-id"].clone();
+    assert!(id.ends_with("-0123456"), "{id}");
+    assert_eq!(first.outputs["path"], format!("{}/releases/{id}", server.display()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(server.join(format!("releases/{id}/deploy.json"))).expect("deploy.json"))
+            .expect("json");
+    assert_eq!(record["bundle_ids"], serde_json::json!(["f4324e7521c43e54"]));
+    assert_eq!(record["actor"], "octocat");
+    assert_eq!(record["git_sha"], "0123456789abcdef0123456789abcdef01234567");
+    assert!(server.join("current/cell-params/he.yaml").is_file());
+    assert!(first.summary.contains("## Deployed release"), "{}", first.summary);
+    // Nothing changed: nothing sent but the release record.
+    let again = run_action(&r, &inputs);
+    assert_eq!(again.code(), 0, "{}", again.stdout());
+    assert_eq!(again.outputs["files-sent"], "0");
+    let bytes: u64 = again.outputs["bytes-sent"].parse().expect("bytes");
+    assert!(bytes < 4096, "{bytes}");
+    // list and rollback.
+    let list = run_action(&r, &[("target", target.as_str()), ("command", "list")]);
+    assert_eq!(list.code(), 0, "{}", list.stdout());
+    assert_eq!(list.outputs["release-id"], again.outputs["release-id"]);
+    let back = run_action(&r, &[("target", target.as_str()), ("command", "rollback")]);
+    assert_eq!(back.code(), 0, "{}", back.stdout());
+    assert_eq!(back.outputs["release-id"], id);
+    assert_eq!(
+        std::fs::read_link(server.join("current")).expect("link"),
+        PathBuf::from(format!("releases/{id}"))
+    );
+}
+
+#[test]
+fn invalid_parameters_are_annotated_and_never_uploaded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    std::fs::write(
+        r.join("cell-params/bad.yaml"),
+        "description: broken\npixel_size_um: 0.5\nfilters:\n  min_area_um2: 3\n  max_aera_um2: 4\n",
+    )
+    .expect("write");
+    let server = tmp.path().join("server");
+    let run = run_action(&r, &[("target", &format!("file://{}", server.display()))]);
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    let out = run.stdout();
+    assert!(out.contains("::error file=cell-params/bad.yaml,line=5,col=3"), "{out}");
+    assert!(out.contains("nothing was uploaded"), "{out}");
+    assert!(!server.exists(), "nothing was written to the server");
+    // From another folder with --root (as the pull-request workflow checks out head/): the
+    // annotation still names the repository's path.
+    let run = harness::run_action(
+        Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params")),
+        tmp.path(),
+        &[("target", &format!("file://{}", server.display())), ("root", "repo")],
+        &[],
+    )
+    .expect("run");
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("::error file=cell-params/bad.yaml,line=5,col=3"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn deploys_over_ssh_with_the_key_from_a_secret_masked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sshd = Sshd::start(&tmp.path().join("sshd")).expect("sshd");
+    let r = repo(tmp.path());
+    let server = tmp.path().join("server");
+    let port = sshd.port.to_string();
+    let known = sshd.known_hosts_line();
+    let base = server.display().to_string();
+    let inputs = [
+        ("host", "127.0.0.1"),
+        ("port", port.as_str()),
+        ("username", sshd.user.as_str()),
+        ("key", sshd.client_key.as_str()),
+        ("known-hosts", known.as_str()),
+        ("target", base.as_str()),
+        ("health-check", "test -f cell-params/he.yaml"),
+    ];
+    let run = run_action(&r, &inputs);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(run.outputs["files-sent"], "2");
+    assert!(server.join("current/cell-params/ki67.yaml").is_file());
+    // Every line of the key is masked before anything else is printed, and never shown.
+    let out = run.stdout();
+    let body: Vec<&str> = sshd
+        .client_key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 4)
+        .collect();
+    for line in &body {
+        assert!(out.contains(&format!("::add-mask::{line}")), "{line} not masked");
+        assert_eq!(out.matches(line).count(), 1, "{line} printed outside its mask command");
+    }
+    assert!(!run.summary.contains(body[0]));
+    // Without a pin, the action refuses and shows the key to pin.
+    let unpinned: Vec<(&str, &str)> = inputs.iter().copied().filter(|(k, _)| *k != "known-hosts").collect();
+    let run = run_action(&r, &unpinned);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let out = run.stdout();
+    assert!(out.contains("unknown host key") && out.contains("SHA256:"), "{out}");
+    // The explicit opt-out works, loudly.
+    let mut insecure = unpinned.clone();
+    insecure.push(("insecure-skip-host-key-check", "true"));
+    let run = run_action(&r, &insecure);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert!(run.stdout().contains("::warning title=INSECURE"), "{}", run.stdout());
+}

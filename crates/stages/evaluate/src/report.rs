@@ -1,0 +1,574 @@
+//! The evaluation's results as files: `summary.json` (everything; what `--baseline` reads),
+//! `metrics.json`, `objects.csv` / `objects.json` (one row per nucleus, CellProfiler-style
+//! columns), `images.csv` (one row per image) and the Markdown report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use cellops_formats::params::Applied;
+use cellops_measure::metrics::{Matching, Scores};
+use cellops_measure::objects::{Cell, ImageSummary, Stats};
+use serde::{Deserialize, Serialize};
+
+/// The format tag of `summary.json`.
+pub const FORMAT: &str = "cellops.evaluation/1";
+
+/// Segmentation scores of one image or of all pooled (StarDist's names for the matching).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMetrics {
+    /// Pixel Dice of the foreground.
+    pub dice: f64,
+    /// Pixel IoU of the foreground.
+    pub iou: f64,
+    /// Aggregated Jaccard index.
+    pub aji: f64,
+    /// Instance matching at each IoU threshold.
+    pub matching: Vec<Matching>,
+}
+
+impl ImageMetrics {
+    /// The figures of `scores`.
+    pub fn of(scores: &Scores) -> Self {
+        Self {
+            dice: scores.pixels.dice(),
+            iou: scores.pixels.iou(),
+            aji: scores.aji.value(),
+            matching: scores.matching(),
+        }
+    }
+
+    /// The matching at IoU threshold `t`.
+    pub fn at(&self, t: f64) -> Option<&Matching> {
+        self.matching.iter().find(|m| (m.thresh - t).abs() < 1e-9)
+    }
+}
+
+/// The parameter file used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamsInfo {
+    /// Its path as given.
+    pub file: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Its description.
+    pub description: String,
+    /// Its pixel size.
+    pub pixel_size_um: f64,
+}
+
+/// Where the segmentation came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `model` or `masks`.
+    pub kind: String,
+    /// The bundle or mask folder.
+    pub path: String,
+    /// The bundle's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_id: Option<String>,
+}
+
+/// One image's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Counts, statistics, scores, class.
+    #[serde(flatten)]
+    pub summary: ImageSummary,
+    /// The overlay PNG, relative to the output folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+    /// Segmentation scores against the ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ImageMetrics>,
+    /// The classical line's scores on the same image (beside a model's, with ground truth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classical: Option<ImageMetrics>,
+    /// Model pixels per image pixel: the factor the model saw the image at (a model trained at
+    /// a nucleus scale estimates it per image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+}
+
+/// Figures over all images.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Images evaluated.
+    pub images: usize,
+    /// Nuclei measured.
+    pub nuclei: usize,
+    /// Statistics of each feature over all nuclei.
+    pub features: BTreeMap<String, Stats>,
+    /// Nuclei per size class.
+    pub size_classes: BTreeMap<String, usize>,
+    /// Images per image class.
+    pub image_classes: BTreeMap<String, usize>,
+    /// Nuclei per DAB class (negative, 1+, 2+, 3+), for IHC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dab_classes: Option<[usize; 4]>,
+    /// Percentage of DAB-positive nuclei over all images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_percent: Option<f64>,
+    /// H-score over all nuclei.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h_score: Option<f64>,
+}
+
+/// Everything an evaluation found (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The cellops version that wrote it.
+    pub tool_version: String,
+    /// The parameter file.
+    pub params: ParamsInfo,
+    /// The segmentation's source.
+    pub source: SourceInfo,
+    /// Per image.
+    pub images: Vec<ImageRecord>,
+    /// Over all images.
+    pub totals: Totals,
+    /// Pooled segmentation scores, with ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ImageMetrics>,
+    /// The classical line's pooled scores on the same images (threshold + distance watershed,
+    /// no model), beside a model's: whether the model is worth it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classical: Option<ImageMetrics>,
+    /// The post-processing that applied and where each value came from (a model bundle's values
+    /// are at the model's scale, and follow each image's `scale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostProcessingInfo>,
+}
+
+/// The post-processing values of a run and their origins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostProcessingInfo {
+    /// `model`, `threshold` or `masks`.
+    pub method: String,
+    /// Each value: name, value, origin.
+    pub values: Vec<(String, f64, String)>,
+}
+
+impl PostProcessingInfo {
+    /// The values of `applied` (at scale 1) under `method`.
+    pub fn of(method: &str, applied: &Applied) -> Self {
+        let v = &applied.values;
+        Self {
+            method: method.to_owned(),
+            values: vec![
+                (
+                    "probability_threshold".into(),
+                    v.probability_threshold,
+                    applied.probability_threshold.as_str().into(),
+                ),
+                ("h_px".into(), v.h_px, applied.h_px.as_str().into()),
+                ("min_area_px".into(), v.min_area_px, applied.min_area_px.as_str().into()),
+                (
+                    "fill_holes_px".into(),
+                    v.fill_holes_px,
+                    applied.fill_holes_px.as_str().into(),
+                ),
+                (
+                    "boundary_cut".into(),
+                    v.boundary_cut,
+                    applied.boundary_cut.as_str().into(),
+                ),
+            ],
+        }
+    }
+}
+
+/// A table of rows whose columns are the union of all rows' columns, in order of appearance.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Column names.
+    pub header: Vec<String>,
+    index: std::collections::HashMap<String, usize>,
+    /// Rows (shorter rows are padded with empty cells when written).
+    pub rows: Vec<Vec<Option<Cell>>>,
+}
+
+impl Table {
+    /// Adds a row of named cells.
+    pub fn push(&mut self, cells: Vec<(String, Cell)>) {
+        let mut row = vec![None; self.header.len()];
+        for (name, cell) in cells {
+            let i = match self.index.get(&name) {
+                Some(&i) => i,
+                None => {
+                    self.header.push(name.clone());
+                    self.index.insert(name, self.header.len() - 1);
+                    row.push(None);
+                    self.header.len() - 1
+                }
+            };
+            if row.len() <= i {
+                row.resize(i + 1, None);
+            }
+            row[i] = Some(cell);
+        }
+        self.rows.push(row);
+    }
+
+    /// The table as CSV (RFC 4180 quoting).
+    pub fn csv(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &mut dyn Iterator<Item = String>| {
+            let joined: Vec<String> = cells.map(|c| csv_field(&c)).collect();
+            out.push_str(&joined.join(","));
+            out.push('\n');
+        };
+        line(&mut out, &mut self.header.iter().cloned());
+        for r in &self.rows {
+            line(
+                &mut out,
+                &mut (0..self.header.len()).map(|i| {
+                    r.get(i)
+                        .and_then(|c| c.as_ref())
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                }),
+            );
+        }
+        out
+    }
+
+    /// The table as a JSON array of objects (absent cells left out).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    let mut m = serde_json::Map::new();
+                    for (i, c) in r.iter().enumerate() {
+                        if let Some(c) = c {
+                            let v = match c {
+                                Cell::Float(f) if !f.is_finite() => serde_json::Value::Null,
+                                c => serde_json::to_value(c).unwrap_or(serde_json::Value::Null),
+                            };
+                            m.insert(self.header[i].clone(), v);
+                        }
+                    }
+                    serde_json::Value::Object(m)
+                })
+                .collect(),
+        )
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The per-image table (`images.csv`): counts, scores, class, tags, dropped objects, metrics, and
+/// `Mean_`/`Median_`/`StDev_` of every feature (CellProfiler's per-image aggregate names).
+pub fn images_table(e: &Evaluation) -> Table {
+    let mut t = Table::default();
+    for r in &e.images {
+        let s = &r.summary;
+        let mut cells = vec![
+            ("Image".to_owned(), Cell::Text(s.image.clone())),
+            ("Width".into(), Cell::Int(s.width as i64)),
+            ("Height".into(), Cell::Int(s.height as i64)),
+            ("Count_Nuclei".into(), Cell::Int(s.count as i64)),
+            ("Density_per_mm2".into(), Cell::Float(s.density_per_mm2)),
+            ("Class".into(), Cell::Text(s.class.clone().unwrap_or_default())),
+            ("Tags".into(), Cell::Text(s.tags.join(";"))),
+            ("Dropped_TooSmall".into(), Cell::Int(s.dropped.too_small as i64)),
+            ("Dropped_TooLarge".into(), Cell::Int(s.dropped.too_large as i64)),
+            ("Dropped_FormFactor".into(), Cell::Int(s.dropped.form_factor as i64)),
+            ("Dropped_Border".into(), Cell::Int(s.dropped.border as i64)),
+        ];
+        if let Some(d) = s.dab_classes {
+            for (name, n) in ["Negative", "1plus", "2plus", "3plus"].iter().zip(d) {
+                cells.push((format!("Count_DAB_{name}"), Cell::Int(n as i64)));
+            }
+            cells.push((
+                "PositivePercent".into(),
+                Cell::Float(s.positive_percent.unwrap_or(f64::NAN)),
+            ));
+            cells.push(("HScore".into(), Cell::Float(s.h_score.unwrap_or(f64::NAN))));
+        }
+        for (name, n) in &s.size_classes {
+            cells.push((format!("Count_Size_{name}"), Cell::Int(*n as i64)));
+        }
+        if let Some(m) = &r.metrics {
+            cells.push(("Dice".into(), Cell::Float(m.dice)));
+            cells.push(("IoU".into(), Cell::Float(m.iou)));
+            cells.push(("AJI".into(), Cell::Float(m.aji)));
+            for x in &m.matching {
+                let t = x.thresh;
+                cells.push((format!("F1@{t}"), Cell::Float(x.f1)));
+                cells.push((format!("Precision@{t}"), Cell::Float(x.precision)));
+                cells.push((format!("Recall@{t}"), Cell::Float(x.recall)));
+                cells.push((format!("PQ@{t}"), Cell::Float(x.panoptic_quality)));
+            }
+        }
+        for (name, st) in &s.features {
+            cells.push((format!("Mean_{name}"), Cell::Float(st.mean)));
+            cells.push((format!("Median_{name}"), Cell::Float(st.median)));
+            cells.push((format!("StDev_{name}"), Cell::Float(st.std)));
+        }
+        t.push(cells);
+    }
+    t
+}
+
+/// `metrics.json`: pooled and per-image scores.
+pub fn metrics_json(e: &Evaluation) -> Option<serde_json::Value> {
+    let pooled = e.metrics.as_ref()?;
+    let per_image: serde_json::Map<String, serde_json::Value> = e
+        .images
+        .iter()
+        .filter_map(|r| {
+            r.metrics
+                .as_ref()
+                .map(|m| (r.summary.image.clone(), serde_json::to_value(m).unwrap_or_default()))
+        })
+        .collect();
+    Some(serde_json::json!({
+        "format": "cellops.metrics/1",
+        "pooled": pooled,
+        "images": per_image,
+    }))
+}
+
+/// Features shown in the reports' tables, in order, when present.
+pub const KEY_FEATURES: [&str; 10] = [
+    "AreaShape_Area_um2",
+    "AreaShape_Perimeter_um",
+    "AreaShape_FormFactor",
+    "AreaShape_Compactness",
+    "AreaShape_Eccentricity",
+    "AreaShape_Solidity",
+    "AreaShape_EquivalentDiameter_um",
+    "AreaShape_MaxFeretDiameter_um",
+    "AreaShape_MinFeretDiameter_um",
+    "Intensity_MeanOD_DAB",
+];
+
+fn fmt(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The Markdown report (also the step summary). At most `max_rows` images are listed.
+pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
+    let mut md = String::new();
+    let t = &e.totals;
+    let _ = writeln!(md, "## Evaluation: {}\n", e.params.description);
+    let _ = writeln!(
+        md,
+        "Parameters `{}` (pixel {} µm) · segmentation from {} `{}`{}\n",
+        e.params.file,
+        e.params.pixel_size_um,
+        e.source.kind,
+        e.source.path,
+        e.source
+            .bundle_id
+            .as_ref()
+            .map(|id| format!(" (bundle {id})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        md,
+        "| images | nuclei | nuclei / image |{}{}",
+        if t.positive_percent.is_some() {
+            " positive % | H-score |"
+        } else {
+            ""
+        },
+        if e.metrics.is_some() {
+            " F1@0.5 | PQ@0.5 | Dice | AJI |"
+        } else {
+            ""
+        }
+    );
+    let cols = 3 + if t.positive_percent.is_some() { 2 } else { 0 } + if e.metrics.is_some() { 4 } else { 0 };
+    let _ = writeln!(md, "|{}", "---|".repeat(cols));
+    let _ = write!(
+        md,
+        "| {} | {} | {} |",
+        t.images,
+        t.nuclei,
+        fmt(t.nuclei as f64 / t.images.max(1) as f64)
+    );
+    if let (Some(p), Some(h)) = (t.positive_percent, t.h_score) {
+        let _ = write!(md, " {} | {} |", fmt(p), fmt(h));
+    }
+    if let Some(m) = &e.metrics {
+        let at = m.at(0.5);
+        let _ = write!(
+            md,
+            " {} | {} | {} | {} |",
+            fmt(at.map_or(f64::NAN, |x| x.f1)),
+            fmt(at.map_or(f64::NAN, |x| x.panoptic_quality)),
+            fmt(m.dice),
+            fmt(m.aji)
+        );
+    }
+    md.push_str("\n\n");
+    if !t.image_classes.is_empty() {
+        md.push_str("**Image classes:** ");
+        let parts: Vec<String> = t.image_classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        md.push_str(&parts.join(" · "));
+        md.push_str("\n\n");
+    }
+    if let Some(d) = t.dab_classes {
+        let _ = writeln!(
+            md,
+            "**DAB classes:** negative {} · 1+ {} · 2+ {} · 3+ {}\n",
+            d[0], d[1], d[2], d[3]
+        );
+    }
+    if !t.size_classes.is_empty() {
+        md.push_str("**Size classes:** ");
+        let parts: Vec<String> = t.size_classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        md.push_str(&parts.join(" · "));
+        md.push_str("\n\n");
+    }
+    let feats: Vec<(&str, &Stats)> = KEY_FEATURES
+        .iter()
+        .filter_map(|k| t.features.get(*k).map(|s| (*k, s)))
+        .collect();
+    if !feats.is_empty() {
+        md.push_str("### Nuclei (all images)\n\n| feature | mean | median | std |\n|---|---|---|---|\n");
+        for (k, s) in feats {
+            let _ = writeln!(md, "| {k} | {} | {} | {} |", fmt(s.mean), fmt(s.median), fmt(s.std));
+        }
+        md.push('\n');
+    }
+    if let Some(pp) = &e.postprocessing {
+        md.push_str(&postprocessing_markdown(pp));
+    }
+    if let (Some(m), Some(c)) = (&e.metrics, &e.classical) {
+        md.push_str(&versus_classical(m, c));
+    }
+    if let Some(m) = &e.metrics {
+        md.push_str("### Segmentation against ground truth (pooled)\n\n");
+        let _ = writeln!(md, "Dice {} · IoU {} · AJI {}\n", fmt(m.dice), fmt(m.iou), fmt(m.aji));
+        md.push_str("| IoU τ | TP | FP | FN | precision | recall | F1 | accuracy (DSB) | mean matched IoU | PQ |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for x in &m.matching {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                x.thresh,
+                x.tp,
+                x.fp,
+                x.fn_,
+                fmt(x.precision),
+                fmt(x.recall),
+                fmt(x.f1),
+                fmt(x.accuracy),
+                fmt(x.mean_matched_score),
+                fmt(x.panoptic_quality)
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(d) = diff {
+        md.push_str(d);
+        md.push('\n');
+    }
+    let _ = writeln!(md, "### Images\n");
+    let ihc = t.positive_percent.is_some();
+    let _ = writeln!(
+        md,
+        "| image | nuclei | density / mm² | class |{}{}",
+        if ihc { " positive % | H-score |" } else { "" },
+        if e.metrics.is_some() { " F1@0.5 | Dice |" } else { "" }
+    );
+    let cols = 4 + if ihc { 2 } else { 0 } + if e.metrics.is_some() { 2 } else { 0 };
+    let _ = writeln!(md, "|{}", "---|".repeat(cols));
+    for r in e.images.iter().take(max_rows) {
+        let s = &r.summary;
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {} |",
+            s.image,
+            s.count,
+            fmt(s.density_per_mm2),
+            s.class.as_deref().unwrap_or("")
+        );
+        if ihc {
+            let _ = write!(
+                md,
+                " {} | {} |",
+                fmt(s.positive_percent.unwrap_or(f64::NAN)),
+                fmt(s.h_score.unwrap_or(f64::NAN))
+            );
+        }
+        if let Some(m) = &r.metrics {
+            let _ = write!(md, " {} | {} |", fmt(m.at(0.5).map_or(f64::NAN, |x| x.f1)), fmt(m.dice));
+        } else if e.metrics.is_some() {
+            md.push_str(" | |");
+        }
+        md.push('\n');
+    }
+    if e.images.len() > max_rows {
+        let _ = writeln!(md, "\n… and {} more in `images.csv`.", e.images.len() - max_rows);
+    }
+    md
+}
+
+/// The post-processing section of the report.
+fn postprocessing_markdown(pp: &PostProcessingInfo) -> String {
+    let mut md = format!(
+        "### Post-processing ({})\n\n| setting | value | from |\n|---|---|---|\n",
+        pp.method
+    );
+    for (name, value, origin) in &pp.values {
+        let _ = writeln!(md, "| {name} | {} | {origin} |", fmt(*value));
+    }
+    md.push_str("\nA model bundle's sizes are in pixels at the model's scale and follow each image's scale.\n\n");
+    md
+}
+
+/// The model's pooled scores beside the classical line's.
+fn versus_classical(m: &ImageMetrics, c: &ImageMetrics) -> String {
+    let mut md = String::from(
+        "### Model vs classical (same images)\n\n| segmentation | F1@0.5 | AP@0.5 | PQ@0.5 | F1@0.75 | Dice |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, x) in [("model", m), ("classical (threshold + watershed)", c)] {
+        let (a, b) = (x.at(0.5), x.at(0.75));
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            fmt(a.map_or(f64::NAN, |v| v.f1)),
+            fmt(a.map_or(f64::NAN, |v| v.accuracy)),
+            fmt(a.map_or(f64::NAN, |v| v.panoptic_quality)),
+            fmt(b.map_or(f64::NAN, |v| v.f1)),
+            fmt(x.dice)
+        );
+    }
+    md.push('\n');
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_take_the_union_of_columns_and_quote_csv() {
+        let mut t = Table::default();
+        t.push(vec![("a".into(), Cell::Int(1)), ("b".into(), Cell::Text("x,y".into()))]);
+        t.push(vec![("a".into(), Cell::Int(2)), ("c".into(), Cell::Float(f64::NAN))]);
+        assert_eq!(t.csv(), "a,b,c\n1,\"x,y\",\n2,,\n");
+        let j = t.json();
+        assert_eq!(j[1]["c"], serde_json::Value::Null);
+        assert!(j[1].get("b").is_none());
+    }
+}

@@ -1,0 +1,157 @@
+//! `cellops-train-unet` run the way a workflow runs it: a real prepared dataset (synthetic nuclei
+//! through `build`), inputs from `INPUT_*`, outputs and summary in the runner's files.
+
+use std::path::{Path, PathBuf};
+
+use cellops_dataset::config::{ColourMode, Resize};
+use cellops_dataset::synthetic::{self, Style, SynthConfig};
+use cellops_dataset::{BuildConfig, prepare::Quiet};
+use cellops_test_support::action::{self as harness, ActionRun};
+
+fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
+    let env: &[(&str, &str)] = &[("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")];
+    harness::run_action(Path::new(env!("CARGO_BIN_EXE_cellops-train-unet")), dir, inputs, env)
+        .expect("run cellops-train-unet")
+}
+
+/// Eight 64×64 grey synthetic images, built with a 4/2/2 split.
+fn prepared(root: &Path) -> PathBuf {
+    let raw = root.join("raw");
+    synthetic::write_dataset(
+        &SynthConfig {
+            count: 8,
+            seed: 7,
+            size: [64, 64],
+            style: Style::Fluorescence,
+        },
+        &raw,
+    )
+    .expect("synthetic");
+    let mut cfg = BuildConfig {
+        colour: ColourMode::Grey,
+        ..BuildConfig::default()
+    };
+    cfg.split.val_fraction = 0.25;
+    cfg.split.test_fraction = 0.25;
+    cfg.resize = None::<Resize>;
+    let out = root.join("prepared");
+    cellops_dataset::build(&raw, &out, &cfg, &Quiet).expect("build");
+    out
+}
+
+const TINY: &str =
+    "model:\n  depth: 2\n  base_channels: 4\n  norm: Group\npatch_size: 32\nbatch_size: 2\nsteps_per_epoch: 3\n";
+
+#[test]
+fn trains_writes_a_bundle_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dataset = prepared(tmp.path());
+    let config = tmp.path().join("train.yaml");
+    std::fs::write(&config, TINY).expect("config");
+    let output = tmp.path().join("run");
+    let (d, c, o) = (
+        dataset.display().to_string(),
+        config.display().to_string(),
+        output.display().to_string(),
+    );
+    let inputs = [
+        ("dataset", d.as_str()),
+        ("config", c.as_str()),
+        ("output", o.as_str()),
+        ("device", "cpu"),
+        ("epochs", "2"),
+        ("resume", "true"),
+    ];
+    let first = run_action(tmp.path(), &inputs);
+    assert_eq!(first.code(), 0, "{}", first.stdout());
+    // One log line per epoch.
+    assert!(first.stdout().contains("epoch 1/2:") && first.stdout().contains("epoch 2/2:"));
+    let bundle = PathBuf::from(&first.outputs["bundle"]);
+    assert_eq!(bundle, output.join("bundle"));
+    let id = &first.outputs["bundle-id"];
+    assert_eq!(id.len(), 16);
+    let val: f64 = first.outputs["val-dice"].parse().expect("number");
+    assert!((0.0..=1.0).contains(&val));
+    assert!(first.outputs.contains_key("test-dice"), "the dataset has a test split");
+    assert_eq!(first.outputs["stopped"], "completed");
+    for f in [
+        "model.safetensors",
+        "bundle.json",
+        "history.csv",
+        "history.jsonl",
+        "learning-curve.svg",
+    ] {
+        assert!(bundle.join(f).is_file(), "{f}");
+    }
+    let csv = std::fs::read_to_string(bundle.join("history.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 3, "header + one line per epoch");
+    // The bundle loads, with the facts the run used.
+    let (_, meta) = cellops_unet::bundle::load(&bundle, &burn_free_device()).expect("load");
+    assert_eq!(&meta.id, id);
+    assert_eq!(meta.input_channels, 1);
+    assert_eq!(
+        meta.git_commit.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+    assert_eq!(meta.training.model.depth, 2);
+    assert!(first.summary.contains("## CellOps train-unet") && first.summary.contains("| 2"));
+    assert!(first.summary.contains("xychart-beta"));
+
+    // Resuming a finished run trains nothing more and writes the same bundle.
+    let again = run_action(tmp.path(), &inputs);
+    assert_eq!(again.code(), 0, "{}", again.stdout());
+    assert!(again.stdout().contains("resuming after epoch 2"), "{}", again.stdout());
+    assert_eq!(&again.outputs["bundle-id"], id);
+
+    // Resuming with another configuration is refused and names the field.
+    let mut changed = inputs.to_vec();
+    changed.push(("learning-rate", "0.01"));
+    let refused = run_action(tmp.path(), &changed);
+    assert_eq!(refused.code(), 2, "{}", refused.stdout());
+    assert!(refused.stdout().contains("::error") && refused.stdout().contains("learning_rate"));
+}
+
+/// The CPU device, through the crate's own selection.
+fn burn_free_device() -> cellops_unet::Device {
+    cellops_unet::device::select(cellops_unet::device::Accelerator::Cpu)
+        .expect("cpu")
+        .device
+}
+
+#[test]
+fn bad_inputs_fail_with_annotations() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A configuration with a typo: an annotation on its line.
+    let config = tmp.path().join("train.yaml");
+    std::fs::write(&config, "epochs: 2\nmodel:\n  dept: 3\n").expect("config");
+    let dataset = prepared(tmp.path());
+    let (d, c) = (dataset.display().to_string(), config.display().to_string());
+    let run = run_action(
+        tmp.path(),
+        &[("dataset", &d), ("config", &c), ("output", "out"), ("device", "cpu")],
+    );
+    assert_eq!(run.code(), 2);
+    let line = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("::error"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains("line=3") && line.contains("model.dept"), "{line}");
+    assert!(!tmp.path().join("out").exists(), "nothing written");
+
+    // Not a prepared dataset.
+    let run = run_action(
+        tmp.path(),
+        &[("dataset", "/nonexistent"), ("output", "out"), ("device", "cpu")],
+    );
+    assert_eq!(run.code(), 1);
+    assert!(run.stdout().contains("manifest.json"), "{}", run.stdout());
+
+    // A device this build lacks.
+    if !cfg!(feature = "cuda") {
+        let run = run_action(tmp.path(), &[("dataset", &d), ("output", "out"), ("device", "cuda")]);
+        assert_eq!(run.code(), 1);
+        assert!(run.stdout().contains("no cuda support"), "{}", run.stdout());
+    }
+}

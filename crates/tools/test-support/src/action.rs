@@ -1,0 +1,68 @@
+//! Runs an action's binary the way a workflow runner does, for integration tests: a clean
+//! environment with `GITHUB_ACTIONS=true`, inputs as `INPUT_<NAME>`, `$GITHUB_OUTPUT` and
+//! `$GITHUB_STEP_SUMMARY` files in a folder, which are read back after the run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cellops_actions::parse_outputs;
+
+/// What one run left behind.
+#[derive(Debug)]
+pub struct ActionRun {
+    /// The process's exit status and captured standard output and error.
+    pub output: Output,
+    /// `$GITHUB_OUTPUT`, parsed.
+    pub outputs: HashMap<String, String>,
+    /// `$GITHUB_STEP_SUMMARY`.
+    pub summary: String,
+}
+
+impl ActionRun {
+    /// Standard output (where workflow commands such as annotations go).
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// The exit code (-1 when the process was killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs `binary` in `dir` with `inputs` (names as in `with:`, e.g. `split-file`) and the extra
+/// environment `env`; only `PATH` is kept from this process's environment.
+pub fn run_action(
+    binary: &Path,
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> std::io::Result<ActionRun> {
+    let (gh_out, gh_sum) = (dir.join("github_output"), dir.join("step_summary.md"));
+    for f in [&gh_out, &gh_sum] {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &gh_out)
+        .env("GITHUB_STEP_SUMMARY", &gh_sum);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for (k, v) in inputs {
+        cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
+    }
+    let output = cmd.output()?;
+    Ok(ActionRun {
+        output,
+        outputs: parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
+        summary: std::fs::read_to_string(&gh_sum).unwrap_or_default(),
+    })
+}
