@@ -173,7 +173,7 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         "--images".to_owned(),
         s(&images),
         "--model".into(),
-        s(&model.join("bundle")),
+        s(&model.join(cellops_formats::bundle::DIR)),
         "--params".into(),
         s(&params),
         "--output".into(),

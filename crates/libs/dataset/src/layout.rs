@@ -13,77 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::io::Format;
 use crate::problem::{Problem, ProblemKind};
-
-/// The dataset layouts `build` reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum LayoutKind {
-    /// Recognise the layout from the folder's contents.
-    #[default]
-    Auto,
-    /// The paper's `original/` + `masks/` (`_mask` suffix).
-    Paper,
-    /// Kaggle Data Science Bowl 2018 (`<id>/images`, `<id>/masks`).
-    Dsb2018,
-    /// nnU-Net raw (`imagesTr`, `labelsTr`).
-    Nnunet,
-    /// Cellpose (`_masks` beside each image).
-    Cellpose,
-}
-
-/// A dataset split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Subset {
-    /// Training.
-    Train,
-    /// Validation.
-    Val,
-    /// Test.
-    Test,
-}
-
-impl LayoutKind {
-    /// The name used in configuration files and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayoutKind::Auto => "auto",
-            LayoutKind::Paper => "paper",
-            LayoutKind::Dsb2018 => "dsb2018",
-            LayoutKind::Nnunet => "nnunet",
-            LayoutKind::Cellpose => "cellpose",
-        }
-    }
-}
-
-impl Subset {
-    /// All subsets in order.
-    pub const ALL: [Subset; 3] = [Subset::Train, Subset::Val, Subset::Test];
-
-    /// The folder name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Subset::Train => "train",
-            Subset::Val => "val",
-            Subset::Test => "test",
-        }
-    }
-
-    /// Parses a folder or CSV name (`validation` is accepted for `val`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "train" | "training" => Some(Subset::Train),
-            "val" | "valid" | "validation" => Some(Subset::Val),
-            "test" | "testing" => Some(Subset::Test),
-            _ => None,
-        }
-    }
-}
+pub use cellops_formats::dataset::{LayoutKind, Subset};
 
 /// Where an item's mask comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

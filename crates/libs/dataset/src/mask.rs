@@ -1,22 +1,10 @@
 //! Turning a decoded mask file into instance labels, and recognising masks that are not usable.
 
-use serde::{Deserialize, Serialize};
-
 use crate::ops::label::{Connectivity, connected_components, relabel_sequential};
 use crate::problem::ProblemKind;
 use crate::raster::{Labels, Raster, Samples};
 
-/// How a mask file encodes its objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MaskKind {
-    /// One foreground value (1, 255, …): objects are its 8-connected components.
-    Binary,
-    /// One value per object (8- or 16-bit labels).
-    Instance,
-    /// Assembled from one binary file per object (DSB2018).
-    PerObject,
-}
+pub use cellops_formats::dataset::MaskKind;
 
 /// A mask file that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +47,26 @@ fn grey_values(raster: &Raster) -> Result<Vec<u16>, MaskDefect> {
     Ok(grey)
 }
 
+/// How a mask's values encode its objects: one distinct non-zero value (or none) is a binary
+/// mask, more are instance labels.
+///
+/// ```
+/// use cellops_dataset::mask::{encoding, MaskKind};
+/// assert_eq!(encoding([0, 255, 0, 255]), MaskKind::Binary);
+/// assert_eq!(encoding([0, 1, 2, 2]), MaskKind::Instance);
+/// ```
+pub fn encoding(values: impl IntoIterator<Item = u32>) -> MaskKind {
+    let mut first = None;
+    for v in values.into_iter().filter(|&v| v != 0) {
+        match first {
+            None => first = Some(v),
+            Some(f) if f != v => return MaskKind::Instance,
+            Some(_) => {}
+        }
+    }
+    MaskKind::Binary
+}
+
 /// Reads labels from a decoded mask: binary masks are split into connected components, instance
 /// labels are renumbered 1..=N in raster order (so the largest label is the object count). Anti-aliased binary masks are refused.
 ///
@@ -81,7 +89,7 @@ pub fn interpret(raster: &Raster) -> Result<(Labels, MaskKind), MaskDefect> {
         counts[v as usize] += 1;
     }
     let nonzero: Vec<usize> = (1..65536).filter(|&v| counts[v] > 0).collect();
-    if nonzero.len() <= 1 {
+    if encoding(values.iter().map(|&v| u32::from(v))) == MaskKind::Binary {
         let fg: Vec<bool> = values.iter().map(|&v| v != 0).collect();
         let (labels, n) = connected_components(&fg, w as usize, Connectivity::Eight);
         if n > usize::from(u16::MAX) {

@@ -164,7 +164,7 @@ pub fn build(
     let (splits, split_problems) = split::assign(&items, &config.split, split_map.as_ref());
     problems.extend(split_problems);
 
-    let manifest_path = output.join("manifest.json");
+    let manifest_path = output.join(cellops_formats::dataset::MANIFEST);
     let old = read_old_manifest(output, &manifest_path)?;
     let old_items: HashMap<&str, &ManifestItem> = old
         .as_ref()
@@ -260,7 +260,10 @@ pub fn build(
         report.outcome = Outcome::Unchanged;
         return Ok(report);
     }
-    write_file(&staging.path().join("manifest.json"), json.as_bytes())?;
+    write_file(
+        &staging.path().join(cellops_formats::dataset::MANIFEST),
+        json.as_bytes(),
+    )?;
     staging.commit(output)?;
     report.outcome = Outcome::Written;
     Ok(report)

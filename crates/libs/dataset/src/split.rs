@@ -1,74 +1,13 @@
 //! Assigning items to train / val / test.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::Split;
 use crate::layout::{Item, Subset};
 use crate::problem::{Problem, ProblemKind};
-
-/// A split file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SplitError {
-    /// The file could not be read.
-    #[error("cannot read split file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The CSV is malformed.
-    #[error("{path}:{line}: {message}")]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// Reads `id,split` pairs from a CSV file with a header naming (at least) `id` and `split`.
-pub fn read_split_file(path: &Path) -> Result<HashMap<String, Subset>, SplitError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SplitError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let malformed = |line: usize, message: String| SplitError::Malformed {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file".into()))?;
-    let cols: Vec<&str> = header.split(',').map(|c| c.trim().trim_matches('"')).collect();
-    let find = |name: &str| {
-        cols.iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
-            .ok_or_else(|| malformed(1, format!("header has no `{name}` column (found: {})", cols.join(", "))))
-    };
-    let (id_col, split_col) = (find("id")?, find("split")?);
-    let mut map = HashMap::new();
-    for (i, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(|c| c.trim().trim_matches('"')).collect();
-        let (Some(id), Some(split)) = (fields.get(id_col), fields.get(split_col)) else {
-            return Err(malformed(
-                i + 1,
-                format!("expected {} fields, found {}", cols.len(), fields.len()),
-            ));
-        };
-        let subset = Subset::parse(split)
-            .ok_or_else(|| malformed(i + 1, format!("unknown split `{split}` (use train, val or test)")))?;
-        if map.insert((*id).to_owned(), subset).is_some() {
-            return Err(malformed(i + 1, format!("id `{id}` listed twice")));
-        }
-    }
-    Ok(map)
-}
+pub use cellops_formats::dataset::{SplitError, read_split_file};
 
 /// The deterministic position of an item in the seeded shuffle.
 fn rank(seed: u64, id: &str) -> [u8; 32] {
@@ -136,6 +75,7 @@ pub fn assign(
 mod tests {
     use super::*;
     use crate::layout::MaskSource;
+    use std::path::PathBuf;
 
     fn items(n: usize) -> Vec<Item> {
         (0..n)

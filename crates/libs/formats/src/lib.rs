@@ -4,6 +4,10 @@
 //! No image codecs and no burn: a stage that only moves files (`deploy-cell-params`) reads and
 //! checks them without compiling either.
 //!
+//! - [`build`]: the build configuration (`build --config`), which a bundle records as the
+//!   preprocessing its model expects.
+//! - [`dataset`]: a prepared dataset's `manifest.json`, its layouts and splits, split CSV files.
+//! - [`bundle`]: the model bundle's file names and `bundle.json`.
 //! - [`params`]: cell-parameter files (`cell-params/<image-type>.yaml`): types, checks, their JSON
 //!   Schema and reference page, and [`params::ParamsFile`], a file read once.
 //! - [`preprocessing`]: the preprocessing settings shared by the build configuration, the model
@@ -11,7 +15,10 @@
 //! - [`FileError`]: a file that cannot be used, with the place in it.
 //! - [`Connectivity`]: which neighbours join pixels into one object.
 
+pub mod build;
+pub mod bundle;
 mod connectivity;
+pub mod dataset;
 mod error;
 pub mod params;
 pub mod preprocessing;

@@ -45,3 +45,36 @@ pub enum EqualizeMethod {
     /// CLAHE (luminance only for colour images).
     Clahe,
 }
+
+/// Which way round the model sees intensities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Polarity {
+    /// As they are.
+    #[default]
+    Keep,
+    /// Always inverted (`max − v`).
+    Invert,
+    /// Inverted when the background is bright: when the median sample lies above the middle of
+    /// the 1st–99th percentile range (most of an image is background).
+    Auto,
+}
+
+/// The filter used to resize images (masks always use nearest neighbour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    /// Nearest neighbour.
+    Nearest,
+    /// Bilinear, antialiased when shrinking (as Pillow's `BILINEAR`).
+    #[default]
+    Bilinear,
+    /// Box filter: the area average when shrinking (like OpenCV's `INTER_AREA`).
+    Area,
+    /// Catmull-Rom bicubic, antialiased.
+    Bicubic,
+    /// Lanczos with three lobes, antialiased.
+    Lanczos3,
+}

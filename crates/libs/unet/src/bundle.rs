@@ -19,81 +19,15 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use cellops_dataset::BuildConfig;
 use cellops_dataset::manifest::sha256_hex;
 use cellops_dataset::staging::{StagingDir, StagingError};
-use serde::{Deserialize, Serialize};
 
+use crate::config::{EpochRecord, TrainConfig, Validation};
 use crate::model::{UNet, UNetConfig};
-use crate::training::{EpochRecord, TrainConfig, Validation};
 pub use cellops_formats::params::PostProcessing;
 
-/// The bundle format identifier.
-pub const FORMAT: &str = "cellops.unet-bundle/1";
-/// The weights file.
-pub const WEIGHTS: &str = "model.safetensors";
-/// The metadata file.
-pub const METADATA: &str = "bundle.json";
+pub use cellops_formats::bundle::{FORMAT, HISTORY_CSV, HISTORY_JSONL, METADATA, Metrics, WEIGHTS};
 
-/// Final metrics of the training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Metrics {
-    /// The epoch whose weights were kept.
-    pub best_epoch: usize,
-    /// Its pooled validation Dice.
-    pub val_dice: f64,
-    /// Its pooled validation IoU.
-    pub val_iou: f64,
-    /// Its pooled validation instance F1 at IoU 0.5 (the score that chose it), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_f1: Option<f64>,
-    /// Epochs run.
-    pub epochs_run: usize,
-    /// Pooled Dice on the dataset's test split, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_dice: Option<f64>,
-    /// Pooled IoU on the test split.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_iou: Option<f64>,
-    /// Pooled instance F1 at IoU 0.5 on the test split (threshold 0.5, distance watershed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_f1: Option<f64>,
-}
-
-/// `bundle.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BundleMeta {
-    /// Always [`FORMAT`].
-    pub format: String,
-    /// Content-derived id (empty while it is being computed).
-    pub id: String,
-    /// Version of the tool that wrote it.
-    pub tool_version: String,
-    /// The architecture.
-    pub model: UNetConfig,
-    /// The training configuration.
-    pub training: TrainConfig,
-    /// The preprocessing the model expects: inference must apply the same.
-    pub preprocessing: BuildConfig,
-    /// Input channels (1 grey, 3 RGB).
-    pub input_channels: usize,
-    /// What each output channel means, in order.
-    pub outputs: Vec<String>,
-    /// sha256 of the dataset's manifest.json.
-    pub dataset_manifest_sha256: String,
-    /// The git commit the run came from, when known.
-    pub git_commit: Option<String>,
-    /// Final metrics.
-    pub metrics: Metrics,
-    /// The id of the bundle this model was fine-tuned from (`train-unet --init`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// Post-processing tuned on the validation split (sizes in pixels at the model's scale):
-    /// what `evaluate` applies where a parameter file sets nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postprocessing: Option<PostProcessing>,
-    /// sha256 of `model.safetensors`.
-    pub weights_sha256: String,
-}
+/// `bundle.json`, typed in full: the architecture and the training configuration included.
+pub type BundleMeta = cellops_formats::bundle::BundleMeta<UNetConfig, TrainConfig>;
 
 /// Why a bundle could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +221,7 @@ fn write_into(
             r.epoch, r.train_loss, r.val_dice, r.val_iou, r.learning_rate, r.patches_per_second, r.seconds
         );
     }
-    for (name, bytes) in [("history.jsonl", jsonl.as_bytes()), ("history.csv", csv.as_bytes())]
+    for (name, bytes) in [(HISTORY_JSONL, jsonl.as_bytes()), (HISTORY_CSV, csv.as_bytes())]
         .into_iter()
         .chain(extra.iter().map(|(n, b)| (*n, &b[..])))
     {

@@ -20,8 +20,8 @@ use burn::tensor::Bytes;
 use cellops_dataset::staging::{StagingDir, StagingError};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{EpochRecord, TrainConfig};
 use crate::model::UNet;
-use crate::training::{EpochRecord, TrainConfig};
 
 /// The checkpoint format identifier.
 pub const FORMAT: &str = "cellops.unet-checkpoint/1";

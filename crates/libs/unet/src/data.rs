@@ -271,7 +271,7 @@ pub struct PreparedDataset {
 impl PreparedDataset {
     /// Opens `<dir>/manifest.json`.
     pub fn open(dir: &Path) -> Result<Self, DataError> {
-        let path = dir.join("manifest.json");
+        let path = dir.join(cellops_formats::dataset::MANIFEST);
         let err = |message: String| DataError::Manifest {
             path: path.clone(),
             message,

@@ -580,7 +580,7 @@ mod tests {
     #[test]
     fn predictor_applies_the_bundle_preprocessing_and_answers_at_the_image_size() {
         use crate::bundle::{BundleInfo, save};
-        use crate::training::TrainConfig;
+        use crate::config::TrainConfig;
         use cellops_dataset::BuildConfig;
         use cellops_dataset::config::{ColourMode, Resize};
 

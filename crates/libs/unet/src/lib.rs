@@ -1,12 +1,18 @@
 //! U-Net segmentation of nuclei with burn 0.22, split as burn's guide splits it: [`model`],
 //! [`data`] (prepared datasets, targets, patches), [`training`] (loss, step, the epoch loop with
-//! validation and early stopping); inference and the model bundle follow.
+//! validation and early stopping), [`inference`]; the model bundle, checkpoints and post-processing
+//! tuning around them.
+//!
+//! Modules import one way, each only from those before it in this order: [`model`], [`data`],
+//! [`config`], [`bundle`], [`checkpoint`], [`inference`], [`tune`], [`training`], [`throughput`];
+//! [`device`] stands alone.
 //!
 //! Only this crate depends on burn. Devices are chosen at run time (`Device::flex()` on any CPU;
 //! `wgpu` and `cuda` behind the features of the same names).
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod inference;

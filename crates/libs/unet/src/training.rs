@@ -14,27 +14,13 @@ use burn::prelude::*;
 use cellops_dataset::synthetic::Rng;
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState};
-use crate::data::{AugmentConfig, Boundary, Sample, random_patch};
+pub use crate::config::{EpochRecord, LossConfig, TrainConfig, Validation};
+use crate::data::{Boundary, Sample, random_patch};
 use crate::inference::{PredictConfig, predict_chw};
-use crate::model::{UNet, UNetConfig};
+use crate::model::UNet;
 use cellops_formats::params::{PostProcessing, Segmentation};
 use cellops_measure::instances::{InstanceConfig, segment};
 use cellops_measure::metrics::{MatchCounts, Overlap, PixelCounts};
-
-/// Weights of the two loss terms.
-#[derive(Config, Debug)]
-pub struct LossConfig {
-    /// Weight of binary cross-entropy.
-    #[config(default = 1.0)]
-    pub bce_weight: f64,
-    /// Weight of the soft Dice loss.
-    #[config(default = 1.0)]
-    pub dice_weight: f64,
-    /// Weight of the boundary channel's loss relative to the foreground's (the second channel,
-    /// when there is one); above 1 for sparse contact targets.
-    #[config(default = 1.0)]
-    pub boundary_weight: f64,
-}
 
 /// Binary cross-entropy with logits, averaged over every element. `[N, C, H, W]` → `[1]`.
 pub fn bce_with_logits(logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
@@ -51,18 +37,6 @@ pub fn soft_dice(probabilities: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     let total = probabilities.sum_dims(&[0, 2, 3]) + target.sum_dims(&[0, 2, 3]);
     let dice = (inter.mul_scalar(2.0).add_scalar(eps)) / total.add_scalar(eps);
     dice.reshape([c]).mean()
-}
-
-impl TrainConfig {
-    /// The targets the model's outputs need: the boundary kind with two output channels, none
-    /// with one.
-    pub fn targets(&self) -> Boundary {
-        if self.model.out_channels >= 2 {
-            self.boundary
-        } else {
-            Boundary::None
-        }
-    }
 }
 
 impl LossConfig {
@@ -111,85 +85,12 @@ pub fn train_step(
     (optimizer.step(learning_rate, model, grads), scalar)
 }
 
-/// Everything about a training run: model, objective, data sampling and optimisation.
-#[derive(Config, Debug)]
-pub struct TrainConfig {
-    /// The architecture.
-    #[config(default = "UNetConfig::new()")]
-    pub model: UNetConfig,
-    /// Loss weights.
-    #[config(default = "LossConfig::new()")]
-    pub loss: LossConfig,
-    /// Augmentation.
-    #[config(default = "AugmentConfig::new()")]
-    pub augment: AugmentConfig,
-    /// What the second output channel learns (with `model.out_channels: 2`): `full` object
-    /// boundaries or only `contact` between touching objects.
-    #[config(default = "Boundary::Full")]
-    pub boundary: Boundary,
-    /// Side of the square training patches.
-    #[config(default = 128)]
-    pub patch_size: usize,
-    /// Patches per step.
-    #[config(default = 8)]
-    pub batch_size: usize,
-    /// Maximum number of epochs.
-    #[config(default = 30)]
-    pub epochs: usize,
-    /// Optimisation steps per epoch.
-    #[config(default = 50)]
-    pub steps_per_epoch: usize,
-    /// Peak learning rate (AdamW); decays along a cosine to 1 % of it by the last epoch.
-    #[config(default = 2e-3)]
-    pub learning_rate: f64,
-    /// AdamW weight decay.
-    #[config(default = 1e-4)]
-    pub weight_decay: f32,
-    /// Clip each parameter tensor's gradient to this L2 norm (burn's norm clipping works per tensor,
-    /// not on the global norm as PyTorch's `clip_grad_norm_` does); 0 disables clipping.
-    #[config(default = 1.0)]
-    pub grad_clip_norm: f32,
-    /// Stop after this many epochs without a better validation Dice (0 never stops early).
-    #[config(default = 6)]
-    pub patience: usize,
-    /// Seed of weight initialisation, patch sampling and augmentation.
-    #[config(default = 42)]
-    pub seed: u64,
-    /// Validate each epoch on at most this many validation images, evenly spaced over the split
-    /// (0: all of them); the run's final model is still scored on the whole test split.
-    #[config(default = 0)]
-    pub max_val_images: usize,
-}
-
 /// At most `max` items of `all`, evenly spaced (all of them for 0).
 fn evenly<T>(all: &[T], max: usize) -> Vec<&T> {
     if max == 0 || all.len() <= max {
         return all.iter().collect();
     }
     (0..max).map(|k| &all[k * all.len() / max]).collect()
-}
-
-/// One epoch's figures (a line of the history).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's steps.
-    pub train_loss: f64,
-    /// Pooled foreground Dice on the validation images (threshold 0.5).
-    pub val_dice: f64,
-    /// Pooled foreground IoU on the validation images.
-    pub val_iou: f64,
-    /// Pooled instance F1 at IoU 0.5 on the validation images (threshold 0.5, distance watershed),
-    /// when their instance labels are known: the score that picks the best epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_f1: Option<f64>,
-    /// Learning rate at the epoch's last step.
-    pub learning_rate: f64,
-    /// Training patches per second.
-    pub patches_per_second: f64,
-    /// Wall time of the epoch, validation included.
-    pub seconds: f64,
 }
 
 /// Why training stopped with an error.
@@ -287,25 +188,6 @@ fn cosine(peak: f64, progress: f64) -> f64 {
 /// stream through the run) is what lets a resumed run draw the same patches as an uninterrupted one.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Scores of a model on whole images.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Validation {
-    /// Pooled foreground Dice (channel 0, threshold 0.5).
-    pub dice: f64,
-    /// Pooled foreground IoU.
-    pub iou: f64,
-    /// Pooled instance F1 at IoU 0.5 after the default instance segmentation (threshold 0.5,
-    /// distance watershed), when every image has instance labels.
-    pub f1: Option<f64>,
-}
-
-impl Validation {
-    /// The score that ranks epochs: instance F1 where known, else Dice.
-    pub fn score(&self) -> f64 {
-        self.f1.unwrap_or(self.dice)
-    }
 }
 
 /// Pooled scores of `model` on whole images, run through [`predict_chw`] so that large images stay

@@ -19,6 +19,8 @@ use cellops_deploy::release::{self, DeployConfig, DeployError, Outcome, Provenan
 use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
 use cellops_deploy::ssh::{self, Auth, ConnectError, HostCheck, SshOptions};
 use cellops_deploy::target::{self, Target, TargetError};
+use cellops_formats::FileError;
+use cellops_formats::bundle;
 use cellops_formats::params::{CellParams, ParamsError};
 
 /// What to do.
@@ -116,6 +118,9 @@ pub enum StageError {
     /// Parameter files are invalid (each one is annotated).
     #[error("{} invalid parameter file(s); nothing was uploaded", .0.len())]
     Invalid(Vec<ParamsError>),
+    /// A bundle's `bundle.json` is not a readable bundle header.
+    #[error(transparent)]
+    Bundle(#[from] FileError),
     /// A local file could not be read.
     #[error("{path}: {message}")]
     Local {
@@ -138,7 +143,9 @@ pub enum StageError {
 impl StageFailure for StageError {
     fn exit(&self) -> Exit {
         match self {
-            StageError::Usage(_) | StageError::Target(_) | StageError::Invalid(_) => Exit::Usage,
+            StageError::Usage(_) | StageError::Target(_) | StageError::Invalid(_) | StageError::Bundle(_) => {
+                Exit::Usage
+            }
             StageError::Actions(_) | StageError::Local { .. } => Exit::Error,
             _ => Exit::Failure,
         }
@@ -152,6 +159,7 @@ impl StageFailure for StageError {
             StageError::Deploy(DeployError::HealthCheck { .. }) => "health check failed, rolled back",
             StageError::Deploy(DeployError::Locked { .. }) => "deploy locked",
             StageError::Invalid(_) => "invalid cell parameters",
+            StageError::Bundle(_) => "invalid model bundle",
             _ => "deploy-cell-params",
         };
         Annotation::new(Level::Error, self.to_string()).title(title)
@@ -292,13 +300,8 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
         let (size, sha256) = sha256_of(f).map_err(|e| local(&p, e))?;
         let rel = rel_to_root(&p);
         release::check_name(&rel)?;
-        if p.file_name().is_some_and(|n| n == "bundle.json")
-            && let Some(id) = std::fs::read(&p)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
-        {
-            bundles.push(id);
+        if p.file_name().is_some_and(|n| n == bundle::METADATA) {
+            bundles.push(bundle::read_header(&p)?.id);
         }
         files.push(SourceFile {
             rel,

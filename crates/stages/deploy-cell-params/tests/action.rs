@@ -21,6 +21,18 @@ fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     .expect("run")
 }
 
+/// The shipped nuclei model's `bundle.json` (a real bundle header).
+fn shipped_bundle_json() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../models/nuclei/bundle.json")
+}
+
+/// The id recorded in [`shipped_bundle_json`].
+fn shipped_bundle_id() -> String {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped_bundle_json()).expect("read")).expect("json");
+    meta["id"].as_str().expect("id").to_owned()
+}
+
 /// A repository checkout with valid parameter files and a model bundle.
 fn repo(root: &Path) -> PathBuf {
     let r = root.join("repo");
@@ -32,7 +44,7 @@ fn repo(root: &Path) -> PathBuf {
         "description: Ki-67\npixel_size_um: 0.5\n",
     )
     .expect("write");
-    std::fs::write(r.join("models/unet/bundle/bundle.json"), r#"{"id":"f4324e7521c43e54"}"#).expect("write");
+    std::fs::copy(shipped_bundle_json(), r.join("models/unet/bundle/bundle.json")).expect("copy bundle.json");
     std::fs::write(r.join("models/unet/bundle/model.safetensors"), vec![1u8; 5000]).expect("write");
     r
 }
@@ -53,7 +65,7 @@ fn deploys_to_a_folder_incrementally_and_records_provenance() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(server.join(format!("releases/{id}/deploy.json"))).expect("deploy.json"))
             .expect("json");
-    assert_eq!(record["bundle_ids"], serde_json::json!(["f4324e7521c43e54"]));
+    assert_eq!(record["bundle_ids"], serde_json::json!([shipped_bundle_id()]));
     assert_eq!(record["actor"], "octocat");
     assert_eq!(record["git_sha"], "0123456789abcdef0123456789abcdef01234567");
     assert!(server.join("current/cell-params/he.yaml").is_file());
@@ -108,6 +120,27 @@ fn invalid_parameters_are_annotated_and_never_uploaded() {
         "{}",
         run.stdout()
     );
+}
+
+#[test]
+fn a_broken_bundle_header_is_refused_by_name_and_never_uploaded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    std::fs::write(
+        r.join("models/unet/bundle/bundle.json"),
+        "{\"format\": \"cellops.unet-bundle/1\", \"id\":",
+    )
+    .expect("write");
+    let server = tmp.path().join("server");
+    let target = format!("file://{}", server.display());
+    let run = run_action(&r, &[("target", target.as_str()), ("include", "models/unet/bundle/**")]);
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("models/unet/bundle/bundle.json"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!server.exists(), "nothing was written to the server");
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //! `masks/<id>_mask.png`), whose `masks/` is then the default ground truth. Masks and ground truth
 //! for image `<id>` are `<id>_mask.<ext>` or `<id>.<ext>` in their folders (PNG, TIFF, BMP).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+use cellops_formats::dataset::{SplitError, Subset, read_split_file};
 
 /// One image to evaluate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +49,15 @@ pub enum InputError {
         dir: PathBuf,
     },
     /// The split file is unusable.
-    #[error("{path}:{line}: {message}")]
-    Split {
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    /// The split file lists no image of the split asked for.
+    #[error("{path}: no rows with split `{}`", .split.as_str())]
+    EmptySplit {
         /// The CSV file.
         path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        message: String,
+        /// The split asked for.
+        split: Subset,
     },
 }
 
@@ -89,37 +93,16 @@ fn find(dir: &Path, id: &str) -> Option<PathBuf> {
 }
 
 /// Image ids of `split` in a CSV with `id` and `split` columns (e.g. DSB2018's manifest.csv).
-pub fn split_ids(path: &Path, split: &str) -> Result<std::collections::HashSet<String>, InputError> {
-    let bad = |line: usize, message: String| InputError::Split {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(0, format!("cannot read: {e}")))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| bad(1, format!("no `{name}` column")))
-    };
-    let (id, sp) = (col("id")?, col("split")?);
-    let mut ids = std::collections::HashSet::new();
-    for (i, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let (Some(a), Some(b)) = (cells.get(id), cells.get(sp)) else {
-            return Err(bad(i + 2, format!("expected at least {} columns", id.max(sp) + 1)));
-        };
-        if *b == split {
-            ids.insert((*a).to_owned());
-        }
-    }
+pub fn split_ids(path: &Path, split: Subset) -> Result<HashSet<String>, InputError> {
+    let ids: HashSet<String> = read_split_file(path)?
+        .into_iter()
+        .filter_map(|(id, s)| (s == split).then_some(id))
+        .collect();
     if ids.is_empty() {
-        return Err(bad(1, format!("no rows with split `{split}`")));
+        return Err(InputError::EmptySplit {
+            path: path.to_owned(),
+            split,
+        });
     }
     Ok(ids)
 }
@@ -130,7 +113,7 @@ pub fn discover(
     images: &Path,
     masks: Option<&Path>,
     truth: Option<&Path>,
-    only: Option<&std::collections::HashSet<String>>,
+    only: Option<&HashSet<String>>,
 ) -> Result<Vec<Item>, InputError> {
     let original = images.join("original");
     let (image_dir, default_truth) = if original.is_dir() {
@@ -204,11 +187,12 @@ mod tests {
     #[test]
     fn split_file_selects_ids() {
         let d = tempfile::tempdir().expect("tmp");
-        let p = d.path().join("manifest.csv");
+        let p = d.path().join(cellops_formats::dataset::SPLIT_CSV);
         std::fs::write(&p, "id,category,split\na,x,train\nb,x,test\n").expect("write");
-        let ids = split_ids(&p, "test").expect("ids");
+        let ids = split_ids(&p, Subset::Test).expect("ids");
         assert_eq!(ids.len(), 1);
         assert!(ids.contains("b"));
-        assert!(split_ids(&p, "val").is_err());
+        let err = split_ids(&p, Subset::Val).expect_err("no val rows");
+        assert!(err.to_string().ends_with("no rows with split `val`"), "{err}");
     }
 }

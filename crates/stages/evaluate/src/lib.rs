@@ -26,6 +26,7 @@ use std::time::Instant;
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::staging::{StagingDir, StagingError};
 use cellops_dataset::{BuildConfig, Raster, io};
+use cellops_formats::dataset::Subset;
 use cellops_formats::params::{self, CellParams, ParamsError, ParamsFile};
 use cellops_measure::metrics::{Scores, THRESHOLDS};
 use cellops_measure::objects::{Cell, Context, ImageMeasurement, Stats, measure_image, summarised};
@@ -34,7 +35,7 @@ use cellops_unet::inference::{PredictConfig, PredictError, Predictor, Tta};
 use rayon::prelude::*;
 use sha2::Digest as _;
 
-pub use segment::MaskKind;
+pub use segment::MaskReading;
 
 use crate::report::{Evaluation, ImageMetrics, ImageRecord, ParamsInfo, PostProcessingInfo, SourceInfo, Table, Totals};
 
@@ -58,14 +59,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub masks: Option<PathBuf>,
     /// How --masks are read.
-    #[arg(long, value_enum, default_value_t = MaskKind::Auto)]
-    pub masks_kind: MaskKind,
+    #[arg(long, value_enum, default_value_t = MaskReading::Auto)]
+    pub masks_kind: MaskReading,
     /// Ground-truth instance masks to score against [default: masks/ of a paper-layout --images].
     #[arg(long, value_name = "DIR")]
     pub ground_truth: Option<PathBuf>,
     /// Only images of this split, from manifest.csv (id and split columns) in --images.
-    #[arg(long, value_name = "NAME")]
-    pub split: Option<String>,
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub split: Option<Subset>,
     /// Output folder for the reports.
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
@@ -233,7 +234,7 @@ pub struct Finished {
 
 enum Source {
     Model(Box<Predictor>),
-    Masks(MaskKind),
+    Masks(MaskReading),
     Threshold,
 }
 
@@ -460,8 +461,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let ctx = Context::new(params);
     let only = args
         .split
-        .as_deref()
-        .map(|s| inputs::split_ids(&args.images.join("manifest.csv"), s))
+        .map(|s| inputs::split_ids(&args.images.join(cellops_formats::dataset::SPLIT_CSV), s))
         .transpose()?;
     let items = inputs::discover(
         &args.images,
@@ -498,7 +498,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
                 bundle.display(),
                 selected.kind.as_str()
             ))?;
-            let curve = std::fs::read_to_string(bundle.join("learning-curve.svg")).ok();
+            let curve = std::fs::read_to_string(bundle.join(cellops_formats::bundle::LEARNING_CURVE)).ok();
             (
                 Source::Model(Box::new(predictor.with_preprocessing(prep))),
                 SourceInfo {

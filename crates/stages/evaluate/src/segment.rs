@@ -2,6 +2,7 @@
 //! segmentation settings.
 
 use cellops_dataset::config::{ColourMode, Normalize, NormalizeMethod, Polarity};
+use cellops_dataset::mask::{self, MaskKind};
 use cellops_dataset::{BuildConfig, Raster, Samples, preprocess};
 use cellops_formats::params::{CellParams, PostProcessing};
 use cellops_measure::instances::{Guide, InstanceConfig, segment, split_mask};
@@ -10,9 +11,9 @@ use cellops_measure::watershed::WatershedError;
 use cellops_unet::data::Boundary;
 use cellops_unet::inference::Prediction;
 
-/// How given masks are read.
+/// How given masks are read: as the user says, or recognised by [`mask::encoding`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum MaskKind {
+pub enum MaskReading {
     /// Instance labels when the mask has more than one non-zero value, else binary.
     #[default]
     Auto,
@@ -102,15 +103,12 @@ fn values(r: &Raster) -> Vec<u32> {
 }
 
 /// Instance labels from a mask image (its first channel).
-pub fn from_mask(mask: &Raster, kind: MaskKind, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
+pub fn from_mask(mask: &Raster, kind: MaskReading, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
     let v = values(mask);
     let instances = match kind {
-        MaskKind::Instances => true,
-        MaskKind::Binary => false,
-        MaskKind::Auto => {
-            let first = v.iter().copied().find(|&x| x != 0);
-            first.is_some_and(|f| v.iter().any(|&x| x != 0 && x != f))
-        }
+        MaskReading::Instances => true,
+        MaskReading::Binary => false,
+        MaskReading::Auto => mask::encoding(v.iter().copied()) == MaskKind::Instance,
     };
     if instances {
         Ok(v)

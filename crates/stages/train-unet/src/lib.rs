@@ -519,8 +519,8 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         training: cfg.clone(),
         preprocessing: dataset.manifest().config.clone(),
         dataset_manifest_sha256: cellops_dataset::manifest::sha256_hex(
-            &std::fs::read(args.dataset.join("manifest.json")).map_err(|e| DataError::Manifest {
-                path: args.dataset.join("manifest.json"),
+            &std::fs::read(args.dataset.join(cellops_formats::dataset::MANIFEST)).map_err(|e| DataError::Manifest {
+                path: args.dataset.join(cellops_formats::dataset::MANIFEST),
                 message: e.to_string(),
             })?,
         ),
@@ -531,13 +531,13 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         postprocessing: post,
         parent,
     };
-    let bundle_dir = args.output.join("bundle");
+    let bundle_dir = args.output.join(cellops_formats::bundle::DIR);
     let svg = plot::learning_curve_svg(&fitted.history, fitted.best_epoch);
     let meta = bundle::save(
         &fitted.model,
         &info,
         &bundle_dir,
-        &[("learning-curve.svg", svg.into_bytes())],
+        &[(cellops_formats::bundle::LEARNING_CURVE, svg.into_bytes())],
     )?;
     let finished = Finished {
         meta,

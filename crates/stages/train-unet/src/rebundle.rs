@@ -37,7 +37,11 @@ pub struct RebundleArgs {
 }
 
 /// Files of a bundle folder that travel with it when it is re-bundled.
-const CARRIED: [&str; 3] = ["history.csv", "history.jsonl", "learning-curve.svg"];
+const CARRIED: [&str; 3] = [
+    bundle::HISTORY_CSV,
+    bundle::HISTORY_JSONL,
+    cellops_formats::bundle::LEARNING_CURVE,
+];
 
 fn read(path: &Path) -> Result<Vec<u8>, StageError> {
     std::fs::read(path).map_err(|e| StageError::Usage(format!("{}: {e}", path.display())))

@@ -2,24 +2,9 @@
 //! (haematoxylin-stained nuclei, dark on a bright background) are inverted, so one grey model
 //! sees every modality the same way round.
 
-use serde::{Deserialize, Serialize};
-
 use crate::raster::{Raster, Sample, Samples};
 
-/// Which way round the model sees intensities.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Polarity {
-    /// As they are.
-    #[default]
-    Keep,
-    /// Always inverted (`max − v`).
-    Invert,
-    /// Inverted when the background is bright: when the median sample lies above the middle of
-    /// the 1st–99th percentile range (most of an image is background).
-    Auto,
-}
+pub use cellops_formats::preprocessing::Polarity;
 
 fn percentile<S: Sample>(sorted_hist: &[u64], n: u64, p: f64) -> usize {
     let rank = ((p / 100.0) * (n - 1) as f64).round() as u64;

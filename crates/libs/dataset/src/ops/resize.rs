@@ -1,37 +1,17 @@
 //! Resizing images (filtered) and masks (label-preserving nearest neighbour).
 
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
-use serde::{Deserialize, Serialize};
-
 use crate::raster::{Labels, Raster, Samples};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 
-/// The filter used to resize images (masks always use nearest neighbour).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Filter {
-    /// Nearest neighbour.
-    Nearest,
-    /// Bilinear, antialiased when shrinking (as Pillow's `BILINEAR`).
-    #[default]
-    Bilinear,
-    /// Box filter: the area average when shrinking (like OpenCV's `INTER_AREA`).
-    Area,
-    /// Catmull-Rom bicubic, antialiased.
-    Bicubic,
-    /// Lanczos with three lobes, antialiased.
-    Lanczos3,
-}
+pub use cellops_formats::preprocessing::Filter;
 
-impl Filter {
-    fn algorithm(self) -> ResizeAlg {
-        match self {
-            Filter::Nearest => ResizeAlg::Nearest,
-            Filter::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
-            Filter::Area => ResizeAlg::Convolution(FilterType::Box),
-            Filter::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
-            Filter::Lanczos3 => ResizeAlg::Convolution(FilterType::Lanczos3),
-        }
+fn algorithm(filter: Filter) -> ResizeAlg {
+    match filter {
+        Filter::Nearest => ResizeAlg::Nearest,
+        Filter::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+        Filter::Area => ResizeAlg::Convolution(FilterType::Box),
+        Filter::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
+        Filter::Lanczos3 => ResizeAlg::Convolution(FilterType::Lanczos3),
     }
 }
 
@@ -75,7 +55,7 @@ pub fn resize_image(img: &Raster, width: u32, height: u32, filter: Filter) -> Re
         return Err(shape_err());
     }
     let err = |e: &dyn std::fmt::Display| ResizeError::Resizer(e.to_string());
-    let opts = ResizeOptions::new().resize_alg(filter.algorithm());
+    let opts = ResizeOptions::new().resize_alg(algorithm(filter));
     let mut resizer = Resizer::new();
     match &img.samples {
         Samples::U8(data) => {

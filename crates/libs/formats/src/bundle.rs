@@ -1,0 +1,134 @@
+//! The model bundle's files and its metadata (`bundle.json`): what is trained, versioned and
+//! deployed. The weights and their loading live in the unet crate; this module needs no burn.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+use crate::FileError;
+use crate::build::BuildConfig;
+use crate::params::PostProcessing;
+
+/// The bundle format identifier.
+pub const FORMAT: &str = "cellops.unet-bundle/1";
+/// The folder a training run writes its bundle into, inside its output folder.
+pub const DIR: &str = "bundle";
+/// The weights file.
+pub const WEIGHTS: &str = "model.safetensors";
+/// The metadata file.
+pub const METADATA: &str = "bundle.json";
+/// The epoch history, one JSON object per line.
+pub const HISTORY_JSONL: &str = "history.jsonl";
+/// The epoch history as CSV.
+pub const HISTORY_CSV: &str = "history.csv";
+/// The learning-curve plot that training adds.
+pub const LEARNING_CURVE: &str = "learning-curve.svg";
+/// The model card of a shipped bundle.
+pub const MODEL_CARD: &str = "MODEL_CARD.md";
+
+/// Final metrics of the training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Its pooled validation Dice.
+    pub val_dice: f64,
+    /// Its pooled validation IoU.
+    pub val_iou: f64,
+    /// Its pooled validation instance F1 at IoU 0.5 (the score that chose it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_f1: Option<f64>,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Pooled Dice on the dataset's test split, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_dice: Option<f64>,
+    /// Pooled IoU on the test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_iou: Option<f64>,
+    /// Pooled instance F1 at IoU 0.5 on the test split (threshold 0.5, distance watershed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_f1: Option<f64>,
+}
+
+/// `bundle.json`: typed in full by the unet crate (`Model` and `Training` are its architecture and
+/// training configuration); read with the defaults ([`BundleHeader`]) by stages that only need the
+/// id, preprocessing, channels, metrics and post-processing defaults and must not depend on burn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleMeta<Model = IgnoredAny, Training = IgnoredAny> {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Content-derived id (empty while it is being computed).
+    pub id: String,
+    /// Version of the tool that wrote it.
+    pub tool_version: String,
+    /// The architecture.
+    pub model: Model,
+    /// The training configuration.
+    pub training: Training,
+    /// The preprocessing the model expects: inference must apply the same.
+    pub preprocessing: BuildConfig,
+    /// Input channels (1 grey, 3 RGB).
+    pub input_channels: usize,
+    /// What each output channel means, in order.
+    pub outputs: Vec<String>,
+    /// sha256 of the dataset's manifest.json.
+    pub dataset_manifest_sha256: String,
+    /// The git commit the run came from, when known.
+    pub git_commit: Option<String>,
+    /// Final metrics.
+    pub metrics: Metrics,
+    /// The id of the bundle this model was fine-tuned from (`train-unet --init`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Post-processing tuned on the validation split (sizes in pixels at the model's scale):
+    /// what `evaluate` applies where a parameter file sets nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostProcessing>,
+    /// sha256 of `model.safetensors`.
+    pub weights_sha256: String,
+}
+
+/// `bundle.json` read without the architecture and training configuration.
+pub type BundleHeader = BundleMeta<IgnoredAny, IgnoredAny>;
+
+/// The most `bundle.json` may hold (it is a few kilobytes).
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+/// Reads a bundle's `bundle.json` (at most [`MAX_METADATA_BYTES`]) and checks its format.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join(cellops_formats::bundle::METADATA);
+/// std::fs::write(&path, r#"{"format": "other/1"}"#).unwrap();
+/// let err = cellops_formats::bundle::read_header(&path).unwrap_err();
+/// assert!(err.to_string().contains("not a bundle"), "{err}");
+/// ```
+pub fn read_header(path: &Path) -> Result<BundleHeader, FileError> {
+    let file = std::fs::File::open(path).map_err(|e| FileError::new(path, format!("cannot read: {e}")))?;
+    let mut text = String::new();
+    file.take(MAX_METADATA_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| FileError::new(path, format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_METADATA_BYTES {
+        return Err(FileError::new(path, format!("larger than {MAX_METADATA_BYTES} bytes")));
+    }
+    #[derive(Deserialize)]
+    struct Format {
+        format: Option<String>,
+    }
+    let format = serde_json::from_str::<Format>(&text).ok().and_then(|f| f.format);
+    if format.as_deref() != Some(FORMAT) {
+        return Err(FileError::new(path, format!("not a bundle of format {FORMAT}")));
+    }
+    serde_json::from_str(&text).map_err(|e| FileError {
+        path: path.to_owned(),
+        line: Some(e.line() as u64),
+        column: Some(e.column() as u64),
+        message: e.to_string(),
+    })
+}
