@@ -19,13 +19,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use cellops_formats::release;
 use sha2::Digest as _;
 
 use crate::remote::{CommandOutput, Payload, Remote, RemoteError, RemoteErrorKind};
 
-/// The format tag of `deploy.json`.
-pub const FORMAT: &str = "cellops.release/1";
+pub use cellops_formats::release::{AuditEvent, DeployRecord, FORMAT, FileEntry, LockOwner, RollbackReason};
 /// The list of uploaded files that travels with an upload (removed after verification).
 pub const UPLOAD_LIST: &str = ".cellops-upload-list";
 
@@ -40,66 +39,6 @@ pub struct SourceFile {
     pub size: u64,
     /// sha256, hex.
     pub sha256: String,
-}
-
-/// A file as recorded in `deploy.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Path inside the release.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// sha256, hex.
-    pub sha256: String,
-}
-
-/// `deploy.json`: what a release holds and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeployRecord {
-    /// [`FORMAT`].
-    pub format: String,
-    /// The release id.
-    pub id: String,
-    /// When it was made (UTC, RFC 3339).
-    pub created: String,
-    /// The git commit deployed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_sha: Option<String>,
-    /// Who deployed it (`GITHUB_ACTOR`, else the local user).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The workflow run, when deployed from Actions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    /// The release that was current before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<String>,
-    /// Ids of the model bundles included.
-    #[serde(default)]
-    pub bundle_ids: Vec<String>,
-    /// sha256 over the sorted `path sha256` lines.
-    pub content_sha256: String,
-    /// The files.
-    pub files: Vec<FileEntry>,
-}
-
-/// Who holds the lock.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LockOwner {
-    /// Machine that took it.
-    pub host: String,
-    /// Its process.
-    pub pid: u32,
-    /// Who.
-    #[serde(default)]
-    pub actor: Option<String>,
-    /// The workflow run.
-    #[serde(default)]
-    pub run: Option<String>,
-    /// When (Unix seconds).
-    pub since: u64,
-    /// When (UTC, RFC 3339).
-    pub since_utc: String,
 }
 
 /// Who is deploying, and from what.
@@ -333,7 +272,7 @@ pub fn check_name(rel: &str) -> Result<(), DeployError> {
         || rel.starts_with('/')
         || rel.contains(['\n', '\r', '\\', '\0'])
         || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-        || rel == "deploy.json"
+        || rel == release::RECORD
         || rel == UPLOAD_LIST;
     if bad {
         Err(DeployError::BadName(rel.to_owned()))
@@ -360,7 +299,7 @@ impl Layout {
         format!("{}/.lock", self.base)
     }
     fn log(&self) -> String {
-        format!("{}/deployments.jsonl", self.base)
+        format!("{}/{}", self.base, release::LOG)
     }
 }
 
@@ -383,7 +322,7 @@ fn release_ids(remote: &mut dyn Remote, l: &Layout) -> Result<Vec<String>, Deplo
 }
 
 fn read_record(remote: &mut dyn Remote, l: &Layout, id: &str) -> Option<DeployRecord> {
-    let bytes = remote.read(&format!("{}/deploy.json", l.release(id))).ok()??;
+    let bytes = remote.read(&format!("{}/{}", l.release(id), release::RECORD)).ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -411,12 +350,12 @@ fn lock(
             };
             let json = serde_json::to_vec_pretty(&owner).unwrap_or_default();
             remote
-                .write(&format!("{}/owner.json", l.lock()), &json)
+                .write(&format!("{}/{}", l.lock(), release::LOCK_OWNER), &json)
                 .map_err(ctx("writing the lock's owner"))?;
             return Ok(broke);
         }
         let owner: Option<LockOwner> = remote
-            .read(&format!("{}/owner.json", l.lock()))
+            .read(&format!("{}/{}", l.lock(), release::LOCK_OWNER))
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok());
@@ -448,18 +387,18 @@ fn lock(
 
 fn unlock(remote: &mut dyn Remote, l: &Layout) {
     // Two quick file operations (no remote process); the full removal if something else is in it.
-    let owner = format!("{}/owner.json", l.lock());
+    let owner = format!("{}/{}", l.lock(), release::LOCK_OWNER);
     if remote.remove_file(&owner).is_err() || remote.remove_dir(&l.lock()).is_err() {
         let _ = remote.remove_all(&[l.lock()]);
     }
 }
 
-fn audit(remote: &mut dyn Remote, l: &Layout, event: serde_json::Value) -> Result<(), DeployError> {
-    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+fn audit(remote: &mut dyn Remote, l: &Layout, event: &AuditEvent) -> Result<(), DeployError> {
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
     line.push(b'\n');
     remote
         .append(&l.log(), &line)
-        .map_err(ctx("appending to deployments.jsonl"))
+        .map_err(ctx(format!("appending to {}", release::LOG)))
 }
 
 /// Deploys `files` to `base` on `remote`; `progress` hears bytes sent.
@@ -611,11 +550,17 @@ fn deploy_locked(
     audit(
         remote,
         l,
-        serde_json::json!({
-            "event": "deploy", "release": id, "previous": previous, "time": rfc3339(now_secs()),
-            "actor": cfg.provenance.actor, "git_sha": cfg.provenance.git_sha, "run": cfg.provenance.run,
-            "files": files.len(), "files_sent": send.len(), "bytes_sent": bytes_sent,
-        }),
+        &AuditEvent::Deploy {
+            release: id.clone(),
+            previous: previous.clone(),
+            time: rfc3339(now_secs()),
+            actor: cfg.provenance.actor.clone(),
+            git_sha: cfg.provenance.git_sha.clone(),
+            run: cfg.provenance.run.clone(),
+            files: files.len(),
+            files_sent: send.len(),
+            bytes_sent,
+        },
     )?;
     let mut health = None;
     if let Some(cmd) = cfg.health_check.as_deref().filter(|c| !c.trim().is_empty()) {
@@ -632,10 +577,14 @@ fn deploy_locked(
             audit(
                 remote,
                 l,
-                serde_json::json!({
-                    "event": "rollback", "release": previous, "from": id, "time": rfc3339(now_secs()),
-                    "reason": "health check failed", "actor": cfg.provenance.actor, "run": cfg.provenance.run,
-                }),
+                &AuditEvent::Rollback {
+                    release: previous.clone(),
+                    from: Some(id.clone()),
+                    time: rfc3339(now_secs()),
+                    reason: RollbackReason::HealthCheckFailed,
+                    actor: cfg.provenance.actor.clone(),
+                    run: cfg.provenance.run.clone(),
+                },
             )?;
             return Err(DeployError::HealthCheck {
                 id,
@@ -735,10 +684,14 @@ pub fn rollback(
         audit(
             remote,
             &l,
-            serde_json::json!({
-                "event": "rollback", "release": target, "from": current, "time": rfc3339(now_secs()),
-                "reason": "requested", "actor": cfg.provenance.actor, "run": cfg.provenance.run,
-            }),
+            &AuditEvent::Rollback {
+                release: Some(target.clone()),
+                from: current.clone(),
+                time: rfc3339(now_secs()),
+                reason: RollbackReason::Requested,
+                actor: cfg.provenance.actor.clone(),
+                run: cfg.provenance.run.clone(),
+            },
         )?;
         Ok((current, target))
     })();

@@ -12,6 +12,8 @@
 //!   Schema and reference page, and [`params::ParamsFile`], a file read once.
 //! - [`preprocessing`]: the preprocessing settings shared by the build configuration, the model
 //!   bundle and the cell parameters.
+//! - [`release`]: a deployed release's `deploy.json`, the deploy lock's owner and the audit log
+//!   `deployments.jsonl`.
 //! - [`FileError`]: a file that cannot be used, with the place in it.
 //! - [`Connectivity`]: which neighbours join pixels into one object.
 
@@ -22,6 +24,7 @@ pub mod dataset;
 mod error;
 pub mod params;
 pub mod preprocessing;
+pub mod release;
 
 pub use connectivity::Connectivity;
 pub use error::FileError;

@@ -1,0 +1,154 @@
+//! A release on the server: `deploy.json` (what a release holds and where it came from), the
+//! lock's `owner.json`, and `deployments.jsonl`, the append-only audit log of every deploy and
+//! rollback. The deploy crate writes them; monitoring and people read them.
+//!
+//! ```text
+//! <base>/releases/<id>/deploy.json   RECORD
+//! <base>/current -> releases/<id>    CURRENT
+//! <base>/deployments.jsonl           LOG
+//! <base>/.lock/owner.json            LOCK_OWNER
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The format tag of `deploy.json`.
+pub const FORMAT: &str = "cellops.release/1";
+/// A release's record, in its folder.
+pub const RECORD: &str = "deploy.json";
+/// The audit log, at the base folder.
+pub const LOG: &str = "deployments.jsonl";
+/// The lock holder's file, in the lock folder.
+pub const LOCK_OWNER: &str = "owner.json";
+
+/// A file as recorded in `deploy.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path inside the release.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+/// `deploy.json`: what a release holds and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The release id.
+    pub id: String,
+    /// When it was made (UTC, RFC 3339).
+    pub created: String,
+    /// The git commit deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_sha: Option<String>,
+    /// Who deployed it (`GITHUB_ACTOR`, else the local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The workflow run, when deployed from Actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The release that was current before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Ids of the model bundles included.
+    #[serde(default)]
+    pub bundle_ids: Vec<String>,
+    /// sha256 over the sorted `path sha256` lines.
+    pub content_sha256: String,
+    /// The files.
+    pub files: Vec<FileEntry>,
+}
+
+/// Who holds the lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockOwner {
+    /// Machine that took it.
+    pub host: String,
+    /// Its process.
+    pub pid: u32,
+    /// Who.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The workflow run.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// When (Unix seconds).
+    pub since: u64,
+    /// When (UTC, RFC 3339).
+    pub since_utc: String,
+}
+
+/// One line of `deployments.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum AuditEvent {
+    /// A release was made current.
+    Deploy {
+        /// The new release.
+        release: String,
+        /// The release that was current before.
+        previous: Option<String>,
+        /// When (UTC, RFC 3339).
+        time: String,
+        /// Who.
+        actor: Option<String>,
+        /// The git commit deployed.
+        git_sha: Option<String>,
+        /// The workflow run.
+        run: Option<String>,
+        /// Files in the release.
+        files: usize,
+        /// Files uploaded.
+        files_sent: usize,
+        /// Bytes uploaded.
+        bytes_sent: u64,
+    },
+    /// `current` was switched back.
+    Rollback {
+        /// The release made current (none when there was no earlier one).
+        release: Option<String>,
+        /// The release that was current.
+        from: Option<String>,
+        /// When (UTC, RFC 3339).
+        time: String,
+        /// Why.
+        reason: RollbackReason,
+        /// Who.
+        actor: Option<String>,
+        /// The workflow run.
+        run: Option<String>,
+    },
+}
+
+/// Why a rollback happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackReason {
+    /// The new release's health check failed.
+    #[serde(rename = "health check failed")]
+    HealthCheckFailed,
+    /// Someone asked for it.
+    #[serde(rename = "requested")]
+    Requested,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_lines_name_their_event_and_reason_as_before() {
+        let line = r#"{"event":"rollback","release":"a","from":"b","time":"t","reason":"health check failed","actor":null,"run":null}"#;
+        let e: AuditEvent = serde_json::from_str(line).expect("a rollback line");
+        assert!(matches!(
+            e,
+            AuditEvent::Rollback {
+                reason: RollbackReason::HealthCheckFailed,
+                ..
+            }
+        ));
+        let back = serde_json::to_value(&e).expect("json");
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(line).expect("json"));
+    }
+}
