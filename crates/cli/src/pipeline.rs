@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use cellops_actions::{Exit, Runner};
-use clap::Parser;
+use cellops_unet::device::Accelerator;
 
 /// The example cell-parameter file used when neither `--params` nor `cell-params/` exists.
 const DEFAULT_PARAMS: &str = include_str!("../../../cell-params/fluorescence-dapi.yaml");
@@ -27,8 +27,8 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub synthetic: usize,
     /// Synthetic image size WIDTHxHEIGHT.
-    #[arg(long, value_name = "WxH", default_value = "256x256")]
-    pub size: String,
+    #[arg(long, value_name = "WxH", value_parser = cellops_build::parse_size, default_value = "256x256")]
+    pub size: [u32; 2],
     /// The model training starts from: a bundle folder, `nuclei` (the shipped nuclei model,
     /// fine-tuned on the images) or `none` (train from scratch).
     #[arg(long, value_name = "BUNDLE", default_value = "nuclei")]
@@ -45,26 +45,9 @@ pub struct PipelineArgs {
     /// Deploy target [default: file://<OUTPUT>/server].
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Device for training and inference (auto, cpu, wgpu, cuda).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-}
-
-/// Parses a stage's `Args` from flags, as its binary would.
-fn stage_args<A: clap::Args>(flags: &[String]) -> anyhow::Result<A> {
-    #[derive(Parser)]
-    struct Wrap<T: clap::Args> {
-        #[command(flatten)]
-        inner: T,
-    }
-    let argv = std::iter::once("cellops".to_owned()).chain(flags.iter().cloned());
-    Ok(Wrap::<A>::try_parse_from(argv)
-        .with_context(|| format!("stage flags {flags:?}"))?
-        .inner)
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
+    /// Device for training and inference.
+    #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
+    pub device: Accelerator,
 }
 
 fn check(stage: &str, exit: Exit) -> anyhow::Result<()> {
@@ -101,59 +84,39 @@ fn build_config_json(init: &str) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&config)?)
 }
 
-/// Runs the pipeline; returns the evaluation report's path.
-pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
+/// Builds the dataset (from synthetic nuclei unless one is given) into `prepared`, prepared as the
+/// model that training starts from expects; returns the images to evaluate.
+fn build(a: &PipelineArgs, prepared: &Path, runner: &Runner) -> anyhow::Result<PathBuf> {
     let out = &a.output;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let prepared = out.join("prepared");
-    let model = out.join("unet");
-    let eval = out.join("eval");
-    // 1. Build (from synthetic nuclei unless a dataset is given), prepared as the model that
-    // training starts from expects.
     let build_config = out.join("build.json");
     std::fs::write(&build_config, build_config_json(&a.init)?)
         .with_context(|| format!("writing {}", build_config.display()))?;
-    let mut build = vec!["--output".to_owned(), s(&prepared), "--config".into(), s(&build_config)];
-    let images = match &a.dataset {
-        Some(d) => {
-            build.extend(["--dataset".into(), s(d)]);
-            d.clone()
-        }
-        None => {
-            let synth = out.join("synthetic");
-            build.extend([
-                "--synthetic".into(),
-                a.synthetic.to_string(),
-                "--synthetic-size".into(),
-                a.size.clone(),
-                "--dataset".into(),
-                s(&synth),
-            ]);
-            synth
-        }
-    };
+    let images = a.dataset.clone().unwrap_or_else(|| out.join("synthetic"));
+    let mut build = cellops_build::Args::new(&images, prepared)?;
+    build.config = Some(build_config);
+    if a.dataset.is_none() {
+        build.synthetic = Some(a.synthetic);
+        build.synthetic_size = a.size;
+    }
     runner.info("== build")?;
-    check("build", cellops_build::execute(&stage_args(&build)?, runner))?;
-    // 2. Train.
+    check("build", cellops_build::execute(&build, runner))?;
+    Ok(images)
+}
+
+/// Trains (fine-tunes `--init`, or from scratch with `none`) on `prepared` into `model`.
+fn train(a: &PipelineArgs, prepared: &Path, model: &Path, runner: &Runner) -> anyhow::Result<()> {
     runner.info("== train-unet")?;
-    let train = vec![
-        "--dataset".to_owned(),
-        s(&prepared),
-        "--output".into(),
-        s(&model),
-        "--epochs".into(),
-        a.epochs.to_string(),
-        "--steps-per-epoch".into(),
-        a.steps_per_epoch.to_string(),
-        "--device".into(),
-        a.device.clone(),
-    ];
-    let train = match a.init.as_str() {
-        "none" => train,
-        init => [train, vec!["--init".into(), init.to_owned()]].concat(),
-    };
-    check("train-unet", cellops_train_unet::execute(&stage_args(&train)?, runner))?;
-    // 3. Evaluate under the cell parameters (a copy in the output, which is what gets deployed).
+    let mut train = cellops_train_unet::Args::new(prepared, model)?;
+    train.epochs = Some(a.epochs);
+    train.steps_per_epoch = Some(a.steps_per_epoch);
+    train.device = a.device;
+    train.init = (a.init != "none").then(|| PathBuf::from(&a.init));
+    check("train-unet", cellops_train_unet::execute(&train, runner))
+}
+
+/// Copies the cell-parameter file (`--params`, the repository's, or the built-in one) into the
+/// output's `cell-params/`, which is what gets deployed; returns the copy.
+fn params_copy(a: &PipelineArgs) -> anyhow::Result<PathBuf> {
     let params_src = match &a.params {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         None => {
@@ -164,45 +127,44 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         || "fluorescence-dapi.yaml".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let params_dir = out.join("cell-params");
+    let params_dir = a.output.join("cell-params");
     std::fs::create_dir_all(&params_dir)?;
     let params = params_dir.join(name);
     std::fs::write(&params, params_src)?;
+    Ok(params)
+}
+
+/// Runs the pipeline; returns the evaluation report's path.
+pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
+    let out = &a.output;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let prepared = out.join("prepared");
+    let model = out.join("unet");
+    let eval = out.join("eval");
+    // 1. Build; 2. train.
+    let images = build(a, &prepared, runner)?;
+    train(a, &prepared, &model, runner)?;
+    // 3. Evaluate under the cell parameters.
+    let params = params_copy(a)?;
     runner.info("== evaluate")?;
-    let evaluate = vec![
-        "--images".to_owned(),
-        s(&images),
-        "--model".into(),
-        s(&model.join(cellops_formats::bundle::DIR)),
-        "--params".into(),
-        s(&params),
-        "--output".into(),
-        s(&eval),
-        "--device".into(),
-        a.device.clone(),
-    ];
-    check("evaluate", cellops_evaluate::execute(&stage_args(&evaluate)?, runner))?;
+    let mut evaluate = cellops_evaluate::Args::new(&images, &params, &eval)?;
+    evaluate.model = Some(model.join(cellops_formats::bundle::DIR));
+    evaluate.device = a.device;
+    check("evaluate", cellops_evaluate::execute(&evaluate, runner))?;
     // 4. Deploy parameters, model and evaluation.
     runner.info("== deploy-cell-params")?;
     let target = a
         .target
         .clone()
-        .unwrap_or_else(|| format!("file://{}", s(&out.join("server"))));
+        .unwrap_or_else(|| format!("file://{}", out.join("server").display()));
+    let mut deploy = cellops_deploy_cell_params::Args::new(&target)?;
     // Everything deployed lies under the output folder; the release keeps paths relative to it.
-    let include = "unet/bundle/**,eval/summary.json,eval/report.html,eval/objects.csv,eval/images.csv";
-    let deploy = vec![
-        "--target".to_owned(),
-        target,
-        "--root".into(),
-        s(out),
-        "--source".into(),
-        "cell-params".into(),
-        "--include".into(),
-        include.into(),
-    ];
+    deploy.root = out.clone();
+    deploy.source = PathBuf::from("cell-params");
+    deploy.include = Some("unet/bundle/**,eval/summary.json,eval/report.html,eval/objects.csv,eval/images.csv".into());
     check(
         "deploy-cell-params",
-        cellops_deploy_cell_params::execute(&stage_args(&deploy)?, runner),
+        cellops_deploy_cell_params::execute(&deploy, runner),
     )?;
     Ok(eval.join("report.html"))
 }

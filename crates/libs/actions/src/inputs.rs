@@ -134,6 +134,17 @@ where
     A::from_arg_matches_mut(&mut matches).map_err(|e| e.with_cmd(&cmd))
 }
 
+/// A stage's flags at their declared defaults, with the required ones given by name: for callers
+/// (the `cellops pipeline`) that build a stage's `Args` and then set its fields by type. The
+/// defaults stay in one place, on the flags.
+pub fn defaults<A: clap::Args>(required: &[(&str, &std::ffi::OsStr)]) -> Result<A, clap::Error> {
+    let cmd = A::augment_args(Command::new("defaults").no_binary_name(true));
+    let argv = required
+        .iter()
+        .flat_map(|(name, value)| [OsString::from(format!("--{name}")), value.to_os_string()]);
+    A::from_arg_matches(&cmd.try_get_matches_from(argv)?)
+}
+
 /// Reports a clap error the way [`parse`] does and gives the exit code the binary ends with.
 pub fn report(runner: &Runner, e: &clap::Error) -> crate::Exit {
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {

@@ -175,7 +175,26 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
     if !root.is_dir() {
         return Err(LayoutError::NotADir(root.to_owned()));
     }
-    let kind = match kind {
+    let kind = resolve_kind(root, kind)?;
+    let mut d = Discovery {
+        kind,
+        ..Discovery::default()
+    };
+    match kind {
+        LayoutKind::Paper => discover_paper(root, &mut d)?,
+        LayoutKind::Cellpose => discover_cellpose(root, &mut d)?,
+        LayoutKind::Nnunet => discover_nnunet(root, &mut d)?,
+        LayoutKind::Dsb2018 => discover_dsb(root, &mut d)?,
+        LayoutKind::Auto => unreachable!("resolved above"),
+    }
+    d.items
+        .sort_by(|a, b| (a.given_split, &a.id).cmp(&(b.given_split, &b.id)));
+    Ok(d)
+}
+
+/// The layout to read: `kind` itself, or for `Auto` the first layout the folder holds.
+fn resolve_kind(root: &Path, kind: LayoutKind) -> Result<LayoutKind, LayoutError> {
+    Ok(match kind {
         LayoutKind::Auto => {
             if !split_groups(root, is_paper).is_empty() {
                 LayoutKind::Paper
@@ -190,154 +209,169 @@ pub fn discover(root: &Path, kind: LayoutKind) -> Result<Discovery, LayoutError>
             }
         }
         k => k,
-    };
-    let mismatch = |missing: &str| LayoutError::Mismatch {
+    })
+}
+
+/// The error for a folder that does not hold the `kind` layout asked for.
+fn mismatch(root: &Path, kind: LayoutKind, missing: &str) -> LayoutError {
+    LayoutError::Mismatch {
         path: root.to_owned(),
         kind,
         missing: missing.to_owned(),
-    };
-    let mut d = Discovery {
-        kind,
-        ..Discovery::default()
-    };
-    match kind {
-        LayoutKind::Paper => {
-            let groups = split_groups(root, is_paper);
-            if groups.is_empty() {
-                return Err(mismatch("original/ and masks/"));
-            }
-            for (dir, subset) in groups {
-                let (images, _) = list(&dir.join("original"))?;
-                let (masks, _) = list(&dir.join("masks"))?;
-                pair(
-                    root,
-                    &mut d,
-                    subset,
-                    images,
-                    masks,
-                    |s| s.strip_suffix("_mask").map(str::to_owned),
-                    "masks/<name>_mask",
-                );
-            }
-        }
-        LayoutKind::Cellpose => {
-            let groups = split_groups(root, is_cellpose);
-            if groups.is_empty() {
-                return Err(mismatch("<name>_masks.<ext> files"));
-            }
-            for (dir, subset) in groups {
-                let (files, _) = list(&dir)?;
-                let (masks, images): (Vec<_>, Vec<_>) = files
-                    .into_iter()
-                    .filter(|p| !is_cellpose_byproduct(p))
-                    .partition(|p| stem(p).ends_with("_masks"));
-                pair(
-                    root,
-                    &mut d,
-                    subset,
-                    images,
-                    masks,
-                    |s| s.strip_suffix("_masks").map(str::to_owned),
-                    "<name>_masks",
-                );
-            }
-        }
-        LayoutKind::Nnunet => {
-            if !is_nnunet(root) {
-                return Err(mismatch("imagesTr/ and labelsTr/"));
-            }
-            let (images, _) = list(&root.join("imagesTr"))?;
-            let (labels, _) = list(&root.join("labelsTr"))?;
-            let mut channel0 = Vec::new();
-            for img in images {
-                let s = stem(&img);
-                match s.rsplit_once('_') {
-                    Some((_, "0000")) => channel0.push(img),
-                    Some((_, ch)) if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) => {
-                        d.problems.push(Problem::warning(
-                            ProblemKind::Ignored,
-                            rel(root, &img),
-                            format!("channel {ch} ignored: only channel 0000 of each case is read"),
-                        ));
-                    }
-                    _ => channel0.push(img),
-                }
-            }
-            // Images are `<case>_0000`, labels `<case>`: pair on the case name.
-            let naming = Naming {
-                image_key: &|image_stem| image_stem.strip_suffix("_0000").unwrap_or(image_stem).to_owned(),
-                mask_key: &|mask_stem| Some(mask_stem.to_owned()),
-                expected: "labelsTr/<case>",
-            };
-            pair_with(root, &mut d, None, channel0, labels, &naming);
-        }
-        LayoutKind::Dsb2018 => {
-            if !is_dsb(root) {
-                return Err(mismatch("<id>/images and <id>/masks"));
-            }
-            let (_, dirs) = list(root)?;
-            for dir in dirs {
-                let images_dir = dir.join("images");
-                if !images_dir.is_dir() {
-                    continue;
-                }
-                let (files, _) = list(&images_dir)?;
-                let images: Vec<PathBuf> = files.into_iter().filter(|p| Format::from_path(p).is_some()).collect();
-                let id = dir
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let image = match images.as_slice() {
-                    [one] => one.clone(),
-                    [] => {
-                        d.problems.push(Problem::error(
-                            ProblemKind::OrphanMask,
-                            rel(root, &dir),
-                            "no image in images/ for these masks",
-                        ));
-                        continue;
-                    }
-                    many => {
-                        d.problems.push(Problem::error(
-                            ProblemKind::Ambiguous,
-                            rel(root, &images_dir),
-                            format!("{} images where one is expected", many.len()),
-                        ));
-                        continue;
-                    }
-                };
-                let masks_dir = dir.join("masks");
-                let objects: Vec<PathBuf> = if masks_dir.is_dir() {
-                    list(&masks_dir)?
-                        .0
-                        .into_iter()
-                        .filter(|p| Format::from_path(p).is_some())
-                        .map(|p| rel(root, &p))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                if objects.is_empty() {
-                    d.problems.push(Problem::error(
-                        ProblemKind::OrphanImage,
-                        rel(root, &image),
-                        "no object masks in masks/",
-                    ));
-                    continue;
-                }
-                d.items.push(Item {
-                    id,
-                    given_split: None,
-                    image: rel(root, &image),
-                    mask: MaskSource::Objects(objects),
-                });
-            }
-        }
-        LayoutKind::Auto => unreachable!("resolved above"),
     }
-    d.items
-        .sort_by(|a, b| (a.given_split, &a.id).cmp(&(b.given_split, &b.id)));
-    Ok(d)
+}
+
+/// Pairs `original/<name>` with `masks/<name>_mask` in the root and each split folder.
+fn discover_paper(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
+    let groups = split_groups(root, is_paper);
+    if groups.is_empty() {
+        return Err(mismatch(root, d.kind, "original/ and masks/"));
+    }
+    for (dir, subset) in groups {
+        let (images, _) = list(&dir.join("original"))?;
+        let (masks, _) = list(&dir.join("masks"))?;
+        pair(
+            root,
+            d,
+            subset,
+            images,
+            masks,
+            |s| s.strip_suffix("_mask").map(str::to_owned),
+            "masks/<name>_mask",
+        );
+    }
+    Ok(())
+}
+
+/// Pairs `<name>` with `<name>_masks` beside it in the root and each split folder, skipping
+/// Cellpose's own output files.
+fn discover_cellpose(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
+    let groups = split_groups(root, is_cellpose);
+    if groups.is_empty() {
+        return Err(mismatch(root, d.kind, "<name>_masks.<ext> files"));
+    }
+    for (dir, subset) in groups {
+        let (files, _) = list(&dir)?;
+        let (masks, images): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .filter(|p| !is_cellpose_byproduct(p))
+            .partition(|p| stem(p).ends_with("_masks"));
+        pair(
+            root,
+            d,
+            subset,
+            images,
+            masks,
+            |s| s.strip_suffix("_masks").map(str::to_owned),
+            "<name>_masks",
+        );
+    }
+    Ok(())
+}
+
+/// Pairs channel 0000 of each case in `imagesTr/` with its label in `labelsTr/`; other channels
+/// become warnings.
+fn discover_nnunet(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
+    if !is_nnunet(root) {
+        return Err(mismatch(root, d.kind, "imagesTr/ and labelsTr/"));
+    }
+    let (images, _) = list(&root.join("imagesTr"))?;
+    let (labels, _) = list(&root.join("labelsTr"))?;
+    let mut channel0 = Vec::new();
+    for img in images {
+        let s = stem(&img);
+        match s.rsplit_once('_') {
+            Some((_, "0000")) => channel0.push(img),
+            Some((_, ch)) if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) => {
+                d.problems.push(Problem::warning(
+                    ProblemKind::Ignored,
+                    rel(root, &img),
+                    format!("channel {ch} ignored: only channel 0000 of each case is read"),
+                ));
+            }
+            _ => channel0.push(img),
+        }
+    }
+    // Images are `<case>_0000`, labels `<case>`: pair on the case name.
+    let naming = Naming {
+        image_key: &|image_stem| image_stem.strip_suffix("_0000").unwrap_or(image_stem).to_owned(),
+        mask_key: &|mask_stem| Some(mask_stem.to_owned()),
+        expected: "labelsTr/<case>",
+    };
+    pair_with(root, d, None, channel0, labels, &naming);
+    Ok(())
+}
+
+/// Reads every `<id>/` folder of a DSB2018 dataset.
+fn discover_dsb(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
+    if !is_dsb(root) {
+        return Err(mismatch(root, d.kind, "<id>/images and <id>/masks"));
+    }
+    let (_, dirs) = list(root)?;
+    for dir in dirs {
+        discover_dsb_item(root, &dir, d)?;
+    }
+    Ok(())
+}
+
+/// Adds the item of one DSB2018 `<id>/` folder (one image in `images/`, object masks in `masks/`),
+/// or the problem that keeps it out; folders without `images/` are passed over.
+fn discover_dsb_item(root: &Path, dir: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
+    let images_dir = dir.join("images");
+    if !images_dir.is_dir() {
+        return Ok(());
+    }
+    let (files, _) = list(&images_dir)?;
+    let images: Vec<PathBuf> = files.into_iter().filter(|p| Format::from_path(p).is_some()).collect();
+    let id = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let image = match images.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            d.problems.push(Problem::error(
+                ProblemKind::OrphanMask,
+                rel(root, dir),
+                "no image in images/ for these masks",
+            ));
+            return Ok(());
+        }
+        many => {
+            d.problems.push(Problem::error(
+                ProblemKind::Ambiguous,
+                rel(root, &images_dir),
+                format!("{} images where one is expected", many.len()),
+            ));
+            return Ok(());
+        }
+    };
+    let masks_dir = dir.join("masks");
+    let objects: Vec<PathBuf> = if masks_dir.is_dir() {
+        list(&masks_dir)?
+            .0
+            .into_iter()
+            .filter(|p| Format::from_path(p).is_some())
+            .map(|p| rel(root, &p))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if objects.is_empty() {
+        d.problems.push(Problem::error(
+            ProblemKind::OrphanImage,
+            rel(root, &image),
+            "no object masks in masks/",
+        ));
+        return Ok(());
+    }
+    d.items.push(Item {
+        id,
+        given_split: None,
+        image: rel(root, &image),
+        mask: MaskSource::Objects(objects),
+    });
+    Ok(())
 }
 
 fn is_cellpose_byproduct(p: &Path) -> bool {

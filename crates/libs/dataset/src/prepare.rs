@@ -185,19 +185,53 @@ pub fn build(
         old_items: &old_items,
         staging: staging.path(),
     };
-    let results: Vec<ItemResult> = items
-        .par_iter()
-        .zip(splits.par_iter())
-        .map(|(item, split)| {
-            let r = match split {
-                Some(s) => ctx.process(item, *s),
-                None => Ok(ItemOk::default()),
-            };
-            observer.item_done(&item.id);
-            r
-        })
-        .collect();
+    let results = ctx.process_all(&items, &splits, observer);
+    let (mut entries, reused) = gather(&items, results, &mut problems)?;
+    problems.sort_by(|a, b| (b.severity, &a.path, a.kind).cmp(&(a.severity, &b.path, b.kind)));
+    entries.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
+    let counts = count(&entries);
+    let mut report = BuildReport {
+        outcome: Outcome::Failed,
+        layout: kind,
+        manifest_path: manifest_path.clone(),
+        counts,
+        prepared: entries.len() - reused,
+        reused,
+        problems,
+    };
+    if report.errors() > 0 {
+        return Ok(report); // the staging folder is removed on drop
+    }
+    let manifest = new_manifest(dataset, kind, config, config_sha256, counts, entries);
+    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Encode {
+        path: manifest_path.clone(),
+        message: e.to_string(),
+    })?;
+    json.push('\n');
+    if let Some((_, old_bytes)) = &old
+        && old_bytes == json.as_bytes()
+        && reused == manifest.items.len()
+    {
+        report.outcome = Outcome::Unchanged;
+        return Ok(report);
+    }
+    write_file(
+        &staging.path().join(cellops_formats::dataset::MANIFEST),
+        json.as_bytes(),
+    )?;
+    staging.commit(output)?;
+    report.outcome = Outcome::Written;
+    Ok(report)
+}
 
+/// Collects the per-item results in item order: their problems (plus one for each image whose
+/// content repeats an earlier one's) go into `problems`; returns the manifest entries and how many
+/// items were reused. The first item that failed to be written stops the build.
+fn gather(
+    items: &[Item],
+    results: Vec<ItemResult>,
+    problems: &mut Vec<Problem>,
+) -> Result<(Vec<ManifestItem>, usize), BuildError> {
     let mut entries = Vec::new();
     let mut reused = 0;
     let mut by_hash: HashMap<String, PathBuf> = HashMap::new();
@@ -218,22 +252,19 @@ pub fn build(
         reused += usize::from(r.reused);
         entries.extend(r.entry);
     }
-    problems.sort_by(|a, b| (b.severity, &a.path, a.kind).cmp(&(a.severity, &b.path, b.kind)));
-    entries.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
-    let counts = count(&entries);
-    let mut report = BuildReport {
-        outcome: Outcome::Failed,
-        layout: kind,
-        manifest_path: manifest_path.clone(),
-        counts,
-        prepared: entries.len() - reused,
-        reused,
-        problems,
-    };
-    if report.errors() > 0 {
-        return Ok(report); // the staging folder is removed on drop
-    }
-    let manifest = Manifest {
+    Ok((entries, reused))
+}
+
+/// The manifest of a successful build of `dataset`.
+fn new_manifest(
+    dataset: &Path,
+    kind: layout::LayoutKind,
+    config: &BuildConfig,
+    config_sha256: String,
+    counts: Counts,
+    entries: Vec<ManifestItem>,
+) -> Manifest {
+    Manifest {
         format: manifest::FORMAT.to_owned(),
         tool: Tool {
             name: "cellops".to_owned(),
@@ -247,26 +278,7 @@ pub fn build(
         config_sha256,
         counts,
         items: entries,
-    };
-    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Encode {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    json.push('\n');
-    if let Some((_, old_bytes)) = &old
-        && old_bytes == json.as_bytes()
-        && reused == manifest.items.len()
-    {
-        report.outcome = Outcome::Unchanged;
-        return Ok(report);
     }
-    write_file(
-        &staging.path().join(cellops_formats::dataset::MANIFEST),
-        json.as_bytes(),
-    )?;
-    staging.commit(output)?;
-    report.outcome = Outcome::Written;
-    Ok(report)
 }
 
 fn count(entries: &[ManifestItem]) -> Counts {
@@ -388,60 +400,82 @@ fn decode_problem(path: &Path, e: DecodeError) -> Problem {
     Problem::error(kind, path, e.to_string())
 }
 
-impl Ctx<'_> {
-    fn process(&self, item: &Item, split: Subset) -> ItemResult {
-        let mut out = ItemOk::default();
-        let read = |rel: &Path| std::fs::read(self.root.join(rel));
-        let image_bytes = match read(&item.image) {
-            Ok(b) => b,
-            Err(e) => {
-                out.problems.push(Problem::error(
-                    ProblemKind::Unreadable,
-                    &item.image,
-                    format!("cannot read: {e}"),
-                ));
-                return Ok(out);
-            }
-        };
-        let mut mask_bytes = Vec::new();
-        for m in item.mask.files() {
-            match read(m) {
-                Ok(b) => mask_bytes.push(b),
-                Err(e) => {
-                    out.problems
-                        .push(Problem::error(ProblemKind::Unreadable, m, format!("cannot read: {e}")));
-                    return Ok(out);
-                }
-            }
-        }
-        let image_sha256 = sha256_hex(&image_bytes);
-        let mask_sha256 = match &item.mask {
-            MaskSource::File(_) => sha256_hex(&mask_bytes[0]),
-            MaskSource::Objects(files) => {
-                let mut h = Sha256::new();
-                for (f, b) in files.iter().zip(&mask_bytes) {
-                    h.update(slash(f.file_name().map(Path::new).unwrap_or(f)).as_bytes());
-                    h.update(sha256_hex(b).as_bytes());
-                }
-                manifest::hex(&h.finalize())
-            }
-        };
-        out.image_sha256 = Some(image_sha256.clone());
-        let key = {
+/// The hash of an item's mask: the file's SHA-256, or for per-object masks one over each file's
+/// name and SHA-256.
+fn hash_masks(mask: &MaskSource, mask_bytes: &[Vec<u8>]) -> String {
+    match mask {
+        MaskSource::File(_) => sha256_hex(&mask_bytes[0]),
+        MaskSource::Objects(files) => {
             let mut h = Sha256::new();
-            for part in [
-                TOOL_VERSION,
-                self.config_sha256,
-                &item.id,
-                split.as_str(),
-                &image_sha256,
-                &mask_sha256,
-            ] {
-                h.update(part.as_bytes());
-                h.update([0]);
+            for (f, b) in files.iter().zip(mask_bytes) {
+                h.update(slash(f.file_name().map(Path::new).unwrap_or(f)).as_bytes());
+                h.update(sha256_hex(b).as_bytes());
             }
             manifest::hex(&h.finalize())
+        }
+    }
+}
+
+/// Turns the decoded mask files into instance labels, freeing them; `None` when they are unusable
+/// (the problem is in `out`). Overlapping object masks are a warning.
+fn interpret_mask(mask: &MaskSource, parts: Vec<Raster>, out: &mut ItemOk) -> Option<(Labels, MaskKind)> {
+    let mask_path = &mask.files()[0];
+    let interpreted = match mask {
+        MaskSource::File(_) => match mask::interpret(&parts[0]) {
+            Ok(x) => x,
+            Err(d) => {
+                out.problems.push(Problem::error(d.kind, mask_path, d.message));
+                return None;
+            }
+        },
+        MaskSource::Objects(_) => match mask::combine_objects(&parts) {
+            Ok((l, overlap)) => {
+                if overlap > 0 {
+                    let dir = mask_path.parent().unwrap_or(mask_path);
+                    out.problems.push(Problem::warning(
+                        ProblemKind::OverlappingMasks,
+                        dir,
+                        format!("{overlap} pixels belong to more than one object mask; the first mask keeps them"),
+                    ));
+                }
+                (l, MaskKind::PerObject)
+            }
+            Err(d) => {
+                out.problems.push(Problem::error(d.kind, mask_path, d.message));
+                return None;
+            }
+        },
+    };
+    Some(interpreted)
+}
+
+impl Ctx<'_> {
+    /// Processes every item that has a split, in parallel, reporting each to `observer`; items
+    /// without a split give an empty result.
+    fn process_all(&self, items: &[Item], splits: &[Option<Subset>], observer: &dyn Observer) -> Vec<ItemResult> {
+        items
+            .par_iter()
+            .zip(splits.par_iter())
+            .map(|(item, split)| {
+                let r = match split {
+                    Some(s) => self.process(item, *s),
+                    None => Ok(ItemOk::default()),
+                };
+                observer.item_done(&item.id);
+                r
+            })
+            .collect()
+    }
+
+    fn process(&self, item: &Item, split: Subset) -> ItemResult {
+        let mut out = ItemOk::default();
+        let Some((image_bytes, mask_bytes)) = self.read_sources(item, &mut out) else {
+            return Ok(out);
         };
+        let image_sha256 = sha256_hex(&image_bytes);
+        let mask_sha256 = hash_masks(&item.mask, &mask_bytes);
+        out.image_sha256 = Some(image_sha256.clone());
+        let key = self.item_key(item, split, &image_sha256, &mask_sha256);
         if let Some(old) = self.old_items.get(key.as_str())
             && self.relink(old)?
         {
@@ -450,66 +484,13 @@ impl Ctx<'_> {
             return Ok(out);
         }
 
-        // Masks must be lossless.
-        for (m, b) in item.mask.files().iter().zip(&mask_bytes) {
-            if Format::from_path(m) == Some(Format::Jpeg) || io::sniff(b) == Some(Format::Jpeg) {
-                out.problems.push(Problem::error(
-                    ProblemKind::LossyMask,
-                    m,
-                    "mask is JPEG: lossy compression changes labels; save masks as PNG or TIFF",
-                ));
-            }
-        }
-        let image = match io::decode(&image_bytes, self.config.max_pixels) {
-            Ok(d) => Some(d.raster),
-            Err(e) => {
-                out.problems.push(decode_problem(&item.image, e));
-                None
-            }
+        let Some((image, parts)) = self.decode_sources(item, image_bytes, &mask_bytes, &mut out) else {
+            return Ok(out);
         };
-        drop(image_bytes);
-        if !out.problems.is_empty() {
-            return Ok(out);
-        }
-        let mut parts = Vec::new();
-        for (m, b) in item.mask.files().iter().zip(&mask_bytes) {
-            match io::decode(b, self.config.max_pixels) {
-                Ok(d) => parts.push(d.raster),
-                Err(e) => out.problems.push(decode_problem(m, e)),
-            }
-        }
-        let Some(image) = image else { return Ok(out) };
-        if !out.problems.is_empty() {
-            return Ok(out);
-        }
         let mask_path = &item.mask.files()[0];
-        let (labels, kind) = match &item.mask {
-            MaskSource::File(_) => match mask::interpret(&parts[0]) {
-                Ok(x) => x,
-                Err(d) => {
-                    out.problems.push(Problem::error(d.kind, mask_path, d.message));
-                    return Ok(out);
-                }
-            },
-            MaskSource::Objects(_) => match mask::combine_objects(&parts) {
-                Ok((l, overlap)) => {
-                    if overlap > 0 {
-                        let dir = mask_path.parent().unwrap_or(mask_path);
-                        out.problems.push(Problem::warning(
-                            ProblemKind::OverlappingMasks,
-                            dir,
-                            format!("{overlap} pixels belong to more than one object mask; the first mask keeps them"),
-                        ));
-                    }
-                    (l, MaskKind::PerObject)
-                }
-                Err(d) => {
-                    out.problems.push(Problem::error(d.kind, mask_path, d.message));
-                    return Ok(out);
-                }
-            },
+        let Some((labels, kind)) = interpret_mask(&item.mask, parts, &mut out) else {
+            return Ok(out);
         };
-        drop(parts);
         if (labels.width, labels.height) != (image.width, image.height) {
             out.problems.push(Problem::error(
                 ProblemKind::SizeMismatch,
@@ -558,6 +539,97 @@ impl Ctx<'_> {
             outputs,
         });
         Ok(out)
+    }
+
+    /// Reads the bytes of the item's image and mask files; `None` when one cannot be read (the
+    /// problem is in `out`).
+    fn read_sources(&self, item: &Item, out: &mut ItemOk) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+        let read = |rel: &Path| std::fs::read(self.root.join(rel));
+        let image_bytes = match read(&item.image) {
+            Ok(b) => b,
+            Err(e) => {
+                out.problems.push(Problem::error(
+                    ProblemKind::Unreadable,
+                    &item.image,
+                    format!("cannot read: {e}"),
+                ));
+                return None;
+            }
+        };
+        let mut mask_bytes = Vec::new();
+        for m in item.mask.files() {
+            match read(m) {
+                Ok(b) => mask_bytes.push(b),
+                Err(e) => {
+                    out.problems
+                        .push(Problem::error(ProblemKind::Unreadable, m, format!("cannot read: {e}")));
+                    return None;
+                }
+            }
+        }
+        Some((image_bytes, mask_bytes))
+    }
+
+    /// The item's key: what its prepared files depend on (tool version, configuration, id, split,
+    /// source hashes).
+    fn item_key(&self, item: &Item, split: Subset, image_sha256: &str, mask_sha256: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            TOOL_VERSION,
+            self.config_sha256,
+            &item.id,
+            split.as_str(),
+            image_sha256,
+            mask_sha256,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        manifest::hex(&h.finalize())
+    }
+
+    /// Checks that the masks are lossless and decodes the image and the mask files; `None` when any
+    /// of that fails (the problems are in `out`).
+    fn decode_sources(
+        &self,
+        item: &Item,
+        image_bytes: Vec<u8>,
+        mask_bytes: &[Vec<u8>],
+        out: &mut ItemOk,
+    ) -> Option<(Raster, Vec<Raster>)> {
+        // Masks must be lossless.
+        for (m, b) in item.mask.files().iter().zip(mask_bytes) {
+            if Format::from_path(m) == Some(Format::Jpeg) || io::sniff(b) == Some(Format::Jpeg) {
+                out.problems.push(Problem::error(
+                    ProblemKind::LossyMask,
+                    m,
+                    "mask is JPEG: lossy compression changes labels; save masks as PNG or TIFF",
+                ));
+            }
+        }
+        let image = match io::decode(&image_bytes, self.config.max_pixels) {
+            Ok(d) => Some(d.raster),
+            Err(e) => {
+                out.problems.push(decode_problem(&item.image, e));
+                None
+            }
+        };
+        drop(image_bytes);
+        if !out.problems.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for (m, b) in item.mask.files().iter().zip(mask_bytes) {
+            match io::decode(b, self.config.max_pixels) {
+                Ok(d) => parts.push(d.raster),
+                Err(e) => out.problems.push(decode_problem(m, e)),
+            }
+        }
+        let image = image?;
+        if !out.problems.is_empty() {
+            return None;
+        }
+        Some((image, parts))
     }
 
     /// Hard-links (or copies) an unchanged item's files from the old output into staging, after

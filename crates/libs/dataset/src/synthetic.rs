@@ -154,6 +154,25 @@ struct Nucleus {
 }
 
 impl Nucleus {
+    /// A nucleus of random size, shape, orientation and stain level centred on (cx, cy).
+    fn random(rng: &mut Rng, cx: f32, cy: f32, scale: f32) -> Self {
+        let a = rng.range(6.0, 14.0) * scale;
+        Nucleus {
+            cx,
+            cy,
+            a,
+            b: a * rng.range(0.55, 0.95),
+            angle: rng.range(0.0, std::f32::consts::PI),
+            wobble: [
+                rng.range(0.0, 0.08),
+                rng.range(0.0, 6.3),
+                rng.range(0.0, 0.05),
+                rng.range(0.0, 6.3),
+            ],
+            level: rng.unit(),
+        }
+    }
+
     /// Whether (x, y) is inside, with an irregular outline.
     fn contains(&self, x: f32, y: f32) -> bool {
         let (dx, dy) = (x - self.cx, y - self.cy);
@@ -179,26 +198,29 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
     };
     let (w, h) = (cfg.size[0] as usize, cfg.size[1] as usize);
     let scale = (w.min(h) as f32 / 256.0).clamp(0.25, 4.0);
-    // Nuclei: a density per area, half of them in touching clusters.
+    let nuclei = place_nuclei(&mut rng, w, h, scale);
+    let (labels, levels) = rasterise(&nuclei, w, h);
+    let texture = value_noise(&mut rng, w, h, 3.0 * scale);
+    let stroma = value_noise(&mut rng, w, h, 24.0 * scale);
+    let optics = Optics::draw(&mut rng, scale);
+    let channels: Vec<[f32; 3]> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| stain(style, l, texture[i], stroma[i], &levels))
+        .collect();
+    let grey = style == Style::Fluorescence;
+    let n_channels = if grey { 1 } else { 3 };
+    let data = optics.capture(&channels, grey, w, h, &mut rng);
+    (
+        Raster::from_u8(w as u32, h as u32, n_channels as u8, data),
+        Labels::new(w as u32, h as u32, labels),
+    )
+}
+
+/// Nuclei: a density per area, half of them in touching clusters.
+fn place_nuclei(rng: &mut Rng, w: usize, h: usize, scale: f32) -> Vec<Nucleus> {
     let target = ((w * h) as f32 / 2600.0 * rng.range(0.6, 1.3)) as usize + 2;
     let mut nuclei: Vec<Nucleus> = Vec::with_capacity(target);
-    let new_nucleus = |rng: &mut Rng, cx: f32, cy: f32| {
-        let a = rng.range(6.0, 14.0) * scale;
-        Nucleus {
-            cx,
-            cy,
-            a,
-            b: a * rng.range(0.55, 0.95),
-            angle: rng.range(0.0, std::f32::consts::PI),
-            wobble: [
-                rng.range(0.0, 0.08),
-                rng.range(0.0, 6.3),
-                rng.range(0.0, 0.05),
-                rng.range(0.0, 6.3),
-            ],
-            level: rng.unit(),
-        }
-    };
     while nuclei.len() < target {
         let (cx, cy) = match nuclei.last() {
             Some(prev) if rng.unit() < 0.45 => {
@@ -209,13 +231,19 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
             }
             _ => (rng.range(0.0, w as f32), rng.range(0.0, h as f32)),
         };
-        nuclei.push(new_nucleus(&mut rng, cx, cy));
+        nuclei.push(Nucleus::random(rng, cx, cy, scale));
     }
-    // Rasterise: earlier nuclei keep contested pixels, so objects touch but never overlap.
+    nuclei
+}
+
+/// The instance labels of `nuclei` on a `w`×`h` grid, and the stain level of each label (index 0:
+/// background). Earlier nuclei keep contested pixels, so objects touch but never overlap; nuclei
+/// that paint no pixel get no label.
+fn rasterise(nuclei: &[Nucleus], w: usize, h: usize) -> (Vec<u16>, Vec<f32>) {
     let mut labels = vec![0u16; w * h];
     let mut next = 0u16;
     let mut levels = vec![0.0f32];
-    for n in &nuclei {
+    for n in nuclei {
         let reach = n.a.max(n.b) * 1.2;
         let (x0, x1) = (
             (n.cx - reach).max(0.0) as usize,
@@ -240,81 +268,104 @@ pub fn generate_one(cfg: &SynthConfig, index: usize) -> (Raster, Labels) {
             levels.push(n.level);
         }
     }
-    let texture = value_noise(&mut rng, w, h, 3.0 * scale);
-    let stroma = value_noise(&mut rng, w, h, 24.0 * scale);
-    let illum_dir = rng.range(0.0, std::f32::consts::TAU);
-    let illum_amp = rng.range(0.05, 0.25);
-    let blur_sigma = rng.range(0.5, 1.4) * scale;
-    let noise_sigma = rng.range(2.0, 6.0);
-    let (ux, uy) = (illum_dir.cos(), illum_dir.sin());
-    let illumination = |x: usize, y: usize| {
-        let t = ((x as f32 / w as f32 - 0.5) * ux + (y as f32 / h as f32 - 0.5) * uy) * 2.0;
-        let (dx, dy) = (x as f32 / w as f32 - 0.5, y as f32 / h as f32 - 0.5);
-        (1.0 + illum_amp * t) * (1.0 - 0.3 * illum_amp * (dx * dx + dy * dy) * 4.0)
-    };
-    let channels: Vec<[f32; 3]> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| {
-            let (t, s) = (texture[i], stroma[i]);
-            match style {
-                Style::He => {
-                    if l == 0 {
-                        [225.0 + 20.0 * s, 160.0 + 40.0 * s, 195.0 + 25.0 * s]
-                    } else {
-                        let d = 0.75 + 0.35 * t;
-                        [110.0 * d, 70.0 * d, 150.0 * d]
-                    }
-                }
-                Style::Ihc => {
-                    if l == 0 {
-                        [232.0 + 12.0 * s, 226.0 + 12.0 * s, 218.0 + 14.0 * s]
-                    } else {
-                        let lv = levels[l as usize];
-                        let d = 0.8 + 0.3 * t;
-                        if lv < 0.45 {
-                            [115.0 * d, 125.0 * d, 185.0 * d] // haematoxylin only
-                        } else {
-                            let k = 1.0 - (lv - 0.45) * 1.2; // darker brown for stronger DAB
-                            [165.0 * k * d, 110.0 * k * d, 60.0 * k * d]
-                        }
-                    }
-                }
-                Style::Fluorescence | Style::Mixed => {
-                    let v = if l == 0 {
-                        12.0 + 10.0 * s
-                    } else {
-                        (80.0 + 150.0 * levels[l as usize]) * (0.75 + 0.4 * t)
-                    };
-                    [v, v, v]
-                }
-            }
-        })
-        .collect();
-    let grey = style == Style::Fluorescence;
-    let n_channels = if grey { 1 } else { 3 };
-    let mut data = vec![0u8; w * h * n_channels];
-    for c in 0..n_channels {
-        let mut plane: Vec<f32> = channels.iter().map(|px| px[c]).collect();
-        blur(&mut plane, w, h, blur_sigma);
-        for y in 0..h {
-            for x in 0..w {
-                let i = y * w + x;
-                let mut v = plane[i] * illumination(x, y);
-                let sigma = if grey {
-                    noise_sigma * 0.5 + 0.35 * v.max(0.0).sqrt()
-                } else {
-                    noise_sigma
-                };
-                v += sigma * rng.normal();
-                data[i * n_channels + c] = v.round().clamp(0.0, 255.0) as u8;
+    (labels, levels)
+}
+
+/// The RGB colour of a pixel with label `l` (0: background) in `style`, given the nuclear texture
+/// `t` and stroma noise `s` there and the stain level of each label.
+fn stain(style: Style, l: u16, t: f32, s: f32, levels: &[f32]) -> [f32; 3] {
+    match style {
+        Style::He => {
+            if l == 0 {
+                [225.0 + 20.0 * s, 160.0 + 40.0 * s, 195.0 + 25.0 * s]
+            } else {
+                let d = 0.75 + 0.35 * t;
+                [110.0 * d, 70.0 * d, 150.0 * d]
             }
         }
+        Style::Ihc => {
+            if l == 0 {
+                [232.0 + 12.0 * s, 226.0 + 12.0 * s, 218.0 + 14.0 * s]
+            } else {
+                let lv = levels[l as usize];
+                let d = 0.8 + 0.3 * t;
+                if lv < 0.45 {
+                    [115.0 * d, 125.0 * d, 185.0 * d] // haematoxylin only
+                } else {
+                    let k = 1.0 - (lv - 0.45) * 1.2; // darker brown for stronger DAB
+                    [165.0 * k * d, 110.0 * k * d, 60.0 * k * d]
+                }
+            }
+        }
+        Style::Fluorescence | Style::Mixed => {
+            let v = if l == 0 {
+                12.0 + 10.0 * s
+            } else {
+                (80.0 + 150.0 * levels[l as usize]) * (0.75 + 0.4 * t)
+            };
+            [v, v, v]
+        }
     }
-    (
-        Raster::from_u8(w as u32, h as u32, n_channels as u8, data),
-        Labels::new(w as u32, h as u32, labels),
-    )
+}
+
+/// How the synthetic microscope images a slide: uneven illumination, blur and sensor noise.
+struct Optics {
+    illum_amp: f32,
+    blur_sigma: f32,
+    noise_sigma: f32,
+    /// The direction of the illumination gradient.
+    ux: f32,
+    uy: f32,
+}
+
+impl Optics {
+    /// Random optics for an image at `scale`.
+    fn draw(rng: &mut Rng, scale: f32) -> Self {
+        let illum_dir = rng.range(0.0, std::f32::consts::TAU);
+        let illum_amp = rng.range(0.05, 0.25);
+        let blur_sigma = rng.range(0.5, 1.4) * scale;
+        let noise_sigma = rng.range(2.0, 6.0);
+        let (ux, uy) = (illum_dir.cos(), illum_dir.sin());
+        Optics {
+            illum_amp,
+            blur_sigma,
+            noise_sigma,
+            ux,
+            uy,
+        }
+    }
+
+    /// The illumination factor at (x, y): a linear gradient with a radial fall-off.
+    fn illumination(&self, x: usize, y: usize, w: usize, h: usize) -> f32 {
+        let t = ((x as f32 / w as f32 - 0.5) * self.ux + (y as f32 / h as f32 - 0.5) * self.uy) * 2.0;
+        let (dx, dy) = (x as f32 / w as f32 - 0.5, y as f32 / h as f32 - 0.5);
+        (1.0 + self.illum_amp * t) * (1.0 - 0.3 * self.illum_amp * (dx * dx + dy * dy) * 4.0)
+    }
+
+    /// The 8-bit image of the stained slide `channels` (one grey channel, or RGB): blurred, lit and
+    /// noisy (signal-dependent noise for grey).
+    fn capture(&self, channels: &[[f32; 3]], grey: bool, w: usize, h: usize, rng: &mut Rng) -> Vec<u8> {
+        let n_channels = if grey { 1 } else { 3 };
+        let mut data = vec![0u8; w * h * n_channels];
+        for c in 0..n_channels {
+            let mut plane: Vec<f32> = channels.iter().map(|px| px[c]).collect();
+            blur(&mut plane, w, h, self.blur_sigma);
+            for y in 0..h {
+                for x in 0..w {
+                    let i = y * w + x;
+                    let mut v = plane[i] * self.illumination(x, y, w, h);
+                    let sigma = if grey {
+                        self.noise_sigma * 0.5 + 0.35 * v.max(0.0).sqrt()
+                    } else {
+                        self.noise_sigma
+                    };
+                    v += sigma * rng.normal();
+                    data[i * n_channels + c] = v.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        data
+    }
 }
 
 /// Errors writing a synthetic dataset.

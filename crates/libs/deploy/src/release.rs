@@ -431,20 +431,7 @@ fn deploy_locked(
     cfg: &DeployConfig,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Outcome, DeployError> {
-    remote
-        .mkdir_all(&l.releases())
-        .map_err(ctx(format!("creating {}", l.releases())))?;
-    // Leftovers of interrupted deploys.
-    let leftovers: Vec<String> = remote
-        .list(&l.releases())
-        .map_err(ctx("listing releases"))?
-        .into_iter()
-        .filter(|n| n.starts_with(".partial-"))
-        .map(|n| format!("{}/{n}", l.releases()))
-        .collect();
-    remote
-        .remove_all(&leftovers)
-        .map_err(ctx("removing an interrupted upload"))?;
+    remove_interrupted_uploads(remote, l)?;
     let previous = current_id(remote, l)?;
     let old: std::collections::HashMap<String, FileEntry> = previous
         .as_deref()
@@ -452,20 +439,7 @@ fn deploy_locked(
         .map(|r| r.files.into_iter().map(|f| (f.path.clone(), f)).collect())
         .unwrap_or_default();
     let content = content_hash(files);
-    // Ids sort in deploy order (pruning and rollback rely on it): the time part is moved past the
-    // newest existing release's when the clock has not (two deploys in one second, clock skew).
-    let existing = release_ids(remote, l)?;
-    let newest = existing
-        .iter()
-        .map(|i| i.split('-').next().unwrap_or_default().to_owned())
-        .max();
-    let mut now = now_secs();
-    while newest
-        .as_deref()
-        .is_some_and(|n| release_id(now, &content, None).split('-').next().unwrap_or_default() <= n)
-    {
-        now += 1;
-    }
+    let now = release_time(remote, l, &content)?;
     let id = release_id(now, &content, cfg.provenance.git_sha.as_deref());
     let partial = format!("{}/.partial-{id}", l.releases());
     let (mut link, mut send) = (Vec::new(), Vec::new());
@@ -475,37 +449,11 @@ fn deploy_locked(
             _ => send.push(f),
         }
     }
-    let record = DeployRecord {
-        format: FORMAT.into(),
-        id: id.clone(),
-        created: rfc3339(now),
-        git_sha: cfg.provenance.git_sha.clone(),
-        actor: cfg.provenance.actor.clone(),
-        run: cfg.provenance.run.clone(),
-        previous: previous.clone(),
-        bundle_ids: cfg.provenance.bundle_ids.clone(),
-        content_sha256: content,
-        files: files
-            .iter()
-            .map(|f| FileEntry {
-                path: f.rel.clone(),
-                size: f.size,
-                sha256: f.sha256.clone(),
-            })
-            .collect(),
-    };
+    let record = new_record(&id, now, cfg, previous.clone(), content, files);
     let mut record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
     record_json.push(b'\n');
     let needed: u64 = send.iter().map(|f| f.size).sum::<u64>() + record_json.len() as u64;
-    if let Some(free) = remote.free_bytes(&l.base).map_err(ctx("checking free space"))?
-        && free < needed + needed / 10 + (1 << 20)
-    {
-        return Err(DeployError::DiskFull {
-            needed,
-            free,
-            path: l.base.clone(),
-        });
-    }
+    check_free_space(remote, l, needed)?;
     // Everything goes into the hidden partial folder first; it becomes a release only once every
     // uploaded file has been verified on the server.
     remote.mkdir_all(&partial).map_err(ctx(format!("creating {partial}")))?;
@@ -514,32 +462,7 @@ fn deploy_locked(
             .link_files(&l.release(p), &partial, &link)
             .map_err(ctx("linking unchanged files"))?;
     }
-    let record_sha = format!("{:x}", sha2::Sha256::digest(&record_json));
-    let mut uploads: Vec<(String, Payload)> = send
-        .iter()
-        .map(|f| (f.rel.clone(), Payload::File(f.path.clone())))
-        .collect();
-    uploads.push(("deploy.json".into(), Payload::Bytes(record_json)));
-    let mut bytes_sent = 0u64;
-    let got = remote
-        .upload(&partial, &uploads, &mut |k| {
-            bytes_sent += k;
-            progress(k);
-        })
-        .map_err(ctx(format!("uploading to {partial}")))?;
-    let expected = send
-        .iter()
-        .map(|f| f.sha256.as_str())
-        .chain(std::iter::once(record_sha.as_str()));
-    for ((rel, _), (want, have)) in uploads.iter().zip(expected.zip(&got)) {
-        if want != have {
-            return Err(DeployError::Verify {
-                path: format!("{partial}/{rel}"),
-                expected: want.to_owned(),
-                got: have.clone(),
-            });
-        }
-    }
+    let bytes_sent = upload_verified(remote, &partial, &send, record_json, progress)?;
     let final_dir = l.release(&id);
     remote
         .rename(&partial, &final_dir)
@@ -562,38 +485,7 @@ fn deploy_locked(
             bytes_sent,
         },
     )?;
-    let mut health = None;
-    if let Some(cmd) = cfg.health_check.as_deref().filter(|c| !c.trim().is_empty()) {
-        let out = remote
-            .run(cmd, &final_dir, cfg.health_timeout)
-            .map_err(ctx("running the health check"))?;
-        if !out.success() {
-            match &previous {
-                Some(p) => remote
-                    .replace_symlink(&l.current(), &format!("releases/{p}"))
-                    .map_err(ctx("switching current back"))?,
-                None => remote.remove_all(&[l.current()]).map_err(ctx("removing current"))?,
-            }
-            audit(
-                remote,
-                l,
-                &AuditEvent::Rollback {
-                    release: previous.clone(),
-                    from: Some(id.clone()),
-                    time: rfc3339(now_secs()),
-                    reason: RollbackReason::HealthCheckFailed,
-                    actor: cfg.provenance.actor.clone(),
-                    run: cfg.provenance.run.clone(),
-                },
-            )?;
-            return Err(DeployError::HealthCheck {
-                id,
-                output: out,
-                rolled_back_to: previous,
-            });
-        }
-        health = Some(out);
-    }
+    let health = health_check(remote, l, cfg, &id, previous.as_deref(), &final_dir)?;
     let pruned = prune(remote, l, cfg.keep_releases, &id)?;
     Ok(Outcome {
         path: final_dir,
@@ -606,6 +498,169 @@ fn deploy_locked(
         health,
         broke_stale_lock: None,
         id,
+    })
+}
+
+/// Creates the releases folder if needed and removes the leftovers of interrupted deploys.
+fn remove_interrupted_uploads(remote: &mut dyn Remote, l: &Layout) -> Result<(), DeployError> {
+    remote
+        .mkdir_all(&l.releases())
+        .map_err(ctx(format!("creating {}", l.releases())))?;
+    let leftovers: Vec<String> = remote
+        .list(&l.releases())
+        .map_err(ctx("listing releases"))?
+        .into_iter()
+        .filter(|n| n.starts_with(".partial-"))
+        .map(|n| format!("{}/{n}", l.releases()))
+        .collect();
+    remote
+        .remove_all(&leftovers)
+        .map_err(ctx("removing an interrupted upload"))
+}
+
+/// The time part of the new release's id.
+fn release_time(remote: &mut dyn Remote, l: &Layout, content: &str) -> Result<u64, DeployError> {
+    // Ids sort in deploy order (pruning and rollback rely on it): the time part is moved past the
+    // newest existing release's when the clock has not (two deploys in one second, clock skew).
+    let existing = release_ids(remote, l)?;
+    let newest = existing
+        .iter()
+        .map(|i| i.split('-').next().unwrap_or_default().to_owned())
+        .max();
+    let mut now = now_secs();
+    while newest
+        .as_deref()
+        .is_some_and(|n| release_id(now, content, None).split('-').next().unwrap_or_default() <= n)
+    {
+        now += 1;
+    }
+    Ok(now)
+}
+
+/// The deploy record (`deploy.json`) of release `id`, created at `now`.
+fn new_record(
+    id: &str,
+    now: u64,
+    cfg: &DeployConfig,
+    previous: Option<String>,
+    content: String,
+    files: &[SourceFile],
+) -> DeployRecord {
+    DeployRecord {
+        format: FORMAT.into(),
+        id: id.to_owned(),
+        created: rfc3339(now),
+        git_sha: cfg.provenance.git_sha.clone(),
+        actor: cfg.provenance.actor.clone(),
+        run: cfg.provenance.run.clone(),
+        previous,
+        bundle_ids: cfg.provenance.bundle_ids.clone(),
+        content_sha256: content,
+        files: files
+            .iter()
+            .map(|f| FileEntry {
+                path: f.rel.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Fails when the server reports less free space than `needed` bytes plus a margin.
+fn check_free_space(remote: &mut dyn Remote, l: &Layout, needed: u64) -> Result<(), DeployError> {
+    if let Some(free) = remote.free_bytes(&l.base).map_err(ctx("checking free space"))?
+        && free < needed + needed / 10 + (1 << 20)
+    {
+        return Err(DeployError::DiskFull {
+            needed,
+            free,
+            path: l.base.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Uploads the changed files `send` and the deploy record into `partial`, and checks every
+/// upload's SHA-256 as the server computed it. Returns the bytes sent.
+fn upload_verified(
+    remote: &mut dyn Remote,
+    partial: &str,
+    send: &[&SourceFile],
+    record_json: Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, DeployError> {
+    let record_sha = format!("{:x}", sha2::Sha256::digest(&record_json));
+    let mut uploads: Vec<(String, Payload)> = send
+        .iter()
+        .map(|f| (f.rel.clone(), Payload::File(f.path.clone())))
+        .collect();
+    uploads.push(("deploy.json".into(), Payload::Bytes(record_json)));
+    let mut bytes_sent = 0u64;
+    let got = remote
+        .upload(partial, &uploads, &mut |k| {
+            bytes_sent += k;
+            progress(k);
+        })
+        .map_err(ctx(format!("uploading to {partial}")))?;
+    let expected = send
+        .iter()
+        .map(|f| f.sha256.as_str())
+        .chain(std::iter::once(record_sha.as_str()));
+    for ((rel, _), (want, have)) in uploads.iter().zip(expected.zip(&got)) {
+        if want != have {
+            return Err(DeployError::Verify {
+                path: format!("{partial}/{rel}"),
+                expected: want.to_owned(),
+                got: have.clone(),
+            });
+        }
+    }
+    Ok(bytes_sent)
+}
+
+/// Runs the configured health check in the new release `final_dir`, if there is one. When it
+/// fails, `current` goes back to `previous` (or is removed), the rollback is logged and the deploy
+/// fails.
+fn health_check(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    cfg: &DeployConfig,
+    id: &str,
+    previous: Option<&str>,
+    final_dir: &str,
+) -> Result<Option<CommandOutput>, DeployError> {
+    let Some(cmd) = cfg.health_check.as_deref().filter(|c| !c.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let out = remote
+        .run(cmd, final_dir, cfg.health_timeout)
+        .map_err(ctx("running the health check"))?;
+    if out.success() {
+        return Ok(Some(out));
+    }
+    match previous {
+        Some(p) => remote
+            .replace_symlink(&l.current(), &format!("releases/{p}"))
+            .map_err(ctx("switching current back"))?,
+        None => remote.remove_all(&[l.current()]).map_err(ctx("removing current"))?,
+    }
+    audit(
+        remote,
+        l,
+        &AuditEvent::Rollback {
+            release: previous.map(str::to_owned),
+            from: Some(id.to_owned()),
+            time: rfc3339(now_secs()),
+            reason: RollbackReason::HealthCheckFailed,
+            actor: cfg.provenance.actor.clone(),
+            run: cfg.provenance.run.clone(),
+        },
+    )?;
+    Err(DeployError::HealthCheck {
+        id: id.to_owned(),
+        output: out,
+        rolled_back_to: previous.map(str::to_owned),
     })
 }
 

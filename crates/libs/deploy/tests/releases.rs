@@ -1,6 +1,8 @@
 //! The release logic against a real OpenSSH server on 127.0.0.1 (started by the tests, with
 //! generated keys) and against a local folder (`file://`): the same cases for both.
 
+#![allow(clippy::too_many_lines, reason = "a test reads top to bottom as one scenario")]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

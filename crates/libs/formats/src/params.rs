@@ -913,7 +913,6 @@ impl CellParams {
 
     /// Checks what the types cannot express; on failure, the dotted field and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |field: &str, message: String| Err((field.to_owned(), message));
         let finite_pos = |v: f64| v.is_finite() && v > 0.0;
         if self.description.trim().is_empty() {
             return bad("description", "must not be empty".into());
@@ -924,6 +923,20 @@ impl CellParams {
                 format!("{} must be a positive number of micrometres", self.pixel_size_um),
             );
         }
+        self.validate_segmentation()?;
+        self.validate_filters()?;
+        self.validate_stain()?;
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.measurements {
+            if !seen.insert(*m) {
+                return bad("measurements", format!("{m:?} is listed twice"));
+            }
+        }
+        self.validate_classes()
+    }
+
+    /// The checks of `segmentation`.
+    fn validate_segmentation(&self) -> Result<(), (String, String)> {
         let s = &self.segmentation;
         if let Some(t) = s.probability_threshold
             && !(t > 0.0 && t < 1.0)
@@ -960,6 +973,11 @@ impl CellParams {
                 format!("{t} must be a grey level in 0..=255"),
             );
         }
+        Ok(())
+    }
+
+    /// The checks of `filters`.
+    fn validate_filters(&self) -> Result<(), (String, String)> {
         let f = &self.filters;
         if !(f.min_area_um2.is_finite() && f.min_area_um2 >= 0.0) {
             return bad("filters.min_area_um2", format!("{} must be >= 0", f.min_area_um2));
@@ -977,6 +995,11 @@ impl CellParams {
         {
             return bad("filters.form_factor", format!("min {lo} is above max {hi}"));
         }
+        Ok(())
+    }
+
+    /// The checks of `stain`, when there is one.
+    fn validate_stain(&self) -> Result<(), (String, String)> {
         if let Some(st) = &self.stain {
             let v = &st.vectors;
             for (name, vec) in [("haematoxylin", v.haematoxylin), ("dab", v.dab)] {
@@ -1015,12 +1038,11 @@ impl CellParams {
                 );
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for m in &self.measurements {
-            if !seen.insert(*m) {
-                return bad("measurements", format!("{m:?} is listed twice"));
-            }
-        }
+        Ok(())
+    }
+
+    /// The checks of `classes`: size classes in increasing order, image classes that can be scored.
+    fn validate_classes(&self) -> Result<(), (String, String)> {
         let mut last = f64::NEG_INFINITY;
         for (i, c) in self.classes.size.iter().enumerate() {
             let field = format!("classes.size.{i}");
@@ -1062,6 +1084,11 @@ impl CellParams {
             .find(|c| c.max_area_um2.is_none_or(|m| area_um2 <= m))
             .map(|c| c.name.as_str())
     }
+}
+
+/// A failed check of [`CellParams::validate`]: the dotted field and the problem.
+fn bad(field: &str, message: String) -> Result<(), (String, String)> {
+    Err((field.to_owned(), message))
 }
 
 /// The JSON Schema of cell-parameter files, pretty-printed (what `schema/cell-params.schema.json`

@@ -209,9 +209,13 @@ impl Overlap {
                 g.1.push(p);
             }
         }
+        // Groups in the order of their first true object, so that the float sum below is the same
+        // in every run (a hash map's order is not).
+        let mut groups: Vec<(Vec<usize>, Vec<usize>)> = groups.into_values().collect();
+        groups.sort_unstable_by_key(|(ts, _)| ts.first().copied());
         let mut tp = 0usize;
         let mut sum = 0f64;
-        for (ts, ps) in groups.values() {
+        for (ts, ps) in &groups {
             let (rows, cols) = (ts.len(), ps.len());
             // Count dominates: each pair at or above the threshold is worth 1, plus its IoU scaled
             // so that all IoUs together stay below 1.
@@ -564,5 +568,30 @@ mod tests {
             // Ratios are unchanged by pooling an image with itself.
             prop_assert!((pooled.matching()[0].f1 - one.matching()[0].f1).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn matched_scores_sum_in_the_same_order_every_time() {
+        // Many separate objects, each matched with a different IoU: the sum of IoUs depends on
+        // the order it is added in, which must not follow a hash map's (random) order.
+        let (w, h) = (200usize, 40usize);
+        let (mut truth, mut pred) = (vec![0u32; w * h], vec![0u32; w * h]);
+        for k in 0..40usize {
+            let x0 = k * 5;
+            for y in 0..(10 + k % 30) {
+                truth[y * w + x0] = k as u32 + 1;
+                truth[y * w + x0 + 1] = k as u32 + 1;
+                pred[y * w + x0] = k as u32 + 1;
+            }
+            for y in 0..(7 + k % 13) {
+                pred[y * w + x0 + 1] = k as u32 + 1;
+            }
+        }
+        let first = Overlap::new(&truth, &pred).expect("same size").matching(0.5);
+        for _ in 0..50 {
+            let again = Overlap::new(&truth, &pred).expect("same size").matching(0.5);
+            assert_eq!(again.sum_matched_score.to_bits(), first.sum_matched_score.to_bits());
+        }
+        assert_eq!(first.tp, 40);
     }
 }

@@ -415,20 +415,7 @@ pub fn columns(image: &str, n: &Nucleus, ctx: &Context<'_>, channels: Option<usi
             }
             Measurement::Intensity => {
                 if let Some(c) = channels {
-                    let names = channel_names(c);
-                    for (k, ch) in names.iter().enumerate() {
-                        let i = n.intensity.as_ref();
-                        let get = |v: Option<&Vec<f64>>| v.and_then(|v| v.get(k).copied()).unwrap_or(f64::NAN);
-                        f(&format!("Intensity_MeanIntensity_{ch}"), get(i.map(|i| &i.mean)));
-                        f(&format!("Intensity_StdIntensity_{ch}"), get(i.map(|i| &i.std)));
-                        f(&format!("Intensity_MinIntensity_{ch}"), get(i.map(|i| &i.min)));
-                        f(&format!("Intensity_MaxIntensity_{ch}"), get(i.map(|i| &i.max)));
-                        f(
-                            &format!("Intensity_IntegratedIntensity_{ch}"),
-                            get(i.map(|i| &i.integrated)),
-                        );
-                        f(&format!("Intensity_MedianIntensity_{ch}"), get(i.map(|i| &i.median)));
-                    }
+                    intensity_columns(n, c, &mut f);
                 }
             }
         }
@@ -453,6 +440,25 @@ pub fn columns(image: &str, n: &Nucleus, ctx: &Context<'_>, channels: Option<usi
     }
     out.push(("TouchesBorder".into(), Cell::Int(i64::from(n.touches_border))));
     out
+}
+
+/// The intensity columns of a nucleus in an image of `channels` channels, through `f` (NaN where
+/// the nucleus has no intensity).
+fn intensity_columns(n: &Nucleus, channels: usize, f: &mut impl FnMut(&str, f64)) {
+    let names = channel_names(channels);
+    for (k, ch) in names.iter().enumerate() {
+        let i = n.intensity.as_ref();
+        let get = |v: Option<&Vec<f64>>| v.and_then(|v| v.get(k).copied()).unwrap_or(f64::NAN);
+        f(&format!("Intensity_MeanIntensity_{ch}"), get(i.map(|i| &i.mean)));
+        f(&format!("Intensity_StdIntensity_{ch}"), get(i.map(|i| &i.std)));
+        f(&format!("Intensity_MinIntensity_{ch}"), get(i.map(|i| &i.min)));
+        f(&format!("Intensity_MaxIntensity_{ch}"), get(i.map(|i| &i.max)));
+        f(
+            &format!("Intensity_IntegratedIntensity_{ch}"),
+            get(i.map(|i| &i.integrated)),
+        );
+        f(&format!("Intensity_MedianIntensity_{ch}"), get(i.map(|i| &i.median)));
+    }
 }
 
 /// Whether a column is summarised per image (numbers of physical meaning; positions, boxes and

@@ -294,39 +294,18 @@ pub fn fit_from(
     observer: &mut dyn Observer,
 ) -> Result<Fitted, TrainError> {
     check_data(cfg, train, val)?;
-    let (channels, target_channels) = (cfg.model.in_channels, cfg.model.out_channels);
     let train_device = device.clone().autodiff();
-    let mut adamw = AdamWConfig::new().with_weight_decay(cfg.weight_decay);
-    if cfg.grad_clip_norm > 0.0 {
-        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.grad_clip_norm)));
-    }
-    let restored = match (&checkpoints.dir, checkpoints.resume) {
-        (Some(dir), true) => checkpoint::load_latest(dir, cfg, adamw.init(), &train_device)?,
-        _ => None,
-    };
-    if let (Some(dir), None) = (&checkpoints.dir, &restored) {
-        checkpoint::clear(dir)?;
-    }
-    let resumed_from = restored.as_ref().map(|r| r.state.epoch);
-    let (mut model, mut optimizer, mut best, mut history) = match restored {
-        Some(r) => (
-            r.model,
-            r.optimizer,
-            (r.state.best_dice, r.state.best_epoch, r.best.valid()),
-            r.state.history,
-        ),
-        None => {
-            train_device.seed(cfg.seed);
-            let model = init.unwrap_or_else(|| cfg.model.init(&train_device));
-            let best = (f64::NEG_INFINITY, 0, model.valid());
-            (model, adamw.init(), best, Vec::new())
-        }
-    };
+    let RunStart {
+        mut model,
+        mut optimizer,
+        mut best,
+        mut history,
+        resumed_from,
+    } = start_run(init, cfg, checkpoints, &train_device)?;
     if resumed_from.is_some() {
         observer.resumed(&history);
     }
     let val_subset: Vec<Sample> = evenly(val, cfg.max_val_images).into_iter().cloned().collect();
-    let total_steps = (cfg.epochs * cfg.steps_per_epoch) as f64;
     let mut stop = Stop::Completed;
     let first_epoch = history.len() + 1;
     if first_epoch > 1 && exhausted(cfg, first_epoch - 1, best.1) {
@@ -338,58 +317,8 @@ pub fn fit_from(
         }
         let started = Instant::now();
         train_device.seed(epoch_seed(cfg.seed, epoch));
-        let (patch, batch_size, augment) = (cfg.patch_size, cfg.batch_size, &cfg.augment);
-        let (dev, opt, obs, mut current) = (&train_device, &mut optimizer, &mut *observer, model);
-        let (trained, loss_sum, lr) = std::thread::scope(move |scope| -> Result<(UNet, f64, f64), TrainError> {
-            // Cut the next batches while the current step runs.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(2);
-            scope.spawn(move || {
-                let mut rng = Rng::new(epoch_seed(cfg.seed, epoch));
-                for _ in 0..cfg.steps_per_epoch {
-                    let mut images = Vec::with_capacity(batch_size * channels * patch * patch);
-                    let mut targets = Vec::with_capacity(batch_size * target_channels * patch * patch);
-                    for _ in 0..batch_size {
-                        let s = &train[(rng.next_u64() % train.len() as u64) as usize];
-                        let (i, t) = random_patch(s, patch, augment, &mut rng);
-                        images.extend_from_slice(&i);
-                        targets.extend_from_slice(&t);
-                    }
-                    if tx.send((images, targets)).is_err() {
-                        return;
-                    }
-                }
-            });
-            let mut loss_sum = 0f64;
-            let mut lr = cfg.learning_rate;
-            for step in 1..=cfg.steps_per_epoch {
-                let (images, targets) = rx
-                    .recv()
-                    .map_err(|_| TrainError::Data("the patch sampler stopped".into()))?;
-                let x = Tensor::<1>::from_floats(images.as_slice(), dev).reshape([batch_size, channels, patch, patch]);
-                let y = Tensor::<1>::from_floats(targets.as_slice(), dev).reshape([
-                    batch_size,
-                    target_channels,
-                    patch,
-                    patch,
-                ]);
-                lr = cosine(
-                    cfg.learning_rate,
-                    ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
-                );
-                let (m, loss) = train_step(current, opt, (&cfg.loss, cfg.targets()), lr, x, y);
-                current = m;
-                if !loss.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        epoch,
-                        step,
-                        value: loss,
-                    });
-                }
-                obs.step(epoch, step, loss);
-                loss_sum += f64::from(loss);
-            }
-            Ok((current, loss_sum, lr))
-        })?;
+        let (trained, loss_sum, lr) =
+            train_epoch(cfg, train, epoch, &train_device, &mut optimizer, &mut *observer, model)?;
         model = trained;
         let train_seconds = started.elapsed().as_secs_f64();
         let valid = model.valid();
@@ -434,6 +363,134 @@ pub fn fit_from(
         stop,
         resumed_from,
     })
+}
+
+/// What a run starts from: a checkpoint's state, or fresh weights and an empty history.
+struct RunStart {
+    model: UNet,
+    optimizer: ModuleOptimizer,
+    /// The best validation score so far, its epoch and its weights (without autodiff).
+    best: (f64, usize, UNet),
+    history: Vec<EpochRecord>,
+    /// The epoch of the checkpoint the run continues from.
+    resumed_from: Option<usize>,
+}
+
+/// The newest checkpoint when resuming from one; otherwise (after clearing the checkpoint folder)
+/// `init` or weights seeded on `train_device`, with a fresh AdamW optimizer.
+fn start_run(
+    init: Option<UNet>,
+    cfg: &TrainConfig,
+    checkpoints: &Checkpointing,
+    train_device: &Device,
+) -> Result<RunStart, TrainError> {
+    let mut adamw = AdamWConfig::new().with_weight_decay(cfg.weight_decay);
+    if cfg.grad_clip_norm > 0.0 {
+        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.grad_clip_norm)));
+    }
+    let restored = match (&checkpoints.dir, checkpoints.resume) {
+        (Some(dir), true) => checkpoint::load_latest(dir, cfg, adamw.init(), train_device)?,
+        _ => None,
+    };
+    if let (Some(dir), None) = (&checkpoints.dir, &restored) {
+        checkpoint::clear(dir)?;
+    }
+    let resumed_from = restored.as_ref().map(|r| r.state.epoch);
+    let (model, optimizer, best, history) = match restored {
+        Some(r) => (
+            r.model,
+            r.optimizer,
+            (r.state.best_dice, r.state.best_epoch, r.best.valid()),
+            r.state.history,
+        ),
+        None => {
+            train_device.seed(cfg.seed);
+            let model = init.unwrap_or_else(|| cfg.model.init(train_device));
+            let best = (f64::NEG_INFINITY, 0, model.valid());
+            (model, adamw.init(), best, Vec::new())
+        }
+    };
+    Ok(RunStart {
+        model,
+        optimizer,
+        best,
+        history,
+        resumed_from,
+    })
+}
+
+/// Runs the optimisation steps of one epoch on `model`, with patches cut on another thread while
+/// each step runs. Returns the trained model, the sum of the steps' losses and the last step's
+/// learning rate.
+fn train_epoch(
+    cfg: &TrainConfig,
+    train: &[Sample],
+    epoch: usize,
+    dev: &Device,
+    opt: &mut ModuleOptimizer,
+    obs: &mut dyn Observer,
+    mut current: UNet,
+) -> Result<(UNet, f64, f64), TrainError> {
+    let (channels, target_channels) = (cfg.model.in_channels, cfg.model.out_channels);
+    let (patch, batch_size) = (cfg.patch_size, cfg.batch_size);
+    let total_steps = (cfg.epochs * cfg.steps_per_epoch) as f64;
+    std::thread::scope(move |scope| -> Result<(UNet, f64, f64), TrainError> {
+        // Cut the next batches while the current step runs.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(2);
+        scope.spawn(move || sample_batches(cfg, train, epoch, &tx));
+        let mut loss_sum = 0f64;
+        let mut lr = cfg.learning_rate;
+        for step in 1..=cfg.steps_per_epoch {
+            let (images, targets) = rx
+                .recv()
+                .map_err(|_| TrainError::Data("the patch sampler stopped".into()))?;
+            let x = Tensor::<1>::from_floats(images.as_slice(), dev).reshape([batch_size, channels, patch, patch]);
+            let y =
+                Tensor::<1>::from_floats(targets.as_slice(), dev).reshape([batch_size, target_channels, patch, patch]);
+            lr = cosine(
+                cfg.learning_rate,
+                ((epoch - 1) * cfg.steps_per_epoch + step - 1) as f64 / total_steps,
+            );
+            let (m, loss) = train_step(current, opt, (&cfg.loss, cfg.targets()), lr, x, y);
+            current = m;
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite {
+                    epoch,
+                    step,
+                    value: loss,
+                });
+            }
+            obs.step(epoch, step, loss);
+            loss_sum += f64::from(loss);
+        }
+        Ok((current, loss_sum, lr))
+    })
+}
+
+/// Sends the (images, targets) batches of an epoch's steps to `tx`, patches drawn from `train` with
+/// a generator seeded from the seed and the epoch; stops early when the receiver is gone.
+fn sample_batches(
+    cfg: &TrainConfig,
+    train: &[Sample],
+    epoch: usize,
+    tx: &std::sync::mpsc::SyncSender<(Vec<f32>, Vec<f32>)>,
+) {
+    let (channels, target_channels) = (cfg.model.in_channels, cfg.model.out_channels);
+    let (patch, batch_size, augment) = (cfg.patch_size, cfg.batch_size, &cfg.augment);
+    let mut rng = Rng::new(epoch_seed(cfg.seed, epoch));
+    for _ in 0..cfg.steps_per_epoch {
+        let mut images = Vec::with_capacity(batch_size * channels * patch * patch);
+        let mut targets = Vec::with_capacity(batch_size * target_channels * patch * patch);
+        for _ in 0..batch_size {
+            let s = &train[(rng.next_u64() % train.len() as u64) as usize];
+            let (i, t) = random_patch(s, patch, augment, &mut rng);
+            images.extend_from_slice(&i);
+            targets.extend_from_slice(&t);
+        }
+        if tx.send((images, targets)).is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,15 @@ pub struct Args {
     pub synthetic_seed: u64,
 }
 
+impl Args {
+    /// The flags at their defaults with the dataset (or, with `synthetic`, where to generate
+    /// one) and the output folder given, as the `cellops pipeline` runs the stage (fields are
+    /// then set by type).
+    pub fn new(dataset: &Path, output: &Path) -> Result<Self, clap::Error> {
+        cellops_actions::inputs::defaults(&[("dataset", dataset.as_ref()), ("output", output.as_ref())])
+    }
+}
+
 /// Parses `WIDTHxHEIGHT` (e.g. `256x256`), both at least 1.
 pub fn parse_size(s: &str) -> Result<[u32; 2], String> {
     let (a, b) = s

@@ -106,6 +106,14 @@ pub struct Args {
     pub to: Option<String>,
 }
 
+impl Args {
+    /// The flags at their defaults with the target given, as the `cellops pipeline` runs the stage
+    /// (fields are then set by type).
+    pub fn new(target: &str) -> Result<Self, clap::Error> {
+        cellops_actions::inputs::defaults(&[("target", target.as_ref())])
+    }
+}
+
 /// Errors of the stage.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -439,101 +447,110 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         provenance: Provenance::default(),
     };
     match command {
-        Command::Deploy => {
-            // Validate before touching the network: invalid parameters are never uploaded.
-            let (files, bundles) = collect(args, runner)?;
-            let total: u64 = files.iter().map(|f| f.size).sum();
-            runner.info(&format!(
-                "{} files ({}) to deploy, parameter files valid",
-                files.len(),
-                human_bytes(total)
-            ))?;
-            let (mut remote, base) = open(args, runner)?;
-            let cfg = DeployConfig {
-                provenance: provenance(bundles),
-                ..cfg
-            };
-            let progress = Progress::new(runner, total, "bytes");
-            let outcome = release::deploy(remote.as_mut(), &base, &files, &cfg, &mut |k| progress.inc_by(k));
-            progress.finish();
-            let outcome = outcome?;
-            if let Some(o) = &outcome.broke_stale_lock {
-                runner.annotate(&Annotation::new(
-                    Level::Warning,
-                    format!(
-                        "took over a stale deploy lock held by {} since {}",
-                        o.actor.as_deref().unwrap_or(&o.host),
-                        o.since_utc
-                    ),
-                ))?;
-            }
-            runner.set_output("release-id", &outcome.id)?;
-            runner.set_output("path", &outcome.path)?;
-            runner.set_output("files-sent", &outcome.files_sent.to_string())?;
-            runner.set_output("bytes-sent", &outcome.bytes_sent.to_string())?;
-            runner.set_output("previous", outcome.previous.as_deref().unwrap_or(""))?;
-            let where_ = format!("{}{}", remote.describe(), base);
-            runner.append_summary(&summary(&outcome, &where_))?;
-            Ok(Done::Deployed(Box::new(outcome), where_))
-        }
-        Command::Rollback => {
-            let (mut remote, base) = open(args, runner)?;
-            let cfg = DeployConfig {
-                provenance: provenance(Vec::new()),
-                ..cfg
-            };
-            let (from, to) = release::rollback(remote.as_mut(), &base, args.to.as_deref(), &cfg)?;
-            let path = format!("{base}/releases/{to}");
-            runner.set_output("release-id", &to)?;
-            runner.set_output("path", &path)?;
-            runner.set_output("files-sent", "0")?;
-            runner.set_output("bytes-sent", "0")?;
-            runner.set_output("previous", from.as_deref().unwrap_or(""))?;
-            runner.append_summary(&format!(
-                "## Rolled back\n\n`current` on {}{base}: {} → **{to}**\n",
-                remote.describe(),
-                from.as_deref().unwrap_or("(none)")
-            ))?;
-            Ok(Done::RolledBack(from, to, format!("{}{base}", remote.describe())))
-        }
-        Command::List => {
-            let (mut remote, base) = open(args, runner)?;
-            let releases = release::list(remote.as_mut(), &base)?;
-            let mut md = format!(
-                "## Releases on {}{base}\n\n| release | current | created | git | actor | files |\n|---|---|---|---|---|---|\n",
-                remote.describe()
-            );
-            for r in releases.iter().rev() {
-                let rec = r.record.as_ref();
-                let line = format!(
-                    "{} {} {} {} {} files",
-                    if r.current { "*" } else { " " },
-                    r.id,
-                    rec.map_or("?", |x| x.created.as_str()),
-                    rec.and_then(|x| x.git_sha.as_deref())
-                        .map_or("-", |g| &g[..7.min(g.len())]),
-                    rec.map_or(0, |x| x.files.len())
-                );
-                runner.info(&line)?;
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    r.id,
-                    if r.current { "✅" } else { "" },
-                    rec.map_or("?", |x| x.created.as_str()),
-                    rec.and_then(|x| x.git_sha.as_deref()).unwrap_or(""),
-                    rec.and_then(|x| x.actor.as_deref()).unwrap_or(""),
-                    rec.map_or(0, |x| x.files.len())
-                );
-            }
-            if let Some(c) = releases.iter().find(|r| r.current) {
-                runner.set_output("release-id", &c.id)?;
-                runner.set_output("path", &format!("{base}/releases/{}", c.id))?;
-            }
-            runner.append_summary(&md)?;
-            Ok(Done::Listed(releases, format!("{}{base}", remote.describe())))
-        }
+        Command::Deploy => run_deploy(args, runner, cfg),
+        Command::Rollback => run_rollback(args, runner, cfg),
+        Command::List => run_list(args, runner),
     }
+}
+
+/// `deploy`: validates and collects the files, deploys them as a new release and reports it.
+fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, StageError> {
+    // Validate before touching the network: invalid parameters are never uploaded.
+    let (files, bundles) = collect(args, runner)?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    runner.info(&format!(
+        "{} files ({}) to deploy, parameter files valid",
+        files.len(),
+        human_bytes(total)
+    ))?;
+    let (mut remote, base) = open(args, runner)?;
+    let cfg = DeployConfig {
+        provenance: provenance(bundles),
+        ..cfg
+    };
+    let progress = Progress::new(runner, total, "bytes");
+    let outcome = release::deploy(remote.as_mut(), &base, &files, &cfg, &mut |k| progress.inc_by(k));
+    progress.finish();
+    let outcome = outcome?;
+    if let Some(o) = &outcome.broke_stale_lock {
+        runner.annotate(&Annotation::new(
+            Level::Warning,
+            format!(
+                "took over a stale deploy lock held by {} since {}",
+                o.actor.as_deref().unwrap_or(&o.host),
+                o.since_utc
+            ),
+        ))?;
+    }
+    runner.set_output("release-id", &outcome.id)?;
+    runner.set_output("path", &outcome.path)?;
+    runner.set_output("files-sent", &outcome.files_sent.to_string())?;
+    runner.set_output("bytes-sent", &outcome.bytes_sent.to_string())?;
+    runner.set_output("previous", outcome.previous.as_deref().unwrap_or(""))?;
+    let where_ = format!("{}{}", remote.describe(), base);
+    runner.append_summary(&summary(&outcome, &where_))?;
+    Ok(Done::Deployed(Box::new(outcome), where_))
+}
+
+/// `rollback`: points `current` back at an earlier release and reports it.
+fn run_rollback(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, StageError> {
+    let (mut remote, base) = open(args, runner)?;
+    let cfg = DeployConfig {
+        provenance: provenance(Vec::new()),
+        ..cfg
+    };
+    let (from, to) = release::rollback(remote.as_mut(), &base, args.to.as_deref(), &cfg)?;
+    let path = format!("{base}/releases/{to}");
+    runner.set_output("release-id", &to)?;
+    runner.set_output("path", &path)?;
+    runner.set_output("files-sent", "0")?;
+    runner.set_output("bytes-sent", "0")?;
+    runner.set_output("previous", from.as_deref().unwrap_or(""))?;
+    runner.append_summary(&format!(
+        "## Rolled back\n\n`current` on {}{base}: {} → **{to}**\n",
+        remote.describe(),
+        from.as_deref().unwrap_or("(none)")
+    ))?;
+    Ok(Done::RolledBack(from, to, format!("{}{base}", remote.describe())))
+}
+
+/// `list`: prints the releases, newest first, and sets the outputs to the current one.
+fn run_list(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    let (mut remote, base) = open(args, runner)?;
+    let releases = release::list(remote.as_mut(), &base)?;
+    let mut md = format!(
+        "## Releases on {}{base}\n\n| release | current | created | git | actor | files |\n|---|---|---|---|---|---|\n",
+        remote.describe()
+    );
+    for r in releases.iter().rev() {
+        let rec = r.record.as_ref();
+        let line = format!(
+            "{} {} {} {} {} files",
+            if r.current { "*" } else { " " },
+            r.id,
+            rec.map_or("?", |x| x.created.as_str()),
+            rec.and_then(|x| x.git_sha.as_deref())
+                .map_or("-", |g| &g[..7.min(g.len())]),
+            rec.map_or(0, |x| x.files.len())
+        );
+        runner.info(&line)?;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.id,
+            if r.current { "✅" } else { "" },
+            rec.map_or("?", |x| x.created.as_str()),
+            rec.and_then(|x| x.git_sha.as_deref()).unwrap_or(""),
+            rec.and_then(|x| x.actor.as_deref()).unwrap_or(""),
+            rec.map_or(0, |x| x.files.len())
+        );
+    }
+    if let Some(c) = releases.iter().find(|r| r.current) {
+        runner.set_output("release-id", &c.id)?;
+        runner.set_output("path", &format!("{base}/releases/{}", c.id))?;
+    }
+    runner.append_summary(&md)?;
+    Ok(Done::Listed(releases, format!("{}{base}", remote.describe())))
 }
 
 fn summary(o: &Outcome, target: &str) -> String {

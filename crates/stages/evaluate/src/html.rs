@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use crate::baseline::Diff;
-use crate::report::{Evaluation, KEY_FEATURES};
+use crate::report::{self, Evaluation, Figure, ImageMetrics, KEY_FEATURES, Totals};
 
 /// The report's style sheet.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.figs{display:flex;flex-wrap:wrap;gap:12px}.ov{display:inline-block;margin:6px;text-align:center;font-size:12px}.ov img{max-width:380px;image-rendering:pixelated;border:1px solid #999}.flag{color:#b00;font-weight:bold}.muted{color:#666}";
@@ -110,10 +110,15 @@ pub struct Extras<'a> {
     pub diff: Option<&'a Diff>,
 }
 
-/// The report as one HTML document.
-pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
-    let mut h = String::new();
-    let t = &e.totals;
+fn figure(f: Figure) -> String {
+    match f {
+        Figure::Count(n) => n.to_string(),
+        Figure::Value(v) => num(v),
+    }
+}
+
+/// The document's head, title, source line and summary table.
+fn head(h: &mut String, e: &Evaluation) {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>CellOps evaluation: {}</title><style>{}</style></head><body>",
@@ -136,36 +141,21 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
             .unwrap_or_default(),
         escape(&e.tool_version)
     );
-    h.push_str("<h2 id=\"summary\">Summary</h2><table><tr><th>images</th><th>nuclei</th><th>nuclei / image</th>");
-    if t.positive_percent.is_some() {
-        h.push_str("<th>positive %</th><th>H-score</th>");
+    let (names, figures) = report::totals_row(e);
+    h.push_str("<h2 id=\"summary\">Summary</h2><table><tr>");
+    for n in names {
+        let _ = write!(h, "<th>{n}</th>");
     }
-    if e.metrics.is_some() {
-        h.push_str("<th>F1@0.5</th><th>PQ@0.5</th><th>Dice</th><th>AJI</th>");
-    }
-    let _ = write!(
-        h,
-        "</tr><tr><td>{}</td><td>{}</td><td>{}</td>",
-        t.images,
-        t.nuclei,
-        num(t.nuclei as f64 / t.images.max(1) as f64)
-    );
-    if let (Some(p), Some(s)) = (t.positive_percent, t.h_score) {
-        let _ = write!(h, "<td>{}</td><td>{}</td>", num(p), num(s));
-    }
-    if let Some(m) = &e.metrics {
-        let at = m.at(0.5);
-        let _ = write!(
-            h,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            num(at.map_or(f64::NAN, |a| a.f1)),
-            num(at.map_or(f64::NAN, |a| a.panoptic_quality)),
-            num(m.dice),
-            num(m.aji)
-        );
+    h.push_str("</tr><tr>");
+    for f in figures {
+        let _ = write!(h, "<td>{}</td>", figure(f));
     }
     h.push_str("</tr></table>");
-    let classes = |h: &mut String, title: &str, m: &std::collections::BTreeMap<String, usize>| {
+}
+
+/// Image, size and DAB class counts.
+fn classes(h: &mut String, t: &Totals) {
+    let counts = |h: &mut String, title: &str, m: &std::collections::BTreeMap<String, usize>| {
         if !m.is_empty() {
             let _ = write!(h, "<p><b>{}:</b> ", escape(title));
             let parts: Vec<String> = m.iter().map(|(k, v)| format!("{} {v}", escape(k))).collect();
@@ -173,8 +163,8 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
             h.push_str("</p>");
         }
     };
-    classes(&mut h, "Image classes", &t.image_classes);
-    classes(&mut h, "Size classes", &t.size_classes);
+    counts(h, "Image classes", &t.image_classes);
+    counts(h, "Size classes", &t.size_classes);
     if let Some(d) = t.dab_classes {
         let _ = write!(
             h,
@@ -182,98 +172,106 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
             d[0], d[1], d[2], d[3]
         );
     }
-    if let Some(d) = x.diff {
-        h.push_str("<h2 id=\"baseline\">Compared with the baseline</h2><table><tr><th></th><th>before</th><th>after</th><th>change</th></tr>");
-        for r in d.totals.iter().chain(&d.features).chain(&d.metrics) {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-                escape(&r.name),
-                r.before.map_or("–".into(), num),
-                r.after.map_or("–".into(), num),
-                if r.flagged { " class=\"flag\"" } else { "" },
-                r.delta.map_or("–".into(), |v| format!(
-                    "{}{}",
-                    if v >= 0.0 { "+" } else { "" },
-                    num(v)
-                ))
-            );
-        }
-        h.push_str("</table>");
-    }
-    if let Some(m) = &e.metrics {
-        h.push_str("<h2 id=\"metrics\">Segmentation against ground truth (pooled)</h2><table><tr><th>IoU τ</th><th>TP</th><th>FP</th><th>FN</th><th>precision</th><th>recall</th><th>F1</th><th>accuracy</th><th>mean matched IoU</th><th>PQ</th></tr>");
-        for a in &m.matching {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                a.thresh,
-                a.tp,
-                a.fp,
-                a.fn_,
-                num(a.precision),
-                num(a.recall),
-                num(a.f1),
-                num(a.accuracy),
-                num(a.mean_matched_score),
-                num(a.panoptic_quality)
-            );
-        }
+}
+
+/// The comparison with the baseline.
+fn baseline(h: &mut String, d: &Diff) {
+    h.push_str("<h2 id=\"baseline\">Compared with the baseline</h2><table><tr><th></th><th>before</th><th>after</th><th>change</th></tr>");
+    for r in d.totals.iter().chain(&d.features).chain(&d.metrics) {
         let _ = write!(
             h,
-            "</table><p>Dice {} · IoU {} · AJI {}</p>",
-            num(m.dice),
-            num(m.iou),
-            num(m.aji)
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+            escape(&r.name),
+            r.before.map_or("–".into(), num),
+            r.after.map_or("–".into(), num),
+            if r.flagged { " class=\"flag\"" } else { "" },
+            r.delta.map_or("–".into(), |v| format!(
+                "{}{}",
+                if v >= 0.0 { "+" } else { "" },
+                num(v)
+            ))
         );
     }
-    if !x.distributions.is_empty() {
-        h.push_str("<h2 id=\"distributions\">Measurement distributions</h2><div class=\"figs\">");
-        for (name, values) in &x.distributions {
-            h.push_str(&histogram_svg(name, values, 30));
-        }
-        h.push_str("</div>");
-        h.push_str("<table><tr><th>feature</th><th>mean</th><th>median</th><th>std</th></tr>");
-        for k in KEY_FEATURES {
-            if let Some(s) = t.features.get(k) {
-                let _ = write!(
-                    h,
-                    "<tr><td>{k}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    num(s.mean),
-                    num(s.median),
-                    num(s.std)
-                );
-            }
-        }
-        h.push_str("</table>");
-    }
-    if let Some(svg) = &x.learning_curve {
-        h.push_str("<h2 id=\"training\">Model learning curve</h2>");
-        h.push_str(svg);
-    }
-    if !x.overlays.is_empty() {
+    h.push_str("</table>");
+}
+
+/// The pooled scores against ground truth at every IoU threshold.
+fn scores(h: &mut String, m: &ImageMetrics) {
+    h.push_str("<h2 id=\"metrics\">Segmentation against ground truth (pooled)</h2><table><tr><th>IoU τ</th><th>TP</th><th>FP</th><th>FN</th><th>precision</th><th>recall</th><th>F1</th><th>accuracy</th><th>mean matched IoU</th><th>PQ</th></tr>");
+    for a in &m.matching {
         let _ = write!(
             h,
-            "<h2 id=\"overlays\">Overlays</h2><p class=\"muted\">Contours coloured by class{}; ground truth in white. {} of {} images shown; all are in <code>overlays/</code>.</p>",
-            if t.dab_classes.is_some() {
-                " (blue negative, yellow 1+, orange 2+, red 3+)"
-            } else {
-                ""
-            },
-            x.overlays.len(),
-            e.images.len()
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            a.thresh,
+            a.tp,
+            a.fp,
+            a.fn_,
+            num(a.precision),
+            num(a.recall),
+            num(a.f1),
+            num(a.accuracy),
+            num(a.mean_matched_score),
+            num(a.panoptic_quality)
         );
-        for (id, png) in &x.overlays {
+    }
+    let _ = write!(
+        h,
+        "</table><p>Dice {} · IoU {} · AJI {}</p>",
+        num(m.dice),
+        num(m.iou),
+        num(m.aji)
+    );
+}
+
+/// Histograms of the distributions and the key features' statistics.
+fn distributions(h: &mut String, t: &Totals, distributions: &[(&str, Vec<f64>)]) {
+    h.push_str("<h2 id=\"distributions\">Measurement distributions</h2><div class=\"figs\">");
+    for (name, values) in distributions {
+        h.push_str(&histogram_svg(name, values, 30));
+    }
+    h.push_str("</div>");
+    h.push_str("<table><tr><th>feature</th><th>mean</th><th>median</th><th>std</th></tr>");
+    for k in KEY_FEATURES {
+        if let Some(s) = t.features.get(k) {
             let _ = write!(
                 h,
-                "<figure class=\"ov\"><img alt=\"overlay of {0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>",
-                escape(id),
-                base64::engine::general_purpose::STANDARD.encode(png)
+                "<tr><td>{k}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                num(s.mean),
+                num(s.median),
+                num(s.std)
             );
         }
     }
+    h.push_str("</table>");
+}
+
+/// The embedded overlays.
+fn overlays(h: &mut String, e: &Evaluation, overlays: &[(String, Vec<u8>)]) {
+    let _ = write!(
+        h,
+        "<h2 id=\"overlays\">Overlays</h2><p class=\"muted\">Contours coloured by class{}; ground truth in white. {} of {} images shown; all are in <code>overlays/</code>.</p>",
+        if e.totals.dab_classes.is_some() {
+            " (blue negative, yellow 1+, orange 2+, red 3+)"
+        } else {
+            ""
+        },
+        overlays.len(),
+        e.images.len()
+    );
+    for (id, png) in overlays {
+        let _ = write!(
+            h,
+            "<figure class=\"ov\"><img alt=\"overlay of {0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>",
+            escape(id),
+            base64::engine::general_purpose::STANDARD.encode(png)
+        );
+    }
+}
+
+/// One row per image.
+fn images(h: &mut String, e: &Evaluation) {
     h.push_str("<h2 id=\"images\">Images</h2><table><tr><th>image</th><th>nuclei</th><th>density / mm²</th><th>class</th><th>tags</th>");
-    let ihc = t.positive_percent.is_some();
+    let ihc = e.totals.positive_percent.is_some();
     if ihc {
         h.push_str("<th>positive %</th><th>H-score</th>");
     }
@@ -311,7 +309,32 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+}
+
+/// The report as one HTML document.
+pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
+    let mut h = String::new();
+    head(&mut h, e);
+    classes(&mut h, &e.totals);
+    if let Some(d) = x.diff {
+        baseline(&mut h, d);
+    }
+    if let Some(m) = &e.metrics {
+        scores(&mut h, m);
+    }
+    if !x.distributions.is_empty() {
+        distributions(&mut h, &e.totals, &x.distributions);
+    }
+    if let Some(svg) = &x.learning_curve {
+        h.push_str("<h2 id=\"training\">Model learning curve</h2>");
+        h.push_str(svg);
+    }
+    if !x.overlays.is_empty() {
+        overlays(&mut h, e, &x.overlays);
+    }
+    images(&mut h, e);
+    h.push_str("</body></html>\n");
     h
 }
 

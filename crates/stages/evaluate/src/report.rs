@@ -113,6 +113,38 @@ pub struct Totals {
     pub h_score: Option<f64>,
 }
 
+impl Totals {
+    /// Counts one image's summary in.
+    pub fn add(&mut self, s: &ImageSummary) {
+        self.nuclei += s.count;
+        for (k, n) in &s.size_classes {
+            *self.size_classes.entry(k.clone()).or_insert(0) += n;
+        }
+        if let Some(c) = &s.class {
+            *self.image_classes.entry(c.clone()).or_insert(0) += 1;
+        }
+        if let Some(d) = s.dab_classes {
+            let t = self.dab_classes.get_or_insert([0; 4]);
+            for (t, d) in t.iter_mut().zip(d) {
+                *t += d;
+            }
+        }
+    }
+
+    /// After the last image: the DAB scores over all nuclei and each feature's statistics over
+    /// its `values`.
+    pub fn finish(&mut self, values: &BTreeMap<String, Vec<f64>>) {
+        if let Some((p, h)) = self.dab_classes.and_then(cellops_measure::stain::scores) {
+            self.positive_percent = Some(p);
+            self.h_score = Some(h);
+        }
+        self.features = values
+            .iter()
+            .filter_map(|(k, v)| Stats::of(v).map(|s| (k.clone(), s)))
+            .collect();
+    }
+}
+
 /// Everything an evaluation found (`summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -364,10 +396,51 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// The Markdown report (also the step summary). At most `max_rows` images are listed.
-pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
-    let mut md = String::new();
+/// A number in a report table; each renderer formats it its own way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Figure {
+    /// A count, written as it is.
+    Count(usize),
+    /// A measured value (`–` when not finite).
+    Value(f64),
+}
+
+/// The totals row of both reports (Markdown and HTML): its column names and figures. Stain
+/// columns come with IHC files, score columns with ground truth.
+pub fn totals_row(e: &Evaluation) -> (Vec<&'static str>, Vec<Figure>) {
     let t = &e.totals;
+    let mut names = vec!["images", "nuclei", "nuclei / image"];
+    let mut figures = vec![
+        Figure::Count(t.images),
+        Figure::Count(t.nuclei),
+        Figure::Value(t.nuclei as f64 / t.images.max(1) as f64),
+    ];
+    if let (Some(p), Some(h)) = (t.positive_percent, t.h_score) {
+        names.extend(["positive %", "H-score"]);
+        figures.extend([Figure::Value(p), Figure::Value(h)]);
+    }
+    if let Some(m) = &e.metrics {
+        let at = m.at(0.5);
+        names.extend(["F1@0.5", "PQ@0.5", "Dice", "AJI"]);
+        figures.extend([
+            Figure::Value(at.map_or(f64::NAN, |x| x.f1)),
+            Figure::Value(at.map_or(f64::NAN, |x| x.panoptic_quality)),
+            Figure::Value(m.dice),
+            Figure::Value(m.aji),
+        ]);
+    }
+    (names, figures)
+}
+
+fn figure(f: Figure) -> String {
+    match f {
+        Figure::Count(n) => n.to_string(),
+        Figure::Value(v) => fmt(v),
+    }
+}
+
+/// The report's title, source line and totals table.
+fn markdown_head(md: &mut String, e: &Evaluation) {
     let _ = writeln!(md, "## Evaluation: {}\n", e.params.description);
     let _ = writeln!(
         md,
@@ -382,44 +455,16 @@ pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
             .map(|id| format!(" (bundle {id})"))
             .unwrap_or_default()
     );
-    let _ = writeln!(
-        md,
-        "| images | nuclei | nuclei / image |{}{}",
-        if t.positive_percent.is_some() {
-            " positive % | H-score |"
-        } else {
-            ""
-        },
-        if e.metrics.is_some() {
-            " F1@0.5 | PQ@0.5 | Dice | AJI |"
-        } else {
-            ""
-        }
-    );
-    let cols = 3 + if t.positive_percent.is_some() { 2 } else { 0 } + if e.metrics.is_some() { 4 } else { 0 };
-    let _ = writeln!(md, "|{}", "---|".repeat(cols));
-    let _ = write!(
-        md,
-        "| {} | {} | {} |",
-        t.images,
-        t.nuclei,
-        fmt(t.nuclei as f64 / t.images.max(1) as f64)
-    );
-    if let (Some(p), Some(h)) = (t.positive_percent, t.h_score) {
-        let _ = write!(md, " {} | {} |", fmt(p), fmt(h));
-    }
-    if let Some(m) = &e.metrics {
-        let at = m.at(0.5);
-        let _ = write!(
-            md,
-            " {} | {} | {} | {} |",
-            fmt(at.map_or(f64::NAN, |x| x.f1)),
-            fmt(at.map_or(f64::NAN, |x| x.panoptic_quality)),
-            fmt(m.dice),
-            fmt(m.aji)
-        );
-    }
+    let (names, figures) = totals_row(e);
+    let _ = writeln!(md, "| {} |", names.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(names.len()));
+    let cells: Vec<String> = figures.into_iter().map(figure).collect();
+    let _ = write!(md, "| {} |", cells.join(" | "));
     md.push_str("\n\n");
+}
+
+/// The class counts (image, DAB and size classes) and the key features' statistics.
+fn markdown_classes(md: &mut String, t: &Totals) {
     if !t.image_classes.is_empty() {
         md.push_str("**Image classes:** ");
         let parts: Vec<String> = t.image_classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -450,6 +495,38 @@ pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
         }
         md.push('\n');
     }
+}
+
+/// The pooled scores against ground truth at every IoU threshold.
+fn markdown_scores(md: &mut String, m: &ImageMetrics) {
+    md.push_str("### Segmentation against ground truth (pooled)\n\n");
+    let _ = writeln!(md, "Dice {} · IoU {} · AJI {}\n", fmt(m.dice), fmt(m.iou), fmt(m.aji));
+    md.push_str("| IoU τ | TP | FP | FN | precision | recall | F1 | accuracy (DSB) | mean matched IoU | PQ |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for x in &m.matching {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            x.thresh,
+            x.tp,
+            x.fp,
+            x.fn_,
+            fmt(x.precision),
+            fmt(x.recall),
+            fmt(x.f1),
+            fmt(x.accuracy),
+            fmt(x.mean_matched_score),
+            fmt(x.panoptic_quality)
+        );
+    }
+    md.push('\n');
+}
+
+/// The Markdown report (also the step summary). At most `max_rows` images are listed.
+pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
+    let mut md = String::new();
+    let t = &e.totals;
+    markdown_head(&mut md, e);
+    markdown_classes(&mut md, t);
     if let Some(pp) = &e.postprocessing {
         md.push_str(&postprocessing_markdown(pp));
     }
@@ -457,26 +534,7 @@ pub fn markdown(e: &Evaluation, diff: Option<&str>, max_rows: usize) -> String {
         md.push_str(&versus_classical(m, c));
     }
     if let Some(m) = &e.metrics {
-        md.push_str("### Segmentation against ground truth (pooled)\n\n");
-        let _ = writeln!(md, "Dice {} · IoU {} · AJI {}\n", fmt(m.dice), fmt(m.iou), fmt(m.aji));
-        md.push_str("| IoU τ | TP | FP | FN | precision | recall | F1 | accuracy (DSB) | mean matched IoU | PQ |\n|---|---|---|---|---|---|---|---|---|---|\n");
-        for x in &m.matching {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                x.thresh,
-                x.tp,
-                x.fp,
-                x.fn_,
-                fmt(x.precision),
-                fmt(x.recall),
-                fmt(x.f1),
-                fmt(x.accuracy),
-                fmt(x.mean_matched_score),
-                fmt(x.panoptic_quality)
-            );
-        }
-        md.push('\n');
+        markdown_scores(&mut md, m);
     }
     if let Some(d) = diff {
         md.push_str(d);

@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::layout::Subset;
-use cellops_unet::bundle::{self, BundleError, BundleInfo, BundleMeta};
-use cellops_unet::data::{DataError, PreparedDataset};
+use cellops_unet::bundle::{self, BundleError, BundleInfo, BundleMeta, PostProcessing};
+use cellops_unet::config::Validation;
+use cellops_unet::data::{Boundary, DataError, PreparedDataset, Sample};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 use cellops_unet::training::evaluate_with;
 use cellops_unet::tune::{self, Tuned};
@@ -89,6 +90,14 @@ pub struct Args {
     /// Epoch checkpoints to keep (the best epoch's is kept as well).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub keep_checkpoints: usize,
+}
+
+impl Args {
+    /// The flags at their defaults with the prepared dataset and the output folder given, as the `cellops pipeline` runs the stage
+    /// (fields are then set by type).
+    pub fn new(dataset: &Path, output: &Path) -> Result<Self, clap::Error> {
+        cellops_actions::inputs::defaults(&[("dataset", dataset.as_ref()), ("output", output.as_ref())])
+    }
 }
 
 /// A training configuration file that cannot be used: file, line, column and what is wrong.
@@ -435,36 +444,12 @@ pub(crate) fn check_preprocessing(
 pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let started = Instant::now();
     let dataset = PreparedDataset::open(&args.dataset)?;
-    let channels = dataset
-        .manifest()
-        .items
-        .iter()
-        .flat_map(|i| i.outputs.iter())
-        .map(|o| usize::from(o.channels))
-        .next()
-        .ok_or_else(|| StageError::Usage(format!("{}: the dataset has no images", args.dataset.display())))?;
+    let channels = dataset_channels(&dataset, args)?;
     let mut cfg = resolve_config(args, channels)?;
     let selected = device::select(args.device)?;
     let (init, parent) = initial_model(args, &mut cfg, dataset.manifest(), &selected.device)?.unzip();
     let boundary = cfg.targets();
-    let (train, val) = {
-        let _group = runner.group(&format!("load {}", args.dataset.display()))?;
-        let train = dataset.load(Subset::Train, boundary)?;
-        let val = dataset.load(Subset::Val, boundary).map_err(|e| match e {
-            DataError::EmptySplit(_) => StageError::Usage(format!(
-                "{}: the dataset has no validation images; build it with --val-fraction (e.g. 0.2)",
-                args.dataset.display()
-            )),
-            e => e.into(),
-        })?;
-        runner.info(&format!(
-            "dataset {}: {} training and {} validation images, {channels} channel(s)",
-            args.dataset.display(),
-            train.len(),
-            val.len()
-        ))?;
-        (train, val)
-    };
+    let (train, val) = load_train_val(args, runner, &dataset, boundary, channels)?;
     runner.info(&format!(
         "device: {} ({} epochs of {} steps, batch {}×{}², U-Net depth {}, {} base channels)",
         selected.kind.as_str(),
@@ -505,25 +490,11 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         runner.info(&tuned_line(t))?;
     }
     let post = tuned.as_ref().map(|t| t.values);
-    let test = match dataset.load(Subset::Test, boundary) {
-        Ok(samples) => Some(evaluate_with(
-            &fitted.model,
-            &samples,
-            &selected.device,
-            &post.unwrap_or_default(),
-        )),
-        Err(DataError::EmptySplit(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let test = evaluate_test(&dataset, boundary, &fitted.model, &selected.device, post)?;
     let info = BundleInfo {
         training: cfg.clone(),
         preprocessing: dataset.manifest().config.clone(),
-        dataset_manifest_sha256: cellops_dataset::manifest::sha256_hex(
-            &std::fs::read(args.dataset.join(cellops_formats::dataset::MANIFEST)).map_err(|e| DataError::Manifest {
-                path: args.dataset.join(cellops_formats::dataset::MANIFEST),
-                message: e.to_string(),
-            })?,
-        ),
+        dataset_manifest_sha256: manifest_sha256(&args.dataset)?,
         git_commit: cellops_actions::git_commit(),
         history: fitted.history.clone(),
         best_epoch: fitted.best_epoch,
@@ -547,6 +518,78 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         seconds: started.elapsed().as_secs_f64(),
         tuned,
     };
+    set_outputs(runner, &finished)?;
+    runner.append_summary(&summary(&finished, args))?;
+    Ok(finished)
+}
+
+/// The number of channels of the dataset's images (those of its first output file).
+fn dataset_channels(dataset: &PreparedDataset, args: &Args) -> Result<usize, StageError> {
+    dataset
+        .manifest()
+        .items
+        .iter()
+        .flat_map(|i| i.outputs.iter())
+        .map(|o| usize::from(o.channels))
+        .next()
+        .ok_or_else(|| StageError::Usage(format!("{}: the dataset has no images", args.dataset.display())))
+}
+
+/// Loads the training and validation splits (in a log group) and reports their sizes; a dataset
+/// without validation images is a usage error.
+fn load_train_val(
+    args: &Args,
+    runner: &Runner,
+    dataset: &PreparedDataset,
+    boundary: Boundary,
+    channels: usize,
+) -> Result<(Vec<Sample>, Vec<Sample>), StageError> {
+    let _group = runner.group(&format!("load {}", args.dataset.display()))?;
+    let train = dataset.load(Subset::Train, boundary)?;
+    let val = dataset.load(Subset::Val, boundary).map_err(|e| match e {
+        DataError::EmptySplit(_) => StageError::Usage(format!(
+            "{}: the dataset has no validation images; build it with --val-fraction (e.g. 0.2)",
+            args.dataset.display()
+        )),
+        e => e.into(),
+    })?;
+    runner.info(&format!(
+        "dataset {}: {} training and {} validation images, {channels} channel(s)",
+        args.dataset.display(),
+        train.len(),
+        val.len()
+    ))?;
+    Ok((train, val))
+}
+
+/// The model's scores on the test split with the post-processing `post` (the default without);
+/// `None` when the dataset has no test split.
+fn evaluate_test(
+    dataset: &PreparedDataset,
+    boundary: Boundary,
+    model: &cellops_unet::UNet,
+    device: &cellops_unet::Device,
+    post: Option<PostProcessing>,
+) -> Result<Option<Validation>, StageError> {
+    match dataset.load(Subset::Test, boundary) {
+        Ok(samples) => Ok(Some(evaluate_with(model, &samples, device, &post.unwrap_or_default()))),
+        Err(DataError::EmptySplit(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The SHA-256 of the manifest of the dataset at `dataset_dir`.
+fn manifest_sha256(dataset_dir: &Path) -> Result<String, StageError> {
+    Ok(cellops_dataset::manifest::sha256_hex(
+        &std::fs::read(dataset_dir.join(cellops_formats::dataset::MANIFEST)).map_err(|e| DataError::Manifest {
+            path: dataset_dir.join(cellops_formats::dataset::MANIFEST),
+            message: e.to_string(),
+        })?,
+    ))
+}
+
+/// Sets the stage's outputs from a finished run.
+fn set_outputs(runner: &Runner, finished: &Finished) -> Result<(), StageError> {
     let m = &finished.meta.metrics;
     runner.set_output("bundle", &finished.bundle.display().to_string())?;
     runner.set_output("bundle-id", &finished.meta.id)?;
@@ -563,8 +606,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     runner.set_output("best-epoch", &m.best_epoch.to_string())?;
     runner.set_output("epochs-run", &m.epochs_run.to_string())?;
     runner.set_output("stopped", stop_name(finished.fitted.stop))?;
-    runner.append_summary(&summary(&finished, args))?;
-    Ok(finished)
+    Ok(())
 }
 
 fn stop_name(s: Stop) -> &'static str {

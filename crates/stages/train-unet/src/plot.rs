@@ -59,19 +59,7 @@ fn panel(svg: &mut String, p: &Panel<'_>, epochs: &[usize], best_epoch: usize) {
         series,
         range,
     } = *p;
-    let (lo, hi) = range.unwrap_or_else(|| {
-        let all = series
-            .iter()
-            .flat_map(|s| s.values.iter().copied())
-            .filter(|v| v.is_finite());
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-        if lo.is_finite() {
-            let pad = ((hi - lo) * 0.05).max(1e-6);
-            ((lo - pad).max(0.0), hi + pad)
-        } else {
-            (0.0, 1.0)
-        }
-    });
+    let (lo, hi) = range.unwrap_or_else(|| fitted_range(series));
     let (first, last) = (
         epochs.first().copied().unwrap_or(1) as f64,
         epochs.last().copied().unwrap_or(1) as f64,
@@ -130,6 +118,35 @@ fn panel(svg: &mut String, p: &Panel<'_>, epochs: &[usize], best_epoch: usize) {
             PANEL_H - MARGIN_B
         );
     }
+    draw_series(svg, series, epochs, x0, px, py);
+}
+
+/// The y range of a panel fitted to its series' finite values, padded by 5% and kept at or above
+/// 0; 0..1 when there are none.
+fn fitted_range(series: &[Series<'_>]) -> (f64, f64) {
+    let all = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        ((lo - pad).max(0.0), hi + pad)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// Each series of the panel at `x0` as a line with dots at its finite values, and its name in the
+/// legend; `px` and `py` map an epoch and a value to the panel's coordinates.
+fn draw_series(
+    svg: &mut String,
+    series: &[Series<'_>],
+    epochs: &[usize],
+    x0: f64,
+    px: impl Fn(f64) -> f64,
+    py: impl Fn(f64) -> f64,
+) {
     for (k, s) in series.iter().enumerate() {
         let points: Vec<String> = epochs
             .iter()

@@ -6,6 +6,8 @@
 //!
 //! The workflow `.github/workflows/terraform.yml` runs the real `terraform fmt` and `validate`.
 
+#![allow(clippy::too_many_lines, reason = "a test reads top to bottom as one scenario")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -142,6 +142,11 @@ fn reflect101(i: usize, len: usize) -> usize {
 /// clahe(&mut px, 8, Clahe { clip_limit: 2.0, tiles_x: 2, tiles_y: 2 });
 /// assert!(px.iter().max() > Some(&28), "contrast is stretched");
 /// ```
+#[allow(
+    clippy::too_many_lines,
+    reason = "hot per-pixel kernel: one body that follows OpenCV's CLAHE step by step (padding, clipped \
+              tile tables, bilinear interpolation) so its bit-exact arithmetic can be checked against it"
+)]
 pub fn clahe<S: Sample>(plane: &mut [S], width: usize, params: Clahe) {
     if width == 0 || plane.is_empty() {
         return;

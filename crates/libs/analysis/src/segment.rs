@@ -12,7 +12,8 @@ use cellops_unet::data::Boundary;
 use cellops_unet::inference::Prediction;
 
 /// How given masks are read: as the user says, or recognised by [`mask::encoding`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum MaskReading {
     /// Instance labels when the mask has more than one non-zero value, else binary.
     #[default]

@@ -1,0 +1,358 @@
+//! The per-image analysis, in one place: an image (decoded under the pixel limit) goes in; its
+//! nuclei — segmented by a model bundle under the bundle's preprocessing, taken from a given mask,
+//! or found by the classical threshold — come out separated, hole-filled, filtered, measured,
+//! classified and summarised under a cell-parameter file, with scores when ground truth is given.
+//!
+//! `evaluate` calls [`Analyzer::analyse`] for every image of a folder and writes reports; a
+//! service calls the same function for one uploaded image and gets the same numbers by
+//! construction.
+//!
+//! ```no_run
+//! use cellops_analysis::{Analyzer, Input, Segmenter};
+//! use cellops_formats::params::ParamsFile;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = ParamsFile::read("cell-params/fluorescence-dapi.yaml".as_ref())?;
+//! let analyzer = Analyzer::new(&file.params, Segmenter::Threshold);
+//! let input = Input::read("img", "img.png".as_ref(), None, None, 100_000_000)?;
+//! let analysed = analyzer.analyse(&input)?;
+//! println!("{} nuclei", analysed.measurement.summary.count);
+//! # Ok(()) }
+//! ```
+
+pub mod segment;
+
+use std::path::{Path, PathBuf};
+
+use cellops_dataset::{BuildConfig, Raster, io};
+use cellops_formats::params::{self, Applied, CellParams, ParamsFile};
+use cellops_measure::metrics::{Scores, THRESHOLDS};
+use cellops_measure::objects::{Context, ImageMeasurement, measure_image};
+use cellops_unet::inference::{PredictError, Predictor};
+
+pub use segment::MaskReading;
+
+/// Why an image could not be analysed, or a model not used.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// An image or mask could not be read, decoded or segmented.
+    #[error("{path}: {message}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A mask does not fit its image.
+    #[error("{mask}: {mask_size} but its image {image} is {image_size}")]
+    Mismatch {
+        /// The mask (or ground truth) file.
+        mask: PathBuf,
+        /// Its size.
+        mask_size: String,
+        /// The image.
+        image: PathBuf,
+        /// The image's size.
+        image_size: String,
+    },
+    /// The parameter file's preprocessing contradicts the model bundle.
+    #[error("{path}:{}: {message}", line.map_or_else(String::new, |(l, c)| format!("{l}:{c}")))]
+    Preprocessing {
+        /// The parameter file.
+        path: PathBuf,
+        /// Line and column of the field.
+        line: Option<(u64, u64)>,
+        /// What differs.
+        message: String,
+    },
+    /// The model could not be loaded or run.
+    #[error("model {path}: {source}")]
+    Model {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        source: PredictError,
+    },
+}
+
+fn failed(path: &Path, e: &dyn std::fmt::Display) -> AnalysisError {
+    AnalysisError::Decode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A decoded image and the file it came from (which errors name).
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The file (or, for uploaded bytes, the name they go by).
+    pub path: PathBuf,
+    /// Its pixels.
+    pub raster: Raster,
+}
+
+impl Image {
+    /// Reads and decodes a file, refusing images with more than `max_pixels` pixels before
+    /// decoding them.
+    pub fn read(path: &Path, max_pixels: u64) -> Result<Self, AnalysisError> {
+        let bytes = std::fs::read(path).map_err(|e| failed(path, &e))?;
+        Self::decode(path, &bytes, max_pixels)
+    }
+
+    /// Decodes encoded bytes (PNG, TIFF, BMP, JPEG) that `path` names in errors.
+    pub fn decode(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<Self, AnalysisError> {
+        let raster = io::decode(bytes, max_pixels).map_err(|e| failed(path, &e))?.raster;
+        Ok(Self {
+            path: path.to_owned(),
+            raster,
+        })
+    }
+
+    /// Checks that `self` (a mask or ground truth) has `image`'s size.
+    fn fits(&self, image: &Image) -> Result<(), AnalysisError> {
+        let (m, i) = (&self.raster, &image.raster);
+        if (m.width, m.height) == (i.width, i.height) {
+            return Ok(());
+        }
+        Err(AnalysisError::Mismatch {
+            mask: self.path.clone(),
+            mask_size: format!("is {}×{}", m.width, m.height),
+            image: image.path.clone(),
+            image_size: format!("{}×{}", i.width, i.height),
+        })
+    }
+}
+
+/// One image to analyse, with its mask (for [`Segmenter::Masks`]) and ground truth when given.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The image's name (its file stem), which names its nuclei in the reports.
+    pub id: String,
+    /// The image.
+    pub image: Image,
+    /// The segmentation to measure, for [`Segmenter::Masks`] (the image itself when absent).
+    pub mask: Option<Image>,
+    /// Ground-truth instance labels to score against.
+    pub truth: Option<Image>,
+}
+
+impl Input {
+    /// Reads an image and, when given, its mask and ground truth (each under `max_pixels`, each
+    /// the image's size).
+    pub fn read(
+        id: &str,
+        image: &Path,
+        mask: Option<&Path>,
+        truth: Option<&Path>,
+        max_pixels: u64,
+    ) -> Result<Self, AnalysisError> {
+        let image = Image::read(image, max_pixels)?;
+        let companion = |path: Option<&Path>| -> Result<Option<Image>, AnalysisError> {
+            let Some(path) = path else { return Ok(None) };
+            let m = Image::read(path, max_pixels)?;
+            m.fits(&image)?;
+            Ok(Some(m))
+        };
+        let (mask, truth) = (companion(mask)?, companion(truth)?);
+        Ok(Self {
+            id: id.to_owned(),
+            image,
+            mask,
+            truth,
+        })
+    }
+}
+
+/// Where an image's nuclei come from.
+pub enum Segmenter {
+    /// A model bundle's prediction, under the bundle's preprocessing.
+    Model {
+        /// The loaded model, its preprocessing settled with the parameter file's.
+        predictor: Box<Predictor>,
+        /// The bundle's folder (errors name it).
+        bundle: PathBuf,
+    },
+    /// Given masks, read as this says.
+    Masks(MaskReading),
+    /// The classical line: the parameter file's global threshold.
+    Threshold,
+}
+
+impl Segmenter {
+    /// A model's segmenter, with the preprocessing inference applies: the bundle's, unless the
+    /// parameter file sets other values (an error unless it also sets `override_bundle`).
+    pub fn model(predictor: Predictor, bundle: &Path, file: &ParamsFile) -> Result<Self, AnalysisError> {
+        let prep = preprocessing(file, &predictor.meta().preprocessing)?;
+        Ok(Segmenter::Model {
+            predictor: Box::new(predictor.with_preprocessing(prep)),
+            bundle: bundle.to_owned(),
+        })
+    }
+
+    /// What the segmenter is called in reports: `model`, `masks` or `threshold`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Segmenter::Model { .. } => "model",
+            Segmenter::Masks(_) => "masks",
+            Segmenter::Threshold => "threshold",
+        }
+    }
+}
+
+/// Checks the file's preprocessing against the bundle's and returns what inference must apply.
+fn preprocessing(file: &ParamsFile, bundle: &BuildConfig) -> Result<BuildConfig, AnalysisError> {
+    let p = &file.params.preprocessing;
+    let mut out = bundle.clone();
+    let differs = |field: &str, given: &dyn std::fmt::Debug, trained: &dyn std::fmt::Debug| {
+        if p.override_bundle {
+            return Ok(());
+        }
+        let (given, trained) = (
+            format!("{given:?}").to_lowercase(),
+            format!("{trained:?}").to_lowercase(),
+        );
+        Err(AnalysisError::Preprocessing {
+            path: file.path.clone(),
+            line: params::locate(&file.text, &format!("preprocessing.{field}")),
+            message: format!(
+                "preprocessing.{field} is {given} but the model was trained with {trained}; \
+                 make them agree or set preprocessing.override_bundle: true"
+            ),
+        })
+    };
+    if let Some(c) = p.colour.filter(|&c| c != bundle.colour) {
+        differs("colour", &c, &bundle.colour)?;
+        out.colour = c;
+    }
+    if let Some(e) = p.equalize.filter(|&e| e != bundle.equalize.method) {
+        differs("equalize", &e, &bundle.equalize.method)?;
+        out.equalize.method = e;
+    }
+    if let Some(n) = p.normalize.filter(|&n| n != bundle.normalize.method) {
+        differs("normalize", &n, &bundle.normalize.method)?;
+        out.normalize.method = n;
+    }
+    Ok(out)
+}
+
+/// What the analysis of one image found.
+#[derive(Debug, Clone)]
+pub struct Analysed {
+    /// The nuclei, their label image, report rows and the image's summary.
+    pub measurement: ImageMeasurement,
+    /// The ground-truth labels, when given.
+    pub truth: Option<Vec<u32>>,
+    /// The factor the model rescaled the image by, when a model ran.
+    pub scale: Option<f64>,
+    /// Scores against the ground truth, when given.
+    pub scores: Option<Scores>,
+    /// The classical line's scores beside a model's, with ground truth.
+    pub classical: Option<Scores>,
+}
+
+/// Analyses images under one parameter file with one segmenter.
+pub struct Analyzer<'p> {
+    ctx: Context<'p>,
+    segmenter: Segmenter,
+}
+
+impl<'p> Analyzer<'p> {
+    /// An analyzer of a (validated) parameter file's image type.
+    pub fn new(params: &'p CellParams, segmenter: Segmenter) -> Self {
+        Self {
+            ctx: Context::new(params),
+            segmenter,
+        }
+    }
+
+    /// The parameter file's contents.
+    pub fn params(&self) -> &'p CellParams {
+        self.ctx.params
+    }
+
+    /// The segmenter.
+    pub fn segmenter(&self) -> &Segmenter {
+        &self.segmenter
+    }
+
+    /// The post-processing applied to a model's or the threshold's foreground at the image's own
+    /// scale (none for given instance masks): the file's values where it sets them, else the
+    /// bundle's tuned ones, else the defaults.
+    pub fn postprocessing(&self) -> Option<Applied> {
+        let p = self.ctx.params;
+        let tuned = match &self.segmenter {
+            Segmenter::Model { predictor, .. } => predictor.meta().postprocessing,
+            Segmenter::Threshold => None,
+            Segmenter::Masks(_) => return None,
+        };
+        Some(p.segmentation.resolve(p.pixel_size_um, tuned.as_ref(), 1.0))
+    }
+
+    /// Segments, separates, measures, classifies and summarises one image, and scores it when
+    /// the input has ground truth.
+    pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
+        let image = &input.image.raster;
+        let (labels, scale) = self.labels(input)?;
+        let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
+        let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &self.ctx);
+        let scores = truth
+            .as_ref()
+            .map(|t| Scores::of(t, &measurement.segmentation, &THRESHOLDS))
+            .transpose()
+            .map_err(|e| failed(&input.image.path, &e))?;
+        let classical = match (&self.segmenter, &truth) {
+            (Segmenter::Model { .. }, Some(t)) => Some(self.classical_scores(input, t)?),
+            _ => None,
+        };
+        Ok(Analysed {
+            measurement,
+            truth,
+            scale,
+            scores,
+            classical,
+        })
+    }
+
+    /// Instance labels of an image from the segmenter, and the model's scale when a model ran.
+    fn labels(&self, input: &Input) -> Result<(Vec<u32>, Option<f64>), AnalysisError> {
+        let params = self.ctx.params;
+        let image = &input.image;
+        match &self.segmenter {
+            Segmenter::Model { predictor, bundle } => {
+                let pred = predictor
+                    .predict(&image.raster)
+                    .map_err(|source| AnalysisError::Model {
+                        path: bundle.clone(),
+                        source,
+                    })?;
+                let meta = predictor.meta();
+                let labels =
+                    segment::from_prediction(&pred, meta.training.targets(), params, meta.postprocessing.as_ref())
+                        .map_err(|e| failed(&image.path, &e))?;
+                Ok((labels, Some(pred.scale)))
+            }
+            Segmenter::Threshold => Ok((
+                segment::classical(&image.raster, params).map_err(|e| failed(&image.path, &e))?,
+                None,
+            )),
+            Segmenter::Masks(reading) => {
+                let mask = input.mask.as_ref().unwrap_or(image);
+                let labels = segment::from_mask(&mask.raster, *reading, params).map_err(|e| failed(&mask.path, &e))?;
+                Ok((labels, None))
+            }
+        }
+    }
+
+    /// The classical line's scores on an image, beside a model's (with ground truth only).
+    fn classical_scores(&self, input: &Input, truth: &[u32]) -> Result<Scores, AnalysisError> {
+        let image = &input.image;
+        let labels = segment::classical(&image.raster, self.ctx.params).map_err(|e| failed(&image.path, &e))?;
+        let measured = measure_image(
+            &input.id,
+            labels,
+            image.raster.width as usize,
+            Some(&image.raster),
+            &self.ctx,
+        );
+        Scores::of(truth, &measured.segmentation, &THRESHOLDS).map_err(|e| failed(&image.path, &e))
+    }
+}
