@@ -33,6 +33,9 @@ enum Command {
     /// Validate cell-parameter files and deploy them (with models and results) as an atomic,
     /// verified release over SSH or to a folder; also `rollback` and `list`.
     DeployCellParams(Box<cellops_deploy_cell_params::Args>),
+    /// Serve a deployed release: segment and measure images over HTTP (Open Inference Protocol
+    /// endpoints and the `measure` extension).
+    Serve(Box<cellops_serve::Args>),
     /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
     /// as a sticky PR comment (`comment`).
     PrReport(Box<cellops_pr_report::Args>),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
+        Command::Serve(args) => cellops_serve::execute(args, &runner),
         Command::ParamsSchema => {
             use std::io::Write as _;
             match std::io::stdout().write_all(cellops_formats::params::schema_json().as_bytes()) {

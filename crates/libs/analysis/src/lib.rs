@@ -12,7 +12,7 @@
 //! use cellops_formats::params::ParamsFile;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let file = ParamsFile::read("cell-params/fluorescence-dapi.yaml".as_ref())?;
-//! let analyzer = Analyzer::new(&file.params, Segmenter::Threshold);
+//! let analyzer = Analyzer::new(file.params.clone(), Segmenter::Threshold);
 //! let input = Input::read("img", "img.png".as_ref(), None, None, 100_000_000)?;
 //! let analysed = analyzer.analyse(&input)?;
 //! println!("{} nuclei", analysed.measurement.summary.count);
@@ -250,23 +250,20 @@ pub struct Analysed {
 }
 
 /// Analyses images under one parameter file with one segmenter.
-pub struct Analyzer<'p> {
-    ctx: Context<'p>,
+pub struct Analyzer {
+    params: CellParams,
     segmenter: Segmenter,
 }
 
-impl<'p> Analyzer<'p> {
+impl Analyzer {
     /// An analyzer of a (validated) parameter file's image type.
-    pub fn new(params: &'p CellParams, segmenter: Segmenter) -> Self {
-        Self {
-            ctx: Context::new(params),
-            segmenter,
-        }
+    pub fn new(params: CellParams, segmenter: Segmenter) -> Self {
+        Self { params, segmenter }
     }
 
     /// The parameter file's contents.
-    pub fn params(&self) -> &'p CellParams {
-        self.ctx.params
+    pub fn params(&self) -> &CellParams {
+        &self.params
     }
 
     /// The segmenter.
@@ -278,7 +275,7 @@ impl<'p> Analyzer<'p> {
     /// scale (none for given instance masks): the file's values where it sets them, else the
     /// bundle's tuned ones, else the defaults.
     pub fn postprocessing(&self) -> Option<Applied> {
-        let p = self.ctx.params;
+        let p = &self.params;
         let tuned = match &self.segmenter {
             Segmenter::Model { predictor, .. } => predictor.meta().postprocessing,
             Segmenter::Threshold => None,
@@ -290,17 +287,18 @@ impl<'p> Analyzer<'p> {
     /// Segments, separates, measures, classifies and summarises one image, and scores it when
     /// the input has ground truth.
     pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
+        let ctx = Context::new(&self.params);
         let image = &input.image.raster;
         let (labels, scale) = self.labels(input)?;
         let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
-        let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &self.ctx);
+        let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &ctx);
         let scores = truth
             .as_ref()
             .map(|t| Scores::of(t, &measurement.segmentation, &THRESHOLDS))
             .transpose()
             .map_err(|e| failed(&input.image.path, &e))?;
         let classical = match (&self.segmenter, &truth) {
-            (Segmenter::Model { .. }, Some(t)) => Some(self.classical_scores(input, t)?),
+            (Segmenter::Model { .. }, Some(t)) => Some(self.classical_scores(input, t, &ctx)?),
             _ => None,
         };
         Ok(Analysed {
@@ -314,7 +312,7 @@ impl<'p> Analyzer<'p> {
 
     /// Instance labels of an image from the segmenter, and the model's scale when a model ran.
     fn labels(&self, input: &Input) -> Result<(Vec<u32>, Option<f64>), AnalysisError> {
-        let params = self.ctx.params;
+        let params = &self.params;
         let image = &input.image;
         match &self.segmenter {
             Segmenter::Model { predictor, bundle } => {
@@ -343,16 +341,10 @@ impl<'p> Analyzer<'p> {
     }
 
     /// The classical line's scores on an image, beside a model's (with ground truth only).
-    fn classical_scores(&self, input: &Input, truth: &[u32]) -> Result<Scores, AnalysisError> {
+    fn classical_scores(&self, input: &Input, truth: &[u32], ctx: &Context<'_>) -> Result<Scores, AnalysisError> {
         let image = &input.image;
-        let labels = segment::classical(&image.raster, self.ctx.params).map_err(|e| failed(&image.path, &e))?;
-        let measured = measure_image(
-            &input.id,
-            labels,
-            image.raster.width as usize,
-            Some(&image.raster),
-            &self.ctx,
-        );
+        let labels = segment::classical(&image.raster, &self.params).map_err(|e| failed(&image.path, &e))?;
+        let measured = measure_image(&input.id, labels, image.raster.width as usize, Some(&image.raster), ctx);
         Scores::of(truth, &measured.segmentation, &THRESHOLDS).map_err(|e| failed(&image.path, &e))
     }
 }

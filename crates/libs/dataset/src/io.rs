@@ -7,6 +7,9 @@ use image::{DynamicImage, ImageFormat, ImageReader};
 
 use crate::raster::{Raster, Samples};
 
+/// The file extensions of the formats CellOps reads, in the order a lookup by name tries them.
+pub const EXTENSIONS: [&str; 6] = ["png", "tif", "tiff", "jpg", "jpeg", "bmp"];
+
 /// File formats CellOps reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

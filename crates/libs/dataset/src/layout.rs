@@ -147,7 +147,8 @@ fn split_groups(root: &Path, has: impl Fn(&Path) -> bool) -> Vec<(PathBuf, Optio
 }
 
 fn is_paper(dir: &Path) -> bool {
-    dir.join("original").is_dir() && dir.join("masks").is_dir()
+    dir.join(cellops_formats::dataset::PAPER_IMAGES).is_dir()
+        && dir.join(cellops_formats::dataset::PAPER_MASKS).is_dir()
 }
 
 fn is_cellpose(dir: &Path) -> bool {
@@ -228,15 +229,18 @@ fn discover_paper(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
         return Err(mismatch(root, d.kind, "original/ and masks/"));
     }
     for (dir, subset) in groups {
-        let (images, _) = list(&dir.join("original"))?;
-        let (masks, _) = list(&dir.join("masks"))?;
+        let (images, _) = list(&dir.join(cellops_formats::dataset::PAPER_IMAGES))?;
+        let (masks, _) = list(&dir.join(cellops_formats::dataset::PAPER_MASKS))?;
         pair(
             root,
             d,
             subset,
             images,
             masks,
-            |s| s.strip_suffix("_mask").map(str::to_owned),
+            |s| {
+                s.strip_suffix(cellops_formats::dataset::PAPER_MASK_SUFFIX)
+                    .map(str::to_owned)
+            },
             "masks/<name>_mask",
         );
     }

@@ -711,8 +711,12 @@ impl Ctx<'_> {
         let mut outputs = Vec::with_capacity(parts.len());
         for (part_img, mut part_mask, name, origin) in parts {
             let objects = crate::ops::label::relabel_sequential(&mut part_mask.data);
-            let image_rel = dir.join("original").join(format!("{name}.png"));
-            let mask_rel = dir.join("masks").join(format!("{name}_mask.png"));
+            let image_rel = dir
+                .join(cellops_formats::dataset::PAPER_IMAGES)
+                .join(format!("{name}.png"));
+            let mask_rel = dir
+                .join(cellops_formats::dataset::PAPER_MASKS)
+                .join(format!("{name}{}.png", cellops_formats::dataset::PAPER_MASK_SUFFIX));
             let enc_err = |path: &Path| {
                 let path = path.to_owned();
                 move |e: image::ImageError| BuildError::Encode {

@@ -388,7 +388,10 @@ pub enum SynthError {
 /// `masks/synth_NNNN_mask.png`) under `dir`. Returns the number of objects written.
 pub fn write_dataset(cfg: &SynthConfig, dir: &Path) -> Result<usize, SynthError> {
     use rayon::prelude::*;
-    for sub in ["original", "masks"] {
+    for sub in [
+        cellops_formats::dataset::PAPER_IMAGES,
+        cellops_formats::dataset::PAPER_MASKS,
+    ] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|source| SynthError::Write { path: p, source })?;
     }

@@ -10,6 +10,12 @@ use crate::build::BuildConfig;
 
 /// The manifest's file name, at the root of a prepared dataset.
 pub const MANIFEST: &str = "manifest.json";
+/// The paper's layout: images in this folder…
+pub const PAPER_IMAGES: &str = "original";
+/// …and their masks in this one…
+pub const PAPER_MASKS: &str = "masks";
+/// …named after the image with this suffix (`original/a.png` ↔ `masks/a_mask.png`).
+pub const PAPER_MASK_SUFFIX: &str = "_mask";
 /// The split file DSB2018 and datasets like it carry at their root (`id` and `split` columns).
 pub const SPLIT_CSV: &str = "manifest.csv";
 

@@ -423,6 +423,7 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         let info = info();
         let model = info.training.model.init(&device);
@@ -441,6 +442,7 @@ mod tests {
 
     #[test]
     fn corrupt_or_incompatible_bundles_are_refused() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         let info = info();
         let model = info.training.model.init(&device);

@@ -319,6 +319,7 @@ mod tests {
 
     #[test]
     fn differences_are_named_by_path() {
+        let _rng = crate::flex_rng_lock();
         let a = json!({"model": {"depth": 3, "norm": "Batch"}, "epochs": 5});
         let b = json!({"model": {"depth": 4, "norm": "Batch"}, "epochs": 5});
         assert_eq!(
@@ -330,6 +331,7 @@ mod tests {
 
     #[test]
     fn listing_ignores_partial_and_foreign_entries() {
+        let _rng = crate::flex_rng_lock();
         let dir = tempfile::tempdir().expect("tmp");
         for name in ["epoch-0002", "epoch-0010", ".epoch-0011.partial", "notes"] {
             std::fs::create_dir(dir.path().join(name)).expect("mkdir");

@@ -345,8 +345,8 @@ pub enum PredictError {
     },
 }
 
-/// A loaded bundle, ready to segment images.
-#[derive(Debug)]
+/// A loaded bundle, ready to segment images. Clones share the weights' memory.
+#[derive(Debug, Clone)]
 pub struct Predictor {
     model: UNet,
     meta: BundleMeta,
@@ -472,6 +472,7 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_axis_and_end_flush() {
+        let _rng = crate::flex_rng_lock();
         assert_eq!(origins(100, 256, 32), [0]);
         assert_eq!(origins(256, 256, 32), [0]);
         assert_eq!(origins(500, 256, 32), [0, 224, 244]);
@@ -485,6 +486,7 @@ mod tests {
 
     #[test]
     fn tiled_prediction_stays_close_to_the_whole_image_prediction() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         device.seed(3);
         let model = UNetConfig::new()
@@ -526,6 +528,7 @@ mod tests {
 
     #[test]
     fn blending_puts_every_tile_back_where_it_came_from() {
+        let _rng = crate::flex_rng_lock();
         // With a model that returns its input, any tiling must give the image back.
         let (h, w) = (37, 53);
         let image: Vec<f32> = (0..2 * h * w).map(|i| (i % 97) as f32).collect();
@@ -547,6 +550,7 @@ mod tests {
 
     #[test]
     fn test_time_transforms_are_undone() {
+        let _rng = crate::flex_rng_lock();
         let (c, h, w) = (2, 3, 5);
         let planes: Vec<f32> = (0..c * h * w).map(|v| v as f32).collect();
         for t in 0..8u8 {
@@ -571,6 +575,7 @@ mod tests {
 
     #[test]
     fn resampling_keeps_constants_and_sizes() {
+        let _rng = crate::flex_rng_lock();
         let data = vec![0.25f32; 2 * 3 * 4];
         let out = resize_planes(&data, 2, 3, 4, 7, 5);
         assert_eq!(out.len(), 2 * 7 * 5);
@@ -579,6 +584,7 @@ mod tests {
 
     #[test]
     fn predictor_applies_the_bundle_preprocessing_and_answers_at_the_image_size() {
+        let _rng = crate::flex_rng_lock();
         use crate::bundle::{BundleInfo, save};
         use crate::config::TrainConfig;
         use cellops_dataset::BuildConfig;

@@ -29,3 +29,12 @@ pub use model::{Norm, UNet, UNetConfig, Upsample};
 pub use training::{
     Checkpointing, EpochRecord, Fitted, Observer, Silent, Stop, TrainConfig, TrainError, fit, fit_from,
 };
+
+/// Serialises this crate's tests that initialise or train models: burn-flex draws every random
+/// number (weight initialisation, dropout) from one process-wide generator, so a test that seeds
+/// it and compares two runs (resuming) would see other tests' draws in between.
+#[cfg(test)]
+pub(crate) fn flex_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

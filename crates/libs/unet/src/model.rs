@@ -291,6 +291,7 @@ mod tests {
 
     #[test]
     fn any_size_in_same_size_out() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         for (upsample, norm) in [(Upsample::Transposed, Norm::Batch), (Upsample::Bilinear, Norm::Group)] {
             let model = UNetConfig::new()
@@ -308,6 +309,7 @@ mod tests {
 
     #[test]
     fn three_channel_input() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         let model = UNetConfig::new()
             .with_in_channels(3)

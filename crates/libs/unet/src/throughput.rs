@@ -110,6 +110,7 @@ mod tests {
 
     #[test]
     fn measures_both_modes_and_counts_parameters() {
+        let _rng = crate::flex_rng_lock();
         // The PyTorch twin (bench/unet_torch.py) counts 117,090 parameters for depth 2, base 16,
         // batch norm, 1 → 2 channels; burn also counts the batch norms' running means and
         // variances: 2 × (16 + 32 + 64 + 32 + 16) × 2 = 640 more.

@@ -504,6 +504,7 @@ mod tests {
     /// Dice and the distance channel's BCE, weighted by `boundary_weight`.
     #[test]
     fn a_distance_channel_is_learnt_by_cross_entropy_alone() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex();
         let logits = Tensor::<1>::from_floats([0.5f32, -1.0, 2.0, 0.0, 0.3, -0.2, 1.5, -2.0].as_slice(), &device)
             .reshape([1, 2, 2, 2]);
@@ -592,6 +593,7 @@ mod tests {
 
     #[test]
     fn fit_learns_and_records_history() {
+        let _rng = crate::flex_rng_lock();
         let data = samples(4, 32, false);
         let mut seen = 0;
         let fitted = fit(
@@ -617,6 +619,7 @@ mod tests {
 
     #[test]
     fn non_finite_loss_stops_with_a_clear_error() {
+        let _rng = crate::flex_rng_lock();
         let data = samples(2, 32, true);
         let err = fit(
             &small_config(),
@@ -632,6 +635,7 @@ mod tests {
 
     #[test]
     fn channel_mismatch_is_refused() {
+        let _rng = crate::flex_rng_lock();
         let data = samples(1, 32, false);
         let cfg = TrainConfig::new().with_model(UNetConfig::new().with_in_channels(3).with_out_channels(1));
         assert!(matches!(
@@ -649,6 +653,7 @@ mod tests {
 
     #[test]
     fn tiny_set_is_overfit() {
+        let _rng = crate::flex_rng_lock();
         let device = Device::flex().autodiff();
         let mut model = UNetConfig::new()
             .with_out_channels(1)
@@ -714,6 +719,7 @@ mod tests {
 
     #[test]
     fn resume_after_a_kill_equals_an_uninterrupted_run() {
+        let _rng = crate::flex_rng_lock();
         let data = samples(3, 32, false);
         let cfg = resume_config();
         let device = Device::flex();
@@ -762,6 +768,7 @@ mod tests {
 
     #[test]
     fn resuming_with_another_configuration_is_refused() {
+        let _rng = crate::flex_rng_lock();
         let data = samples(2, 32, false);
         let cfg = resume_config().with_epochs(1);
         let dir = tempfile::tempdir().expect("tmp");

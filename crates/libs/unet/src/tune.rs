@@ -144,6 +144,7 @@ mod tests {
     /// rim recovers their full area, and an `h_px` small enough splits them.
     #[test]
     fn the_search_finds_a_better_threshold_than_the_default() {
+        let _rng = crate::flex_rng_lock();
         let (w, h) = (48usize, 24usize);
         let mut labels = vec![0u16; w * h];
         let mut fg = vec![0f32; w * h];

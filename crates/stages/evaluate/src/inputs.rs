@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use cellops_dataset::io::{self, Format};
 use cellops_formats::dataset::{SplitError, Subset, read_split_file};
 
 /// One image to evaluate.
@@ -61,12 +62,8 @@ pub enum InputError {
     },
 }
 
-const EXTENSIONS: [&str; 6] = ["png", "tif", "tiff", "jpg", "jpeg", "bmp"];
-
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    Format::from_path(p).is_some()
 }
 
 fn list(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
@@ -86,10 +83,13 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
 }
 
 fn find(dir: &Path, id: &str) -> Option<PathBuf> {
-    [format!("{id}_mask"), id.to_owned()]
-        .iter()
-        .flat_map(|stem| EXTENSIONS.iter().map(move |e| dir.join(format!("{stem}.{e}"))))
-        .find(|p| p.is_file())
+    [
+        format!("{id}{}", cellops_formats::dataset::PAPER_MASK_SUFFIX),
+        id.to_owned(),
+    ]
+    .iter()
+    .flat_map(|stem| io::EXTENSIONS.iter().map(move |e| dir.join(format!("{stem}.{e}"))))
+    .find(|p| p.is_file())
 }
 
 /// Image ids of `split` in a CSV with `id` and `split` columns (e.g. DSB2018's manifest.csv).
@@ -115,9 +115,9 @@ pub fn discover(
     truth: Option<&Path>,
     only: Option<&HashSet<String>>,
 ) -> Result<Vec<Item>, InputError> {
-    let original = images.join("original");
+    let original = images.join(cellops_formats::dataset::PAPER_IMAGES);
     let (image_dir, default_truth) = if original.is_dir() {
-        let m = images.join("masks");
+        let m = images.join(cellops_formats::dataset::PAPER_MASKS);
         (original, m.is_dir().then_some(m))
     } else {
         (images.to_owned(), None)
@@ -128,7 +128,7 @@ pub fn discover(
         let Some(id) = image.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
             continue;
         };
-        if id.ends_with("_mask") || only.is_some_and(|o| !o.contains(&id)) {
+        if id.ends_with(cellops_formats::dataset::PAPER_MASK_SUFFIX) || only.is_some_and(|o| !o.contains(&id)) {
             continue;
         }
         let lookup = |dir: &Path, what: &'static str| {

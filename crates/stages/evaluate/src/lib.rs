@@ -218,12 +218,7 @@ struct One {
 }
 
 /// Analyses one image and draws its overlay.
-fn evaluate_one(
-    item: &inputs::Item,
-    analyzer: &Analyzer<'_>,
-    ctx: &Context<'_>,
-    args: &Args,
-) -> Result<One, StageError> {
+fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, ctx: &Context<'_>, args: &Args) -> Result<One, StageError> {
     let input = Input::read(
         &item.id,
         &item.image,
@@ -353,7 +348,7 @@ fn segmenter(
 /// reported (an annotation on its file), not just the first; the first one ends the stage.
 fn evaluate_all(
     items: &[inputs::Item],
-    analyzer: &Analyzer<'_>,
+    analyzer: &Analyzer,
     args: &Args,
     runner: &Runner,
     overlays_dir: &Path,
@@ -508,7 +503,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     )?;
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
     let (segmenter, source_info, learning_curve) = segmenter(args, &file, runner)?;
-    let analyzer = Analyzer::new(&file.params, segmenter);
+    let analyzer = Analyzer::new(file.params.clone(), segmenter);
     runner.info(&format!(
         "evaluating {} images of {} under {}",
         items.len(),

@@ -1,0 +1,240 @@
+//! The HTTP routes: the Open Inference Protocol's metadata and health endpoints, and the `measure`
+//! extension that analyses one uploaded image under an image type's parameter file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cellops_analysis::{AnalysisError, Image, Input};
+use cellops_measure::objects::ImageSummary;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::release::Release;
+
+/// The extension `GET /v2` lists for `POST /v2/models/{name}/measure`.
+pub const MEASURE_EXTENSION: &str = "cellops-measure";
+
+/// Limits of the service.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest request body, in bytes.
+    pub max_request_bytes: usize,
+    /// The most pixels an uploaded image may have (checked from its header before decoding).
+    pub max_pixels: u64,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The release being served.
+    pub release: Release,
+    /// The limits.
+    pub limits: Limits,
+}
+
+/// The service's routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_request_bytes;
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/measure", post(measure))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A refusal: the status and a JSON body `{"error": …}` that says why.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+async fn server_metadata() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "cellops",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [MEASURE_EXTENSION],
+    }))
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+async fn ready(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({ "ready": true, "release": s.release.id, "model_version": s.release.model.version }))
+}
+
+/// The model named in the URL, or a 404 that names the one served.
+fn served<'a>(s: &'a AppState, name: &str) -> Result<&'a crate::release::Model, Refusal> {
+    let model = &s.release.model;
+    if model.name == name {
+        Ok(model)
+    } else {
+        Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no model `{name}`; this release serves `{}`", model.name),
+        ))
+    }
+}
+
+async fn model_metadata(State(s): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Result<Response, Refusal> {
+    let model = served(&s, &name)?;
+    let channels = model.input_channels as i64;
+    Ok(Json(json!({
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "cellops-burn",
+        "inputs": [{ "name": "image", "datatype": "FP32", "shape": [-1, channels, -1, -1] }],
+        "outputs": [{ "name": "probabilities", "datatype": "FP32", "shape": [-1, model.outputs.len() as i64, -1, -1] }],
+        "parameters": { "outputs": model.outputs, "image_types": s.release.types(), "release": s.release.id },
+    }))
+    .into_response())
+}
+
+async fn model_ready(State(s): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Result<Response, Refusal> {
+    let m = served(&s, &name)?;
+    Ok(Json(json!({ "name": m.name, "ready": true })).into_response())
+}
+
+/// `?params=<image type>[&name=<image name>]`.
+#[derive(Debug, Deserialize)]
+struct MeasureQuery {
+    params: Option<String>,
+    /// The image's name in the rows (as `evaluate` names an image by its file stem).
+    name: Option<String>,
+}
+
+/// The answer of `measure`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Measured {
+    /// The model.
+    pub model_name: String,
+    /// The bundle id that segmented the image.
+    pub model_version: String,
+    /// The release that answered.
+    pub release: String,
+    /// The image type (parameter file) it was measured under.
+    pub params: String,
+    /// The per-image summary.
+    pub summary: ImageSummary,
+    /// One object per nucleus, with `objects.csv`'s column names.
+    pub objects: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+async fn measure(
+    State(s): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<MeasureQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
+    served(&s, &name)?;
+    let types = s.release.types().join(", ");
+    let Some(image_type) = q.params else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("say which image type with ?params=<type> (one of: {types})"),
+        ));
+    };
+    if s.release.analyzer(&image_type).is_none() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no image type `{image_type}` (one of: {types})"),
+        ));
+    }
+    let body = match body {
+        Ok(b) if b.is_empty() => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "the body is empty: send the image's bytes",
+            ));
+        }
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = s.limits.max_request_bytes;
+            return Err(error(
+                e.status(),
+                format!("the body is over max_request_bytes ({limit} bytes)"),
+            ));
+        }
+        Err(e) => return Err(error(e.status(), e.body_text())),
+    };
+    let state = Arc::clone(&s);
+    let id = q.name.unwrap_or_else(|| "upload".to_owned());
+    match tokio::task::spawn_blocking(move || analyse(&state, &image_type, &id, &body)).await {
+        Ok(Ok(m)) => Ok(Json(m).into_response()),
+        Ok(Err(r)) => Err(r),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the analysis stopped: {e}"),
+        )),
+    }
+}
+
+/// Decodes and analyses one uploaded image (on a blocking thread).
+fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<Measured, Refusal> {
+    let upload = Path::new(id);
+    let image = Image::decode(upload, body, s.limits.max_pixels).map_err(|e| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e} (max_pixels is {})", s.limits.max_pixels),
+        )
+    })?;
+    let input = Input {
+        id: id.to_owned(),
+        image,
+        mask: None,
+        truth: None,
+    };
+    let analyzer = s
+        .release
+        .analyzer(image_type)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no image type `{image_type}`")))?;
+    let analyzer = analyzer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let analysed = analyzer.analyse(&input).map_err(|e| match e {
+        AnalysisError::Model { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    })?;
+    let m = analysed.measurement;
+    Ok(Measured {
+        model_name: s.release.model.name.clone(),
+        model_version: s.release.model.version.clone(),
+        release: s.release.id.clone(),
+        params: image_type.to_owned(),
+        summary: m.summary,
+        objects: m
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|(k, c)| (k, serde_json::to_value(c).unwrap_or(serde_json::Value::Null)))
+                    .collect()
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,234 @@
+//! The real server on 127.0.0.1, asked by a real HTTP client: the Open Inference Protocol's
+//! metadata and health endpoints, `measure` equal to `evaluate` for the same image, bundle and
+//! parameter file, and bad requests refused with a JSON error while the server stays up.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use cellops_actions::{Env, Runner};
+use cellops_dataset::synthetic::{Style, SynthConfig, write_dataset};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// A release as a deploy leaves it: the shipped nuclei bundle and one parameter file.
+fn release(root: &Path) -> PathBuf {
+    let r = root.join("release-1");
+    let bundle = r.join("models/nuclei");
+    std::fs::create_dir_all(&bundle).expect("dir");
+    std::fs::create_dir_all(r.join("cell-params")).expect("dir");
+    for f in ["bundle.json", "model.safetensors"] {
+        std::fs::copy(repo().join("models/nuclei").join(f), bundle.join(f)).expect("copy the bundle");
+    }
+    std::fs::copy(
+        repo().join("cell-params/fluorescence-dapi.yaml"),
+        r.join("cell-params/fluorescence-dapi.yaml"),
+    )
+    .expect("copy the parameters");
+    r
+}
+
+/// The server, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(release: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+        .args([
+            "--release",
+            &release.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+        ])
+        .args(extra)
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cellops-serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let base = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("cellops-serve stopped before listening:\n{seen}");
+        };
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            break addr.trim().to_owned();
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    };
+    // Keep draining its messages so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+fn get(url: &str) -> (u16, Value) {
+    answer(ureq::get(url).call())
+}
+
+fn post(url: &str, body: &[u8]) -> (u16, Value) {
+    answer(
+        ureq::post(url)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(body),
+    )
+}
+
+fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("no answer: {e}"),
+    };
+    let status = response.status();
+    (status, response.into_json().expect("a JSON body"))
+}
+
+/// `evaluate`'s `objects.json` rows and `summary.json` for the images in `images`.
+fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value) {
+    let mut args = cellops_evaluate::Args::new(images, params, out).expect("evaluate args");
+    args.model = Some(bundle.to_owned());
+    args.device = cellops_unet::device::Accelerator::Cpu;
+    let runner = Runner::new(&Env::default(), Box::new(std::io::sink()), Box::new(std::io::sink()));
+    cellops_evaluate::run(&args, &runner).expect("evaluate runs");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join(name)).expect("report file")).expect("json")
+    };
+    let Value::Array(rows) = read("objects.json") else {
+        panic!("objects.json is a list")
+    };
+    (rows, read("summary.json"))
+}
+
+#[test]
+fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    let images = tmp.path().join("images");
+    let cfg = SynthConfig {
+        count: 1,
+        seed: 7,
+        size: [128, 128],
+        style: Style::Fluorescence,
+    };
+    write_dataset(&cfg, &images).expect("synthetic images");
+    let image = std::fs::read_dir(images.join("original"))
+        .expect("original/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("an image");
+    let stem = image.file_stem().expect("stem").to_string_lossy().into_owned();
+    let server = serve(&release, &[]);
+    let base = &server.base;
+
+    let (status, meta) = get(&format!("{base}/v2"));
+    assert_eq!(status, 200);
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .expect("list")
+            .contains(&Value::from("cellops-measure"))
+    );
+    assert_eq!(get(&format!("{base}/v2/health/live")).0, 200);
+    let (status, ready) = get(&format!("{base}/v2/health/ready"));
+    assert_eq!((status, ready["release"].as_str()), (200, Some("release-1")));
+    let bundle_id = ready["model_version"].as_str().expect("version").to_owned();
+    let (status, model) = get(&format!("{base}/v2/models/nuclei"));
+    assert_eq!(status, 200, "{model}");
+    assert_eq!(model["versions"][0].as_str(), Some(bundle_id.as_str()));
+    assert_eq!(get(&format!("{base}/v2/models/nuclei/ready")).0, 200);
+    assert_eq!(get(&format!("{base}/v2/models/other")).0, 404);
+
+    let bytes = std::fs::read(&image).expect("image");
+    let url = format!("{base}/v2/models/nuclei/measure?params=fluorescence-dapi&name={stem}");
+    let (status, measured) = post(&url, &bytes);
+    assert_eq!(status, 200, "{measured}");
+    assert_eq!(measured["release"], "release-1");
+    assert_eq!(measured["model_version"].as_str(), Some(bundle_id.as_str()));
+
+    let (rows, summary) = evaluate(
+        &images.join("original"),
+        &release.join("cell-params/fluorescence-dapi.yaml"),
+        &release.join("models/nuclei"),
+        &tmp.path().join("eval"),
+    );
+    let served = measured["objects"].as_array().expect("objects");
+    assert!(!served.is_empty(), "nuclei were found");
+    assert_eq!(served, &rows, "the same rows as evaluate's objects.json");
+    // summary.json's image records hold the summary's fields flattened, beside the overlay's path.
+    let summary_fields = measured["summary"].as_object().expect("summary");
+    assert!(summary_fields.len() > 5, "{summary_fields:?}");
+    for (k, v) in summary_fields {
+        assert_eq!(v, &summary["images"][0][k], "summary field {k}");
+    }
+}
+
+#[test]
+fn bad_requests_get_a_json_error_and_the_server_stays_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    let server = serve(&release, &["--max-request-bytes", "100000"]);
+    let url = |q: &str| format!("{}/v2/models/nuclei/measure{q}", server.base);
+    let png = {
+        let r = cellops_dataset::Raster::from_u8(4, 4, 1, vec![0; 16]);
+        cellops_dataset::io::encode_png(&r).expect("png")
+    };
+    let cases: [(&str, Vec<u8>, u16, &str); 6] = [
+        ("", png.clone(), 400, "?params=<type>"),
+        ("?params=histology", png.clone(), 404, "fluorescence-dapi"),
+        ("?params=fluorescence-dapi", Vec::new(), 400, "empty"),
+        (
+            "?params=fluorescence-dapi",
+            b"not an image at all".to_vec(),
+            422,
+            "upload",
+        ),
+        (
+            "?params=fluorescence-dapi",
+            png[..png.len() / 2].to_vec(),
+            422,
+            "upload",
+        ),
+        (
+            "?params=fluorescence-dapi",
+            vec![7; 200_000],
+            413,
+            "max_request_bytes (100000 bytes)",
+        ),
+    ];
+    for (query, body, code, says) in cases {
+        let (status, answer) = post(&url(query), &body);
+        assert_eq!(status, code, "{query}: {answer}");
+        let message = answer["error"].as_str().expect("an error message");
+        assert!(message.contains(says), "{query}: {message}");
+    }
+    // A header that claims 40000×40000 pixels is refused before decoding.
+    let mut huge = png.clone();
+    huge[16..20].copy_from_slice(&40_000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&40_000u32.to_be_bytes());
+    let (status, answer) = post(&url("?params=fluorescence-dapi"), &huge);
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().expect("error").contains("max_pixels"),
+        "{answer}"
+    );
+    assert_eq!(get(&format!("{}/v2/health/live", server.base)).0, 200, "still up");
+}
