@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod objects;
 pub mod shape;
 pub mod stain;
+pub mod table;
 pub mod threshold;
 pub mod watershed;

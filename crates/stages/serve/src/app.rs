@@ -9,11 +9,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use cellops_analysis::{AnalysisError, Image, Input};
 use cellops_measure::objects::ImageSummary;
+use cellops_measure::table::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -143,16 +145,21 @@ pub struct Measured {
     pub params: String,
     /// The per-image summary.
     pub summary: ImageSummary,
-    /// One object per nucleus, with `objects.csv`'s column names.
-    pub objects: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// One object per nucleus, with `objects.csv`'s column names (as `objects.json`).
+    pub objects: serde_json::Value,
 }
 
 async fn measure(
     State(s): State<Arc<AppState>>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<MeasureQuery>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let csv = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
     served(&s, &name)?;
     let types = s.release.types().join(", ");
     let Some(image_type) = q.params else {
@@ -187,7 +194,22 @@ async fn measure(
     let state = Arc::clone(&s);
     let id = q.name.unwrap_or_else(|| "upload".to_owned());
     match tokio::task::spawn_blocking(move || analyse(&state, &image_type, &id, &body)).await {
-        Ok(Ok(m)) => Ok(Json(m).into_response()),
+        Ok(Ok((m, table))) => {
+            let names = [
+                (HeaderName::from_static("x-cellops-release"), m.release.clone()),
+                (
+                    HeaderName::from_static("x-cellops-model-version"),
+                    m.model_version.clone(),
+                ),
+            ];
+            if csv {
+                let mut h = vec![(CONTENT_TYPE, "text/csv; charset=utf-8".to_owned())];
+                h.extend(names);
+                Ok((AppendHeaders(h), table.csv()).into_response())
+            } else {
+                Ok((AppendHeaders(names), Json(m)).into_response())
+            }
+        }
         Ok(Err(r)) => Err(r),
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,8 +218,9 @@ async fn measure(
     }
 }
 
-/// Decodes and analyses one uploaded image (on a blocking thread).
-fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<Measured, Refusal> {
+/// Decodes and analyses one uploaded image (on a blocking thread); the answer and its rows as a
+/// table (for CSV).
+fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<(Measured, Table), Refusal> {
     let upload = Path::new(id);
     let image = Image::decode(upload, body, s.limits.max_pixels).map_err(|e| {
         error(
@@ -221,20 +244,17 @@ fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<Meas
         e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     })?;
     let m = analysed.measurement;
-    Ok(Measured {
+    let mut table = Table::default();
+    for row in m.rows {
+        table.push(row);
+    }
+    let measured = Measured {
         model_name: s.release.model.name.clone(),
         model_version: s.release.model.version.clone(),
         release: s.release.id.clone(),
         params: image_type.to_owned(),
         summary: m.summary,
-        objects: m
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|(k, c)| (k, serde_json::to_value(c).unwrap_or(serde_json::Value::Null)))
-                    .collect()
-            })
-            .collect(),
-    })
+        objects: table.json(),
+    };
+    Ok((measured, table))
 }

@@ -101,8 +101,8 @@ fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     (status, response.into_json().expect("a JSON body"))
 }
 
-/// `evaluate`'s `objects.json` rows and `summary.json` for the images in `images`.
-fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value) {
+/// `evaluate`'s `objects.json` rows, `summary.json` and `objects.csv` for the images in `images`.
+fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value, String) {
     let mut args = cellops_evaluate::Args::new(images, params, out).expect("evaluate args");
     args.model = Some(bundle.to_owned());
     args.device = cellops_unet::device::Accelerator::Cpu;
@@ -114,7 +114,8 @@ fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Val
     let Value::Array(rows) = read("objects.json") else {
         panic!("objects.json is a list")
     };
-    (rows, read("summary.json"))
+    let csv = std::fs::read_to_string(out.join("objects.csv")).expect("objects.csv");
+    (rows, read("summary.json"), csv)
 }
 
 #[test]
@@ -164,7 +165,7 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     assert_eq!(measured["release"], "release-1");
     assert_eq!(measured["model_version"].as_str(), Some(bundle_id.as_str()));
 
-    let (rows, summary) = evaluate(
+    let (rows, summary, csv) = evaluate(
         &images.join("original"),
         &release.join("cell-params/fluorescence-dapi.yaml"),
         &release.join("models/nuclei"),
@@ -173,6 +174,17 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     let served = measured["objects"].as_array().expect("objects");
     assert!(!served.is_empty(), "nuclei were found");
     assert_eq!(served, &rows, "the same rows as evaluate's objects.json");
+    let answer = ureq::post(&url)
+        .set("Accept", "text/csv")
+        .send_bytes(&bytes)
+        .expect("CSV answer");
+    assert_eq!(answer.header("x-cellops-release"), Some("release-1"));
+    assert_eq!(answer.header("x-cellops-model-version"), Some(bundle_id.as_str()));
+    assert_eq!(
+        answer.into_string().expect("text"),
+        csv,
+        "the same CSV as evaluate's objects.csv"
+    );
     // summary.json's image records hold the summary's fields flattened, beside the overlay's path.
     let summary_fields = measured["summary"].as_object().expect("summary");
     assert!(summary_fields.len() > 5, "{summary_fields:?}");
