@@ -2,7 +2,9 @@
 //! synthetic data by default: synthetic dataset → build (prepared as the shipped nuclei model
 //! expects) → train-unet (fine-tuning that model) → evaluate (under a cell-parameter file, beside
 //! the classical line) → deploy-cell-params (to a local `file://` folder by default) — each stage
-//! run through its own library `execute`, exactly as its action would run it.
+//! run through its own library `execute`, exactly as its action would run it — → serve (the
+//! deployed release, on a free loopback port; every image measured through HTTP must give
+//! `evaluate`'s nuclei).
 
 use std::path::{Path, PathBuf};
 
@@ -166,5 +168,82 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
         "deploy-cell-params",
         cellops_deploy_cell_params::execute(&deploy, runner),
     )?;
+    // 5. Serve the release that was deployed (when it is a local folder) and measure the images
+    // through HTTP: the answers must be evaluate's.
+    if a.target.is_none() {
+        serve_check(a, &out.join("server/current"), &images, &eval, runner)?;
+    }
     Ok(eval.join("report.html"))
+}
+
+/// The images `evaluate` read: `original/` of a paper-layout dataset, else the folder itself.
+fn image_files(images: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let original = images.join(cellops_formats::dataset::PAPER_IMAGES);
+    let dir = if original.is_dir() { original } else { images.to_owned() };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| cellops_dataset::io::Format::from_path(p).is_some())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Starts `cellops serve` on `release` at a free loopback port, measures every image through
+/// HTTP and checks the nuclei equal `evaluate`'s `objects.json`; reports the median latency.
+fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, runner: &Runner) -> anyhow::Result<()> {
+    runner.info("== serve")?;
+    let mut args = cellops_serve::Args::new(release)?;
+    args.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    args.device = a.device;
+    let running = cellops_serve::start(&args).context("starting the service")?;
+    let evaluated: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(eval.join("objects.json")).context("reading objects.json")?)?;
+    let params = a
+        .params
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map_or_else(|| "fluorescence-dapi".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut latencies = Vec::new();
+    let files = image_files(images)?;
+    for file in &files {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let url = format!(
+            "http://{}/v2/models/{}/measure?params={params}&name={stem}",
+            running.address, running.model
+        );
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let started = std::time::Instant::now();
+        let answer: serde_json::Value = ureq::post(&url)
+            .send_bytes(&bytes)
+            .with_context(|| format!("measuring {} through the service", file.display()))?
+            .into_json()?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let expected: Vec<&serde_json::Value> = evaluated.iter().filter(|r| r["Image"] == stem.as_str()).collect();
+        let served: Vec<&serde_json::Value> = answer["objects"]
+            .as_array()
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        if served != expected {
+            bail!(
+                "the service measured {} nuclei in {} where evaluate measured {}",
+                served.len(),
+                file.display(),
+                expected.len()
+            );
+        }
+    }
+    running.stop().context("stopping the service")?;
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
+    runner.info(&format!(
+        "measured {} images through the service (release {}): the same nuclei as evaluate; median latency {median:.0} ms",
+        files.len(),
+        args.release.display()
+    ))?;
+    Ok(())
 }

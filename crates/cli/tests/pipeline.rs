@@ -38,6 +38,8 @@ fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
         "== train-unet",
         "== evaluate",
         "== deploy-cell-params",
+        "== serve",
+        "the same nuclei as evaluate",
         "pipeline done",
     ] {
         assert!(log.contains(stage), "{stage} missing from\n{log}");

@@ -42,6 +42,13 @@ pub struct Args {
     pub device: Accelerator,
 }
 
+impl Args {
+    /// The flags at their defaults with the release given (fields are then set by type).
+    pub fn new(release: &std::path::Path) -> Result<Self, clap::Error> {
+        cellops_actions::inputs::defaults(&[("release", release.as_ref())])
+    }
+}
+
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -104,25 +111,104 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     }
 }
 
-/// Loads the release and serves it until SIGINT or SIGTERM; in-flight requests finish first.
-pub fn run(args: &Args, runner: &Runner) -> Result<Served, ServeError> {
+/// Loads the release the flags name onto their device; returns the state handlers share and a
+/// line that describes it.
+fn load(args: &Args) -> Result<(Arc<AppState>, String), ServeError> {
     let selected = device::select(args.device)?;
     let release = Release::load(&args.release, &selected.device)?;
-    let id = release.id.clone();
-    runner.info(&format!(
-        "release {id}: model {} (bundle {}) on {}, image types {}",
+    let line = format!(
+        "release {}: model {} (bundle {}) on {}, image types {}",
+        release.id,
         release.model.name,
         release.model.version,
         selected.kind.as_str(),
         release.types().join(", ")
-    ))?;
-    let state = Arc::new(AppState {
-        release,
-        limits: Limits {
-            max_request_bytes: args.max_request_bytes,
-            max_pixels: args.max_pixels,
-        },
+    );
+    let limits = Limits {
+        max_request_bytes: args.max_request_bytes,
+        max_pixels: args.max_pixels,
+    };
+    Ok((Arc::new(AppState { release, limits }), line))
+}
+
+/// A service running on a thread of its own (the pipeline's check, tools): stopped, after its
+/// in-flight requests, by [`Running::stop`] or when dropped.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    /// The release it serves.
+    pub release: String,
+    /// The model's name in URLs.
+    pub model: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Running {
+    /// Stops the service and waits for it.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.shut()
+    }
+
+    fn shut(&mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ServeError::Io {
+                what: "serving".into(),
+                source: std::io::Error::other("the server thread panicked"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shut();
+    }
+}
+
+/// Loads the release and serves it on a thread of its own; returns once it listens.
+pub fn start(args: &Args) -> Result<Running, ServeError> {
+    let (state, _) = load(args)?;
+    let listener = std::net::TcpListener::bind(args.listen).map_err(io("listening"))?;
+    listener.set_nonblocking(true).map_err(io("listening"))?;
+    let address = listener.local_addr().map_err(io("listening"))?;
+    let (release, model) = (state.release.id.clone(), state.release.model.name.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(io("starting the runtime"))?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(io("listening"))?;
+            axum::serve(listener, app::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .map_err(io("serving"))
+        })
     });
+    Ok(Running {
+        address,
+        release,
+        model,
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// Loads the release and serves it until SIGINT or SIGTERM; in-flight requests finish first.
+pub fn run(args: &Args, runner: &Runner) -> Result<Served, ServeError> {
+    let (state, line) = load(args)?;
+    let id = state.release.id.clone();
+    runner.info(&line)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
