@@ -343,6 +343,9 @@ pub enum PredictError {
         /// Channels the model takes.
         expected: usize,
     },
+    /// A prepared input's shape does not fit the model or its values.
+    #[error("{0}")]
+    Shape(String),
 }
 
 /// A loaded bundle, ready to segment images. Clones share the weights' memory.
@@ -384,6 +387,37 @@ impl Predictor {
     /// The preprocessing applied to images: the bundle's, unless replaced.
     pub fn preprocessing(&self) -> &cellops_dataset::BuildConfig {
         self.preprocessing.as_ref().unwrap_or(&self.meta.preprocessing)
+    }
+
+    /// The model's probabilities for an input already prepared as it expects — `[C, H, W]`
+    /// floats, no preprocessing, no rescaling: what the Open Inference Protocol's `infer` takes.
+    pub fn probabilities(
+        &self,
+        chw: &[f32],
+        [channels, height, width]: [usize; 3],
+    ) -> Result<Prediction, PredictError> {
+        let expected = self.meta.input_channels;
+        if channels != expected {
+            return Err(PredictError::Shape(format!(
+                "the model takes {expected} input channel(s), not {channels}"
+            )));
+        }
+        let size = channels.checked_mul(height).and_then(|n| n.checked_mul(width));
+        if height == 0 || width == 0 || size != Some(chw.len()) {
+            return Err(PredictError::Shape(format!(
+                "{} values do not fill a {channels}×{height}×{width} input",
+                chw.len()
+            )));
+        }
+        Ok(predict_chw(
+            &self.model,
+            chw,
+            channels,
+            height,
+            width,
+            &self.config,
+            &self.device,
+        ))
     }
 
     /// Segments an image as it comes from disk: applies the bundle's preprocessing, predicts, and

@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/measure", post(measure))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -257,4 +258,90 @@ fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<(Mea
         objects: table.json(),
     };
     Ok((measured, table))
+}
+
+/// An Open Inference Protocol `infer` request: one FP32 input, `[1, C, H, W]` or `[C, H, W]`,
+/// its data flat in row-major order.
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    id: Option<String>,
+    inputs: Vec<InferTensor>,
+}
+
+/// A tensor of a request or response.
+#[derive(Debug, Serialize, Deserialize)]
+struct InferTensor {
+    name: String,
+    shape: Vec<usize>,
+    datatype: String,
+    data: Vec<f32>,
+}
+
+/// The `[C, H, W]` of an input, or why it does not fit.
+fn input_shape(t: &InferTensor) -> Result<[usize; 3], Refusal> {
+    if t.datatype != "FP32" {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("input `{}` is {}; the model takes FP32", t.name, t.datatype),
+        ));
+    }
+    match t.shape.as_slice() {
+        [1, c, h, w] | [c, h, w] => Ok([*c, *h, *w]),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("input `{}` has shape {other:?}; the model takes [1, C, H, W]", t.name),
+        )),
+    }
+}
+
+/// `POST /v2/models/{name}/infer`: the model's probabilities for a prepared input (no
+/// preprocessing, no separation): `probabilities`, `[1, K, H, W]`, one channel per output.
+async fn infer(
+    State(s): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Refusal> {
+    served(&s, &name)?;
+    let Json(InferRequest { id, mut inputs }) = body.map_err(|e| error(e.status(), e.body_text()))?;
+    if inputs.len() != 1 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "send exactly one input tensor (the image)",
+        ));
+    }
+    let input = inputs.remove(0);
+    let shape = input_shape(&input)?;
+    let (state, data) = (Arc::clone(&s), input.data);
+    let run = move || {
+        let predictor = state
+            .release
+            .predictor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.probabilities(&data, shape)
+    };
+    let prediction = match tokio::task::spawn_blocking(run).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(error(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("inference stopped: {e}"),
+            ));
+        }
+    };
+    let model = &s.release.model;
+    Ok(Json(json!({
+        "model_name": model.name,
+        "model_version": model.version,
+        "id": id,
+        "parameters": { "release": s.release.id, "outputs": model.outputs },
+        "outputs": [InferTensor {
+            name: "probabilities".into(),
+            shape: vec![1, prediction.channels, prediction.height, prediction.width],
+            datatype: "FP32".into(),
+            data: prediction.probabilities,
+        }],
+    }))
+    .into_response())
 }

@@ -39,6 +39,8 @@ pub struct Release {
     pub id: String,
     /// The model.
     pub model: Model,
+    /// The model itself, for `infer` (its clones in the analyzers share the weights).
+    pub predictor: Mutex<Predictor>,
     types: BTreeMap<String, Mutex<Analyzer>>,
 }
 
@@ -80,6 +82,7 @@ impl Release {
         Ok(Self {
             id: release_id(&dir),
             model,
+            predictor: Mutex::new(predictor),
             types,
         })
     }

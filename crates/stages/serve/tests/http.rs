@@ -244,3 +244,56 @@ fn bad_requests_get_a_json_error_and_the_server_stays_up() {
     );
     assert_eq!(get(&format!("{}/v2/health/live", server.base)).0, 200, "still up");
 }
+
+#[test]
+fn infer_returns_the_models_probabilities_and_refuses_shapes_that_do_not_fit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    let server = serve(&release, &[]);
+    let url = format!("{}/v2/models/nuclei/infer", server.base);
+    let send = |body: Value| answer(ureq::post(&url).send_json(body));
+    let (h, w) = (24usize, 40usize);
+    // A bright disc on a dark background, as the model's preprocessing would give it.
+    let data: Vec<f32> = (0..h * w)
+        .map(|i| {
+            let (y, x) = ((i / w) as f32, (i % w) as f32);
+            if (y - 12.0).powi(2) + (x - 20.0).powi(2) < 36.0 {
+                0.9
+            } else {
+                0.05
+            }
+        })
+        .collect();
+    let request = |shape: Vec<usize>, datatype: &str, data: &[f32]| serde_json::json!({ "id": "r1", "inputs": [{ "name": "image", "shape": shape, "datatype": datatype, "data": data }] });
+    let (status, out) = send(request(vec![1, 1, h, w], "FP32", &data));
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["id"], "r1");
+    let t = &out["outputs"][0];
+    let channels = out["parameters"]["outputs"].as_array().expect("outputs").len();
+    assert_eq!(t["shape"], serde_json::json!([1, channels, h, w]));
+    let values = t["data"].as_array().expect("data");
+    assert_eq!(values.len(), channels * h * w);
+    assert!(
+        values
+            .iter()
+            .all(|v| v.as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)))
+    );
+    // The disc's centre is more likely foreground than the corner.
+    let p = |y: usize, x: usize| values[y * w + x].as_f64().expect("number");
+    assert!(p(12, 20) > p(0, 0), "centre {} corner {}", p(12, 20), p(0, 0));
+
+    for (body, says) in [
+        (
+            request(vec![1, 3, h, w], "FP32", &vec![0.0; 3 * h * w]),
+            "input channel",
+        ),
+        (request(vec![1, 1, h, w], "FP32", &data[1..]), "do not fill"),
+        (request(vec![1, 1, h, w], "INT8", &data), "FP32"),
+        (request(vec![h, w], "FP32", &data), "shape"),
+        (serde_json::json!({ "inputs": [] }), "exactly one input"),
+    ] {
+        let (status, answer) = send(body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().expect("error").contains(says), "{answer}");
+    }
+}
