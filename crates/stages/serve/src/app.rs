@@ -8,17 +8,19 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path as UrlPath, Query, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use cellops_analysis::{AnalysisError, Image, Input};
-use cellops_measure::objects::ImageSummary;
+use cellops_measure::objects::{Cell, ImageSummary};
 use cellops_measure::table::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::metrics::{Metrics, RequestLabels, RouteLabels, TypeLabels};
 use crate::release::Release;
 
 /// The extension `GET /v2` lists for `POST /v2/models/{name}/measure`.
@@ -40,12 +42,15 @@ pub struct AppState {
     pub release: Release,
     /// The limits.
     pub limits: Limits,
+    /// The metrics.
+    pub metrics: Metrics,
 }
 
 /// The service's routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_request_bytes;
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
@@ -54,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/measure", post(measure))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
 }
 
@@ -75,6 +81,45 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
         status,
         message: message.into(),
     }
+}
+
+/// Counts, times and sizes every request by its route.
+async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let size = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<f64>().ok());
+    let m = &s.metrics;
+    let labels = RouteLabels { route: route.clone() };
+    if let Some(size) = size {
+        m.request_size.get_or_create(&labels).observe(size);
+    }
+    m.in_flight.inc();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    m.in_flight.dec();
+    m.duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let code = response.status().as_u16();
+    m.requests.get_or_create(&RequestLabels { route, code }).inc();
+    response
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn server_metadata() -> Json<serde_json::Value> {
@@ -245,6 +290,7 @@ fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<(Mea
         e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     })?;
     let m = analysed.measurement;
+    observe(&s.metrics, image_type, &m.summary, &m.rows);
     let mut table = Table::default();
     for row in m.rows {
         table.push(row);
@@ -344,4 +390,29 @@ async fn infer(
         }],
     }))
     .into_response())
+}
+
+/// The domain signals of one measured image.
+fn observe(metrics: &Metrics, image_type: &str, summary: &ImageSummary, rows: &[Vec<(String, Cell)>]) {
+    let labels = TypeLabels {
+        image_type: image_type.to_owned(),
+    };
+    metrics.nuclei.get_or_create(&labels).observe(summary.count as f64);
+    if let Some(p) = summary.positive_percent {
+        metrics.positive.get_or_create(&labels).observe(p / 100.0);
+    }
+    let (area, form) = (
+        metrics.area.get_or_create(&labels),
+        metrics.form_factor.get_or_create(&labels),
+    );
+    for row in rows {
+        for (name, cell) in row {
+            let value = cell.as_f64().filter(|v| v.is_finite());
+            match (name.as_str(), value) {
+                ("AreaShape_Area_um2", Some(v)) => area.observe(v),
+                ("AreaShape_FormFactor", Some(v)) => form.observe(v),
+                _ => {}
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! The only crate that touches the HTTP server stack (axum on tokio).
 
 pub mod app;
+pub mod metrics;
 pub mod release;
 
 use std::net::SocketAddr;
@@ -128,7 +129,15 @@ fn load(args: &Args) -> Result<(Arc<AppState>, String), ServeError> {
         max_request_bytes: args.max_request_bytes,
         max_pixels: args.max_pixels,
     };
-    Ok((Arc::new(AppState { release, limits }), line))
+    let metrics = metrics::Metrics::new(&release.id, &release.model.name, &release.model.version);
+    Ok((
+        Arc::new(AppState {
+            release,
+            limits,
+            metrics,
+        }),
+        line,
+    ))
 }
 
 /// A service running on a thread of its own (the pipeline's check, tools): stopped, after its

@@ -185,6 +185,25 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
         csv,
         "the same CSV as evaluate's objects.csv"
     );
+    // Two measure requests answered (JSON and CSV): the metrics count them and what they found.
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    let nuclei = served.len();
+    for line in [
+        "cellops_http_requests_total{route=\"/v2/models/{name}/measure\",code=\"200\"} 2".to_owned(),
+        format!("cellops_model_info{{release=\"release-1\",model=\"nuclei\",bundle_id=\"{bundle_id}\"}} 1"),
+        "cellops_nuclei_per_image_count{image_type=\"fluorescence-dapi\"} 2".to_owned(),
+        format!(
+            "cellops_nucleus_area_square_micrometers_count{{image_type=\"fluorescence-dapi\"}} {}",
+            2 * nuclei
+        ),
+        "cellops_http_request_duration_seconds_count{route=\"/v2/models/{name}/measure\"} 2".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
     // summary.json's image records hold the summary's fields flattened, beside the overlay's path.
     let summary_fields = measured["summary"].as_object().expect("summary");
     assert!(summary_fields.len() > 5, "{summary_fields:?}");

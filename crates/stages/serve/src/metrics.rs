@@ -1,0 +1,177 @@
+//! `/metrics`: Prometheus metrics in the OpenMetrics text format, with Prometheus naming (base
+//! units in the name, `_total` on counters): HTTP requests by route and status, their duration
+//! and size, requests in flight, the model being served, and per image type the signals a lab
+//! watches — nuclei per image, nucleus area and form factor, the share of DAB-positive nuclei.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// A request's route (the pattern, not the path, so that labels stay few) and status code.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route, e.g. `/v2/models/{name}/measure`.
+    pub route: String,
+    /// The HTTP status code.
+    pub code: u16,
+}
+
+/// A route.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route.
+    pub route: String,
+}
+
+/// The model a release serves.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    release: String,
+    model: String,
+    bundle_id: String,
+}
+
+/// An image type (a parameter file).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabels {
+    /// The image type.
+    pub image_type: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the service.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to answer.
+    pub duration: Histograms<RouteLabels>,
+    /// Request body sizes.
+    pub request_size: Histograms<RouteLabels>,
+    /// Requests being answered.
+    pub in_flight: Gauge,
+    /// Nuclei found per image.
+    pub nuclei: Histograms<TypeLabels>,
+    /// Nucleus areas.
+    pub area: Histograms<TypeLabels>,
+    /// Nucleus form factors.
+    pub form_factor: Histograms<TypeLabels>,
+    /// Share of DAB-positive nuclei per image (IHC types).
+    pub positive: Histograms<TypeLabels>,
+}
+
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn bytes() -> Histogram {
+    Histogram::new(exponential_buckets(1024.0, 4.0, 12))
+}
+
+fn counts() -> Histogram {
+    Histogram::new([0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0])
+}
+
+fn areas() -> Histogram {
+    Histogram::new(exponential_buckets(4.0, 1.5, 14))
+}
+
+fn ratios() -> Histogram {
+    Histogram::new((1..=10).map(|i| f64::from(i) / 10.0))
+}
+
+impl Metrics {
+    /// The metrics of a service that serves `model` (bundle `bundle_id`) from `release`.
+    pub fn new(release: &str, model: &str, bundle_id: &str) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: Histograms<RouteLabels> = Family::new_with_constructor(seconds);
+        let request_size: Histograms<RouteLabels> = Family::new_with_constructor(bytes);
+        let in_flight = Gauge::default();
+        let info = Family::<InfoLabels, Gauge>::default();
+        let nuclei: Histograms<TypeLabels> = Family::new_with_constructor(counts);
+        let area: Histograms<TypeLabels> = Family::new_with_constructor(areas);
+        let form_factor: Histograms<TypeLabels> = Family::new_with_constructor(ratios);
+        let positive: Histograms<TypeLabels> = Family::new_with_constructor(ratios);
+        info.get_or_create(&InfoLabels {
+            release: release.to_owned(),
+            model: model.to_owned(),
+            bundle_id: bundle_id.to_owned(),
+        })
+        .set(1);
+        let r = &mut registry;
+        r.register(
+            "cellops_http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        r.register_with_unit(
+            "cellops_http_request_duration",
+            "Time to answer a request",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        r.register_with_unit(
+            "cellops_http_request_size",
+            "Request body size",
+            Unit::Bytes,
+            request_size.clone(),
+        );
+        r.register(
+            "cellops_http_requests_in_flight",
+            "Requests being answered",
+            in_flight.clone(),
+        );
+        r.register(
+            "cellops_model_info",
+            "The release and model being served (value 1)",
+            info,
+        );
+        r.register(
+            "cellops_nuclei_per_image",
+            "Nuclei found per measured image",
+            nuclei.clone(),
+        );
+        r.register_with_unit(
+            "cellops_nucleus_area",
+            "Area of each measured nucleus",
+            Unit::Other("square_micrometers".into()),
+            area.clone(),
+        );
+        r.register(
+            "cellops_nucleus_form_factor",
+            "Form factor (4π·area/perimeter²) of each measured nucleus",
+            form_factor.clone(),
+        );
+        r.register_with_unit(
+            "cellops_dab_positive",
+            "Share of DAB-positive nuclei per image",
+            Unit::Ratios,
+            positive.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            request_size,
+            in_flight,
+            nuclei,
+            area,
+            form_factor,
+            positive,
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
