@@ -59,6 +59,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/measure", post(measure))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            refuse_announced_oversize,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
 }
@@ -81,6 +85,28 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
         status,
         message: message.into(),
     }
+}
+
+/// The refusal of a body over `max_request_bytes`.
+fn too_large(limit: usize) -> Refusal {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is over max_request_bytes ({limit} bytes)"),
+    )
+}
+
+/// Refuses a request whose `Content-Length` is over the limit before reading any of its body
+/// (bodies without one are cut off by the body limit as they arrive).
+async fn refuse_announced_oversize(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = s.limits.max_request_bytes;
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large(limit).into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts, times and sizes every request by its route.
@@ -228,13 +254,7 @@ async fn measure(
             ));
         }
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = s.limits.max_request_bytes;
-            return Err(error(
-                e.status(),
-                format!("the body is over max_request_bytes ({limit} bytes)"),
-            ));
-        }
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(s.limits.max_request_bytes)),
         Err(e) => return Err(error(e.status(), e.body_text())),
     };
     let state = Arc::clone(&s);
