@@ -1,7 +1,6 @@
 //! The model bundle's files and its metadata (`bundle.json`): what is trained, versioned and
 //! deployed. The weights and their loading live in the unet crate; this module needs no burn.
 
-use std::io::Read as _;
 use std::path::Path;
 
 use serde::de::IgnoredAny;
@@ -109,14 +108,7 @@ pub const MAX_METADATA_BYTES: u64 = 1 << 20;
 /// assert!(err.to_string().contains("not a bundle"), "{err}");
 /// ```
 pub fn read_header(path: &Path) -> Result<BundleHeader, FileError> {
-    let file = std::fs::File::open(path).map_err(|e| FileError::new(path, format!("cannot read: {e}")))?;
-    let mut text = String::new();
-    file.take(MAX_METADATA_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| FileError::new(path, format!("cannot read: {e}")))?;
-    if text.len() as u64 > MAX_METADATA_BYTES {
-        return Err(FileError::new(path, format!("larger than {MAX_METADATA_BYTES} bytes")));
-    }
+    let text = crate::error::read_capped(path, MAX_METADATA_BYTES, "a bundle's metadata")?;
     #[derive(Deserialize)]
     struct Format {
         format: Option<String>,

@@ -29,6 +29,28 @@ impl FileError {
     }
 }
 
+/// Reads a text file of at most `max` bytes (`what` names the kind of file in errors, e.g.
+/// "a parameter file"); the cap holds even when the file grows between the check and the read.
+pub(crate) fn read_capped(path: &Path, max: u64, what: &str) -> Result<String, FileError> {
+    use std::io::Read as _;
+    let err = |message: String| FileError::new(path, message);
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if meta.len() > max {
+        return Err(err(format!(
+            "{} bytes is too large for {what} (limit {max})",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    if text.len() as u64 > max {
+        return Err(err(format!("more than {max} bytes is too large for {what}")));
+    }
+    Ok(text)
+}
+
 fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
     match (line, column) {
         (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),

@@ -24,7 +24,6 @@
 //!
 //! Errors name the file, line and column ([`ParamsError`]).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -829,24 +828,7 @@ impl ParamsFile {
     /// The file cannot be read, is larger than [`MAX_FILE_BYTES`], or is not a valid parameter
     /// file (the error names the line and column).
     pub fn read(path: &Path) -> Result<Self, ParamsError> {
-        let err = |message: String| ParamsError::new(path, message);
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(err(format!(
-                "{} bytes is too large for a parameter file (limit {MAX_FILE_BYTES})",
-                meta.len()
-            )));
-        }
-        // The cap holds even when the file grows between the check and the read.
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-            .map_err(|e| err(format!("cannot read: {e}")))?;
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(err(format!(
-                "more than {MAX_FILE_BYTES} bytes is too large for a parameter file"
-            )));
-        }
+        let text = crate::error::read_capped(path, MAX_FILE_BYTES, "a parameter file")?;
         let params = CellParams::from_yaml(&text, path)?;
         Ok(Self {
             path: path.to_owned(),

@@ -29,7 +29,7 @@ use cellops_dataset::staging::{StagingDir, StagingError};
 use cellops_formats::dataset::Subset;
 use cellops_formats::params::{self, ParamsError, ParamsFile};
 use cellops_measure::metrics::Scores;
-use cellops_measure::objects::{Cell, Context, ImageMeasurement, summarised};
+use cellops_measure::objects::{Cell, ImageMeasurement, summarised};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 use cellops_unet::inference::{PredictConfig, Predictor, Tta};
 use rayon::prelude::*;
@@ -218,7 +218,7 @@ struct One {
 }
 
 /// Analyses one image and draws its overlay.
-fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, ctx: &Context<'_>, args: &Args) -> Result<One, StageError> {
+fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<One, StageError> {
     let input = Input::read(
         &item.id,
         &item.image,
@@ -240,7 +240,7 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, ctx: &Context<'_>, arg
         summary,
         ..
     } = measurement;
-    let size_names: Vec<String> = ctx.params.classes.size.iter().map(|c| c.name.clone()).collect();
+    let size_names: Vec<String> = analyzer.params().classes.size.iter().map(|c| c.name.clone()).collect();
     let colours: BTreeMap<u32, [u8; 3]> = nuclei
         .iter()
         .map(|n| (n.shape.label as u32, overlay::colour_of(n, &size_names)))
@@ -353,10 +353,9 @@ fn evaluate_all(
     runner: &Runner,
     overlays_dir: &Path,
 ) -> Result<Vec<One>, StageError> {
-    let ctx = Context::new(analyzer.params());
     let progress = Progress::new(runner, items.len() as u64, "images");
     let process = |item: &inputs::Item| -> Result<One, StageError> {
-        let mut one = evaluate_one(item, analyzer, &ctx, args)?;
+        let mut one = evaluate_one(item, analyzer, args)?;
         write(
             overlays_dir,
             &format!("{}.png", item.id),

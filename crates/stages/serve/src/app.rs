@@ -304,7 +304,6 @@ fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<(Mea
         .release
         .analyzer(image_type)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no image type `{image_type}`")))?;
-    let analyzer = analyzer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let analysed = analyzer.analyse(&input).map_err(|e| match e {
         AnalysisError::Model { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
@@ -378,14 +377,7 @@ async fn infer(
     let input = inputs.remove(0);
     let shape = input_shape(&input)?;
     let (state, data) = (Arc::clone(&s), input.data);
-    let run = move || {
-        let predictor = state
-            .release
-            .predictor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        predictor.probabilities(&data, shape)
-    };
+    let run = move || state.release.predictor.probabilities(&data, shape);
     let prediction = match tokio::task::spawn_blocking(run).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return Err(error(StatusCode::BAD_REQUEST, e.to_string())),

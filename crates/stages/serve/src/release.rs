@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use cellops_analysis::{Analyzer, Segmenter};
 use cellops_formats::params::ParamsFile;
@@ -40,8 +39,8 @@ pub struct Release {
     /// The model.
     pub model: Model,
     /// The model itself, for `infer` (its clones in the analyzers share the weights).
-    pub predictor: Mutex<Predictor>,
-    types: BTreeMap<String, Mutex<Analyzer>>,
+    pub predictor: Predictor,
+    types: BTreeMap<String, Analyzer>,
 }
 
 impl std::fmt::Debug for Release {
@@ -77,12 +76,12 @@ impl Release {
         let mut types = BTreeMap::new();
         for (name, file) in files {
             let segmenter = Segmenter::model(predictor.clone(), &bundle_dir, &file)?;
-            types.insert(name, Mutex::new(Analyzer::new(file.params, segmenter)));
+            types.insert(name, Analyzer::new(file.params, segmenter));
         }
         Ok(Self {
             id: release_id(&dir),
             model,
-            predictor: Mutex::new(predictor),
+            predictor,
             types,
         })
     }
@@ -93,7 +92,7 @@ impl Release {
     }
 
     /// The analyzer of an image type.
-    pub fn analyzer(&self, image_type: &str) -> Option<&Mutex<Analyzer>> {
+    pub fn analyzer(&self, image_type: &str) -> Option<&Analyzer> {
         self.types.get(image_type)
     }
 }
