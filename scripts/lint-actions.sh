@@ -4,7 +4,8 @@
 #     WebAssembly, run by node, offline);
 #   - check-jsonschema with its bundled GitHub schemas: vendor.github-workflows on the workflows,
 #     vendor.github-actions on every action.yml;
-#   - cell-params/*.yaml against schema/cell-params.schema.json;
+#   - cell-params/*.yaml against schema/cell-params.schema.json, serve.json against
+#     schema/serve.schema.json;
 #   - the repository's own rules: no ${{ }} expression inside a `run:` of an action.yml (inputs go
 #     through env:), and every third-party action pinned to a full commit SHA.
 # Missing tools are installed into .ci/tools/ (git-ignored) from npm and PyPI; if that fails, the
@@ -79,6 +80,7 @@ JS
 if [ ${#params[@]} -gt 0 ]; then
   "$CJ" --schemafile schema/cell-params.schema.json "${params[@]}" || status=1
 fi
+"$CJ" --schemafile schema/serve.schema.json serve.json || status=1
 
 # --- the repository's own rules ------------------------------------------------------------------
 # An expression inside `run:` of an action is a script-injection hole: inputs must go through env:.

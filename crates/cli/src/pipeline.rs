@@ -195,7 +195,7 @@ fn image_files(images: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, runner: &Runner) -> anyhow::Result<()> {
     runner.info("== serve")?;
     let mut args = cellops_serve::Args::new(release)?;
-    args.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    args.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     args.device = a.device;
     let running = cellops_serve::start(&args).context("starting the service")?;
     let evaluated: Vec<serde_json::Value> =
@@ -205,6 +205,9 @@ fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, run
         .as_ref()
         .and_then(|p| p.file_stem())
         .map_or_else(|| "fluorescence-dapi".to_owned(), |n| n.to_string_lossy().into_owned());
+    let Some(model) = running.types.get(&params).cloned() else {
+        bail!("the service has no image type `{params}`");
+    };
     let mut latencies = Vec::new();
     let files = image_files(images)?;
     for file in &files {
@@ -213,8 +216,8 @@ fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, run
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let url = format!(
-            "http://{}/v2/models/{}/measure?params={params}&name={stem}",
-            running.address, running.model
+            "http://{}/v2/models/{model}/measure?params={params}&name={stem}",
+            running.address
         );
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let started = std::time::Instant::now();
@@ -237,13 +240,14 @@ fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, run
             );
         }
     }
+    let running_release = running.release.clone();
     running.stop().context("stopping the service")?;
     latencies.sort_by(f64::total_cmp);
     let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
     runner.info(&format!(
         "measured {} images through the service (release {}): the same nuclei as evaluate; median latency {median:.0} ms",
         files.len(),
-        args.release.display()
+        running_release
     ))?;
     Ok(())
 }

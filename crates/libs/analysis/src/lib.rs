@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod overlay;
 pub mod segment;
 
 use std::path::{Path, PathBuf};
@@ -247,6 +248,41 @@ pub struct Analysed {
     pub scores: Option<Scores>,
     /// The classical line's scores beside a model's, with ground truth.
     pub classical: Option<Scores>,
+    /// The share of pixels the model was unsure of (foreground probability in
+    /// [`UNCERTAIN`]), when a model ran: a drift signal that needs no ground truth.
+    pub uncertain: Option<f64>,
+}
+
+/// Foreground probabilities strictly inside this range count as uncertain.
+pub const UNCERTAIN: (f32, f32) = (0.3, 0.7);
+
+/// The share of `probabilities` strictly inside [`UNCERTAIN`] (0 for none).
+///
+/// ```
+/// assert_eq!(cellops_analysis::uncertain_share(&[0.1, 0.5, 0.9, 0.65]), 0.5);
+/// ```
+pub fn uncertain_share(probabilities: &[f32]) -> f64 {
+    let (low, high) = UNCERTAIN;
+    let n = probabilities.iter().filter(|&&p| p > low && p < high).count();
+    n as f64 / probabilities.len().max(1) as f64
+}
+
+/// Labels from a segmenter, with what the model said about them when one ran.
+struct Segmented {
+    labels: Vec<u32>,
+    scale: Option<f64>,
+    uncertain: Option<f64>,
+}
+
+impl Segmented {
+    /// Labels no model produced.
+    fn plain(labels: Vec<u32>) -> Self {
+        Self {
+            labels,
+            scale: None,
+            uncertain: None,
+        }
+    }
 }
 
 /// Analyses images under one parameter file with one segmenter.
@@ -289,7 +325,11 @@ impl Analyzer {
     pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
         let ctx = Context::new(&self.params);
         let image = &input.image.raster;
-        let (labels, scale) = self.labels(input)?;
+        let Segmented {
+            labels,
+            scale,
+            uncertain,
+        } = self.labels(input)?;
         let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
         let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &ctx);
         let scores = truth
@@ -307,11 +347,31 @@ impl Analyzer {
             scale,
             scores,
             classical,
+            uncertain,
         })
     }
 
-    /// Instance labels of an image from the segmenter, and the model's scale when a model ran.
-    fn labels(&self, input: &Input) -> Result<(Vec<u32>, Option<f64>), AnalysisError> {
+    /// The input drawn with each nucleus's contour in its class colour (size classes of this
+    /// parameter file, DAB classes for IHC) and ground-truth contours, when known, in white.
+    pub fn overlay(&self, input: &Input, analysed: &Analysed) -> Raster {
+        let size_names: Vec<String> = self.params.classes.size.iter().map(|c| c.name.clone()).collect();
+        let colours: std::collections::BTreeMap<u32, [u8; 3]> = analysed
+            .measurement
+            .nuclei
+            .iter()
+            .map(|n| (n.shape.label as u32, overlay::colour_of(n, &size_names)))
+            .collect();
+        overlay::draw(
+            &input.image.raster,
+            &analysed.measurement.labels,
+            analysed.truth.as_deref(),
+            |l| colours.get(&l).copied(),
+        )
+    }
+
+    /// Instance labels of an image from the segmenter, and the model's scale and uncertainty
+    /// when a model ran.
+    fn labels(&self, input: &Input) -> Result<Segmented, AnalysisError> {
         let params = &self.params;
         let image = &input.image;
         match &self.segmenter {
@@ -326,16 +386,19 @@ impl Analyzer {
                 let labels =
                     segment::from_prediction(&pred, meta.training.targets(), params, meta.postprocessing.as_ref())
                         .map_err(|e| failed(&image.path, &e))?;
-                Ok((labels, Some(pred.scale)))
+                Ok(Segmented {
+                    labels,
+                    scale: Some(pred.scale),
+                    uncertain: Some(uncertain_share(pred.channel(0))),
+                })
             }
-            Segmenter::Threshold => Ok((
+            Segmenter::Threshold => Ok(Segmented::plain(
                 segment::classical(&image.raster, params).map_err(|e| failed(&image.path, &e))?,
-                None,
             )),
             Segmenter::Masks(reading) => {
                 let mask = input.mask.as_ref().unwrap_or(image);
                 let labels = segment::from_mask(&mask.raster, *reading, params).map_err(|e| failed(&mask.path, &e))?;
-                Ok((labels, None))
+                Ok(Segmented::plain(labels))
             }
         }
     }

@@ -152,22 +152,7 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The sha256 of a reader, hex, and its length.
-pub fn sha256_of(mut r: impl Read) -> std::io::Result<(u64, String)> {
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let k = r.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, format!("{:x}", h.finalize())))
-}
+pub use cellops_formats::release::sha256_of;
 
 /// A folder on this machine (`file://` targets): the same release logic without a network.
 #[derive(Debug, Default)]

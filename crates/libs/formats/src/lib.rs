@@ -14,6 +14,7 @@
 //!   bundle and the cell parameters.
 //! - [`release`]: a deployed release's `deploy.json`, the deploy lock's owner and the audit log
 //!   `deployments.jsonl`.
+//! - [`serve`]: a release's `serve.json` (the service's listen address, limits, models).
 //! - [`FileError`]: a file that cannot be used, with the place in it.
 //! - [`Connectivity`]: which neighbours join pixels into one object.
 
@@ -25,6 +26,7 @@ mod error;
 pub mod params;
 pub mod preprocessing;
 pub mod release;
+pub mod serve;
 
 pub use connectivity::Connectivity;
 pub use error::FileError;

@@ -9,7 +9,12 @@
 //! <base>/.lock/owner.json            LOCK_OWNER
 //! ```
 
+use std::io::Read;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+
+use crate::FileError;
 
 /// The format tag of `deploy.json`.
 pub const FORMAT: &str = "cellops.release/1";
@@ -132,6 +137,63 @@ pub enum RollbackReason {
     #[serde(rename = "requested")]
     Requested,
 }
+
+/// The sha256 of a reader, hex, and its length.
+pub fn sha256_of(mut r: impl Read) -> std::io::Result<(u64, String)> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, format!("{:x}", h.finalize())))
+}
+
+impl DeployRecord {
+    /// Reads `deploy.json` in the release folder `dir`; `None` when there is none (a folder that
+    /// no deploy made).
+    pub fn read(dir: &Path) -> Result<Option<Self>, FileError> {
+        let path = dir.join(RECORD);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = crate::error::read_capped(&path, MAX_RECORD_BYTES, "a release record")?;
+        serde_json::from_str(&text).map(Some).map_err(|e| FileError {
+            path: path.clone(),
+            line: Some(e.line() as u64),
+            column: Some(e.column() as u64),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks that every file the record lists is in `dir` with its recorded size and sha256;
+    /// the error names the first file that is missing or differs.
+    pub fn verify(&self, dir: &Path) -> Result<(), FileError> {
+        for f in &self.files {
+            let path = dir.join(&f.path);
+            let err = |m: String| FileError::new(&path, m);
+            let file =
+                std::fs::File::open(&path).map_err(|e| err(format!("listed in {RECORD} but cannot be read: {e}")))?;
+            let (size, sha256) = sha256_of(file).map_err(|e| err(format!("cannot read: {e}")))?;
+            if size != f.size || sha256 != f.sha256 {
+                return Err(err(format!(
+                    "differs from {RECORD} (sha256 {sha256}, {size} bytes; recorded {}, {} bytes)",
+                    f.sha256, f.size
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `deploy.json` lists every file of a release; a few MiB is far beyond any real one.
+const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,6 @@
 pub mod baseline;
 pub mod html;
 pub mod inputs;
-pub mod overlay;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -226,28 +225,16 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         item.truth.as_deref(),
         args.max_pixels,
     )?;
+    let analysed = analyzer.analyse(&input)?;
+    let drawn = analyzer.overlay(&input, &analysed);
     let Analysed {
         measurement,
-        truth,
         scale,
         scores,
         classical,
-    } = analyzer.analyse(&input)?;
-    let ImageMeasurement {
-        nuclei,
-        labels,
-        rows,
-        summary,
         ..
-    } = measurement;
-    let size_names: Vec<String> = analyzer.params().classes.size.iter().map(|c| c.name.clone()).collect();
-    let colours: BTreeMap<u32, [u8; 3]> = nuclei
-        .iter()
-        .map(|n| (n.shape.label as u32, overlay::colour_of(n, &size_names)))
-        .collect();
-    let drawn = overlay::draw(&input.image.raster, &labels, truth.as_deref(), |l| {
-        colours.get(&l).copied()
-    });
+    } = analysed;
+    let ImageMeasurement { rows, summary, .. } = measurement;
     let png = io::encode_png(&drawn).map_err(|e| StageError::Write {
         path: PathBuf::from(format!("overlays/{}.png", item.id)),
         message: e.to_string(),

@@ -1,70 +1,67 @@
-//! The HTTP routes: the Open Inference Protocol's metadata and health endpoints, and the `measure`
-//! extension that analyses one uploaded image under an image type's parameter file.
+//! The HTTP routes: the Open Inference Protocol's metadata and health endpoints, `infer`, and the
+//! `measure` extension that analyses one uploaded image under an image type's parameter file.
+//!
+//! Every route that runs the model goes through [`work`]: a worker of the bounded pool (503 with
+//! `Retry-After` when the queue is full) under the request deadline (504); bodies are read under
+//! the size limit (413) and the upload deadline (408). A request takes the live release once and
+//! finishes on it, whatever a reload does meanwhile.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path as UrlPath, Query, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path as UrlPath, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use cellops_analysis::{AnalysisError, Image, Input};
-use cellops_measure::objects::{Cell, ImageSummary};
 use cellops_measure::table::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::metrics::{Metrics, RequestLabels, RouteLabels, TypeLabels};
-use crate::release::Release;
+use crate::admission::Full;
+use crate::release::{Model, Release};
+use crate::service::Service;
+
+mod measure;
+
+pub use measure::Measured;
 
 /// The extension `GET /v2` lists for `POST /v2/models/{name}/measure`.
 pub const MEASURE_EXTENSION: &str = "cellops-measure";
 
-/// Limits of the service.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// The largest request body, in bytes.
-    pub max_request_bytes: usize,
-    /// The most pixels an uploaded image may have (checked from its header before decoding).
-    pub max_pixels: u64,
-}
-
-/// What every handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    /// The release being served.
-    pub release: Release,
-    /// The limits.
-    pub limits: Limits,
-    /// The metrics.
-    pub metrics: Metrics,
-}
-
-/// The service's routes over `state`.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.limits.max_request_bytes;
-    Router::new()
+/// The service's routes over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    let model = |p: &str| format!("/v2/models/{{name}}{p}");
+    let version = |p: &str| format!("/v2/models/{{name}}/versions/{{version}}{p}");
+    let mut r = Router::new()
         .route("/metrics", get(metrics))
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/measure", post(measure))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            refuse_announced_oversize,
-        ))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
-        .with_state(state)
+        .route("/v2/health/ready", get(ready));
+    for path in [model(""), version("")] {
+        r = r.route(&path, get(model_metadata));
+    }
+    for path in [model("/ready"), version("/ready")] {
+        r = r.route(&path, get(model_ready));
+    }
+    for path in [model("/infer"), version("/infer")] {
+        r = r.route(&path, post(infer));
+    }
+    for path in [model("/measure"), version("/measure")] {
+        r = r.route(&path, post(measure::measure));
+    }
+    r.layer(middleware::from_fn_with_state(
+        Arc::clone(&service),
+        refuse_announced_oversize,
+    ))
+    .layer(middleware::from_fn_with_state(Arc::clone(&service), track))
+    .with_state(service)
 }
 
 /// A refusal: the status and a JSON body `{"error": …}` that says why.
@@ -72,11 +69,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct Refusal {
     status: StatusCode,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let body = Json(json!({ "error": self.message }));
+        match self.retry_after {
+            Some(s) => (self.status, [(RETRY_AFTER, s.to_string())], body).into_response(),
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
@@ -84,11 +86,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
+        retry_after: None,
     }
 }
 
 /// The refusal of a body over `max_request_bytes`.
-fn too_large(limit: usize) -> Refusal {
+fn too_large(limit: u64) -> Refusal {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the body is over max_request_bytes ({limit} bytes)"),
@@ -96,21 +99,22 @@ fn too_large(limit: usize) -> Refusal {
 }
 
 /// Refuses a request whose `Content-Length` is over the limit before reading any of its body
-/// (bodies without one are cut off by the body limit as they arrive).
-async fn refuse_announced_oversize(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// (bodies without one are cut off by [`read_body`] as they arrive).
+async fn refuse_announced_oversize(State(s): State<Arc<Service>>, request: Request, next: Next) -> Response {
     let limit = s.limits.max_request_bytes;
     let announced = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
+    if announced.is_some_and(|n| n > limit) {
         return too_large(limit).into_response();
     }
     next.run(request).await
 }
 
 /// Counts, times and sizes every request by its route.
-async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn track(State(s): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    use crate::metrics::{RequestLabels, RouteLabels};
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -137,7 +141,67 @@ async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> 
     response
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+/// The whole body, read under `max_request_bytes` (413) and `upload_timeout_s` (408).
+async fn read_body(s: &Service, body: Body) -> Result<Bytes, Refusal> {
+    use http_body_util::BodyExt as _;
+    let limit = s.limits.max_request_bytes;
+    let upload = s.limits.upload_timeout_s;
+    let capped = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(Duration::from_secs_f64(upload), capped.collect()).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within upload_timeout_s ({upload} s)"),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Runs `job` on a worker of the pool, within `request_timeout_s` of now: 503 with `Retry-After`
+/// when every worker is busy and the queue is full, 504 past the deadline (the job still
+/// finishes on its worker, so the pool's bound holds).
+async fn work<T: Send + 'static>(
+    s: &Service,
+    job: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    let deadline = s.limits.request_timeout_s;
+    let run = async {
+        let worker = s.pool.admit().await.map_err(busy)?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            job()
+        })
+        .await;
+        joined.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the analysis stopped: {e}")))?
+    };
+    tokio::time::timeout(Duration::from_secs_f64(deadline), run)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no answer within request_timeout_s ({deadline} s)"),
+            )
+        })?
+}
+
+fn busy(full: Full) -> Refusal {
+    Refusal {
+        retry_after: Some(1),
+        ..error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: all {} workers are analysing and the queue (queue = {}) is full; retry",
+                full.workers, full.queue
+            ),
+        )
+    }
+}
+
+async fn metrics(State(s): State<Arc<Service>>) -> Response {
     (
         [(
             CONTENT_TYPE,
@@ -160,169 +224,87 @@ async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
 }
 
-async fn ready(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({ "ready": true, "release": s.release.id, "model_version": s.release.model.version }))
-}
-
-/// The model named in the URL, or a 404 that names the one served.
-fn served<'a>(s: &'a AppState, name: &str) -> Result<&'a crate::release::Model, Refusal> {
-    let model = &s.release.model;
-    if model.name == name {
-        Ok(model)
+async fn ready(State(s): State<Arc<Service>>) -> Response {
+    let r = s.readiness();
+    let status = if r.ready {
+        StatusCode::OK
     } else {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no model `{name}`; this release serves `{}`", model.name),
-        ))
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
 }
 
-async fn model_metadata(State(s): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Result<Response, Refusal> {
-    let model = served(&s, &name)?;
-    let channels = model.input_channels as i64;
-    Ok(Json(json!({
-        "name": model.name,
-        "versions": [model.version],
-        "platform": "cellops-burn",
-        "inputs": [{ "name": "image", "datatype": "FP32", "shape": [-1, channels, -1, -1] }],
-        "outputs": [{ "name": "probabilities", "datatype": "FP32", "shape": [-1, model.outputs.len() as i64, -1, -1] }],
-        "parameters": { "outputs": model.outputs, "image_types": s.release.types(), "release": s.release.id },
-    }))
-    .into_response())
-}
-
-async fn model_ready(State(s): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Result<Response, Refusal> {
-    let m = served(&s, &name)?;
-    Ok(Json(json!({ "name": m.name, "ready": true })).into_response())
-}
-
-/// `?params=<image type>[&name=<image name>]`.
+/// A model in a URL: `/v2/models/{name}` or `/v2/models/{name}/versions/{version}`.
 #[derive(Debug, Deserialize)]
-struct MeasureQuery {
-    params: Option<String>,
-    /// The image's name in the rows (as `evaluate` names an image by its file stem).
-    name: Option<String>,
+pub(crate) struct ModelPath {
+    name: String,
+    version: Option<String>,
 }
 
-/// The answer of `measure`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Measured {
-    /// The model.
-    pub model_name: String,
-    /// The bundle id that segmented the image.
-    pub model_version: String,
-    /// The release that answered.
-    pub release: String,
-    /// The image type (parameter file) it was measured under.
-    pub params: String,
-    /// The per-image summary.
-    pub summary: ImageSummary,
-    /// One object per nucleus, with `objects.csv`'s column names (as `objects.json`).
-    pub objects: serde_json::Value,
-}
-
-async fn measure(
-    State(s): State<Arc<AppState>>,
-    UrlPath(name): UrlPath<String>,
-    Query(q): Query<MeasureQuery>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Refusal> {
-    let csv = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    served(&s, &name)?;
-    let types = s.release.types().join(", ");
-    let Some(image_type) = q.params else {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("say which image type with ?params=<type> (one of: {types})"),
-        ));
+/// The release that serves the model (and version) the URL names: the live one, or for an
+/// older version the previous release, still loaded. 503 while nothing is loaded, 404 for a
+/// model or version not served.
+fn pick(s: &Service, at: &ModelPath) -> Result<(Arc<Release>, Model), Refusal> {
+    let Some(current) = s.current() else {
+        let why = s.readiness().reason.unwrap_or_default();
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")));
     };
-    if s.release.analyzer(&image_type).is_none() {
+    let Some(model) = current.model(&at.name).cloned() else {
+        let names: Vec<_> = current.models().map(|m| m.name.as_str()).collect();
         return Err(error(
             StatusCode::NOT_FOUND,
-            format!("no image type `{image_type}` (one of: {types})"),
+            format!("no model `{}`; this release serves: {}", at.name, names.join(", ")),
         ));
-    }
-    let body = match body {
-        Ok(b) if b.is_empty() => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "the body is empty: send the image's bytes",
-            ));
-        }
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(s.limits.max_request_bytes)),
-        Err(e) => return Err(error(e.status(), e.body_text())),
     };
-    let state = Arc::clone(&s);
-    let id = q.name.unwrap_or_else(|| "upload".to_owned());
-    match tokio::task::spawn_blocking(move || analyse(&state, &image_type, &id, &body)).await {
-        Ok(Ok((m, table))) => {
-            let names = [
-                (HeaderName::from_static("x-cellops-release"), m.release.clone()),
-                (
-                    HeaderName::from_static("x-cellops-model-version"),
-                    m.model_version.clone(),
-                ),
-            ];
-            if csv {
-                let mut h = vec![(CONTENT_TYPE, "text/csv; charset=utf-8".to_owned())];
-                h.extend(names);
-                Ok((AppendHeaders(h), table.csv()).into_response())
-            } else {
-                Ok((AppendHeaders(names), Json(m)).into_response())
-            }
-        }
-        Ok(Err(r)) => Err(r),
-        Err(e) => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the analysis stopped: {e}"),
+    let Some(version) = &at.version else {
+        return Ok((current, model));
+    };
+    if &model.version == version {
+        return Ok((current, model));
+    }
+    let previous = s.previous();
+    let old = previous
+        .as_ref()
+        .and_then(|p| p.model(&at.name).filter(|m| &m.version == version).cloned());
+    match (previous, old) {
+        (Some(p), Some(m)) => Ok((p, m)),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "model `{}` has no version `{version}` loaded (live: {})",
+                at.name, model.version
+            ),
         )),
     }
 }
 
-/// Decodes and analyses one uploaded image (on a blocking thread); the answer and its rows as a
-/// table (for CSV).
-fn analyse(s: &AppState, image_type: &str, id: &str, body: &[u8]) -> Result<(Measured, Table), Refusal> {
-    let upload = Path::new(id);
-    let image = Image::decode(upload, body, s.limits.max_pixels).map_err(|e| {
-        error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{e} (max_pixels is {})", s.limits.max_pixels),
-        )
-    })?;
-    let input = Input {
-        id: id.to_owned(),
-        image,
-        mask: None,
-        truth: None,
-    };
-    let analyzer = s
-        .release
-        .analyzer(image_type)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no image type `{image_type}`")))?;
-    let analysed = analyzer.analyse(&input).map_err(|e| match e {
-        AnalysisError::Model { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    })?;
-    let m = analysed.measurement;
-    observe(&s.metrics, image_type, &m.summary, &m.rows);
-    let mut table = Table::default();
-    for row in m.rows {
-        table.push(row);
-    }
-    let measured = Measured {
-        model_name: s.release.model.name.clone(),
-        model_version: s.release.model.version.clone(),
-        release: s.release.id.clone(),
-        params: image_type.to_owned(),
-        summary: m.summary,
-        objects: table.json(),
-    };
-    Ok((measured, table))
+async fn model_metadata(State(s): State<Arc<Service>>, UrlPath(at): UrlPath<ModelPath>) -> Result<Response, Refusal> {
+    let (release, model) = pick(&s, &at)?;
+    let channels = model.input_channels as i64;
+    let versions: Vec<_> = [Some(&release), s.previous().as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.model(&model.name).map(|m| m.version.clone()))
+        .collect();
+    Ok(Json(json!({
+        "name": model.name,
+        "versions": versions,
+        "platform": "cellops-burn",
+        "inputs": [{ "name": "image", "datatype": "FP32", "shape": [-1, channels, -1, -1] }],
+        "outputs": [{ "name": "probabilities", "datatype": "FP32", "shape": [-1, model.outputs.len() as i64, -1, -1] }],
+        "parameters": {
+            "version": model.version,
+            "outputs": model.outputs,
+            "image_types": release.types_of(&model.name),
+            "release": release.id,
+        },
+    }))
+    .into_response())
+}
+
+async fn model_ready(State(s): State<Arc<Service>>, UrlPath(at): UrlPath<ModelPath>) -> Result<Response, Refusal> {
+    let (release, m) = pick(&s, &at)?;
+    Ok(Json(json!({ "name": m.name, "version": m.version, "release": release.id, "ready": true })).into_response())
 }
 
 /// An Open Inference Protocol `infer` request: one FP32 input, `[1, C, H, W]` or `[C, H, W]`,
@@ -359,15 +341,18 @@ fn input_shape(t: &InferTensor) -> Result<[usize; 3], Refusal> {
     }
 }
 
-/// `POST /v2/models/{name}/infer`: the model's probabilities for a prepared input (no
-/// preprocessing, no separation): `probabilities`, `[1, K, H, W]`, one channel per output.
+/// `POST /v2/models/{name}[/versions/{version}]/infer`: the model's probabilities for a prepared
+/// input (no preprocessing, no separation): `probabilities`, `[1, K, H, W]`, one channel per
+/// output.
 async fn infer(
-    State(s): State<Arc<AppState>>,
-    UrlPath(name): UrlPath<String>,
-    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+    State(s): State<Arc<Service>>,
+    UrlPath(at): UrlPath<ModelPath>,
+    body: Body,
 ) -> Result<Response, Refusal> {
-    served(&s, &name)?;
-    let Json(InferRequest { id, mut inputs }) = body.map_err(|e| error(e.status(), e.body_text()))?;
+    let (release, model) = pick(&s, &at)?;
+    let bytes = read_body(&s, body).await?;
+    let InferRequest { id, mut inputs } = serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not an infer request: {e}")))?;
     if inputs.len() != 1 {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -376,24 +361,18 @@ async fn infer(
     }
     let input = inputs.remove(0);
     let shape = input_shape(&input)?;
-    let (state, data) = (Arc::clone(&s), input.data);
-    let run = move || state.release.predictor.probabilities(&data, shape);
-    let prediction = match tokio::task::spawn_blocking(run).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Err(error(StatusCode::BAD_REQUEST, e.to_string())),
-        Err(e) => {
-            return Err(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("inference stopped: {e}"),
-            ));
-        }
-    };
-    let model = &s.release.model;
+    let (predictor, data) = (model.predictor.clone(), input.data);
+    let prediction = work(&s, move || {
+        predictor
+            .probabilities(&data, shape)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+    })
+    .await?;
     Ok(Json(json!({
         "model_name": model.name,
         "model_version": model.version,
         "id": id,
-        "parameters": { "release": s.release.id, "outputs": model.outputs },
+        "parameters": { "release": release.id, "outputs": model.outputs },
         "outputs": [InferTensor {
             name: "probabilities".into(),
             shape: vec![1, prediction.channels, prediction.height, prediction.width],
@@ -404,27 +383,49 @@ async fn infer(
     .into_response())
 }
 
-/// The domain signals of one measured image.
-fn observe(metrics: &Metrics, image_type: &str, summary: &ImageSummary, rows: &[Vec<(String, Cell)>]) {
-    let labels = TypeLabels {
-        image_type: image_type.to_owned(),
-    };
-    metrics.nuclei.get_or_create(&labels).observe(summary.count as f64);
-    if let Some(p) = summary.positive_percent {
-        metrics.positive.get_or_create(&labels).observe(p / 100.0);
+/// The headers that name the release and bundle behind an answer.
+fn provenance(release: &str, version: &str) -> [(HeaderName, String); 2] {
+    [
+        (HeaderName::from_static("x-cellops-release"), release.to_owned()),
+        (HeaderName::from_static("x-cellops-model-version"), version.to_owned()),
+    ]
+}
+
+/// Whether the client asked for CSV.
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+/// Decodes an upload under the pixel limit (checked from the header before decoding).
+fn decode(id: &str, body: &[u8], max_pixels: u64) -> Result<Input, Refusal> {
+    let image = Image::decode(Path::new(id), body, max_pixels).map_err(|e| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e} (max_pixels is {max_pixels})"),
+        )
+    })?;
+    Ok(Input {
+        id: id.to_owned(),
+        image,
+        mask: None,
+        truth: None,
+    })
+}
+
+/// An analysis error as a refusal: the model failing is ours (500), the rest is the image's (422).
+fn analysis_refusal(e: AnalysisError) -> Refusal {
+    match e {
+        AnalysisError::Model { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        e => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
-    let (area, form) = (
-        metrics.area.get_or_create(&labels),
-        metrics.form_factor.get_or_create(&labels),
-    );
-    for row in rows {
-        for (name, cell) in row {
-            let value = cell.as_f64().filter(|v| v.is_finite());
-            match (name.as_str(), value) {
-                ("AreaShape_Area_um2", Some(v)) => area.observe(v),
-                ("AreaShape_FormFactor", Some(v)) => form.observe(v),
-                _ => {}
-            }
-        }
-    }
+}
+
+/// A table's CSV answer.
+fn csv_response(table: &Table, names: [(HeaderName, String); 2]) -> Response {
+    let mut h = vec![(CONTENT_TYPE, "text/csv; charset=utf-8".to_owned())];
+    h.extend(names);
+    (AppendHeaders(h), table.csv()).into_response()
 }

@@ -1,65 +1,128 @@
 //! `cellops serve`: the service that runs on the droplet. It serves what a deploy put in a release
-//! folder — the cell-parameter files and the model bundle — over the Open Inference Protocol's
-//! REST endpoints (`/v2`, health, model metadata) and one extension, `measure`: a raw image in,
-//! the per-image summary and the per-nucleus rows out, computed by the same per-image analysis as
-//! `evaluate` (`cellops-analysis`), so both give the same numbers for the same image.
+//! folder — the cell-parameter files, the model bundles and `serve.json` — over the Open
+//! Inference Protocol's REST endpoints (`/v2`, health, model metadata, `infer`) and one
+//! extension, `measure`: a raw image in, the per-image summary and the per-nucleus rows out,
+//! computed by the same per-image analysis as `evaluate` (`cellops-analysis`), so both give the
+//! same numbers for the same image.
+//!
+//! - [`release`]: a release folder, checked against `deploy.json` and loaded.
+//! - [`service`]: the live release, the previous one, reloads, readiness.
+//! - [`admission`]: the inference pool and its bounded queue.
+//! - [`app`]: the routes. [`metrics`]: `/metrics`. [`admin`]: the admin socket.
 //!
 //! The only crate that touches the HTTP server stack (axum on tokio).
 
+pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod metrics;
 pub mod release;
+mod running;
+pub mod service;
+mod signals;
+mod systemd;
 
+pub use running::{Running, start};
+
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude};
 use cellops_analysis::AnalysisError;
 use cellops_formats::FileError;
+use cellops_formats::serve::{self, ServeConfig, ServeLimits};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 
-use crate::app::{AppState, Limits};
-use crate::release::Release;
+use crate::admin::AdminCommand;
+use crate::admission::Pool;
+use crate::metrics::Metrics;
+use crate::service::Service;
 
-/// Flags of `serve`.
+/// Flags of `serve`. Unset limits come from the release's `serve.json`, else their defaults.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Serve")]
 pub struct Args {
-    /// The release to serve: a release folder, or the deploy's `current` link.
-    #[arg(long, value_name = "DIR")]
-    pub release: PathBuf,
-    /// Address to listen on (loopback by default: reach it through the SSH connection).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// The largest request body in bytes (default: a 2048×2048 16-bit RGB TIFF, with room).
-    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
-    pub max_request_bytes: usize,
-    /// Images with more pixels than this are refused before they are decoded.
-    #[arg(long, value_name = "N", default_value_t = 100_000_000)]
-    pub max_pixels: u64,
-    /// Device that runs the model.
+    /// The release to serve: the deploy's `current` link (followed again at each reload), or a
+    /// release folder.
+    #[arg(long, value_name = "DIR", required_unless_present = "admin")]
+    pub release: Option<PathBuf>,
+    /// Address to listen on [serve.json: listen; default 127.0.0.1:8080, loopback: reach it
+    /// through the SSH connection].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The largest request body in bytes [serve.json: limits.max_request_bytes].
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// Images with more pixels are refused before decoding [serve.json: limits.max_pixels].
+    #[arg(long, value_name = "N")]
+    pub max_pixels: Option<u64>,
+    /// Images analysed at once; 0 = one per core [serve.json: limits.workers].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Requests that may wait for a worker; more get 503 [serve.json: limits.queue].
+    #[arg(long, value_name = "N")]
+    pub queue: Option<usize>,
+    /// Seconds from a body's arrival to its answer; past it, 504 [serve.json:
+    /// limits.request_timeout_s].
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// Seconds a client may take to send its body; past it, 408 [serve.json:
+    /// limits.upload_timeout_s].
+    #[arg(long, value_name = "SECONDS")]
+    pub upload_timeout: Option<f64>,
+    /// Seconds in-flight requests get after SIGTERM [serve.json: limits.drain_timeout_s].
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<f64>,
+    /// Device that runs the models.
     #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
     pub device: Accelerator,
+    /// The admin socket (Unix): `reload` and `status` commands, for the deploy user.
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+    /// Instead of serving, send this command to the service on --admin-socket and print its
+    /// answer.
+    #[arg(long, value_enum, requires = "admin_socket")]
+    pub admin: Option<AdminCommand>,
 }
 
 impl Args {
     /// The flags at their defaults with the release given (fields are then set by type).
-    pub fn new(release: &std::path::Path) -> Result<Self, clap::Error> {
+    pub fn new(release: &Path) -> Result<Self, clap::Error> {
         cellops_actions::inputs::defaults(&[("release", release.as_ref())])
+    }
+
+    /// The listen address and limits: each flag, else `serve.json`'s value, else the default.
+    pub fn settings(&self, config: &ServeConfig) -> Result<(SocketAddr, ServeLimits), ServeError> {
+        let c = config.limits;
+        let limits = ServeLimits {
+            max_request_bytes: self.max_request_bytes.unwrap_or(c.max_request_bytes),
+            max_pixels: self.max_pixels.unwrap_or(c.max_pixels),
+            workers: self.workers.unwrap_or(c.workers),
+            queue: self.queue.unwrap_or(c.queue),
+            request_timeout_s: self.request_timeout.unwrap_or(c.request_timeout_s),
+            upload_timeout_s: self.upload_timeout.unwrap_or(c.upload_timeout_s),
+            drain_timeout_s: self.drain_timeout.unwrap_or(c.drain_timeout_s),
+        };
+        limits
+            .check()
+            .map_err(|(field, why)| ServeError::Setting(format!("{field}: {why}")))?;
+        Ok((self.listen.unwrap_or(config.listen), limits))
     }
 }
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A file of the release (a cell-parameter file, the bundle) cannot be used.
+    /// A file of the release (a cell-parameter file, `serve.json`, the bundle) cannot be used.
     #[error(transparent)]
     File(#[from] FileError),
     /// A parameter file does not fit the model.
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
-    /// The model bundle cannot be loaded.
+    /// A model bundle cannot be loaded.
     #[error("model {path}: {message}")]
     Model {
         /// The bundle.
@@ -67,6 +130,9 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// A limit set by a flag is out of range.
+    #[error("{0}")]
+    Setting(String),
     /// The device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -78,6 +144,14 @@ pub enum ServeError {
         /// The error.
         source: std::io::Error,
     },
+    /// The admin socket refused the command.
+    #[error("the service refused `{command}`: {answer}")]
+    Refused {
+        /// The command.
+        command: &'static str,
+        /// Its JSON answer.
+        answer: String,
+    },
     /// The Actions runtime failed.
     #[error(transparent)]
     Actions(#[from] ActionsError),
@@ -86,7 +160,7 @@ pub enum ServeError {
 impl StageFailure for ServeError {
     fn exit(&self) -> Exit {
         match self {
-            ServeError::File(_) | ServeError::Analysis(_) => Exit::Usage,
+            ServeError::File(_) | ServeError::Analysis(_) | ServeError::Setting(_) => Exit::Usage,
             _ => Exit::Failure,
         }
     }
@@ -96,173 +170,211 @@ impl StageFailure for ServeError {
     }
 }
 
-/// How a run of the service ended.
+/// How a run of the service (or of an admin command) ended.
 #[derive(Debug)]
-pub struct Served {
-    /// The release it served.
-    pub release: String,
-    /// The address it listened on.
-    pub address: SocketAddr,
+pub enum Served {
+    /// The service stopped after serving.
+    Stopped {
+        /// The release it served last.
+        release: String,
+        /// The address it listened on.
+        address: SocketAddr,
+        /// Whether every in-flight request finished within the drain timeout.
+        drained: bool,
+    },
+    /// An admin command was answered.
+    Admin {
+        /// The service's JSON answer.
+        answer: String,
+    },
 }
 
-fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+pub(crate) fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     move |source| ServeError::Io {
         what: what.to_owned(),
         source,
     }
 }
 
-/// Loads the release the flags name onto their device; returns the state handlers share and a
-/// line that describes it.
-fn load(args: &Args) -> Result<(Arc<AppState>, String), ServeError> {
-    let selected = device::select(args.device)?;
-    let release = Release::load(&args.release, &selected.device)?;
-    let line = format!(
-        "release {}: model {} (bundle {}) on {}, image types {}",
-        release.id,
-        release.model.name,
-        release.model.version,
-        selected.kind.as_str(),
-        release.types().join(", ")
-    );
-    let limits = Limits {
-        max_request_bytes: args.max_request_bytes,
-        max_pixels: args.max_pixels,
+/// A service ready to serve: nothing loaded yet, its listener bound.
+struct Prepared {
+    service: Arc<Service>,
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    device: &'static str,
+}
+
+/// Reads the settings, picks the device and binds the listener; `events` gets reload lines.
+fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String>>) -> Result<Prepared, ServeError> {
+    let release = args
+        .release
+        .as_deref()
+        .ok_or_else(|| ServeError::Setting("--release is required".into()))?;
+    let file = release.join(serve::FILE);
+    let config = if file.exists() {
+        ServeConfig::read(&file)?
+    } else {
+        ServeConfig::default()
     };
-    let metrics = metrics::Metrics::new(&release.id, &release.model.name, &release.model.version);
-    Ok((
-        Arc::new(AppState {
-            release,
-            limits,
-            metrics,
-        }),
-        line,
-    ))
-}
-
-/// A service running on a thread of its own (the pipeline's check, tools): stopped, after its
-/// in-flight requests, by [`Running::stop`] or when dropped.
-#[derive(Debug)]
-pub struct Running {
-    /// The address it listens on.
-    pub address: SocketAddr,
-    /// The release it serves.
-    pub release: String,
-    /// The model's name in URLs.
-    pub model: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
-}
-
-impl Running {
-    /// Stops the service and waits for it.
-    pub fn stop(mut self) -> Result<(), ServeError> {
-        self.shut()
-    }
-
-    fn shut(&mut self) -> Result<(), ServeError> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(ServeError::Io {
-                what: "serving".into(),
-                source: std::io::Error::other("the server thread panicked"),
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.shut();
-    }
-}
-
-/// Loads the release and serves it on a thread of its own; returns once it listens.
-pub fn start(args: &Args) -> Result<Running, ServeError> {
-    let (state, _) = load(args)?;
-    let listener = std::net::TcpListener::bind(args.listen).map_err(io("listening"))?;
+    let (listen, limits) = args.settings(&config)?;
+    let selected = device::select(args.device)?;
+    let workers = match limits.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let metrics = Metrics::new();
+    let pool = Pool::new(workers, limits.queue, metrics.queue_depth.clone());
+    let service = Service::new(release, selected.device, limits, metrics, pool, events);
+    let listener = std::net::TcpListener::bind(listen).map_err(io("listening"))?;
     listener.set_nonblocking(true).map_err(io("listening"))?;
     let address = listener.local_addr().map_err(io("listening"))?;
-    let (release, model) = (state.release.id.clone(), state.release.model.name.clone());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(io("starting the runtime"))?;
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(io("listening"))?;
-            axum::serve(listener, app::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .map_err(io("serving"))
-        })
-    });
-    Ok(Running {
+    Ok(Prepared {
+        service: Arc::new(service),
+        listener,
         address,
-        release,
-        model,
-        stop: Some(tx),
-        thread: Some(thread),
+        device: selected.kind.as_str(),
     })
 }
 
-/// Loads the release and serves it until SIGINT or SIGTERM; in-flight requests finish first.
+/// Serves on the listener: answers at once (ready is 503 while loading), loads the release, then
+/// serves until `stop` resolves; then ready goes 503 and in-flight requests get the drain
+/// timeout to finish. `loaded` hears how the first load went. Returns whether all drained.
+async fn serve_until(
+    service: Arc<Service>,
+    listener: std::net::TcpListener,
+    stop: impl Future<Output = ()>,
+    loaded: impl FnOnce(bool),
+) -> Result<bool, ServeError> {
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(io("listening"))?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut stopped = rx;
+    let server = axum::serve(listener, app::router(Arc::clone(&service)))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let first = service.reload().await;
+    loaded(first.is_ok());
+    if let Err(e) = first {
+        let _ = tx.send(true);
+        let _ = server.await;
+        return Err(e);
+    }
+    tokio::select! {
+        () = stop => {}
+        ended = &mut server => {
+            return match ended {
+                Ok(r) => r.map(|()| true).map_err(io("serving")),
+                Err(e) => Err(io("serving")(std::io::Error::other(e))),
+            };
+        }
+    }
+    service.drain();
+    let _ = tx.send(true);
+    let drain = Duration::from_secs_f64(service.limits.drain_timeout_s);
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(r)) => r.map(|()| true).map_err(io("serving")),
+        Ok(Err(e)) => Err(io("serving")(std::io::Error::other(e))),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Loads the release and serves it until SIGINT or SIGTERM (SIGHUP reloads); in-flight requests
+/// finish first, up to the drain timeout. With `--admin`, sends that command instead.
 pub fn run(args: &Args, runner: &Runner) -> Result<Served, ServeError> {
-    let (state, line) = load(args)?;
-    let id = state.release.id.clone();
-    runner.info(&line)?;
+    if let (Some(command), Some(socket)) = (args.admin, &args.admin_socket) {
+        let (ok, answer) = admin::send(socket, command).map_err(io("asking the admin socket"))?;
+        if !ok {
+            return Err(ServeError::Refused {
+                command: command.as_str(),
+                answer,
+            });
+        }
+        return Ok(Served::Admin { answer });
+    }
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let p = prepare(args, Some(tx))?;
+    let (service, address) = (Arc::clone(&p.service), p.address);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(io("starting the runtime"))?;
-    let address = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(io("listening"))?;
-        let address = listener.local_addr().map_err(io("listening"))?;
-        runner.info(&format!("listening on http://{address}"))?;
-        axum::serve(listener, app::router(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(io("serving"))?;
-        Ok::<_, ServeError>(address)
+    let drained = rt.block_on(async {
+        runner.info(&format!(
+            "loading {} on {} (http://{address} answers; ready is 503 until it is loaded)",
+            service.source().display(),
+            p.device
+        ))?;
+        if let Some(socket) = &args.admin_socket {
+            admin::listen(socket, Arc::clone(&service)).map_err(io("opening the admin socket"))?;
+        }
+        signals::reload_on_hangup(Arc::clone(&service));
+        let ready = Arc::clone(&service);
+        let serving = serve_until(Arc::clone(&service), p.listener, signals::terminated(), move |ok| {
+            if ok {
+                ready.event(describe(&ready, address));
+                systemd::notify("READY=1");
+                systemd::watchdog();
+            }
+        });
+        tokio::pin!(serving);
+        loop {
+            tokio::select! {
+                ended = &mut serving => {
+                    while let Ok(line) = events.try_recv() {
+                        runner.info(&line)?;
+                    }
+                    break ended;
+                }
+                Some(line) = events.recv() => runner.info(&line)?,
+            }
+        }
     })?;
-    Ok(Served { release: id, address })
+    Ok(Served::Stopped {
+        release: service.current().map(|r| r.id.clone()).unwrap_or_default(),
+        address,
+        drained,
+    })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return interrupt.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+/// A line about the release served and where.
+fn describe(service: &Service, address: SocketAddr) -> String {
+    let Some(r) = service.current() else {
+        return format!("listening on http://{address}");
+    };
+    let models: Vec<String> = r
+        .models()
+        .map(|m| format!("{} (bundle {})", m.name, m.version))
+        .collect();
+    format!(
+        "release {}: models {}, image types {}; {} workers, queue {}\nlistening on http://{address}",
+        r.id,
+        models.join(", "),
+        r.types().join(", "),
+        service.pool.workers(),
+        service.limits.queue
+    )
 }
 
 /// Runs the service and concludes as every stage does.
 pub fn execute(args: &Args, runner: &Runner) -> Exit {
-    conclude(runner, run(args, runner), |done| {
-        (
-            format!("served release {} on http://{}", done.release, done.address),
+    conclude(runner, run(args, runner), |done| match done {
+        Served::Stopped {
+            release,
+            address,
+            drained,
+        } => (
+            format!(
+                "served release {release} on http://{address}{}",
+                if *drained {
+                    ""
+                } else {
+                    "; stopped before every in-flight request finished (drain timeout)"
+                }
+            ),
             Exit::Success,
-        )
+        ),
+        Served::Admin { answer } => (answer.clone(), Exit::Success),
     })
 }

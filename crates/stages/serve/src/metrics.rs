@@ -1,7 +1,8 @@
 //! `/metrics`: Prometheus metrics in the OpenMetrics text format, with Prometheus naming (base
 //! units in the name, `_total` on counters): HTTP requests by route and status, their duration
-//! and size, requests in flight, the model being served, and per image type the signals a lab
-//! watches — nuclei per image, nucleus area and form factor, the share of DAB-positive nuclei.
+//! and size, requests in flight and waiting for a worker, the models being served, refused
+//! reloads, and per image type the signals a lab watches — nuclei per image, nucleus area and
+//! form factor, the share of DAB-positive nuclei, the share of pixels the model was unsure of.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +33,7 @@ struct InfoLabels {
     release: String,
     model: String,
     bundle_id: String,
+    params_sha256: String,
 }
 
 /// An image type (a parameter file).
@@ -55,6 +57,11 @@ pub struct Metrics {
     pub request_size: Histograms<RouteLabels>,
     /// Requests being answered.
     pub in_flight: Gauge,
+    /// Requests waiting for a worker of the inference pool.
+    pub queue_depth: Gauge,
+    /// Reloads refused (the live release kept serving).
+    pub reload_failures: Counter,
+    info: Family<InfoLabels, Gauge>,
     /// Nuclei found per image.
     pub nuclei: Histograms<TypeLabels>,
     /// Nucleus areas.
@@ -63,6 +70,8 @@ pub struct Metrics {
     pub form_factor: Histograms<TypeLabels>,
     /// Share of DAB-positive nuclei per image (IHC types).
     pub positive: Histograms<TypeLabels>,
+    /// Share of pixels per image whose foreground probability is between 0.3 and 0.7.
+    pub uncertain: Histograms<TypeLabels>,
 }
 
 fn seconds() -> Histogram {
@@ -85,9 +94,20 @@ fn ratios() -> Histogram {
     Histogram::new((1..=10).map(|i| f64::from(i) / 10.0))
 }
 
+fn small_ratios() -> Histogram {
+    Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    /// The metrics of a service that serves `model` (bundle `bundle_id`) from `release`.
-    pub fn new(release: &str, model: &str, bundle_id: &str) -> Self {
+    /// The metrics of a service with nothing loaded yet ([`Metrics::set_models`] names what it
+    /// serves).
+    pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let duration: Histograms<RouteLabels> = Family::new_with_constructor(seconds);
@@ -98,12 +118,9 @@ impl Metrics {
         let area: Histograms<TypeLabels> = Family::new_with_constructor(areas);
         let form_factor: Histograms<TypeLabels> = Family::new_with_constructor(ratios);
         let positive: Histograms<TypeLabels> = Family::new_with_constructor(ratios);
-        info.get_or_create(&InfoLabels {
-            release: release.to_owned(),
-            model: model.to_owned(),
-            bundle_id: bundle_id.to_owned(),
-        })
-        .set(1);
+        let uncertain: Histograms<TypeLabels> = Family::new_with_constructor(small_ratios);
+        let queue_depth = Gauge::default();
+        let reload_failures = Counter::default();
         let r = &mut registry;
         r.register(
             "cellops_http_requests",
@@ -128,9 +145,19 @@ impl Metrics {
             in_flight.clone(),
         );
         r.register(
+            "cellops_queue_depth",
+            "Requests waiting for a worker of the inference pool",
+            queue_depth.clone(),
+        );
+        r.register(
+            "cellops_reload_failures",
+            "Reloads refused (the live release kept serving; readiness says why)",
+            reload_failures.clone(),
+        );
+        r.register(
             "cellops_model_info",
-            "The release and model being served (value 1)",
-            info,
+            "The release and models being served, with the sha256 of their parameter files (value 1)",
+            info.clone(),
         );
         r.register(
             "cellops_nuclei_per_image",
@@ -154,16 +181,41 @@ impl Metrics {
             Unit::Ratios,
             positive.clone(),
         );
+        r.register_with_unit(
+            "cellops_uncertain_pixels",
+            "Share of pixels per image whose foreground probability is between 0.3 and 0.7",
+            Unit::Ratios,
+            uncertain.clone(),
+        );
         Self {
             registry,
             requests,
             duration,
             request_size,
             in_flight,
+            queue_depth,
+            reload_failures,
+            info,
             nuclei,
             area,
             form_factor,
             positive,
+            uncertain,
+        }
+    }
+
+    /// Names the release now served in `cellops_model_info` (the one before disappears).
+    pub fn set_models(&self, release: &crate::release::Release) {
+        self.info.clear();
+        for m in release.models() {
+            self.info
+                .get_or_create(&InfoLabels {
+                    release: release.id.clone(),
+                    model: m.name.clone(),
+                    bundle_id: m.version.clone(),
+                    params_sha256: release.params_sha256(&m.name),
+                })
+                .set(1);
         }
     }
 

@@ -1,12 +1,15 @@
-//! A deployed release as the service sees it: one analyzer per image type (a cell-parameter file
-//! of `cell-params/`) over the release's model bundle, and the release id from `deploy.json`.
+//! A deployed release as the service sees it: its files checked against `deploy.json`, every
+//! model bundle in it loaded, one analyzer per image type (a cell-parameter file of
+//! `cell-params/`) over the model `serve.json` names for it, and the release id.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cellops_analysis::{Analyzer, Segmenter};
 use cellops_formats::params::ParamsFile;
-use cellops_formats::{FileError, bundle, release};
+use cellops_formats::release::DeployRecord;
+use cellops_formats::serve::{self, ServeConfig};
+use cellops_formats::{FileError, bundle};
 use cellops_unet::Device;
 use cellops_unet::inference::{PredictConfig, Predictor};
 
@@ -19,8 +22,8 @@ pub const PARAMS_DIR: &str = "cell-params";
 /// `models/nuclei/bundle.json`).
 const BUNDLE_DEPTH: usize = 3;
 
-/// The model a release serves.
-#[derive(Debug, Clone)]
+/// A model a release serves.
+#[derive(Clone)]
 pub struct Model {
     /// Its name in URLs: the bundle's folder, or the folder above a folder named `bundle`.
     pub name: String,
@@ -30,58 +33,97 @@ pub struct Model {
     pub input_channels: usize,
     /// What each output channel means.
     pub outputs: Vec<String>,
-}
-
-/// A loaded release.
-pub struct Release {
-    /// The release id (from `deploy.json`, else the folder's name).
-    pub id: String,
-    /// The model.
-    pub model: Model,
     /// The model itself, for `infer` (its clones in the analyzers share the weights).
     pub predictor: Predictor,
-    types: BTreeMap<String, Analyzer>,
 }
 
-impl std::fmt::Debug for Release {
+/// An image type: its parameter file's analyzer and the model that segments it.
+pub struct ImageType {
+    /// The model's name.
+    pub model: String,
+    /// The sha256 of the parameter file, hex.
+    pub params_sha256: String,
+    /// The analyzer.
+    pub analyzer: Analyzer,
+}
+
+impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Release")
-            .field("id", &self.id)
-            .field("model", &self.model)
-            .field("types", &self.types.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("input_channels", &self.input_channels)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
     }
 }
 
+impl std::fmt::Debug for ImageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageType")
+            .field("model", &self.model)
+            .field("params_sha256", &self.params_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded release.
+#[derive(Debug)]
+pub struct Release {
+    /// The release id (from `deploy.json`, else the folder's name).
+    pub id: String,
+    /// The release folder (resolved: a `current` link is followed).
+    pub dir: PathBuf,
+    /// Whether every file was checked against `deploy.json`'s sha256 (false for a folder that no
+    /// deploy made).
+    pub verified: bool,
+    /// Its `serve.json` (the defaults when it has none).
+    pub config: ServeConfig,
+    models: BTreeMap<String, Model>,
+    types: BTreeMap<String, ImageType>,
+}
+
 impl Release {
-    /// Loads the release in `dir` (a release folder or the `current` link): every parameter file,
-    /// the one model bundle, onto `device`.
+    /// Loads the release in `dir` (a release folder or the `current` link): checks its files
+    /// against `deploy.json`, reads `serve.json` and every parameter file, and loads every model
+    /// bundle onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ServeError> {
         let dir = dir
             .canonicalize()
             .map_err(|e| FileError::new(dir, format!("cannot open the release: {e}")))?;
+        let record = DeployRecord::read(&dir)?;
+        if let Some(r) = &record {
+            r.verify(&dir)?;
+        }
+        let verified = record.is_some();
+        let config = read_config(&dir)?;
         let files = params_files(&dir)?;
-        let bundle_dir = find_bundle(&dir)?;
-        let predictor = Predictor::load(&bundle_dir, device, PredictConfig::new()).map_err(|e| ServeError::Model {
-            path: bundle_dir.clone(),
-            message: e.to_string(),
-        })?;
-        let meta = predictor.meta();
-        let model = Model {
-            name: model_name(&bundle_dir),
-            version: meta.id.clone(),
-            input_channels: meta.input_channels,
-            outputs: meta.outputs.clone(),
-        };
+        let models = find_bundles(&dir)?
+            .into_iter()
+            .map(|b| load_model(&b, device).map(|m| (m.name.clone(), (b, m))))
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
         let mut types = BTreeMap::new();
         for (name, file) in files {
-            let segmenter = Segmenter::model(predictor.clone(), &bundle_dir, &file)?;
-            types.insert(name, Analyzer::new(file.params, segmenter));
+            let model = model_of(&dir, &config, &models, &name)?;
+            let (bundle_dir, m) = &models[&model];
+            let segmenter = Segmenter::model(m.predictor.clone(), bundle_dir, &file)?;
+            let params_sha256 = sha256_hex(file.text.as_bytes());
+            let analyzer = Analyzer::new(file.params, segmenter);
+            types.insert(
+                name,
+                ImageType {
+                    model,
+                    params_sha256,
+                    analyzer,
+                },
+            );
         }
         Ok(Self {
-            id: release_id(&dir),
-            model,
-            predictor,
+            id: record.map_or_else(|| folder_name(&dir), |r| r.id),
+            verified,
+            dir,
+            config,
+            models: models.into_iter().map(|(k, (_, m))| (k, m)).collect(),
             types,
         })
     }
@@ -91,23 +133,110 @@ impl Release {
         self.types.keys().map(String::as_str).collect()
     }
 
-    /// The analyzer of an image type.
-    pub fn analyzer(&self, image_type: &str) -> Option<&Analyzer> {
-        self.types.get(image_type)
+    /// An image type.
+    pub fn image_type(&self, name: &str) -> Option<&ImageType> {
+        self.types.get(name)
+    }
+
+    /// The models, by name.
+    pub fn models(&self) -> impl Iterator<Item = &Model> {
+        self.models.values()
+    }
+
+    /// A model by name.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.get(name)
+    }
+
+    /// The sha256 of a model's parameter files: of the sorted `<image type> <sha256>` lines
+    /// (the one file's own sha256 when it serves one image type).
+    pub fn params_sha256(&self, model: &str) -> String {
+        let lines: Vec<_> = self.types.iter().filter(|(_, t)| t.model == model).collect();
+        match lines.as_slice() {
+            [(_, one)] => one.params_sha256.clone(),
+            all => sha256_hex(
+                all.iter()
+                    .map(|(k, t)| format!("{k} {}\n", t.params_sha256))
+                    .collect::<String>()
+                    .as_bytes(),
+            ),
+        }
+    }
+
+    /// The image types a model segments.
+    pub fn types_of(&self, model: &str) -> Vec<&str> {
+        self.types
+            .iter()
+            .filter(|(_, t)| t.model == model)
+            .map(|(k, _)| k.as_str())
+            .collect()
     }
 }
 
-/// The release's id: `deploy.json`'s, else the folder's name.
-fn release_id(dir: &Path) -> String {
-    std::fs::read(dir.join(release::RECORD))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<release::DeployRecord>(&b).ok())
-        .map(|r| r.id)
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
+/// The release's `serve.json`, or the defaults.
+fn read_config(dir: &Path) -> Result<ServeConfig, FileError> {
+    let path = dir.join(serve::FILE);
+    if path.exists() {
+        ServeConfig::read(&path)
+    } else {
+        Ok(ServeConfig::default())
+    }
+}
+
+fn load_model(bundle_dir: &Path, device: &Device) -> Result<Model, ServeError> {
+    let predictor = Predictor::load(bundle_dir, device, PredictConfig::new()).map_err(|e| ServeError::Model {
+        path: bundle_dir.to_owned(),
+        message: e.to_string(),
+    })?;
+    let meta = predictor.meta();
+    Ok(Model {
+        name: model_name(bundle_dir),
+        version: meta.id.clone(),
+        input_channels: meta.input_channels,
+        outputs: meta.outputs.clone(),
+        predictor,
+    })
+}
+
+/// The model that segments an image type: `serve.json`'s choice, else the release's only model.
+fn model_of<T>(
+    dir: &Path,
+    config: &ServeConfig,
+    models: &BTreeMap<String, T>,
+    image_type: &str,
+) -> Result<String, FileError> {
+    let names = || models.keys().cloned().collect::<Vec<_>>().join(", ");
+    let path = dir.join(serve::FILE);
+    match config.models.get(image_type) {
+        Some(m) if models.contains_key(m) => Ok(m.clone()),
+        Some(m) => Err(FileError::new(
+            &path,
+            format!(
+                "models.{image_type}: no model `{m}` in the release (it has: {})",
+                names()
+            ),
+        )),
+        None if models.len() == 1 => Ok(models.keys().next().cloned().unwrap_or_default()),
+        None => Err(FileError::new(
+            &path,
+            format!(
+                "models: say which model serves image type `{image_type}` (the release has {})",
+                names()
+            ),
+        )),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    cellops_formats::release::sha256_of(bytes)
+        .map(|(_, h)| h)
+        .unwrap_or_default()
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Every `cell-params/*.yaml` (or `.yml`), read and checked, by image type.
@@ -133,8 +262,8 @@ fn params_files(dir: &Path) -> Result<BTreeMap<String, ParamsFile>, ServeError> 
     Ok(files)
 }
 
-/// The one bundle folder (holding `bundle.json`) below `dir`.
-fn find_bundle(dir: &Path) -> Result<PathBuf, ServeError> {
+/// Every bundle folder (holding `bundle.json`) below `dir`, with distinct model names.
+fn find_bundles(dir: &Path) -> Result<Vec<PathBuf>, ServeError> {
     let mut found = Vec::new();
     let mut level = vec![dir.to_owned()];
     for _ in 0..BUNDLE_DEPTH {
@@ -149,23 +278,24 @@ fn find_bundle(dir: &Path) -> Result<PathBuf, ServeError> {
         level = next;
     }
     found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(FileError::new(dir, format!("no model bundle ({}) in the release", bundle::METADATA)).into()),
-        _ => Err(FileError::new(
-            dir,
-            format!(
-                "{} model bundles in the release ({}); serve one",
-                found.len(),
-                found
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .into()),
+    if found.is_empty() {
+        return Err(FileError::new(dir, format!("no model bundle ({}) in the release", bundle::METADATA)).into());
     }
+    let mut names = BTreeMap::new();
+    for b in &found {
+        if let Some(other) = names.insert(model_name(b), b) {
+            return Err(FileError::new(
+                b,
+                format!(
+                    "two bundles would both be model `{}` (also {}); rename one folder",
+                    model_name(b),
+                    other.display()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(found)
 }
 
 /// The model's name: its folder, or the folder above one named `bundle` (`unet/bundle` → `unet`).

@@ -2,142 +2,14 @@
 //! metadata and health endpoints, `measure` equal to `evaluate` for the same image, bundle and
 //! parameter file, and bad requests refused with a JSON error while the server stays up.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 
 use cellops_actions::{Env, Runner};
 use cellops_dataset::synthetic::{Style, SynthConfig, write_dataset};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
-
-/// A release as a deploy leaves it: the shipped nuclei bundle and one parameter file.
-fn release(root: &Path) -> PathBuf {
-    let r = root.join("release-1");
-    let bundle = r.join("models/nuclei");
-    std::fs::create_dir_all(&bundle).expect("dir");
-    std::fs::create_dir_all(r.join("cell-params")).expect("dir");
-    for f in ["bundle.json", "model.safetensors"] {
-        std::fs::copy(repo().join("models/nuclei").join(f), bundle.join(f)).expect("copy the bundle");
-    }
-    std::fs::copy(
-        repo().join("cell-params/fluorescence-dapi.yaml"),
-        r.join("cell-params/fluorescence-dapi.yaml"),
-    )
-    .expect("copy the parameters");
-    r
-}
-
-/// The server, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(release: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
-        .args([
-            "--release",
-            &release.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--device",
-            "cpu",
-        ])
-        .args(extra)
-        .env_remove("GITHUB_ACTIONS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start cellops-serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    let base = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            panic!("cellops-serve stopped before listening:\n{seen}");
-        };
-        if let Some(addr) = line.split("listening on ").nth(1) {
-            break addr.trim().to_owned();
-        }
-        seen.push_str(&line);
-        seen.push('\n');
-    };
-    // Keep draining its messages so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
-
-fn get(url: &str) -> (u16, Value) {
-    answer(ureq::get(url).call())
-}
-
-fn post(url: &str, body: &[u8]) -> (u16, Value) {
-    answer(
-        ureq::post(url)
-            .set("Content-Type", "application/octet-stream")
-            .send_bytes(body),
-    )
-}
-
-fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    let response = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("no answer: {e}"),
-    };
-    let status = response.status();
-    (status, response.into_json().expect("a JSON body"))
-}
-
-/// Sends a POST's headers announcing `length` bytes, none of them, and reads the answer.
-fn headers_only(base: &str, path: &str, length: usize) -> (u16, Value) {
-    use std::io::{Read as _, Write as _};
-    let address = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
-    )
-    .expect("send headers");
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).expect("read the answer");
-        got.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let want = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if n == 0 || body.len() >= want {
-                let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-                return (status, serde_json::from_str(body).unwrap_or(Value::Null));
-            }
-        }
-        assert!(n > 0, "the connection closed before an answer: {text}");
-    }
-}
+use support::{answer, get, headers_only, partial_upload, post, release, serve};
 
 /// `evaluate`'s `objects.json` rows, `summary.json` and `objects.csv` for the images in `images`.
 fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value, String) {
@@ -189,7 +61,7 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     assert_eq!(get(&format!("{base}/v2/health/live")).0, 200);
     let (status, ready) = get(&format!("{base}/v2/health/ready"));
     assert_eq!((status, ready["release"].as_str()), (200, Some("release-1")));
-    let bundle_id = ready["model_version"].as_str().expect("version").to_owned();
+    let bundle_id = ready["models"]["nuclei"].as_str().expect("version").to_owned();
     let (status, model) = get(&format!("{base}/v2/models/nuclei"));
     assert_eq!(status, 200, "{model}");
     assert_eq!(model["versions"][0].as_str(), Some(bundle_id.as_str()));
@@ -230,9 +102,18 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
         .into_string()
         .expect("text");
     let nuclei = served.len();
+    let params_sha256 = cellops_formats::release::sha256_of(
+        std::fs::read(release.join("cell-params/fluorescence-dapi.yaml"))
+            .expect("params")
+            .as_slice(),
+    )
+    .expect("hash")
+    .1;
     for line in [
         "cellops_http_requests_total{route=\"/v2/models/{name}/measure\",code=\"200\"} 2".to_owned(),
-        format!("cellops_model_info{{release=\"release-1\",model=\"nuclei\",bundle_id=\"{bundle_id}\"}} 1"),
+        format!(
+            "cellops_model_info{{release=\"release-1\",model=\"nuclei\",bundle_id=\"{bundle_id}\",params_sha256=\"{params_sha256}\"}} 1"
+        ),
         "cellops_nuclei_per_image_count{image_type=\"fluorescence-dapi\"} 2".to_owned(),
         format!(
             "cellops_nucleus_area_square_micrometers_count{{image_type=\"fluorescence-dapi\"}} {}",
@@ -254,7 +135,7 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
 fn bad_requests_get_a_json_error_and_the_server_stays_up() {
     let tmp = tempfile::tempdir().expect("tmp");
     let release = release(tmp.path());
-    let server = serve(&release, &["--max-request-bytes", "100000"]);
+    let server = serve(&release, &["--max-request-bytes", "100000", "--upload-timeout", "1"]);
     let url = |q: &str| format!("{}/v2/models/nuclei/measure{q}", server.base);
     let png = {
         let r = cellops_dataset::Raster::from_u8(4, 4, 1, vec![0; 16]);
@@ -301,6 +182,35 @@ fn bad_requests_get_a_json_error_and_the_server_stays_up() {
     assert_eq!(status, 422, "{answer}");
     assert!(
         answer["error"].as_str().expect("error").contains("max_pixels"),
+        "{answer}"
+    );
+    // A body that says it is text is refused before it is read.
+    let (status, answer) = support::answer(
+        ureq::post(&url("?params=fluorescence-dapi"))
+            .set("Content-Type", "application/x-www-form-urlencoded")
+            .send_bytes(&png),
+    );
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .expect("error")
+            .contains("Content-Type: image/png"),
+        "{answer}"
+    );
+    // An upload that stalls is answered 408 once upload_timeout_s has passed.
+    let (status, answer) = partial_upload(
+        &server.base,
+        "/v2/models/nuclei/measure?params=fluorescence-dapi",
+        png.len(),
+        &png[..10],
+    );
+    assert_eq!(status, 408, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .expect("error")
+            .contains("upload_timeout_s (1 s)"),
         "{answer}"
     );
     assert_eq!(get(&format!("{}/v2/health/live", server.base)).0, 200, "still up");

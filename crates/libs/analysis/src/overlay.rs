@@ -1,4 +1,4 @@
-//! Overlay images: the image (as 8-bit RGB) with each nucleus's contour drawn in its class colour,
+//! Overlay images (what `evaluate` writes and `serve` answers with `overlay=png`): the image (as 8-bit RGB) with each nucleus's contour drawn in its class colour,
 //! and ground-truth contours, when given, in white.
 
 use cellops_dataset::{Raster, Samples};

@@ -1,0 +1,193 @@
+//! `serve.json`: how the service serves a release — where it listens, its limits, and which model
+//! each image type uses. It travels in the release beside the parameter files and the bundles, so
+//! a rollback rolls it back too. Every field is optional; the service's flags override it.
+//!
+//! Its JSON Schema is generated from these types by [`schema_json`] and committed as
+//! `schema/serve.schema.json` (a test keeps the two in sync).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::FileError;
+
+/// The file's name, at the top of a release.
+pub const FILE: &str = "serve.json";
+
+/// `serve.json` is small; anything larger is refused before it is parsed.
+const MAX_BYTES: u64 = 64 * 1024;
+
+/// `serve.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "CellOps service settings", extend("$id" = "https://cellops.dev/schema/serve.schema.json"))]
+pub struct ServeConfig {
+    /// The schema this file follows (editors use it; the service ignores it).
+    #[serde(rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The address the service listens on. Loopback by default: people and CI reach it through
+    /// the SSH connection; a public listener belongs behind the droplet's nginx.
+    pub listen: SocketAddr,
+    /// Limits on requests and the work they start.
+    pub limits: ServeLimits,
+    /// Which model (bundle folder name) serves each image type (parameter file name without
+    /// `.yaml`). Needed only when a release holds more than one bundle.
+    pub models: BTreeMap<String, String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: ServeLimits::default(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits of the service: every refusal names the one it met and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeLimits {
+    /// The largest request body, in bytes (default: a 2048×2048 16-bit RGB TIFF, with room).
+    #[schemars(range(min = 1))]
+    pub max_request_bytes: u64,
+    /// Images with more pixels than this are refused from their header, before decoding.
+    #[schemars(range(min = 1))]
+    pub max_pixels: u64,
+    /// Images analysed at once (the inference pool); 0 = one per CPU core.
+    pub workers: usize,
+    /// Requests that may wait for a worker; more are answered 503 with `Retry-After`.
+    pub queue: usize,
+    /// Seconds from a request's arrival to its answer (waiting and analysis); past it, 504.
+    #[schemars(range(min = 0.001))]
+    pub request_timeout_s: f64,
+    /// Seconds a client may take to send its body; past it, 408.
+    #[schemars(range(min = 0.001))]
+    pub upload_timeout_s: f64,
+    /// Seconds in-flight requests get to finish after SIGTERM before the service exits.
+    #[schemars(range(min = 0.0))]
+    pub drain_timeout_s: f64,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 32 * 1024 * 1024,
+            max_pixels: 100_000_000,
+            workers: 0,
+            queue: 64,
+            request_timeout_s: 60.0,
+            upload_timeout_s: 30.0,
+            drain_timeout_s: 30.0,
+        }
+    }
+}
+
+impl ServeLimits {
+    /// Checks the values a schema cannot (finite, positive times); the dotted field and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let times = [
+            ("request_timeout_s", self.request_timeout_s, false),
+            ("upload_timeout_s", self.upload_timeout_s, false),
+            ("drain_timeout_s", self.drain_timeout_s, true),
+        ];
+        for (name, value, zero_ok) in times {
+            let ok = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) && value <= 86_400.0;
+            if !ok {
+                return Err((
+                    format!("limits.{name}"),
+                    format!("{value} is not a number of seconds in (0, 86400]"),
+                ));
+            }
+        }
+        if self.max_request_bytes == 0 || self.max_pixels == 0 {
+            return Err((
+                "limits".into(),
+                "max_request_bytes and max_pixels must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServeConfig {
+    /// Reads and checks `serve.json` at `path`; errors name the file, line and column.
+    pub fn read(path: &Path) -> Result<Self, FileError> {
+        let text = crate::error::read_capped(path, MAX_BYTES, "serve.json")?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks the text of `serve.json` (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, FileError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            FileError {
+                path: path.to_owned(),
+                line: Some(inner.line() as u64),
+                column: Some(inner.column() as u64),
+                message: if field == "." {
+                    inner.to_string()
+                } else {
+                    format!("{field}: {inner}")
+                },
+            }
+        })?;
+        config
+            .limits
+            .check()
+            .map_err(|(field, why)| FileError::new(path, format!("{field}: {why}")))?;
+        Ok(config)
+    }
+}
+
+/// The JSON Schema of `serve.json`, pretty-printed (what `schema/serve.schema.json` holds).
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(ServeConfig);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let c = ServeConfig::parse(Path::new("serve.json"), "{}").expect("parses");
+        assert_eq!(c, ServeConfig::default());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_times_name_the_file_and_place() {
+        let e = ServeConfig::parse(
+            Path::new("r/serve.json"),
+            "{\n  \"limits\": {\"queue\": 2, \"qeue\": 3}\n}",
+        )
+        .expect_err("unknown field");
+        let text = e.to_string();
+        assert!(text.starts_with("r/serve.json:2:"), "{text}");
+        assert!(text.contains("qeue"), "{text}");
+        let e = ServeConfig::parse(Path::new("serve.json"), r#"{"limits": {"request_timeout_s": 0}}"#)
+            .expect_err("zero deadline");
+        assert!(e.to_string().contains("limits.request_timeout_s"), "{e}");
+    }
+
+    #[test]
+    fn models_map_image_types_to_bundles() {
+        let c = ServeConfig::parse(
+            Path::new("serve.json"),
+            r#"{"listen": "127.0.0.1:9000", "models": {"he-nuclei": "histology"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.models["he-nuclei"], "histology");
+    }
+}

@@ -1,0 +1,271 @@
+//! The service's life on the droplet, against the real binary: reloads under load (several
+//! clients while the release link is switched several times: no failed request, every answer
+//! names exactly one release), a corrupted release refused while the old one serves, an instant
+//! rollback to the release kept loaded, and SIGTERM under load dropping no in-flight request.
+
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cellops_formats::release::{DeployRecord, FORMAT, FileEntry, RECORD, sha256_of};
+use cellops_serve::admin::{AdminCommand, send};
+use serde_json::Value;
+use support::{get, release_named, serve};
+
+/// A small fluorescence image (PNG) with a few nuclei.
+fn image() -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cellops_dataset::synthetic::SynthConfig {
+        count: 1,
+        seed: 3,
+        size: [64, 64],
+        style: cellops_dataset::synthetic::Style::Fluorescence,
+    };
+    cellops_dataset::synthetic::write_dataset(&cfg, tmp.path()).unwrap();
+    let file = std::fs::read_dir(tmp.path().join("original"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read(file).unwrap()
+}
+
+/// Writes `deploy.json` for the release folder `dir`, as a deploy does.
+fn record(dir: &Path, id: &str) {
+    let mut files = Vec::new();
+    for rel in [
+        "cell-params/fluorescence-dapi.yaml",
+        "models/nuclei/bundle.json",
+        "models/nuclei/model.safetensors",
+    ] {
+        let (size, sha256) = sha256_of(std::fs::File::open(dir.join(rel)).unwrap()).unwrap();
+        files.push(FileEntry {
+            path: rel.into(),
+            size,
+            sha256,
+        });
+    }
+    let r = DeployRecord {
+        format: FORMAT.into(),
+        id: id.into(),
+        created: "2026-12-06T00:00:00Z".into(),
+        git_sha: None,
+        actor: None,
+        run: None,
+        previous: None,
+        bundle_ids: Vec::new(),
+        content_sha256: String::new(),
+        files,
+    };
+    std::fs::write(dir.join(RECORD), serde_json::to_vec(&r).unwrap()).unwrap();
+}
+
+/// Points `<base>/current` at `releases/<id>` atomically, as a deploy does.
+fn switch(base: &Path, id: &str) {
+    let tmp = base.join("current.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp).unwrap();
+    std::fs::rename(&tmp, base.join("current")).unwrap();
+}
+
+/// A deploy base with the releases `ids`, each recorded, `current` on the first.
+fn base(root: &Path, ids: &[&str]) -> PathBuf {
+    let base = root.join("srv");
+    for id in ids {
+        let dir = release_named(&base.join("releases"), id);
+        record(&dir, id);
+    }
+    switch(&base, ids[0]);
+    base
+}
+
+fn reload(socket: &Path) -> (bool, Value) {
+    let (ok, answer) = send(socket, AdminCommand::Reload).unwrap();
+    (ok, serde_json::from_str(&answer).unwrap())
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+/// What a client saw: when it asked, the status (0 when no answer came), the release header
+/// and the body's release.
+type Seen = (Instant, u16, Option<String>, Option<String>);
+
+/// `n` clients measuring `image` in a loop until `stop`; what each request saw.
+fn clients(base_url: &str, n: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<Seen>>> {
+    let png = Arc::new(image());
+    (0..n)
+        .map(|_| {
+            let url = format!("{base_url}/v2/models/nuclei/measure?params=fluorescence-dapi");
+            let (png, stop) = (Arc::clone(&png), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().max_idle_connections(0).build();
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let asked = Instant::now();
+                    let r = agent.post(&url).set("Content-Type", "image/png").send_bytes(&png);
+                    seen.push(match r {
+                        Ok(r) => {
+                            let header = r.header("x-cellops-release").map(str::to_owned);
+                            let body: Value = r.into_json().unwrap_or(Value::Null);
+                            (asked, 200, header, body["release"].as_str().map(str::to_owned))
+                        }
+                        Err(ureq::Error::Status(code, _)) => (asked, code, None, None),
+                        Err(_) => (asked, 0, None, None),
+                    });
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn reloads_under_load_fail_no_request_and_every_answer_names_one_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base(tmp.path(), &["r1", "r2", "r3"]);
+    let socket = tmp.path().join("admin.sock");
+    let server = serve(
+        &base.join("current"),
+        &["--admin-socket", socket.to_str().unwrap(), "--workers", "2"],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = clients(&server.base, 4, &stop);
+    // r1 → r2 (load) → r3 (load) → r2 (kept loaded: instant) → r3 (instant) → r1 by SIGHUP (load).
+    let mut outcomes = Vec::new();
+    for id in ["r2", "r3", "r2", "r3"] {
+        std::thread::sleep(Duration::from_millis(1500));
+        switch(&base, id);
+        let (ok, answer) = reload(&socket);
+        assert!(ok, "{answer}");
+        assert_eq!(answer["status"]["release"], id, "{answer}");
+        outcomes.push(answer["reload"]["outcome"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(outcomes, ["loaded", "loaded", "restored", "restored"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    switch(&base, "r1");
+    signal(server.child.id(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{}/v2/health/ready", server.base)).1["release"] != "r1" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Seen> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(seen.len() >= 20, "the clients kept asking ({} requests)", seen.len());
+    let failed: Vec<_> = seen.iter().filter(|s| s.1 != 200).map(|s| s.1).collect();
+    assert!(failed.is_empty(), "failed requests during reloads: {failed:?}");
+    for (_, _, header, body) in &seen {
+        assert_eq!(header, body, "the header and the body name the same release");
+        assert!(matches!(header.as_deref(), Some("r1" | "r2" | "r3")), "{header:?}");
+    }
+    let releases: std::collections::BTreeSet<_> = seen.iter().filter_map(|s| s.2.clone()).collect();
+    assert_eq!(releases.len(), 3, "answers came from every release: {releases:?}");
+}
+
+#[test]
+fn a_corrupted_release_is_refused_while_the_old_one_serves_and_rollback_is_instant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base(tmp.path(), &["good", "bad", "next"]);
+    let weights = base.join("releases/bad/models/nuclei/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    let socket = tmp.path().join("admin.sock");
+    let server = serve(&base.join("current"), &["--admin-socket", socket.to_str().unwrap()]);
+    let ready = || get(&format!("{}/v2/health/ready", server.base));
+
+    switch(&base, "bad");
+    let (ok, answer) = reload(&socket);
+    assert!(!ok, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("model.safetensors") && error.contains("differs from deploy.json"),
+        "{error}"
+    );
+    let (status, body) = ready();
+    assert_eq!(status, 200, "the old release still serves: {body}");
+    assert_eq!(body["release"], "good");
+    assert!(
+        body["last_reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("model.safetensors"),
+        "{body}"
+    );
+    let metrics = ureq::get(&format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "cellops_reload_failures_total 1"),
+        "{metrics}"
+    );
+    let url = format!("{}/v2/models/nuclei/measure?params=fluorescence-dapi", server.base);
+    let answer = ureq::post(&url)
+        .set("Content-Type", "image/png")
+        .send_bytes(&image())
+        .unwrap();
+    assert_eq!(answer.header("x-cellops-release"), Some("good"));
+
+    // A good release loads; the one before stays loaded, so going back needs no load.
+    switch(&base, "next");
+    assert!(reload(&socket).0);
+    let (status, body) = ready();
+    assert_eq!(
+        (status, body["release"].as_str(), body["previous"].as_str()),
+        (200, Some("next"), Some("good"))
+    );
+    assert!(body.get("last_reload_error").is_none(), "{body}");
+    std::fs::remove_dir_all(base.join("releases/good/models")).unwrap();
+    switch(&base, "good");
+    let (ok, answer) = reload(&socket);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["reload"]["outcome"], "restored");
+    assert_eq!(ready().1["release"], "good");
+}
+
+#[test]
+fn sigterm_under_load_answers_every_request_already_asked_then_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base(tmp.path(), &["r1"]);
+    let mut server = serve(&base.join("current"), &["--workers", "1", "--queue", "16"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = clients(&server.base, 4, &stop);
+    std::thread::sleep(Duration::from_secs(3));
+    let terminated = Instant::now();
+    signal(server.child.id(), "TERM");
+    let status = server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(status.success(), "exit status {status}");
+    let seen: Vec<Seen> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    // Asked well before SIGTERM (so the server had accepted it): answered in full.
+    let asked_before: Vec<_> = seen
+        .iter()
+        .filter(|s| s.0 + Duration::from_millis(200) < terminated)
+        .collect();
+    assert!(
+        asked_before.len() >= 4,
+        "{} requests before SIGTERM",
+        asked_before.len()
+    );
+    let dropped: Vec<_> = asked_before.iter().filter(|s| s.1 != 200).collect();
+    assert!(
+        dropped.is_empty(),
+        "requests in flight at SIGTERM were dropped: {dropped:?}"
+    );
+}

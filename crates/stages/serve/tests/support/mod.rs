@@ -1,0 +1,151 @@
+//! The harness of the service's tests: releases as a deploy leaves them, the real
+//! `cellops-serve` binary on a free loopback port, and a real HTTP client.
+
+#![allow(dead_code, reason = "each test file uses its own part of the harness")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// A release as a deploy leaves it: the shipped nuclei bundle and one parameter file.
+pub fn release(root: &Path) -> PathBuf {
+    release_named(root, "release-1")
+}
+
+/// A release folder `root/<name>` holding the shipped nuclei bundle and one parameter file.
+pub fn release_named(root: &Path, name: &str) -> PathBuf {
+    let r = root.join(name);
+    let bundle = r.join("models/nuclei");
+    std::fs::create_dir_all(&bundle).expect("dir");
+    std::fs::create_dir_all(r.join("cell-params")).expect("dir");
+    for f in ["bundle.json", "model.safetensors"] {
+        std::fs::copy(repo().join("models/nuclei").join(f), bundle.join(f)).expect("copy the bundle");
+    }
+    std::fs::copy(
+        repo().join("cell-params/fluorescence-dapi.yaml"),
+        r.join("cell-params/fluorescence-dapi.yaml"),
+    )
+    .expect("copy the parameters");
+    r
+}
+
+/// The server, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(release: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+        .args([
+            "--release",
+            &release.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+        ])
+        .args(extra)
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cellops-serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let base = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("cellops-serve stopped before listening:\n{seen}");
+        };
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            break addr.trim().to_owned();
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    };
+    // Keep draining its messages so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+pub fn get(url: &str) -> (u16, Value) {
+    answer(ureq::get(url).call())
+}
+
+pub fn post(url: &str, body: &[u8]) -> (u16, Value) {
+    answer(
+        ureq::post(url)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(body),
+    )
+}
+
+pub fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("no answer: {e}"),
+    };
+    let status = response.status();
+    (status, response.into_json().expect("a JSON body"))
+}
+
+/// Sends a POST's headers announcing `length` bytes, none of them, and reads the answer.
+pub fn headers_only(base: &str, path: &str, length: usize) -> (u16, Value) {
+    partial_upload(base, path, length, &[])
+}
+
+/// Sends a POST's headers announcing `length` bytes and then only `sent` of them (a stalled
+/// upload), and reads the answer.
+pub fn partial_upload(base: &str, path: &str, length: usize, sent: &[u8]) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .expect("send headers");
+    stream.write_all(sent).expect("send part of the body");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).expect("read the answer");
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let want = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if n == 0 || body.len() >= want {
+                let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return (status, serde_json::from_str(body).unwrap_or(Value::Null));
+            }
+        }
+        assert!(n > 0, "the connection closed before an answer: {text}");
+    }
+}
