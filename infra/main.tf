@@ -4,7 +4,10 @@
 locals {
   # The deploy key as the deploy user's authorized_keys line.
   deploy_public_key = trimspace(var.deploy_public_key)
-  authorized_key    = var.restrict_deploy_key ? "restrict ${local.deploy_public_key}" : local.deploy_public_key
+  # With the service on, "restrict" is loosened by exactly one thing: local forwarding to the
+  # service's loopback port (sshd's PermitOpen says the same).
+  key_options    = var.serve_service ? "restrict,port-forwarding,permitopen=\"127.0.0.1:${var.serve_port}\"" : "restrict"
+  authorized_key = var.restrict_deploy_key ? "${local.key_options} ${local.deploy_public_key}" : local.deploy_public_key
 
   # Entries of ssh_allowed_cidrs that open SSH to everyone (0.0.0.0/0, ::/0 and their spellings).
   ssh_open_to_world = [for c in var.ssh_allowed_cidrs : c if endswith(c, "/0")]
@@ -49,6 +52,9 @@ resource "digitalocean_droplet" "cellops" {
     host_private_key = tls_private_key.host.private_key_openssh
     host_public_key  = trimspace(tls_private_key.host.public_key_openssh)
     serve_reports    = var.serve_reports
+    serve_service    = var.serve_service
+    serve_port       = var.serve_port
+    serve_memory_max = var.serve_memory_max
   })
 }
 

@@ -136,14 +136,45 @@ variable "serve_reports" {
   nullable    = false
 }
 
+variable "serve_service" {
+  description = "Run cellops serve on the droplet (systemd unit as the cellops-serve user, on 127.0.0.1:serve_port) once a deploy ships bin/cellops-serve, follow each deploy, and let the deploy key forward to that port only (reach it with cellops serve-tunnel). The firewall stays SSH-only."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "serve_port" {
+  description = "Loopback port the service listens on (the only port SSH forwarding may reach)."
+  type        = number
+  default     = 8080
+  nullable    = false
+
+  validation {
+    condition     = var.serve_port >= 1024 && var.serve_port <= 65535 && floor(var.serve_port) == var.serve_port
+    error_message = "The service port must be a whole number from 1024 to 65535."
+  }
+}
+
+variable "serve_memory_max" {
+  description = "systemd MemoryMax of the service (bytes with K/M/G/T, or a percentage of the droplet's memory): past it the kernel stops the service and systemd restarts it."
+  type        = string
+  default     = "75%"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^([0-9]+[KMGT]?|[0-9]{1,2}%|100%)$", var.serve_memory_max))
+    error_message = "MemoryMax is a size such as 1536M or 2G, or a percentage such as 75%."
+  }
+}
+
 variable "deploy_user" {
   description = "Login of the user deploy-cell-params connects as (the SSH_USERNAME secret). No password; no sudo unless deploy_user_sudo is true."
   type        = string
   default     = "cellops"
 
   validation {
-    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.deploy_user)) && var.deploy_user != "root"
-    error_message = "The deploy user must be a lowercase POSIX login name of at most 32 characters, and not root."
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.deploy_user)) && !contains(["root", "cellops-serve"], var.deploy_user)
+    error_message = "The deploy user must be a lowercase POSIX login name of at most 32 characters, and neither root nor cellops-serve (the service's own user)."
   }
 }
 

@@ -61,8 +61,12 @@ pub struct DeployConfig {
     pub keep_releases: usize,
     /// A command run in the new release's folder after the switch.
     pub health_check: Option<String>,
-    /// Its time limit.
+    /// Its time limit (and that of the service check).
     pub health_timeout: Duration,
+    /// The admin socket of the service that serves `current` on the server (`cellops serve`):
+    /// after the switch it is asked to follow, and the deploy waits, bounded, until it serves the
+    /// new release (loaded, verified, golden check passed), else switches back.
+    pub service_socket: Option<String>,
     /// A lock older than this is taken over (with a warning in the outcome).
     pub lock_stale_after: Duration,
     /// Provenance recorded in `deploy.json` and the audit log.
@@ -75,6 +79,7 @@ impl Default for DeployConfig {
             keep_releases: 5,
             health_check: None,
             health_timeout: Duration::from_secs(60),
+            service_socket: None,
             lock_stale_after: Duration::from_secs(30 * 60),
             provenance: Provenance::default(),
         }
@@ -178,6 +183,14 @@ pub enum DeployError {
         output: CommandOutput,
         /// The release now current again.
         rolled_back_to: Option<String>,
+    },
+    /// After a rollback switched `current`, the service did not follow.
+    #[error("current is now {id}, but the service did not follow it: {}", .output.trim())]
+    ServiceDidNotFollow {
+        /// The release `current` names.
+        id: String,
+        /// What the service answered.
+        output: String,
     },
     /// A rollback target does not exist.
     #[error("no release `{id}` on the server (available: {})", .available.join(", "))]
@@ -619,9 +632,24 @@ fn upload_verified(
     Ok(bytes_sent)
 }
 
-/// Runs the configured health check in the new release `final_dir`, if there is one. When it
-/// fails, `current` goes back to `previous` (or is removed), the rollback is logged and the deploy
-/// fails.
+/// The shell command, run in a release folder on the server, that asks the service on `socket`
+/// to follow `current` (its `--admin reload`, with the release's own `bin/cellops-serve` when it
+/// ships one) and waits up to `seconds` for it to answer: a service that is restarting has no
+/// socket for a moment; a service that refused the release answers at once, with its reason.
+pub fn service_reload_command(socket: &str, seconds: u64) -> String {
+    format!(
+        "bin=bin/cellops-serve; [ -x \"$bin\" ] || bin=cellops-serve; i=0; \
+         until out=$(\"$bin\" --admin-socket {socket} --admin reload 2>&1); do \
+         case \"$out\" in *refused*) printf '%s\\n' \"$out\"; exit 1;; esac; \
+         i=$((i+1)); if [ \"$i\" -ge {seconds} ]; then printf '%s\\n' \"$out\"; exit 1; fi; sleep 1; done; \
+         printf '%s\\n' \"$out\"",
+        socket = crate::remote::shell_quote(socket),
+    )
+}
+
+/// Runs the service check (when a service socket is set) and the configured health check in the
+/// new release `final_dir`. When either fails, `current` goes back to `previous` (or is removed),
+/// the service is asked to follow it back, the rollback is logged and the deploy fails.
 fn health_check(
     remote: &mut dyn Remote,
     l: &Layout,
@@ -630,20 +658,80 @@ fn health_check(
     previous: Option<&str>,
     final_dir: &str,
 ) -> Result<Option<CommandOutput>, DeployError> {
-    let Some(cmd) = cfg.health_check.as_deref().filter(|c| !c.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let out = remote
-        .run(cmd, final_dir, cfg.health_timeout)
-        .map_err(ctx("running the health check"))?;
-    if out.success() {
-        return Ok(Some(out));
+    let seconds = cfg.health_timeout.as_secs().max(1);
+    let service = cfg
+        .service_socket
+        .as_deref()
+        .map(|s| service_reload_command(s, seconds));
+    let user = cfg.health_check.clone().filter(|c| !c.trim().is_empty());
+    let mut passed: Option<CommandOutput> = None;
+    for cmd in [service, user].into_iter().flatten() {
+        let out = remote
+            .run(&cmd, final_dir, cfg.health_timeout + Duration::from_secs(5))
+            .map_err(ctx("running the health check"))?;
+        if !out.success() {
+            switch_back(remote, l, cfg, id, previous)?;
+            return Err(DeployError::HealthCheck {
+                id: id.to_owned(),
+                output: out,
+                rolled_back_to: previous.map(str::to_owned),
+            });
+        }
+        passed = Some(match passed {
+            Some(p) => CommandOutput {
+                output: p.output + &out.output,
+                ..out
+            },
+            None => out,
+        });
     }
+    Ok(passed)
+}
+
+/// Asks the service (when a socket is set) to follow `current`, now on `target`.
+fn follow(remote: &mut dyn Remote, l: &Layout, cfg: &DeployConfig, target: &str) -> Result<(), DeployError> {
+    let Some(socket) = &cfg.service_socket else {
+        return Ok(());
+    };
+    let seconds = cfg.health_timeout.as_secs().max(1);
+    let out = remote
+        .run(
+            &service_reload_command(socket, seconds),
+            &l.release(target),
+            cfg.health_timeout + Duration::from_secs(5),
+        )
+        .map_err(ctx("asking the service to follow"))?;
+    if out.success() {
+        return Ok(());
+    }
+    Err(DeployError::ServiceDidNotFollow {
+        id: target.to_owned(),
+        output: out.output,
+    })
+}
+
+/// Points `current` back at `previous` (or removes it), asks the service to follow, and logs the
+/// rollback of `id`.
+fn switch_back(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    cfg: &DeployConfig,
+    id: &str,
+    previous: Option<&str>,
+) -> Result<(), DeployError> {
     match previous {
         Some(p) => remote
             .replace_symlink(&l.current(), &format!("releases/{p}"))
             .map_err(ctx("switching current back"))?,
         None => remote.remove_all(&[l.current()]).map_err(ctx("removing current"))?,
+    }
+    if let (Some(socket), Some(p)) = (&cfg.service_socket, previous) {
+        // Best effort: a service that refused the new release still serves the previous one.
+        let _ = remote.run(
+            &service_reload_command(socket, 10),
+            &l.release(p),
+            Duration::from_secs(15),
+        );
     }
     audit(
         remote,
@@ -656,12 +744,7 @@ fn health_check(
             actor: cfg.provenance.actor.clone(),
             run: cfg.provenance.run.clone(),
         },
-    )?;
-    Err(DeployError::HealthCheck {
-        id: id.to_owned(),
-        output: out,
-        rolled_back_to: previous.map(str::to_owned),
-    })
+    )
 }
 
 /// Removes all but the newest `keep` releases (never `current`).
@@ -748,6 +831,7 @@ pub fn rollback(
                 run: cfg.provenance.run.clone(),
             },
         )?;
+        follow(remote, &l, cfg, &target)?;
         Ok((current, target))
     })();
     unlock(remote, &l);

@@ -206,6 +206,11 @@ impl Remote for LocalRemote {
                 std::io::Write::write_all(&mut f, &buf[..k]).map_err(|e| RemoteError::io(&path, &e))?;
                 sent(k as u64);
             }
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::Permissions::from_mode(cellops_formats::release::mode_of(rel));
+                f.set_permissions(mode).map_err(|e| RemoteError::io(&path, &e))?;
+            }
             f.sync_all().map_err(|e| RemoteError::io(&path, &e))?;
             drop(f);
             let stored = std::fs::File::open(&path).map_err(|e| RemoteError::io(&path, &e))?;

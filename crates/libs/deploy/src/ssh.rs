@@ -630,10 +630,10 @@ impl Remote for SshRemote {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let header = |len: u64| {
+        let header = |len: u64, rel: &str| {
             let mut h = tar::Header::new_gnu();
             h.set_size(len);
-            h.set_mode(0o644);
+            h.set_mode(cellops_formats::release::mode_of(rel));
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mtime(now);
             h
@@ -645,11 +645,11 @@ impl Remote for SshRemote {
                 Counting { inner: &mut ch, sent },
             ));
             let list = nul_list(&files.iter().map(|f| f.0.clone()).collect::<Vec<_>>());
-            tar.append_data(&mut header(list.len() as u64), list_name, list.as_slice())
+            tar.append_data(&mut header(list.len() as u64, list_name), list_name, list.as_slice())
                 .map_err(|e| ioerr(dir, &e))?;
             for (rel, payload) in files {
                 let (reader, len) = payload.open().map_err(|e| ioerr(rel, &e))?;
-                tar.append_data(&mut header(len), rel, reader)
+                tar.append_data(&mut header(len, rel), rel, reader)
                     .map_err(|e| ioerr(&format!("{dir}/{rel}"), &e))?;
             }
             tar.into_inner()

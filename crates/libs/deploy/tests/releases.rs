@@ -189,6 +189,21 @@ fn release_cases(
     let listed = release::list(r.as_mut(), base).expect("list");
     assert_eq!(listed.iter().filter(|x| x.current).count(), 1);
     assert!(listed.iter().all(|x| !x.id.starts_with('.')));
+    // Files under bin/ arrive executable (a release ships its service binary), the rest not.
+    let mut with_bin = v1.clone();
+    with_bin.extend(source(src, &[("bin/tool", b"#!/bin/sh\necho tool ran\n")]));
+    let run_it = DeployConfig {
+        health_check: Some("bin/tool".into()),
+        ..cfg.clone()
+    };
+    let o = release::deploy(r.as_mut(), base, &with_bin, &run_it, &mut |_| {}).expect("a release with a program");
+    assert!(o.health.as_ref().is_some_and(|h| h.output.contains("tool ran")));
+    let mode = |rel: &str| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = on_server(&format!("releases/{}/{rel}", o.id));
+        std::fs::metadata(path).expect("file").permissions().mode() & 0o777
+    };
+    assert_eq!((mode("bin/tool"), mode("cell-params/he.yaml")), (0o755, 0o644));
 }
 
 #[test]

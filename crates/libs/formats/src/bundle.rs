@@ -53,6 +53,36 @@ pub struct Metrics {
     pub test_f1: Option<f64>,
 }
 
+/// The golden input: a fixed image the model was run on when it was bundled (PNG, 8-bit).
+pub const GOLDEN_IMAGE: &str = "golden.png";
+/// The model's probabilities for the golden input, as recorded when it was bundled: `[C, H, W]`
+/// little-endian `f32`.
+pub const GOLDEN_OUTPUT: &str = "golden.f32";
+/// The most a probability may differ from the recorded one on another device or build.
+pub const GOLDEN_MAX_ABS_DIFF: f32 = 1e-3;
+/// The least intersection-over-union of the foreground (p > 0.5) with the recorded one.
+pub const GOLDEN_MIN_IOU: f64 = 0.99;
+
+/// The golden check's record in `bundle.json`: what the model gave for [`GOLDEN_IMAGE`] when it
+/// was bundled. A service loading the bundle runs it again (its warm-up) and must get the same
+/// probabilities within [`GOLDEN_MAX_ABS_DIFF`] and the same foreground within
+/// [`GOLDEN_MIN_IOU`], so a model trained on one device and served on another passes, and
+/// corrupted weights or a broken build do not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    /// sha256 of [`GOLDEN_IMAGE`].
+    pub image_sha256: String,
+    /// sha256 of [`GOLDEN_OUTPUT`].
+    pub output_sha256: String,
+    /// The output's shape, `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// Pixels of the first channel over 0.5.
+    pub foreground_pixels: usize,
+    /// The device it was recorded on (`cpu`, `wgpu`, `cuda`).
+    pub device: String,
+}
+
 /// `bundle.json`: typed in full by the unet crate (`Model` and `Training` are its architecture and
 /// training configuration); read with the defaults ([`BundleHeader`]) by stages that only need the
 /// id, preprocessing, channels, metrics and post-processing defaults and must not depend on burn.
@@ -90,6 +120,9 @@ pub struct BundleMeta<Model = IgnoredAny, Training = IgnoredAny> {
     pub postprocessing: Option<PostProcessing>,
     /// sha256 of `model.safetensors`.
     pub weights_sha256: String,
+    /// The golden check (bundles written before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golden: Option<Golden>,
 }
 
 /// `bundle.json` read without the architecture and training configuration.

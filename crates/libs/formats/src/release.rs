@@ -24,6 +24,24 @@ pub const RECORD: &str = "deploy.json";
 pub const LOG: &str = "deployments.jsonl";
 /// The lock holder's file, in the lock folder.
 pub const LOCK_OWNER: &str = "owner.json";
+/// The folder of a release whose files are programs (the service binary a release ships, so
+/// that a rollback rolls it back too): they arrive executable (mode 0755), every other file 0644.
+pub const BIN_DIR: &str = "bin";
+
+/// The mode a file of a release gets on the server, from its path inside the release.
+///
+/// ```
+/// use cellops_formats::release::mode_of;
+/// assert_eq!(mode_of("bin/cellops-serve"), 0o755);
+/// assert_eq!(mode_of("cell-params/he.yaml"), 0o644);
+/// assert_eq!(mode_of("models/bin/x"), 0o644);
+/// ```
+pub fn mode_of(rel: &str) -> u32 {
+    match rel.split_once('/') {
+        Some((BIN_DIR, rest)) if !rest.is_empty() => 0o755,
+        _ => 0o644,
+    }
+}
 
 /// A file as recorded in `deploy.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

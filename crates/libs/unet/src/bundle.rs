@@ -24,7 +24,9 @@ use crate::config::{EpochRecord, TrainConfig, Validation};
 use crate::model::{UNet, UNetConfig};
 pub use cellops_formats::params::PostProcessing;
 
-pub use cellops_formats::bundle::{FORMAT, HISTORY_CSV, HISTORY_JSONL, METADATA, Metrics, WEIGHTS};
+pub use cellops_formats::bundle::{
+    FORMAT, GOLDEN_IMAGE, GOLDEN_OUTPUT, HISTORY_CSV, HISTORY_JSONL, METADATA, Metrics, WEIGHTS,
+};
 
 /// `bundle.json`, typed in full: the architecture and the training configuration included.
 pub type BundleMeta = cellops_formats::bundle::BundleMeta<UNetConfig, TrainConfig>;
@@ -116,6 +118,8 @@ pub struct BundleInfo {
     pub postprocessing: Option<PostProcessing>,
     /// The id of the bundle training started from.
     pub parent: Option<String>,
+    /// The golden check's record ([`crate::golden::record`]); its files go in as `extra` files.
+    pub golden: Option<cellops_formats::bundle::Golden>,
 }
 
 /// Writes a bundle as the directory `dir` and returns its metadata. The bundle is written beside
@@ -206,6 +210,7 @@ fn write_into(
         weights_sha256: sha256_hex(&weights),
         postprocessing: info.postprocessing,
         parent: info.parent.clone(),
+        golden: info.golden.clone(),
     };
     meta.id = bundle_id(&meta);
     std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;
@@ -418,6 +423,7 @@ mod tests {
             test: None,
             postprocessing: None,
             parent: None,
+            golden: None,
         }
     }
 

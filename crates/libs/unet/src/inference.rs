@@ -650,6 +650,7 @@ mod tests {
             test: None,
             postprocessing: None,
             parent: None,
+            golden: None,
         };
         let dir = tempfile::tempdir().expect("tmp");
         save(&training.model.init(&device), &info, dir.path(), &[]).expect("save");

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod golden;
 pub mod inference;
 pub mod model;
 pub mod throughput;

@@ -1,5 +1,5 @@
 //! The nuclei model shipped in `models/nuclei/` (compiled into the binaries): it loads, verifies,
-//! has the id its model card records, and segments nuclei it has never seen.
+//! has the id its model card records, passes its golden check, and segments nuclei it has never seen.
 
 use std::path::Path;
 
@@ -28,6 +28,12 @@ fn the_shipped_bundle_loads_verifies_and_has_the_id_of_its_model_card() {
     );
     assert!(meta.postprocessing.is_some(), "tuned post-processing ships with it");
     assert!(meta.preprocessing.scale.is_some(), "trained at a nucleus scale");
+    // Its golden check passes here, as it must wherever it is served.
+    let predictor = Predictor::load(&dir, &Device::flex(), PredictConfig::new()).expect("load the folder");
+    let report = cellops_unet::golden::check(&predictor, &dir)
+        .expect("the golden check passes")
+        .expect("the shipped bundle records one");
+    assert!(report.iou >= 0.99 && report.max_abs_diff <= 1e-3, "{report:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! Inputs (flags, or `INPUT_*` in a workflow), as in the paper's deploy.yml and appleboy's actions:
 //! `host`, `port`, `username`, `key`, `passphrase`, `known-hosts`, `fingerprint`, `target`,
-//! `source`, `include`, `keep-releases`, `health-check`, `command` (`deploy`, `rollback`, `list`).
+//! `source`, `include`, `keep-releases`, `health-check`, `service-socket`, `command` (`deploy`, `rollback`, `list`).
 //! Outputs: `release-id`, `path`, `files-sent`, `bytes-sent`.
 //!
 //! Files keep their paths relative to `--root` (default: the working directory, the repository
@@ -92,6 +92,12 @@ pub struct Args {
     /// `current` goes back to the previous release and the deploy fails.
     #[arg(long, value_name = "SHELL")]
     pub health_check: Option<String>,
+    /// The admin socket of `cellops serve` on the server (e.g. /run/cellops-serve/admin.sock):
+    /// after the switch the service is asked to follow and must answer, within the health
+    /// timeout, that it serves the new release (verified, golden check passed), else `current`
+    /// goes back and the deploy fails with the service's reason. A rollback asks it too.
+    #[arg(long, value_name = "PATH")]
+    pub service_socket: Option<String>,
     /// Health check time limit.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub health_timeout: u64,
@@ -443,6 +449,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         keep_releases: args.keep_releases.max(1),
         health_check: args.health_check.clone().filter(|h| !h.trim().is_empty()),
         health_timeout: Duration::from_secs(args.health_timeout.max(1)),
+        service_socket: args.service_socket.clone().filter(|s| !s.trim().is_empty()),
         lock_stale_after: Duration::from_secs(args.lock_timeout),
         provenance: Provenance::default(),
     };

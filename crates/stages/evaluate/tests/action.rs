@@ -327,6 +327,7 @@ fn a_model_bundle_segments_and_its_preprocessing_is_enforced() {
         test: None,
         postprocessing: None,
         parent: None,
+        golden: None,
     };
     let bundle_dir = tmp.path().join("bundle");
     bundle::save(&model, &info, &bundle_dir, &[]).expect("bundle");

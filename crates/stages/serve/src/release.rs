@@ -1,5 +1,5 @@
 //! A deployed release as the service sees it: its files checked against `deploy.json`, every
-//! model bundle in it loaded, one analyzer per image type (a cell-parameter file of
+//! model bundle in it loaded and its golden check passed (the warm-up), one analyzer per image type (a cell-parameter file of
 //! `cell-params/`) over the model `serve.json` names for it, and the release id.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use cellops_formats::release::DeployRecord;
 use cellops_formats::serve::{self, ServeConfig};
 use cellops_formats::{FileError, bundle};
 use cellops_unet::Device;
+use cellops_unet::golden::{self, GoldenReport};
 use cellops_unet::inference::{PredictConfig, Predictor};
 
 use crate::ServeError;
@@ -33,6 +34,8 @@ pub struct Model {
     pub input_channels: usize,
     /// What each output channel means.
     pub outputs: Vec<String>,
+    /// The golden check run when it was loaded (`None`: its bundle records none).
+    pub golden: Option<GoldenReport>,
     /// The model itself, for `infer` (its clones in the analyzers share the weights).
     pub predictor: Predictor,
 }
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Model {
             .field("version", &self.version)
             .field("input_channels", &self.input_channels)
             .field("outputs", &self.outputs)
+            .field("golden", &self.golden)
             .finish_non_exhaustive()
     }
 }
@@ -188,12 +192,18 @@ fn load_model(bundle_dir: &Path, device: &Device) -> Result<Model, ServeError> {
         path: bundle_dir.to_owned(),
         message: e.to_string(),
     })?;
+    // The warm-up: the golden input must give what the model gave when it was bundled.
+    let golden = golden::check(&predictor, bundle_dir).map_err(|e| ServeError::Model {
+        path: bundle_dir.to_owned(),
+        message: e.to_string(),
+    })?;
     let meta = predictor.meta();
     Ok(Model {
         name: model_name(bundle_dir),
         version: meta.id.clone(),
         input_channels: meta.input_channels,
         outputs: meta.outputs.clone(),
+        golden,
         predictor,
     })
 }

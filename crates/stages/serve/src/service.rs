@@ -63,6 +63,32 @@ pub enum Reloaded {
     },
 }
 
+/// A loaded model in the readiness body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    /// The bundle id.
+    pub version: String,
+    /// The golden check at load: `passed`, or `absent` for a bundle recorded without one.
+    pub golden: &'static str,
+    /// Its largest probability difference from the recorded output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub golden_max_abs_diff: Option<f32>,
+    /// Its foreground IoU with the recorded output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub golden_iou: Option<f64>,
+}
+
+impl ModelStatus {
+    fn of(m: &crate::release::Model) -> Self {
+        Self {
+            version: m.version.clone(),
+            golden: if m.golden.is_some() { "passed" } else { "absent" },
+            golden_max_abs_diff: m.golden.map(|g| g.max_abs_diff),
+            golden_iou: m.golden.map(|g| g.iou),
+        }
+    }
+}
+
 /// Whether the service can answer, and why not.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {
@@ -77,12 +103,12 @@ pub struct Readiness {
     /// Whether its files were checked against `deploy.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
-    /// Model name → bundle id.
-    pub models: std::collections::BTreeMap<String, String>,
+    /// The models, by name.
+    pub models: std::collections::BTreeMap<String, ModelStatus>,
     /// The release kept loaded for an instant rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
-    /// Why the last reload was refused, until one succeeds.
+    /// Why the last reload was refused, until another release is served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,
 }
@@ -149,7 +175,7 @@ impl Service {
             verified: current.as_ref().map(|r| r.verified),
             models: current
                 .iter()
-                .flat_map(|r| r.models().map(|m| (m.name.clone(), m.version.clone())))
+                .flat_map(|r| r.models().map(|m| (m.name.clone(), ModelStatus::of(m))))
                 .collect(),
             previous: self.previous().map(|r| r.id.clone()),
             last_reload_error: last.filter(|_| current.is_some()),
@@ -164,7 +190,10 @@ impl Service {
         let result = self.reload_locked().await;
         match &result {
             Ok(r) => {
-                self.last_failure.store(None);
+                // A refusal stays visible until another release is served.
+                if !matches!(r, Reloaded::Unchanged { .. }) {
+                    self.last_failure.store(None);
+                }
                 self.event(format!("reload: {}", reload_line(r)));
             }
             Err(why) => {

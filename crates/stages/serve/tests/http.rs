@@ -61,7 +61,11 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     assert_eq!(get(&format!("{base}/v2/health/live")).0, 200);
     let (status, ready) = get(&format!("{base}/v2/health/ready"));
     assert_eq!((status, ready["release"].as_str()), (200, Some("release-1")));
-    let bundle_id = ready["models"]["nuclei"].as_str().expect("version").to_owned();
+    let bundle_id = ready["models"]["nuclei"]["version"]
+        .as_str()
+        .expect("version")
+        .to_owned();
+    assert_eq!(ready["models"]["nuclei"]["golden"], "passed", "{ready}");
     let (status, model) = get(&format!("{base}/v2/models/nuclei"));
     assert_eq!(status, 200, "{model}");
     assert_eq!(model["versions"][0].as_str(), Some(bundle_id.as_str()));

@@ -269,3 +269,30 @@ fn sigterm_under_load_answers_every_request_already_asked_then_exits() {
         "requests in flight at SIGTERM were dropped: {dropped:?}"
     );
 }
+
+#[test]
+fn the_droplets_unit_starts_the_binary_with_flags_it_takes() {
+    let template = std::fs::read_to_string(support::repo().join("infra/cloud-init.yaml.tftpl")).unwrap();
+    let line = template
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ExecStart=${base_path}/current/bin/cellops-serve"))
+        .expect("the unit's ExecStart");
+    let line = line
+        .replace("${base_path}", "/srv/cellops")
+        .replace("${serve_port}", "8080");
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--admin-socket"), "{line}");
+    // clap stops at --help only after every flag before it was known and its value parsed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+        .args(["--no-such-flag", "--help"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "an unknown flag before --help fails");
+}

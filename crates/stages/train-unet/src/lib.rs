@@ -124,6 +124,9 @@ pub enum StageError {
     /// The bundle could not be written.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// The golden check could not be recorded.
+    #[error(transparent)]
+    Golden(#[from] cellops_unet::golden::GoldenError),
     /// The Actions runtime could not write outputs or the summary.
     #[error(transparent)]
     Actions(#[from] ActionsError),
@@ -137,7 +140,7 @@ impl StageFailure for StageError {
                 ..
             })) => Exit::Usage,
             StageError::Data(_) | StageError::Device(_) | StageError::Train(_) => Exit::Failure,
-            StageError::Bundle(_) | StageError::Actions(_) => Exit::Error,
+            StageError::Bundle(_) | StageError::Golden(_) | StageError::Actions(_) => Exit::Error,
         }
     }
 
@@ -491,6 +494,12 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     }
     let post = tuned.as_ref().map(|t| t.values);
     let test = evaluate_test(&dataset, boundary, &fitted.model, &selected.device, post)?;
+    let golden = cellops_unet::golden::record(
+        &fitted.model,
+        cfg.model.in_channels,
+        &selected.device,
+        selected.kind.as_str(),
+    )?;
     let info = BundleInfo {
         training: cfg.clone(),
         preprocessing: dataset.manifest().config.clone(),
@@ -501,15 +510,13 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         test,
         postprocessing: post,
         parent,
+        golden: Some(golden.record),
     };
     let bundle_dir = args.output.join(cellops_formats::bundle::DIR);
     let svg = plot::learning_curve_svg(&fitted.history, fitted.best_epoch);
-    let meta = bundle::save(
-        &fitted.model,
-        &info,
-        &bundle_dir,
-        &[(cellops_formats::bundle::LEARNING_CURVE, svg.into_bytes())],
-    )?;
+    let mut extra = vec![(cellops_formats::bundle::LEARNING_CURVE, svg.into_bytes())];
+    extra.extend(golden.files);
+    let meta = bundle::save(&fitted.model, &info, &bundle_dir, &extra)?;
     let finished = Finished {
         meta,
         bundle: bundle_dir,

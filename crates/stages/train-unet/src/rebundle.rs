@@ -28,7 +28,7 @@ pub struct RebundleArgs {
     /// is tuned again on its validation split and the test scores measured on its test split.
     #[arg(long, value_name = "DIR")]
     pub dataset: Option<PathBuf>,
-    /// A file to add to the bundle under its own name (a model card, a golden image); repeatable.
+    /// A file to add to the bundle under its own name (a model card); repeatable.
     #[arg(long = "add", value_name = "FILE")]
     pub add: Vec<PathBuf>,
     /// Device for the tuning.
@@ -64,7 +64,14 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| StageError::Usage(format!("{}: not a file", path.display())))?;
-        if [bundle::METADATA, bundle::WEIGHTS].contains(&name.as_str()) {
+        if [
+            bundle::METADATA,
+            bundle::WEIGHTS,
+            bundle::GOLDEN_IMAGE,
+            bundle::GOLDEN_OUTPUT,
+        ]
+        .contains(&name.as_str())
+        {
             return Err(StageError::Usage(format!(
                 "--add {}: the bundle writes {name} itself",
                 path.display()
@@ -98,6 +105,10 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
             Err(e) => return Err(e.into()),
         }
     }
+    // The golden check is recorded again on this device, by this build.
+    let golden = cellops_unet::golden::record(&model, meta.input_channels, &selected.device, selected.kind.as_str())?;
+    meta.golden = Some(golden.record);
+    extra.extend(golden.files.into_iter().map(|(n, b)| (n.to_owned(), b)));
     let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let meta = bundle::resave(&model, &meta, &args.output, &extra)?;
     runner.set_output("bundle", &args.output.display().to_string())?;

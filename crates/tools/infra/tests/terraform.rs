@@ -723,6 +723,7 @@ fn cloud_init_template_mentions_what_the_deploy_needs() {
 struct Sample {
     sudo: bool,
     serve_reports: bool,
+    serve_service: bool,
 }
 
 const HOST_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\nAAAA+/=\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -731,6 +732,7 @@ const AUTHORIZED: &str =
     "restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployKeyDeployKeyDeployKeyDeployKeyDeploy ci@example";
 const USER: &str = "cellops";
 const BASE: &str = "/srv/cellops/cell-params";
+const SERVE_PORT: u64 = 8080;
 
 fn render(sample: &Sample) -> Json {
     let config = Config::load();
@@ -745,6 +747,9 @@ fn render(sample: &Sample) -> Json {
             "host_private_key" => ctx.declare_var("host_private_key", HOST_PRIVATE),
             "host_public_key" => ctx.declare_var("host_public_key", HOST_PUBLIC),
             "serve_reports" => ctx.declare_var("serve_reports", sample.serve_reports),
+            "serve_service" => ctx.declare_var("serve_service", sample.serve_service),
+            "serve_port" => ctx.declare_var("serve_port", SERVE_PORT),
+            "serve_memory_max" => ctx.declare_var("serve_memory_max", "75%"),
             other => panic!("templatefile passes {other}: give it a sample value in this test"),
         }
     }
@@ -773,10 +778,19 @@ fn list<'a>(value: &'a Json, key: &str) -> &'a Vec<Json> {
 
 #[test]
 fn cloud_init_renders_to_the_expected_cloud_config() {
-    for sudo in [false, true] {
-        for serve_reports in [false, true] {
-            let cc = render(&Sample { sudo, serve_reports });
-            let case = format!("(sudo {sudo}, serve_reports {serve_reports})");
+    for (sudo, serve_reports, serve_service) in [
+        (false, false, false),
+        (true, false, true),
+        (false, true, true),
+        (true, true, false),
+    ] {
+        {
+            let cc = render(&Sample {
+                sudo,
+                serve_reports,
+                serve_service,
+            });
+            let case = format!("(sudo {sudo}, serve_reports {serve_reports}, serve_service {serve_service})");
 
             // The pinned host key, and no other.
             assert_eq!(cc["ssh_deletekeys"], Json::Bool(true), "{case}");
@@ -792,7 +806,11 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
 
             // The deploy user.
             let users = list(&cc, "users");
-            assert_eq!(users.len(), 1, "{case}: only the deploy user");
+            assert_eq!(
+                users.len(),
+                1 + usize::from(serve_service),
+                "{case}: the deploy user, and the service's when it runs"
+            );
             let user = &users[0];
             assert_eq!(user["name"], USER, "{case}");
             assert_eq!(user["lock_passwd"], Json::Bool(true), "{case}");
@@ -831,6 +849,24 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
             let sshd = files
                 .get("/etc/ssh/sshd_config.d/00-cellops.conf")
                 .expect("sshd drop-in");
+            let forwarding = if serve_service {
+                vec![
+                    "AllowTcpForwarding local".to_owned(),
+                    format!("PermitOpen 127.0.0.1:{SERVE_PORT}"),
+                    "PermitListen none".to_owned(),
+                ]
+            } else {
+                vec!["AllowTcpForwarding no".to_owned()]
+            };
+            for line in &forwarding {
+                assert!(sshd.lines().any(|l| l == line), "{case}: sshd drop-in lacks {line:?}");
+            }
+            assert_eq!(
+                sshd.lines().filter(|l| l.starts_with("AllowTcpForwarding")).count(),
+                1,
+                "{case}: one forwarding rule"
+            );
+            check_service(&cc, &files, serve_service, &case);
             for line in [
                 "PasswordAuthentication no",
                 "PermitRootLogin no",
@@ -900,6 +936,76 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
             );
         }
     }
+}
+
+/// The service's users, units and commands, present exactly when `serve_service` is on.
+fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, case: &str) {
+    let unit = files.get("/etc/systemd/system/cellops-serve.service");
+    assert_eq!(unit.is_some(), on, "{case}: the service unit only with serve_service");
+    assert_eq!(
+        files.contains_key("/etc/systemd/system/cellops-serve.path"),
+        on,
+        "{case}"
+    );
+    let groups = cc.get("groups").and_then(Json::as_array).cloned().unwrap_or_default();
+    assert_eq!(
+        groups.contains(&Json::from("cellops-serve")),
+        on,
+        "{case}: the service's group"
+    );
+    let users = list(cc, "users");
+    assert_eq!(
+        users[0]["groups"] == serde_json::json!(["cellops-serve"]),
+        on,
+        "{case}: the deploy user may use the admin socket"
+    );
+    let Some(unit) = unit else { return };
+    let service = &users[1];
+    assert_eq!(service["name"], "cellops-serve", "{case}");
+    assert_eq!(service["shell"], "/usr/sbin/nologin", "{case}");
+    assert_eq!(service["system"], Json::Bool(true), "{case}");
+    assert!(
+        service.get("ssh_authorized_keys").is_none(),
+        "{case}: no login for the service"
+    );
+    let exec = format!(
+        "ExecStart={BASE}/current/bin/cellops-serve --release {BASE}/current --listen 127.0.0.1:{SERVE_PORT} --admin-socket /run/cellops-serve/admin.sock --device cpu"
+    );
+    for line in [
+        exec.as_str(),
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "User=cellops-serve",
+        "RuntimeDirectory=cellops-serve",
+        "ProtectSystem=strict",
+        &format!("ReadOnlyPaths={BASE}"),
+        "ProtectHome=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "MemoryMax=75%",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{case}: the unit lacks {line:?}");
+    }
+    assert!(
+        unit.lines().any(|l| l.starts_with("WatchdogSec=")),
+        "{case}: a watchdog"
+    );
+    let path = files["/etc/systemd/system/cellops-serve.path"];
+    assert!(
+        path.lines().any(|l| l == format!("PathChanged={BASE}/current")),
+        "{case}"
+    );
+    let follow = files["/etc/systemd/system/cellops-serve-follow.service"];
+    assert!(
+        follow.contains("$$pid") && !follow.contains(" $pid"),
+        "{case}: shell variables in a unit are written $$"
+    );
+    let enabled = list(cc, "runcmd")
+        .iter()
+        .any(|c| c == &serde_json::json!(["systemctl", "enable", "--now", "cellops-serve.path"]));
+    assert!(enabled, "{case}: the path unit is enabled");
 }
 
 // ---------------------------------------------------------------------------------------------
