@@ -36,6 +36,9 @@ enum Command {
     /// Serve a deployed release: segment and measure images over HTTP (Open Inference Protocol
     /// endpoints and the `measure` extension).
     Serve(Box<cellops_serve::Args>),
+    /// Reach the service on the droplet: forward a local port to its loopback port through the
+    /// deploy's SSH connection (`deploy-cell-params tunnel`), until Ctrl-C.
+    ServeTunnel(Box<cellops_deploy_cell_params::Args>),
     /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
     /// as a sticky PR comment (`comment`).
     PrReport(Box<cellops_pr_report::Args>),
@@ -100,6 +103,11 @@ fn main() -> ExitCode {
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
         Command::Serve(args) => cellops_serve::execute(args, &runner),
+        Command::ServeTunnel(args) => {
+            let mut args = args.clone();
+            args.action = Some(cellops_deploy_cell_params::Command::Tunnel);
+            cellops_deploy_cell_params::execute(&args, &runner)
+        }
         Command::ParamsSchema => {
             use std::io::Write as _;
             match std::io::stdout().write_all(cellops_formats::params::schema_json().as_bytes()) {

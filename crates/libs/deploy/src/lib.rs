@@ -1,5 +1,5 @@
 //! Deploying files to a server as atomic, verified, incremental releases — over SSH
-//! ([`ssh`], the only module of the workspace that touches `ssh2`) or to a local folder
+//! ([`ssh`] and [`tunnel`], the only modules of the workspace that touch `ssh2`) or to a local folder
 //! ([`remote::LocalRemote`], for `file://` targets), with the same release logic ([`release`]).
 //!
 //! Security defaults: the host key is always verified (known_hosts lines or `SHA256:`
@@ -11,3 +11,4 @@ pub mod release;
 pub mod remote;
 pub mod ssh;
 pub mod target;
+pub mod tunnel;

@@ -399,6 +399,16 @@ impl std::fmt::Debug for SshRemote {
     }
 }
 
+impl SshRemote {
+    /// The SSH session, for a tunnel (blocking I/O gets no timeout: a tunnel waits on its peers).
+    pub fn into_session(self) -> Session {
+        let Self { session, sftp, .. } = self;
+        drop(sftp);
+        session.set_timeout(0);
+        session
+    }
+}
+
 /// Connects, verifies the host key, authenticates and opens SFTP.
 pub fn connect(o: &SshOptions) -> Result<SshRemote, ConnectError> {
     // Check the key before the network, so a wrong secret fails fast and clearly.

@@ -32,6 +32,9 @@ pub enum Command {
     Rollback,
     /// List the releases on the server.
     List,
+    /// Forward a local port to the service on the server's loopback through the SSH connection
+    /// (the pinned host key as for a deploy) until stopped: `--local`, `--service-port`.
+    Tunnel,
 }
 
 /// Command-line flags (and action inputs) of `deploy-cell-params`.
@@ -107,6 +110,12 @@ pub struct Args {
     /// TCP connect timeout.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub connect_timeout: u64,
+    /// Tunnel: the local address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub local: std::net::SocketAddr,
+    /// Tunnel: the service's port on the server's loopback.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub service_port: u16,
     /// Rollback: the release to switch to [default: the one before the current].
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
@@ -149,6 +158,9 @@ pub enum StageError {
     /// The deploy failed.
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// The tunnel could not open or stopped.
+    #[error(transparent)]
+    Tunnel(#[from] cellops_deploy::tunnel::TunnelError),
     /// The Actions runtime failed.
     #[error(transparent)]
     Actions(#[from] ActionsError),
@@ -170,6 +182,7 @@ impl StageFailure for StageError {
             StageError::Connect(ConnectError::HostKeyMismatch { .. }) => "host key mismatch",
             StageError::Connect(ConnectError::HostKeyUnknown { .. }) => "unknown host key",
             StageError::Connect(_) => "cannot connect",
+            StageError::Tunnel(_) => "tunnel failed",
             StageError::Deploy(DeployError::HealthCheck { .. }) => "health check failed, rolled back",
             StageError::Deploy(DeployError::Locked { .. }) => "deploy locked",
             StageError::Invalid(_) => "invalid cell parameters",
@@ -189,6 +202,8 @@ pub enum Done {
     RolledBack(Option<String>, String, String),
     /// The releases.
     Listed(Vec<ReleaseInfo>, String),
+    /// A tunnel that stopped: its local address.
+    Tunnelled(std::net::SocketAddr),
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -328,6 +343,76 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
     Ok((files, bundles))
 }
 
+/// The SSH options of the target's `user`, `host` and `port` (each from the URL or its input) and
+/// the credentials and host check the inputs give.
+fn ssh_options(
+    args: &Args,
+    runner: &Runner,
+    user: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+) -> Result<SshOptions, StageError> {
+    let pick = |url: Option<String>, input: Option<String>, what: &str| -> Result<Option<String>, StageError> {
+        match (url, input) {
+            (Some(a), Some(b)) if a != b => Err(StageError::Usage(format!(
+                "the target says {what} `{a}` but the {what} input says `{b}`"
+            ))),
+            (a, b) => Ok(a.or(b)),
+        }
+    };
+    let host = pick(host, args.host.clone(), "host")?
+        .ok_or_else(|| StageError::Usage("no host: give it in the target URL or the host input".into()))?;
+    let username = pick(user, args.username.clone(), "username")?
+        .ok_or_else(|| StageError::Usage("no username: give it in the target URL or the username input".into()))?;
+    let port = match (port, args.port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(StageError::Usage(format!(
+                "the target says port {a} but the port input says {b}"
+            )));
+        }
+        (a, b) => a.or(b).unwrap_or(22),
+    };
+    let auth = match (&args.key, &args.password) {
+        (Some(k), _) if !k.trim().is_empty() => Auth::Key {
+            private_key: k.clone(),
+            passphrase: args.passphrase.clone(),
+        },
+        (_, Some(p)) if !p.is_empty() => Auth::Password(p.clone()),
+        _ => {
+            return Err(StageError::Usage(
+                "no credentials: set the key input (an SSH private key secret), or password".into(),
+            ));
+        }
+    };
+    let host_check = if args.insecure_skip_host_key_check {
+        runner.annotate(
+            &Annotation::new(
+                Level::Warning,
+                "host key verification is OFF (insecure-skip-host-key-check): anyone between this \
+                     runner and the server can impersonate it and read the deploy; pin known-hosts or fingerprint",
+            )
+            .title("INSECURE: host key not verified"),
+        )?;
+        HostCheck::Insecure
+    } else if let Some(kh) = args.known_hosts.as_ref().filter(|k| !k.trim().is_empty()) {
+        HostCheck::KnownHosts(kh.clone())
+    } else if let Some(fp) = args.fingerprint.as_ref().filter(|f| !f.trim().is_empty()) {
+        HostCheck::Fingerprints(split_list(fp))
+    } else {
+        // Nothing pinned: connect anyway to show the offered key, then refuse.
+        HostCheck::Fingerprints(Vec::new())
+    };
+    Ok(SshOptions {
+        host,
+        port,
+        username,
+        auth,
+        host_check,
+        connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+        io_timeout: Duration::from_secs(120),
+    })
+}
+
 /// Connects to the target (SSH) or opens the folder (`file://`); returns it and its base path.
 pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote>, String), StageError> {
     match target::parse(&args.target)? {
@@ -340,66 +425,7 @@ pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote>, String), S
             Ok((Box::new(LocalRemote), base.display().to_string()))
         }
         Target::Ssh { user, host, port, base } => {
-            let pick = |url: Option<String>, input: Option<String>, what: &str| -> Result<Option<String>, StageError> {
-                match (url, input) {
-                    (Some(a), Some(b)) if a != b => Err(StageError::Usage(format!(
-                        "the target says {what} `{a}` but the {what} input says `{b}`"
-                    ))),
-                    (a, b) => Ok(a.or(b)),
-                }
-            };
-            let host = pick(host, args.host.clone(), "host")?
-                .ok_or_else(|| StageError::Usage("no host: give it in the target URL or the host input".into()))?;
-            let username = pick(user, args.username.clone(), "username")?.ok_or_else(|| {
-                StageError::Usage("no username: give it in the target URL or the username input".into())
-            })?;
-            let port = match (port, args.port) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(StageError::Usage(format!(
-                        "the target says port {a} but the port input says {b}"
-                    )));
-                }
-                (a, b) => a.or(b).unwrap_or(22),
-            };
-            let auth = match (&args.key, &args.password) {
-                (Some(k), _) if !k.trim().is_empty() => Auth::Key {
-                    private_key: k.clone(),
-                    passphrase: args.passphrase.clone(),
-                },
-                (_, Some(p)) if !p.is_empty() => Auth::Password(p.clone()),
-                _ => {
-                    return Err(StageError::Usage(
-                        "no credentials: set the key input (an SSH private key secret), or password".into(),
-                    ));
-                }
-            };
-            let host_check = if args.insecure_skip_host_key_check {
-                runner.annotate(
-                    &Annotation::new(
-                        Level::Warning,
-                        "host key verification is OFF (insecure-skip-host-key-check): anyone between this \
-                         runner and the server can impersonate it and read the deploy; pin known-hosts or fingerprint",
-                    )
-                    .title("INSECURE: host key not verified"),
-                )?;
-                HostCheck::Insecure
-            } else if let Some(kh) = args.known_hosts.as_ref().filter(|k| !k.trim().is_empty()) {
-                HostCheck::KnownHosts(kh.clone())
-            } else if let Some(fp) = args.fingerprint.as_ref().filter(|f| !f.trim().is_empty()) {
-                HostCheck::Fingerprints(split_list(fp))
-            } else {
-                // Nothing pinned: connect anyway to show the offered key, then refuse.
-                HostCheck::Fingerprints(Vec::new())
-            };
-            let opts = SshOptions {
-                host,
-                port,
-                username,
-                auth,
-                host_check,
-                connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
-                io_timeout: Duration::from_secs(120),
-            };
+            let opts = ssh_options(args, runner, user, host, port)?;
             let remote = ssh::connect(&opts)?;
             Ok((Box::new(remote), base))
         }
@@ -457,7 +483,26 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         Command::Deploy => run_deploy(args, runner, cfg),
         Command::Rollback => run_rollback(args, runner, cfg),
         Command::List => run_list(args, runner),
+        Command::Tunnel => run_tunnel(args, runner),
     }
+}
+
+/// `tunnel`: forwards `--local` to `127.0.0.1:<service-port>` on the server until stopped.
+fn run_tunnel(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    let Target::Ssh { user, host, port, .. } = target::parse(&args.target)? else {
+        return Err(StageError::Usage("a tunnel needs an ssh:// target".into()));
+    };
+    let opts = ssh_options(args, runner, user, host, port)?;
+    let remote = ssh::connect(&opts)?;
+    let t = cellops_deploy::tunnel::open(remote, args.local, "127.0.0.1", args.service_port)?;
+    let local = t.local;
+    runner.set_output("url", &format!("http://{local}"))?;
+    runner.info(&format!(
+        "forwarding http://{local} to 127.0.0.1:{} on {}; Ctrl-C stops",
+        args.service_port, opts.host
+    ))?;
+    t.wait()?;
+    Ok(Done::Tunnelled(local))
 }
 
 /// `deploy`: validates and collects the files, deploys them as a new release and reports it.
@@ -600,6 +645,7 @@ pub fn headline(d: &Done) -> String {
             from.as_deref().unwrap_or("(none)")
         ),
         Done::Listed(r, target) => format!("{} releases on {target}", r.len()),
+        Done::Tunnelled(local) => format!("the tunnel on {local} stopped"),
     }
 }
 

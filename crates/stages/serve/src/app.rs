@@ -29,6 +29,7 @@ use crate::release::{Model, Release};
 use crate::service::Service;
 
 mod measure;
+mod page;
 
 pub use measure::Measured;
 
@@ -40,6 +41,9 @@ pub fn router(service: Arc<Service>) -> Router {
     let model = |p: &str| format!("/v2/models/{{name}}{p}");
     let version = |p: &str| format!("/v2/models/{{name}}/versions/{{version}}{p}");
     let mut r = Router::new()
+        .route("/", get(page::index))
+        .route("/page/app.js", get(page::script))
+        .route("/page/app.css", get(page::style))
         .route("/metrics", get(metrics))
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))

@@ -272,3 +272,78 @@ fn infer_returns_the_models_probabilities_and_refuses_shapes_that_do_not_fit() {
         assert!(answer["error"].as_str().expect("error").contains(says), "{answer}");
     }
 }
+
+#[test]
+fn the_page_is_self_contained_and_what_it_reads_is_served() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    let server = serve(&release, &[]);
+    let base = &server.base;
+    let fetch = |path: &str| ureq::get(&format!("{base}{path}")).call().expect(path);
+    let page = fetch("/");
+    assert_eq!(page.content_type(), "text/html");
+    let policy = page.header("content-security-policy").expect("a CSP").to_owned();
+    assert!(
+        policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    let html = page.into_string().expect("html");
+    for (asset, kind) in [("/page/app.js", "text/javascript"), ("/page/app.css", "text/css")] {
+        assert!(html.contains(asset), "the page loads {asset}");
+        let a = fetch(asset);
+        assert_eq!(a.content_type(), kind);
+        let text = a.into_string().expect("text");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{asset} reaches nowhere else"
+        );
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN, no external fonts"
+    );
+    // What the script reads: the models and their image types, then measure's fields.
+    let script = fetch("/page/app.js").into_string().expect("js");
+    for used in [
+        "/v2/health/ready",
+        "/v2/models/",
+        "parameters.image_types",
+        "answer.objects",
+        "overlay: \"png\"",
+    ] {
+        assert!(script.contains(used), "the script uses {used}");
+    }
+    let (_, ready) = get(&format!("{base}/v2/health/ready"));
+    let name = ready["models"]
+        .as_object()
+        .expect("models")
+        .keys()
+        .next()
+        .expect("a model")
+        .clone();
+    let (_, meta) = get(&format!("{base}/v2/models/{name}"));
+    let types = meta["parameters"]["image_types"].as_array().expect("image types");
+    assert_eq!(types, &[Value::from("fluorescence-dapi")]);
+    let cfg = SynthConfig {
+        count: 1,
+        seed: 5,
+        size: [96, 80],
+        style: Style::Fluorescence,
+    };
+    let (image, _) = cellops_dataset::synthetic::generate_one(&cfg, 0);
+    let png = cellops_dataset::io::encode_png(&image).expect("png");
+    let url = format!("{base}/v2/models/{name}/measure?params=fluorescence-dapi&name=cells&overlay=png");
+    let overlay = ureq::post(&url)
+        .set("Content-Type", "image/png")
+        .send_bytes(&png)
+        .expect("overlay");
+    assert_eq!(overlay.content_type(), "image/png");
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut overlay.into_reader(), &mut bytes).expect("bytes");
+    let drawn = cellops_dataset::io::decode(&bytes, 1 << 20).expect("a PNG").raster;
+    assert_eq!(
+        (drawn.width, drawn.height, drawn.channels),
+        (96, 80, 3),
+        "the image, in colour"
+    );
+}

@@ -24,6 +24,8 @@ pub struct Sshd {
     pub client_key: String,
     /// The host key's public line (`ssh-ed25519 AAAA…`).
     pub host_public: String,
+    /// Lines added to the configuration ([`Sshd::configure`]).
+    extra: String,
     child: Option<Child>,
 }
 
@@ -94,10 +96,18 @@ impl Sshd {
             user: current_user(),
             client_key,
             host_public,
+            extra: String::new(),
             child: None,
         };
         s.restart()?;
         Ok(s)
+    }
+
+    /// Restarts sshd with `lines` added to its configuration (e.g. the droplet's
+    /// `AllowTcpForwarding local` and `PermitOpen`).
+    pub fn configure(&mut self, lines: &str) -> io::Result<()> {
+        self.extra = lines.trim_end().to_owned() + "\n";
+        self.restart()
     }
 
     /// Adds a public key line to the authorised keys.
@@ -138,7 +148,8 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-             UsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 50\n"
+             UsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 50\n{}",
+            self.extra
         );
         let cfg = self.dir.join("sshd_config");
         std::fs::write(&cfg, config)?;
