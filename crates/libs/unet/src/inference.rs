@@ -23,7 +23,9 @@ use crate::model::UNet;
 /// How images are cut into tiles.
 #[derive(Config, Debug)]
 pub struct PredictConfig {
-    /// Side of the square tiles (images smaller than this run whole).
+    /// Side of the square tiles (images smaller than this run whole). 512 was tried so that a
+    /// DSB-sized image runs in one pass: slower (70 s against 54 s on the validation split) with
+    /// 2.5× the memory (docs/benchmarks.md, serving).
     #[config(default = 256)]
     pub tile: usize,
     /// Overlap between neighbouring tiles, in pixels.

@@ -79,6 +79,10 @@ pub struct Args {
     /// dihedral copies of each image.
     #[arg(long, value_enum, default_value_t = Tta::None)]
     pub tta: Tta,
+    /// Side of the square tiles the model runs on (images up to this size, after rescaling, run
+    /// whole; larger ones in overlapping tiles): memory against speed.
+    #[arg(long, value_name = "PX", default_value_t = PredictConfig::new().tile, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(64..=4096), |v| v as usize))]
+    pub tile: usize,
     /// Overlays embedded in the HTML report (all are written to overlays/).
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub html_overlays: usize,
@@ -290,11 +294,15 @@ fn segmenter(
         }
         (Some(bundle), _) => {
             let selected = device::select(args.device)?;
-            let predictor = Predictor::load(bundle, &selected.device, PredictConfig::new().with_tta(args.tta))
-                .map_err(|source| AnalysisError::Model {
-                    path: bundle.clone(),
-                    source,
-                })?;
+            let predictor = Predictor::load(
+                bundle,
+                &selected.device,
+                PredictConfig::new().with_tta(args.tta).with_tile(args.tile),
+            )
+            .map_err(|source| AnalysisError::Model {
+                path: bundle.clone(),
+                source,
+            })?;
             let id = predictor.meta().id.clone();
             let segmenter = Segmenter::model(predictor, bundle, file)?;
             runner.info(&format!(
