@@ -242,12 +242,35 @@ fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, run
     }
     let running_release = running.release.clone();
     running.stop().context("stopping the service")?;
+    report_latency(&a.output, &running_release, &mut latencies, runner)
+}
+
+/// The serve check's latencies: a line, `serve-check.json` in the output folder and a table in
+/// the step summary.
+fn report_latency(out: &Path, release: &str, latencies: &mut [f64], runner: &Runner) -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
-    let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(i).copied().unwrap_or(f64::NAN)
+    };
+    let (p50, p90, max) = (at(0.5), at(0.9), at(1.0));
+    let n = latencies.len();
+    let record = serde_json::json!({
+        "release": release,
+        "images": n,
+        "same_as_evaluate": true,
+        "latency_ms": { "p50": p50, "p90": p90, "max": max },
+    });
+    let path = out.join("serve-check.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    runner.append_summary(&format!(
+        "## Serve check\n\n{n} images measured through `cellops serve` (release `{release}`, one request at a time): \
+         the same nuclei as `evaluate`.\n\n| latency | p50 | p90 | max |\n|---|---|---|---|\n| ms | {p50:.0} | {p90:.0} | {max:.0} |\n"
+    ))?;
     runner.info(&format!(
-        "measured {} images through the service (release {}): the same nuclei as evaluate; median latency {median:.0} ms",
-        files.len(),
-        running_release
+        "measured {n} images through the service (release {release}): the same nuclei as evaluate; latency p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms ({})",
+        path.display()
     ))?;
     Ok(())
 }

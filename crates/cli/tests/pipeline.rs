@@ -66,4 +66,14 @@ fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("deploy.json")).expect("deploy.json")).expect("json");
     assert_eq!(record["bundle_ids"].as_array().map(Vec::len), Some(1));
+    // The trained bundle carries its golden check, which the service passed when it loaded it.
+    assert!(current.join("unet/bundle/golden.f32").is_file());
+    let check: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("serve-check.json")).expect("serve-check.json")).expect("json");
+    assert_eq!(check["same_as_evaluate"], true);
+    assert!(check["images"].as_u64().is_some_and(|n| n > 0), "{check}");
+    assert!(
+        check["latency_ms"]["p50"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{check}"
+    );
 }
