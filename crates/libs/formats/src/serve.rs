@@ -33,6 +33,11 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Limits on requests and the work they start.
     pub limits: ServeLimits,
+    /// An optional second listener for people and tools that cannot use the SSH tunnel: every
+    /// request but liveness needs the bearer token; put it behind the droplet's nginx (TLS) and
+    /// open it in the firewall to listed networks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicListener>,
     /// Which model (bundle folder name) serves each image type (parameter file name without
     /// `.yaml`). Needed only when a release holds more than one bundle.
     pub models: BTreeMap<String, String>,
@@ -44,9 +49,20 @@ impl Default for ServeConfig {
             schema: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: ServeLimits::default(),
+            public: None,
             models: BTreeMap::new(),
         }
     }
+}
+
+/// The public listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicListener {
+    /// Its address (nginx proxies to it; loopback unless nginx runs elsewhere).
+    pub listen: SocketAddr,
+    /// A file holding the bearer token (one word, at least 16 characters, mode 600).
+    pub token_file: std::path::PathBuf,
 }
 
 /// Limits of the service: every refusal names the one it met and its value.

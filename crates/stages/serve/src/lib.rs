@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub mod metrics;
 pub mod release;
 mod running;
@@ -76,6 +77,13 @@ pub struct Args {
     /// Seconds in-flight requests get after SIGTERM [serve.json: limits.drain_timeout_s].
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<f64>,
+    /// A second listener where every request but liveness needs a bearer token [serve.json:
+    /// public.listen].
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    pub public_listen: Option<SocketAddr>,
+    /// The public listener's token file (mode 600) [serve.json: public.token_file].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Device that runs the models.
     #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
     pub device: Accelerator,
@@ -196,11 +204,25 @@ pub(crate) fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     }
 }
 
-/// A service ready to serve: nothing loaded yet, its listener bound.
+/// A bound listener, and the token it needs (the public one).
+struct Listener {
+    socket: std::net::TcpListener,
+    token: Option<auth::Token>,
+}
+
+fn bind(address: SocketAddr, token: Option<auth::Token>) -> Result<(Listener, SocketAddr), ServeError> {
+    let socket = std::net::TcpListener::bind(address).map_err(io("listening"))?;
+    socket.set_nonblocking(true).map_err(io("listening"))?;
+    let bound = socket.local_addr().map_err(io("listening"))?;
+    Ok((Listener { socket, token }, bound))
+}
+
+/// A service ready to serve: nothing loaded yet, its listeners bound.
 struct Prepared {
     service: Arc<Service>,
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     address: SocketAddr,
+    public: Option<SocketAddr>,
     device: &'static str,
 }
 
@@ -225,13 +247,25 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
     let metrics = Metrics::new();
     let pool = Pool::new(workers, limits.queue, metrics.queue_depth.clone());
     let service = Service::new(release, selected.device, limits, metrics, pool, events);
-    let listener = std::net::TcpListener::bind(listen).map_err(io("listening"))?;
-    listener.set_nonblocking(true).map_err(io("listening"))?;
-    let address = listener.local_addr().map_err(io("listening"))?;
+    let (listener, address) = bind(listen, None)?;
+    let mut listeners = vec![listener];
+    let public = match (args.public_listen, args.token_file.clone()) {
+        (Some(a), Some(t)) => Some((a, t)),
+        _ => config.public.map(|p| (p.listen, p.token_file)),
+    };
+    let public = match public {
+        Some((a, token_file)) => {
+            let (l, bound) = bind(a, Some(auth::Token::read(&token_file)?))?;
+            listeners.push(l);
+            Some(bound)
+        }
+        None => None,
+    };
     Ok(Prepared {
         service: Arc::new(service),
-        listener,
+        listeners,
         address,
+        public,
         device: selected.kind.as_str(),
     })
 }
@@ -241,19 +275,36 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
 /// timeout to finish. `loaded` hears how the first load went. Returns whether all drained.
 async fn serve_until(
     service: Arc<Service>,
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     stop: impl Future<Output = ()>,
     loaded: impl FnOnce(bool),
 ) -> Result<bool, ServeError> {
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(io("listening"))?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut stopped = rx;
-    let server = axum::serve(listener, app::router(Arc::clone(&service)))
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .into_future();
-    let mut server = tokio::spawn(server);
+    let mut servers = Vec::new();
+    for l in listeners {
+        let socket = tokio::net::TcpListener::from_std(l.socket).map_err(io("listening"))?;
+        let router = match l.token {
+            Some(token) => auth::require(app::router(Arc::clone(&service)), token),
+            None => app::router(Arc::clone(&service)),
+        };
+        let mut stopped = rx.clone();
+        let server = axum::serve(socket, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .into_future();
+        servers.push(tokio::spawn(server));
+    }
+    // Every listener's server, ended together.
+    let mut server = tokio::spawn(async move {
+        let mut result = Ok(());
+        for s in servers {
+            if let Ok(Err(e)) = s.await {
+                result = Err(e);
+            }
+        }
+        result
+    });
     let first = service.reload().await;
     loaded(first.is_ok());
     if let Err(e) = first {
@@ -311,7 +362,10 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Served, ServeError> {
         }
         signals::reload_on_hangup(Arc::clone(&service));
         let ready = Arc::clone(&service);
-        let serving = serve_until(Arc::clone(&service), p.listener, signals::terminated(), move |ok| {
+        if let Some(public) = p.public {
+            runner.info(&format!("public listener on http://{public} (bearer token required)"))?;
+        }
+        let serving = serve_until(Arc::clone(&service), p.listeners, signals::terminated(), move |ok| {
             if ok {
                 ready.event(describe(&ready, address));
                 systemd::notify("READY=1");

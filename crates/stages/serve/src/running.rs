@@ -62,7 +62,7 @@ pub fn start(args: &Args) -> Result<Running, ServeError> {
         let stop = async move {
             let _ = stop_rx.await;
         };
-        rt.block_on(serve_until(p.service, p.listener, stop, move |ok| {
+        rt.block_on(serve_until(p.service, p.listeners, stop, move |ok| {
             let _ = ready_tx.send(ok);
         }))
     });

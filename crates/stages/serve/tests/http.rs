@@ -347,3 +347,44 @@ fn the_page_is_self_contained_and_what_it_reads_is_served() {
         "the image, in colour"
     );
 }
+
+#[test]
+fn the_public_listener_needs_the_token_and_loopback_does_not() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "correct-horse-battery-staple\n").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let server = serve(
+        &release,
+        &[
+            "--public-listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().expect("utf-8"),
+        ],
+    );
+    let public = server
+        .log
+        .split("public listener on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the public address is printed")
+        .to_owned();
+    assert!(!server.log.contains("correct-horse"), "the token is never printed");
+    let ready = |base: &str, auth: Option<&str>| {
+        let mut r = ureq::get(&format!("{base}/v2/health/ready"));
+        if let Some(a) = auth {
+            r = r.set("Authorization", a);
+        }
+        support::answer(r.call())
+    };
+    assert_eq!(ready(&server.base, None).0, 200, "loopback: no token");
+    let (status, body) = ready(&public, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().expect("error").contains("Bearer"), "{body}");
+    assert_eq!(ready(&public, Some("Bearer wrong-horse-battery-staple")).0, 401);
+    assert_eq!(ready(&public, Some("Bearer correct-horse-battery-staple")).0, 200);
+    assert_eq!(get(&format!("{public}/v2/health/live")).0, 200, "liveness stays open");
+}

@@ -39,6 +39,8 @@ pub fn release_named(root: &Path, name: &str) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What it printed before it listened.
+    pub log: String,
 }
 
 impl Drop for Server {
@@ -80,7 +82,7 @@ pub fn serve(release: &Path, extra: &[&str]) -> Server {
     };
     // Keep draining its messages so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    Server { child, base, log: seen }
 }
 
 pub fn get(url: &str) -> (u16, Value) {
