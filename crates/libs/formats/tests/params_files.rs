@@ -2,44 +2,20 @@
 //! `CELLOPS_BLESS=1 cargo test -p cellops-formats --test params_files`), and every shipped
 //! parameter file is valid.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use cellops_formats::params::{CellParams, schema_json};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
+use common::{assert_committed, root};
 
 #[test]
 fn committed_schema_is_in_sync() {
-    let path = root().join("schema/cell-params.schema.json");
-    let generated = schema_json();
-    if std::env::var("CELLOPS_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).expect("write schema");
-    }
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (CELLOPS_BLESS=1 creates it)", path.display()));
-    assert!(
-        committed == generated,
-        "{} is out of date: run CELLOPS_BLESS=1 cargo test -p cellops-formats --test params_files",
-        path.display()
-    );
+    assert_committed("schema/cell-params.schema.json", &schema_json(), "params_files");
 }
 
 #[test]
 fn committed_reference_is_in_sync() {
-    let path = root().join("docs/cell-params.md");
     let generated = cellops_formats::params::reference_markdown();
-    if std::env::var("CELLOPS_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).expect("write reference");
-    }
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (CELLOPS_BLESS=1 creates it)", path.display()));
-    assert!(
-        committed == generated,
-        "{} is out of date: run CELLOPS_BLESS=1 cargo test -p cellops-formats --test params_files",
-        path.display()
-    );
+    assert_committed("docs/cell-params.md", &generated, "params_files");
     assert!(generated.contains("| `pixel_size_um` | number | **required** |"));
 }
 

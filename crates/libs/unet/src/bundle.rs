@@ -122,6 +122,25 @@ pub struct BundleInfo {
     pub golden: Option<cellops_formats::bundle::Golden>,
 }
 
+impl BundleInfo {
+    /// The information of a model without a training record (made or converted outside
+    /// `train-unet`): no dataset, history, metrics, post-processing, parent or golden check.
+    pub fn new(training: TrainConfig, preprocessing: BuildConfig) -> Self {
+        Self {
+            training,
+            preprocessing,
+            dataset_manifest_sha256: String::new(),
+            git_commit: None,
+            history: Vec::new(),
+            best_epoch: 0,
+            test: None,
+            postprocessing: None,
+            parent: None,
+            golden: None,
+        }
+    }
+}
+
 /// Writes a bundle as the directory `dir` and returns its metadata. The bundle is written beside
 /// `dir` under a temporary name and swapped in by renames, so `dir` always holds a whole bundle
 /// (the old one or the new one), never a mix. `extra` files (plots, reports) go in with it.
@@ -408,22 +427,16 @@ mod tests {
     use crate::model::Norm;
 
     fn info() -> BundleInfo {
+        let training = TrainConfig::new().with_model(
+            UNetConfig::new()
+                .with_depth(2)
+                .with_base_channels(4)
+                .with_norm(Norm::Group),
+        );
         BundleInfo {
-            training: TrainConfig::new().with_model(
-                UNetConfig::new()
-                    .with_depth(2)
-                    .with_base_channels(4)
-                    .with_norm(Norm::Group),
-            ),
-            preprocessing: BuildConfig::default(),
             dataset_manifest_sha256: "ab".repeat(32),
             git_commit: Some("0123abc".into()),
-            history: Vec::new(),
-            best_epoch: 0,
-            test: None,
-            postprocessing: None,
-            parent: None,
-            golden: None,
+            ..BundleInfo::new(training, BuildConfig::default())
         }
     }
 

@@ -207,22 +207,11 @@ mod tests {
 
     fn bundle_with(model: &UNet, golden_of: &UNet, dir: &Path, device: &Device) -> Predictor {
         use crate::bundle::{BundleInfo, save};
-        let info = BundleInfo {
-            training: crate::config::TrainConfig::new().with_model(tiny()),
-            preprocessing: cellops_dataset::BuildConfig::default(),
-            dataset_manifest_sha256: "ab".repeat(32),
-            git_commit: None,
-            history: Vec::new(),
-            best_epoch: 0,
-            test: None,
-            postprocessing: None,
-            parent: None,
-            golden: None,
-        };
         let g = record(golden_of, 1, device, "cpu").expect("record");
+        let training = crate::config::TrainConfig::new().with_model(tiny());
         let info = BundleInfo {
             golden: Some(g.record),
-            ..info
+            ..BundleInfo::new(training, cellops_dataset::BuildConfig::default())
         };
         save(model, &info, dir, &g.files).expect("save");
         Predictor::load(dir, device, PredictConfig::new()).expect("load")

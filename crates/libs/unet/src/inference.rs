@@ -642,18 +642,7 @@ mod tests {
             }),
             ..BuildConfig::default()
         };
-        let info = BundleInfo {
-            training: training.clone(),
-            preprocessing,
-            dataset_manifest_sha256: "00".repeat(32),
-            git_commit: None,
-            history: Vec::new(),
-            best_epoch: 0,
-            test: None,
-            postprocessing: None,
-            parent: None,
-            golden: None,
-        };
+        let info = BundleInfo::new(training.clone(), preprocessing);
         let dir = tempfile::tempdir().expect("tmp");
         save(&training.model.init(&device), &info, dir.path(), &[]).expect("save");
         let predictor = Predictor::load(dir.path(), &device, PredictConfig::new()).expect("load");

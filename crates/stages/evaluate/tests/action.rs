@@ -317,18 +317,7 @@ fn a_model_bundle_segments_and_its_preprocessing_is_enforced() {
         colour: cellops_dataset::config::ColourMode::Grey,
         ..BuildConfig::default()
     };
-    let info = BundleInfo {
-        training: TrainConfig::new().with_model(cfg),
-        preprocessing: prep,
-        dataset_manifest_sha256: "00".repeat(32),
-        git_commit: None,
-        history: Vec::new(),
-        best_epoch: 0,
-        test: None,
-        postprocessing: None,
-        parent: None,
-        golden: None,
-    };
+    let info = BundleInfo::new(TrainConfig::new().with_model(cfg), prep);
     let bundle_dir = tmp.path().join("bundle");
     bundle::save(&model, &info, &bundle_dir, &[]).expect("bundle");
     let p = params(
