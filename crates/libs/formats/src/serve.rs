@@ -85,6 +85,10 @@ pub struct ServeLimits {
     /// Seconds a client may take to send its body; past it, 408.
     #[schemars(range(min = 0.001))]
     pub upload_timeout_s: f64,
+    /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
+    /// may wait); past it the connection closes.
+    #[schemars(range(min = 0.001))]
+    pub header_timeout_s: f64,
     /// Seconds in-flight requests get to finish after SIGTERM before the service exits.
     #[schemars(range(min = 0.0))]
     pub drain_timeout_s: f64,
@@ -99,6 +103,7 @@ impl Default for ServeLimits {
             queue: 64,
             request_timeout_s: 60.0,
             upload_timeout_s: 30.0,
+            header_timeout_s: 30.0,
             drain_timeout_s: 30.0,
         }
     }
@@ -110,6 +115,7 @@ impl ServeLimits {
         let times = [
             ("request_timeout_s", self.request_timeout_s, false),
             ("upload_timeout_s", self.upload_timeout_s, false),
+            ("header_timeout_s", self.header_timeout_s, false),
             ("drain_timeout_s", self.drain_timeout_s, true),
         ];
         for (name, value, zero_ok) in times {

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod auth;
+mod listen;
 pub mod metrics;
 pub mod release;
 mod running;
@@ -25,7 +26,7 @@ mod systemd;
 
 pub use running::{Running, start};
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +78,10 @@ pub struct Args {
     /// Seconds in-flight requests get after SIGTERM [serve.json: limits.drain_timeout_s].
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<f64>,
+    /// Seconds a client may take to send a request's headers; past it the connection closes
+    /// [serve.json: limits.header_timeout_s].
+    #[arg(long, value_name = "SECONDS")]
+    pub header_timeout: Option<f64>,
     /// A second listener where every request but liveness needs a bearer token [serve.json:
     /// public.listen].
     #[arg(long, value_name = "ADDR", requires = "token_file")]
@@ -113,6 +118,7 @@ impl Args {
             request_timeout_s: self.request_timeout.unwrap_or(c.request_timeout_s),
             upload_timeout_s: self.upload_timeout.unwrap_or(c.upload_timeout_s),
             drain_timeout_s: self.drain_timeout.unwrap_or(c.drain_timeout_s),
+            header_timeout_s: self.header_timeout.unwrap_or(c.header_timeout_s),
         };
         limits
             .check()
@@ -287,23 +293,15 @@ async fn serve_until(
             Some(token) => auth::require(app::router(Arc::clone(&service)), token),
             None => app::router(Arc::clone(&service)),
         };
-        let mut stopped = rx.clone();
-        let server = axum::serve(socket, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .into_future();
-        servers.push(tokio::spawn(server));
+        let header_timeout = Duration::from_secs_f64(service.limits.header_timeout_s);
+        servers.push(tokio::spawn(listen::serve(socket, router, header_timeout, rx.clone())));
     }
     // Every listener's server, ended together.
     let mut server = tokio::spawn(async move {
-        let mut result = Ok(());
         for s in servers {
-            if let Ok(Err(e)) = s.await {
-                result = Err(e);
-            }
+            let _ = s.await;
         }
-        result
+        Ok::<(), std::io::Error>(())
     });
     let first = service.reload().await;
     loaded(first.is_ok());

@@ -139,7 +139,17 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
 fn bad_requests_get_a_json_error_and_the_server_stays_up() {
     let tmp = tempfile::tempdir().expect("tmp");
     let release = release(tmp.path());
-    let server = serve(&release, &["--max-request-bytes", "100000", "--upload-timeout", "1"]);
+    let server = serve(
+        &release,
+        &[
+            "--max-request-bytes",
+            "100000",
+            "--upload-timeout",
+            "1",
+            "--header-timeout",
+            "1",
+        ],
+    );
     let url = |q: &str| format!("{}/v2/models/nuclei/measure{q}", server.base);
     let png = {
         let r = cellops_dataset::Raster::from_u8(4, 4, 1, vec![0; 16]);
@@ -216,6 +226,12 @@ fn bad_requests_get_a_json_error_and_the_server_stays_up() {
             .expect("error")
             .contains("upload_timeout_s (1 s)"),
         "{answer}"
+    );
+    // Headers that trickle in are cut off once header_timeout_s has passed.
+    let (waited, ended) = support::trickle_headers(&server.base);
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(15),
+        "closed after {waited:?} ({ended:?})"
     );
     assert_eq!(get(&format!("{}/v2/health/live", server.base)).0, 200, "still up");
 }

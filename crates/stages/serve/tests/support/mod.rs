@@ -151,3 +151,18 @@ pub fn partial_upload(base: &str, path: &str, length: usize, sent: &[u8]) -> (u1
         assert!(n > 0, "the connection closed before an answer: {text}");
     }
 }
+
+/// Sends half a request's headers and waits (up to 20 s) for the server to close the
+/// connection: how long that took, and how the read ended.
+pub fn trickle_headers(base: &str) -> (std::time::Duration, std::io::Result<usize>) {
+    use std::io::{Read as _, Write as _};
+    let mut slow = std::net::TcpStream::connect(base.trim_start_matches("http://")).expect("connect");
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    slow.write_all(b"POST /v2/models/nuclei/measure HTTP/1.1\r\nHost: x\r\n")
+        .expect("part of the headers");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let ended = slow.read_to_end(&mut rest);
+    (started.elapsed(), ended)
+}
