@@ -180,14 +180,7 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
 fn image_files(images: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let original = images.join(cellops_formats::dataset::PAPER_IMAGES);
     let dir = if original.is_dir() { original } else { images.to_owned() };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| cellops_dataset::io::Format::from_path(p).is_some())
-        .collect();
-    files.sort();
-    Ok(files)
+    cellops_dataset::io::image_files(&dir).with_context(|| format!("listing {}", dir.display()))
 }
 
 /// Starts `cellops serve` on `release` at a free loopback port, measures every image through

@@ -107,6 +107,19 @@ pub struct Decoded {
     pub format: Format,
 }
 
+/// The image files (by extension) directly in `dir`, sorted.
+pub fn image_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if Format::from_path(&path).is_some() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Detects the format of encoded bytes from their content.
 pub fn sniff(bytes: &[u8]) -> Option<Format> {
     image::guess_format(bytes).ok().and_then(Format::from_image)

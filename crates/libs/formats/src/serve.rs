@@ -144,6 +144,16 @@ impl ServeConfig {
         Self::parse(path, &text)
     }
 
+    /// The `serve.json` at the top of the release folder `dir`, or the defaults when it has none.
+    pub fn of_release(dir: &Path) -> Result<Self, FileError> {
+        let path = dir.join(FILE);
+        if path.exists() {
+            Self::read(&path)
+        } else {
+            Ok(Self::default())
+        }
+    }
+
     /// Parses and checks the text of `serve.json` (`path` names it in errors).
     pub fn parse(path: &Path, text: &str) -> Result<Self, FileError> {
         let de = &mut serde_json::Deserializer::from_str(text);

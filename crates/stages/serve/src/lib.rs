@@ -35,7 +35,7 @@ use std::time::Duration;
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude};
 use cellops_analysis::AnalysisError;
 use cellops_formats::FileError;
-use cellops_formats::serve::{self, ServeConfig, ServeLimits};
+use cellops_formats::serve::{ServeConfig, ServeLimits};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 
 use crate::admin::AdminCommand;
@@ -92,6 +92,10 @@ pub struct Args {
     /// Device that runs the models.
     #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
     pub device: Accelerator,
+    /// Serve a release folder that no deploy made (no deploy.json) without checking its files;
+    /// readiness reports `verified: false`. Deployed releases are always checked.
+    #[arg(long)]
+    pub allow_unverified: bool,
     /// The admin socket (Unix): `reload` and `status` commands, for the deploy user.
     #[arg(long, value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
@@ -238,12 +242,7 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
         .release
         .as_deref()
         .ok_or_else(|| ServeError::Setting("--release is required".into()))?;
-    let file = release.join(serve::FILE);
-    let config = if file.exists() {
-        ServeConfig::read(&file)?
-    } else {
-        ServeConfig::default()
-    };
+    let config = ServeConfig::of_release(release)?;
     let (listen, limits) = args.settings(&config)?;
     let selected = device::select(args.device)?;
     let workers = match limits.workers {
@@ -252,7 +251,12 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
     };
     let metrics = Metrics::new();
     let pool = Pool::new(workers, limits.queue, metrics.queue_depth.clone());
-    let service = Service::new(release, selected.device, limits, metrics, pool, events);
+    let verification = if args.allow_unverified {
+        release::Verification::Optional
+    } else {
+        release::Verification::Required
+    };
+    let service = Service::new(release, selected.device, verification, limits, metrics, pool, events);
     let (listener, address) = bind(listen, None)?;
     let mut listeners = vec![listener];
     let public = match (args.public_listen, args.token_file.clone()) {
@@ -296,13 +300,17 @@ async fn serve_until(
         let header_timeout = Duration::from_secs_f64(service.limits.header_timeout_s);
         servers.push(tokio::spawn(listen::serve(socket, router, header_timeout, rx.clone())));
     }
-    // Every listener's server, ended together.
+    // Every listener's server, ended together (an error only if one panicked).
     let mut server = tokio::spawn(async move {
         for s in servers {
-            let _ = s.await;
+            s.await.map_err(|e| io("serving")(std::io::Error::other(e)))?;
         }
-        Ok::<(), std::io::Error>(())
+        Ok::<(), ServeError>(())
     });
+    let joined = |r: Result<Result<(), ServeError>, tokio::task::JoinError>| match r {
+        Ok(r) => r,
+        Err(e) => Err(io("serving")(std::io::Error::other(e))),
+    };
     let first = service.reload().await;
     loaded(first.is_ok());
     if let Err(e) = first {
@@ -312,19 +320,13 @@ async fn serve_until(
     }
     tokio::select! {
         () = stop => {}
-        ended = &mut server => {
-            return match ended {
-                Ok(r) => r.map(|()| true).map_err(io("serving")),
-                Err(e) => Err(io("serving")(std::io::Error::other(e))),
-            };
-        }
+        ended = &mut server => return joined(ended).map(|()| true),
     }
     service.drain();
     let _ = tx.send(true);
     let drain = Duration::from_secs_f64(service.limits.drain_timeout_s);
     match tokio::time::timeout(drain, server).await {
-        Ok(Ok(r)) => r.map(|()| true).map_err(io("serving")),
-        Ok(Err(e)) => Err(io("serving")(std::io::Error::other(e))),
+        Ok(ended) => joined(ended).map(|()| true),
         Err(_) => Ok(false),
     }
 }

@@ -71,6 +71,16 @@ impl std::fmt::Debug for ImageType {
     }
 }
 
+/// Whether a release must carry `deploy.json` (and so have its files checked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verification {
+    /// Refuse a release without `deploy.json`: what a deploy made is always checked.
+    #[default]
+    Required,
+    /// Serve a folder that no deploy made unchecked (`--allow-unverified`); readiness says so.
+    Optional,
+}
+
 /// A loaded release.
 #[derive(Debug)]
 pub struct Release {
@@ -78,29 +88,36 @@ pub struct Release {
     pub id: String,
     /// The release folder (resolved: a `current` link is followed).
     pub dir: PathBuf,
-    /// Whether every file was checked against `deploy.json`'s sha256 (false for a folder that no
-    /// deploy made).
+    /// Whether every file was checked against `deploy.json`'s sha256 (false only for a folder
+    /// that no deploy made, served with [`Verification::Optional`]).
     pub verified: bool,
-    /// Its `serve.json` (the defaults when it has none).
-    pub config: ServeConfig,
     models: BTreeMap<String, Model>,
     types: BTreeMap<String, ImageType>,
 }
 
 impl Release {
     /// Loads the release in `dir` (a release folder or the `current` link): checks its files
-    /// against `deploy.json`, reads `serve.json` and every parameter file, and loads every model
-    /// bundle onto `device`.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self, ServeError> {
+    /// against `deploy.json` (required unless `verification` is optional), reads `serve.json`
+    /// and every parameter file, and loads every model bundle onto `device`.
+    pub fn load(dir: &Path, device: &Device, verification: Verification) -> Result<Self, ServeError> {
         let dir = dir
             .canonicalize()
             .map_err(|e| FileError::new(dir, format!("cannot open the release: {e}")))?;
         let record = DeployRecord::read(&dir)?;
-        if let Some(r) = &record {
-            r.verify(&dir)?;
+        match (&record, verification) {
+            (Some(r), _) => r.verify(&dir)?,
+            (None, Verification::Optional) => {}
+            (None, Verification::Required) => {
+                return Err(FileError::new(
+                    &dir.join(cellops_formats::release::RECORD),
+                    "missing: without it the release's files cannot be checked; serve a deployed \
+                     release, or pass --allow-unverified for a folder that no deploy made",
+                )
+                .into());
+            }
         }
         let verified = record.is_some();
-        let config = read_config(&dir)?;
+        let config = ServeConfig::of_release(&dir)?;
         let files = params_files(&dir)?;
         let models = find_bundles(&dir)?
             .into_iter()
@@ -126,7 +143,6 @@ impl Release {
             id: record.map_or_else(|| folder_name(&dir), |r| r.id),
             verified,
             dir,
-            config,
             models: models.into_iter().map(|(k, (_, m))| (k, m)).collect(),
             types,
         })
@@ -174,16 +190,6 @@ impl Release {
             .filter(|(_, t)| t.model == model)
             .map(|(k, _)| k.as_str())
             .collect()
-    }
-}
-
-/// The release's `serve.json`, or the defaults.
-fn read_config(dir: &Path) -> Result<ServeConfig, FileError> {
-    let path = dir.join(serve::FILE);
-    if path.exists() {
-        ServeConfig::read(&path)
-    } else {
-        Ok(ServeConfig::default())
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::ServeError;
 use crate::admission::Pool;
 use crate::metrics::Metrics;
-use crate::release::Release;
+use crate::release::{Release, Verification};
 
 /// What the service shares between its handlers, its signal handlers and its admin socket.
 #[derive(Debug)]
@@ -28,6 +28,7 @@ pub struct Service {
     /// What `--release` named (usually the deploy's `current` link), followed at each reload.
     source: PathBuf,
     device: Device,
+    verification: Verification,
     current: ArcSwapOption<Release>,
     previous: ArcSwapOption<Release>,
     reloading: tokio::sync::Mutex<()>,
@@ -119,6 +120,7 @@ impl Service {
     pub fn new(
         source: &Path,
         device: Device,
+        verification: Verification,
         limits: ServeLimits,
         metrics: Metrics,
         pool: Pool,
@@ -127,6 +129,7 @@ impl Service {
         Self {
             source: source.to_owned(),
             device,
+            verification,
             current: ArcSwapOption::empty(),
             previous: ArcSwapOption::empty(),
             reloading: tokio::sync::Mutex::new(()),
@@ -221,8 +224,8 @@ impl Service {
             self.swap_in(Arc::clone(&p));
             return Ok(Reloaded::Restored { release: p.id.clone() });
         }
-        let device = self.device.clone();
-        let loaded = tokio::task::spawn_blocking(move || Release::load(&target, &device))
+        let (device, verification) = (self.device.clone(), self.verification);
+        let loaded = tokio::task::spawn_blocking(move || Release::load(&target, &device, verification))
             .await
             .map_err(|e| crate::io("loading the release")(std::io::Error::other(e)))??;
         let id = loaded.id.clone();

@@ -404,3 +404,31 @@ fn the_public_listener_needs_the_token_and_loopback_does_not() {
     assert_eq!(ready(&public, Some("Bearer correct-horse-battery-staple")).0, 200);
     assert_eq!(get(&format!("{public}/v2/health/live")).0, 200, "liveness stays open");
 }
+
+#[test]
+fn a_folder_without_deploy_json_is_refused_unless_unverified_is_asked_for() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let release = release(tmp.path());
+    std::fs::remove_file(release.join("deploy.json")).expect("remove the record");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+        .args([
+            "--release",
+            release.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+        ])
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .expect("run cellops-serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("deploy.json") && stderr.contains("--allow-unverified"),
+        "{stderr}"
+    );
+    let server = serve(&release, &["--allow-unverified"]);
+    let (status, ready) = get(&format!("{}/v2/health/ready", server.base));
+    assert_eq!((status, &ready["verified"]), (200, &Value::Bool(false)), "{ready}");
+}

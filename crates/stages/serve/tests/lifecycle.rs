@@ -9,10 +9,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cellops_formats::release::{DeployRecord, FORMAT, FileEntry, RECORD, sha256_of};
 use cellops_serve::admin::{AdminCommand, send};
 use serde_json::Value;
 use support::{get, release_named, serve};
@@ -36,36 +35,6 @@ fn image() -> Vec<u8> {
     std::fs::read(file).unwrap()
 }
 
-/// Writes `deploy.json` for the release folder `dir`, as a deploy does.
-fn record(dir: &Path, id: &str) {
-    let mut files = Vec::new();
-    for rel in [
-        "cell-params/fluorescence-dapi.yaml",
-        "models/nuclei/bundle.json",
-        "models/nuclei/model.safetensors",
-    ] {
-        let (size, sha256) = sha256_of(std::fs::File::open(dir.join(rel)).unwrap()).unwrap();
-        files.push(FileEntry {
-            path: rel.into(),
-            size,
-            sha256,
-        });
-    }
-    let r = DeployRecord {
-        format: FORMAT.into(),
-        id: id.into(),
-        created: "2026-12-06T00:00:00Z".into(),
-        git_sha: None,
-        actor: None,
-        run: None,
-        previous: None,
-        bundle_ids: Vec::new(),
-        content_sha256: String::new(),
-        files,
-    };
-    std::fs::write(dir.join(RECORD), serde_json::to_vec(&r).unwrap()).unwrap();
-}
-
 /// Points `<base>/current` at `releases/<id>` atomically, as a deploy does.
 fn switch(base: &Path, id: &str) {
     let tmp = base.join("current.tmp");
@@ -78,8 +47,7 @@ fn switch(base: &Path, id: &str) {
 fn base(root: &Path, ids: &[&str]) -> PathBuf {
     let base = root.join("srv");
     for id in ids {
-        let dir = release_named(&base.join("releases"), id);
-        record(&dir, id);
+        release_named(&base.join("releases"), id);
     }
     switch(&base, ids[0]);
     base
@@ -102,19 +70,37 @@ fn signal(pid: u32, name: &str) {
 /// and the body's release.
 type Seen = (Instant, u16, Option<String>, Option<String>);
 
-/// `n` clients measuring `image` in a loop until `stop`; what each request saw.
-fn clients(base_url: &str, n: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<Seen>>> {
+/// Waits until `n` more answers arrived at the clients counting into `answered` (however loaded
+/// the machine), at most a minute.
+fn answers(answered: &AtomicUsize, n: usize) {
+    let target = answered.load(Ordering::Relaxed) + n;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.load(Ordering::Relaxed) < target {
+        assert!(Instant::now() < deadline, "the clients got no answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` clients measuring `image` in a loop until `stop`, counting answers into `answered`; what
+/// each request saw.
+fn clients(
+    base_url: &str,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+    answered: &Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<Seen>>> {
     let png = Arc::new(image());
     (0..n)
         .map(|_| {
             let url = format!("{base_url}/v2/models/nuclei/measure?params=fluorescence-dapi");
-            let (png, stop) = (Arc::clone(&png), Arc::clone(stop));
+            let (png, stop, answered) = (Arc::clone(&png), Arc::clone(stop), Arc::clone(answered));
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new().max_idle_connections(0).build();
                 let mut seen = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let asked = Instant::now();
                     let r = agent.post(&url).set("Content-Type", "image/png").send_bytes(&png);
+                    answered.fetch_add(1, Ordering::Relaxed);
                     seen.push(match r {
                         Ok(r) => {
                             let header = r.header("x-cellops-release").map(str::to_owned);
@@ -141,11 +127,12 @@ fn reloads_under_load_fail_no_request_and_every_answer_names_one_release() {
         &["--admin-socket", socket.to_str().unwrap(), "--workers", "2"],
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = clients(&server.base, 4, &stop);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let workers = clients(&server.base, 4, &stop, &answered);
     // r1 → r2 (load) → r3 (load) → r2 (kept loaded: instant) → r3 (instant) → r1 by SIGHUP (load).
     let mut outcomes = Vec::new();
     for id in ["r2", "r3", "r2", "r3"] {
-        std::thread::sleep(Duration::from_millis(1500));
+        answers(&answered, 8);
         switch(&base, id);
         let (ok, answer) = reload(&socket);
         assert!(ok, "{answer}");
@@ -153,7 +140,7 @@ fn reloads_under_load_fail_no_request_and_every_answer_names_one_release() {
         outcomes.push(answer["reload"]["outcome"].as_str().unwrap().to_owned());
     }
     assert_eq!(outcomes, ["loaded", "loaded", "restored", "restored"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    answers(&answered, 8);
     switch(&base, "r1");
     signal(server.child.id(), "HUP");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -161,10 +148,9 @@ fn reloads_under_load_fail_no_request_and_every_answer_names_one_release() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    answers(&answered, 8);
     stop.store(true, Ordering::Relaxed);
     let seen: Vec<Seen> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(seen.len() >= 20, "the clients kept asking ({} requests)", seen.len());
     let failed: Vec<_> = seen.iter().filter(|s| s.1 != 200).map(|s| s.1).collect();
     assert!(failed.is_empty(), "failed requests during reloads: {failed:?}");
     for (_, _, header, body) in &seen {
@@ -245,8 +231,11 @@ fn sigterm_under_load_answers_every_request_already_asked_then_exits() {
     let base = base(tmp.path(), &["r1"]);
     let mut server = serve(&base.join("current"), &["--workers", "1", "--queue", "16"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = clients(&server.base, 4, &stop);
-    std::thread::sleep(Duration::from_secs(3));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let workers = clients(&server.base, 4, &stop, &answered);
+    answers(&answered, 8);
+    // Those were asked at least this long before SIGTERM.
+    std::thread::sleep(Duration::from_millis(300));
     let terminated = Instant::now();
     signal(server.child.id(), "TERM");
     let status = server.child.wait().unwrap();

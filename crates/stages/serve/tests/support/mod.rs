@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use cellops_formats::release::{DeployRecord, FORMAT, FileEntry, RECORD, sha256_of};
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {
@@ -18,7 +19,8 @@ pub fn release(root: &Path) -> PathBuf {
     release_named(root, "release-1")
 }
 
-/// A release folder `root/<name>` holding the shipped nuclei bundle and one parameter file.
+/// A release folder `root/<name>` as a deploy leaves it: the shipped nuclei bundle, one
+/// parameter file and `deploy.json` (id `<name>`).
 pub fn release_named(root: &Path, name: &str) -> PathBuf {
     let r = root.join(name);
     let bundle = r.join("models/nuclei");
@@ -32,6 +34,7 @@ pub fn release_named(root: &Path, name: &str) -> PathBuf {
         r.join("cell-params/fluorescence-dapi.yaml"),
     )
     .expect("copy the parameters");
+    record(&r, name);
     r
 }
 
@@ -165,4 +168,36 @@ pub fn trickle_headers(base: &str) -> (std::time::Duration, std::io::Result<usiz
     let mut rest = Vec::new();
     let ended = slow.read_to_end(&mut rest);
     (started.elapsed(), ended)
+}
+
+/// Writes `deploy.json` for the release folder `dir`, as a deploy does.
+pub fn record(dir: &Path, id: &str) {
+    let mut files = Vec::new();
+    for rel in [
+        "cell-params/fluorescence-dapi.yaml",
+        "models/nuclei/bundle.json",
+        "models/nuclei/model.safetensors",
+        "models/nuclei/golden.png",
+        "models/nuclei/golden.f32",
+    ] {
+        let (size, sha256) = sha256_of(std::fs::File::open(dir.join(rel)).expect("record")).expect("record");
+        files.push(FileEntry {
+            path: rel.into(),
+            size,
+            sha256,
+        });
+    }
+    let r = DeployRecord {
+        format: FORMAT.into(),
+        id: id.into(),
+        created: "2026-12-06T00:00:00Z".into(),
+        git_sha: None,
+        actor: None,
+        run: None,
+        previous: None,
+        bundle_ids: Vec::new(),
+        content_sha256: String::new(),
+        files,
+    };
+    std::fs::write(dir.join(RECORD), serde_json::to_vec(&r).expect("record")).expect("record");
 }

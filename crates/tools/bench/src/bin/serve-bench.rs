@@ -46,13 +46,7 @@ struct Cli {
 type Work = Arc<dyn Fn(&[u8]) -> anyhow::Result<()> + Send + Sync>;
 
 fn images(dir: &Path) -> anyhow::Result<Vec<Arc<Vec<u8>>>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| cellops_dataset::io::Format::from_path(p).is_some())
-        .collect();
-    files.sort();
+    let files = cellops_dataset::io::image_files(dir).with_context(|| format!("listing {}", dir.display()))?;
     if files.is_empty() {
         bail!("no images in {}", dir.display());
     }
@@ -77,7 +71,9 @@ fn http(url: String) -> Work {
 
 fn in_process(release: &Path, params: &str) -> anyhow::Result<Work> {
     let device = cellops_unet::device::select(cellops_unet::device::Accelerator::Cpu)?.device;
-    let release = Arc::new(cellops_serve::release::Release::load(release, &device)?);
+    // Benchmark releases are folders no deploy made.
+    let unchecked = cellops_serve::release::Verification::Optional;
+    let release = Arc::new(cellops_serve::release::Release::load(release, &device, unchecked)?);
     if release.image_type(params).is_none() {
         bail!("no image type {params} in the release");
     }
