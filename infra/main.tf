@@ -12,8 +12,15 @@ locals {
   # Entries of ssh_allowed_cidrs that open SSH to everyone (0.0.0.0/0, ::/0 and their spellings).
   ssh_open_to_world = [for c in var.ssh_allowed_cidrs : c if endswith(c, "/0")]
 
-  # HTTP rules exist only when some network may reach the reports server.
-  http_ports = length(var.http_allowed_cidrs) > 0 ? ["80", "443"] : []
+  # Web ports exist only when some network may reach them: 80 for the reports server, 443 for
+  # the HTTPS front of the service.
+  http_ports = length(var.http_allowed_cidrs) > 0 ? compact([var.serve_reports ? "80" : "", var.serve_public ? "443" : ""]) : []
+
+  # The HTTPS service: its name, and the given certificate or the generated self-signed one.
+  service_domain          = var.service_domain != "" ? var.service_domain : var.name
+  service_tls_certificate = var.serve_public ? coalesce(var.service_tls_certificate, one(tls_self_signed_cert.service[*].cert_pem)) : ""
+  service_tls_private_key = var.serve_public ? coalesce(var.service_tls_private_key, one(tls_private_key.service[*].private_key_pem)) : ""
+  service_token           = var.serve_public ? one(random_password.service_token[*].result) : ""
 }
 
 # The droplet's SSH host key, generated here so that its fingerprint and the known_hosts line are
@@ -22,6 +29,37 @@ locals {
 # remote backend, see README.md.
 resource "tls_private_key" "host" {
   algorithm = "ED25519"
+}
+
+# The HTTPS service's certificate when none is given: self-signed for service_domain, so clients
+# pin it (output service_tls_certificate). Like the host key, its private key is in the state.
+resource "tls_private_key" "service" {
+  count     = var.serve_public && var.service_tls_certificate == null ? 1 : 0
+  algorithm = "ECDSA"
+
+  ecdsa_curve = "P256"
+}
+
+resource "tls_self_signed_cert" "service" {
+  count           = length(tls_private_key.service)
+  private_key_pem = tls_private_key.service[0].private_key_pem
+  dns_names       = [local.service_domain]
+
+  subject {
+    common_name = local.service_domain
+  }
+
+  validity_period_hours = 17520
+  early_renewal_hours   = 720
+  allowed_uses          = ["digital_signature", "key_encipherment", "server_auth"]
+}
+
+# The public listener's bearer token: written to a root-only file on the droplet and handed to the
+# service by systemd (LoadCredential); the output service_token gives it to the operator.
+resource "random_password" "service_token" {
+  count   = var.serve_public ? 1 : 0
+  length  = 48
+  special = false
 }
 
 # The deploy key, registered with DigitalOcean so that the droplet is created with a key instead
@@ -55,6 +93,13 @@ resource "digitalocean_droplet" "cellops" {
     serve_service    = var.serve_service
     serve_port       = var.serve_port
     serve_memory_max = var.serve_memory_max
+    serve_public     = var.serve_public
+    public_port      = var.serve_public_port
+    http_allowed     = var.http_allowed_cidrs
+    service_domain   = local.service_domain
+    service_cert     = local.service_tls_certificate
+    service_key      = local.service_tls_private_key
+    service_token    = local.service_token
   })
 }
 
@@ -69,7 +114,8 @@ resource "digitalocean_firewall" "cellops" {
     source_addresses = var.ssh_allowed_cidrs
   }
 
-  # HTTP and HTTPS for the read-only reports server, only when http_allowed_cidrs is not empty.
+  # HTTP for the read-only reports server and HTTPS for the service's front, each only when it is
+  # on and http_allowed_cidrs is not empty.
   dynamic "inbound_rule" {
     for_each = local.http_ports
     content {
@@ -104,6 +150,26 @@ resource "digitalocean_firewall" "cellops" {
       condition     = var.allow_ssh_from_anywhere || length(local.ssh_open_to_world) == 0
       error_message = "The list ssh_allowed_cidrs opens SSH to the whole internet (a /0 network such as 0.0.0.0/0 or ::/0). Name the networks that deploy, or set allow_ssh_from_anywhere = true to accept this on purpose."
     }
+    precondition {
+      condition     = !var.serve_public || var.serve_service
+      error_message = "The service cannot be opened over HTTPS (serve_public = true) when it does not run (serve_service = false)."
+    }
+    precondition {
+      condition     = (var.service_tls_certificate == null) == (var.service_tls_private_key == null)
+      error_message = "Give service_tls_certificate and service_tls_private_key together, or neither (a self-signed certificate is then generated)."
+    }
+    precondition {
+      condition     = !var.serve_public || var.serve_public_port != var.serve_port
+      error_message = "The ports serve_public_port and serve_port must differ: the public listener (token required) and the loopback one (reached through SSH) are two sockets."
+    }
+  }
+}
+
+# An HTTPS service that no network can reach is most likely a mistake too.
+check "service_reachable" {
+  assert {
+    condition     = var.serve_public == false || length(var.http_allowed_cidrs) > 0
+    error_message = "The service is opened over HTTPS (serve_public = true) but http_allowed_cidrs is empty, so the firewall lets no one reach it."
   }
 }
 

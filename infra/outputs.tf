@@ -34,3 +34,19 @@ output "base_path" {
   description = "Folder holding releases/, the current link and deployments.jsonl on the droplet."
   value       = var.base_path
 }
+
+output "service_url" {
+  description = "HTTPS address of the service when serve_public is on (empty otherwise). Without a DNS record for service_domain, reach it with curl --resolve <service_domain>:443:<ipv4_address>."
+  value       = var.serve_public ? "https://${local.service_domain}/" : ""
+}
+
+output "service_tls_certificate" {
+  description = "The HTTPS service's certificate (PEM): pin it as the CA when it is the generated self-signed one (curl --cacert)."
+  value       = local.service_tls_certificate
+}
+
+output "service_token" {
+  description = "Bearer token of the HTTPS service (Authorization: Bearer <token>); empty when serve_public is off."
+  value       = local.service_token
+  sensitive   = true
+}

@@ -167,6 +167,50 @@ variable "serve_memory_max" {
   }
 }
 
+variable "serve_public" {
+  description = "Also open the service over HTTPS to http_allowed_cidrs: nginx terminates TLS on 443 (and allows only those networks) and forwards to the service's public listener on 127.0.0.1:serve_public_port, which answers only requests with the bearer token (output service_token). Needs serve_service."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "serve_public_port" {
+  description = "Loopback port of the service's public listener (the one that requires the bearer token); only nginx connects to it."
+  type        = number
+  default     = 8081
+  nullable    = false
+
+  validation {
+    condition     = var.serve_public_port >= 1024 && var.serve_public_port <= 65535 && floor(var.serve_public_port) == var.serve_public_port
+    error_message = "The public listener's port must be a whole number from 1024 to 65535."
+  }
+}
+
+variable "service_domain" {
+  description = "DNS name the HTTPS service is reached by (the certificate's subject). Empty: the droplet's name; reach it with curl --resolve <name>:443:<ip> and the service_tls_certificate output as the CA."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.service_domain == "" || can(regex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$", var.service_domain))
+    error_message = "The service domain must be a lowercase DNS name such as cells.example.org."
+  }
+}
+
+variable "service_tls_certificate" {
+  description = "PEM certificate chain for the HTTPS service (for example from your CA or Let's Encrypt). Null: Terraform generates a self-signed certificate for service_domain, valid two years, and outputs it for clients to pin."
+  type        = string
+  default     = null
+}
+
+variable "service_tls_private_key" {
+  description = "PEM private key of service_tls_certificate. Null together with the certificate."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 variable "deploy_user" {
   description = "Login of the user deploy-cell-params connects as (the SSH_USERNAME secret). No password; no sudo unless deploy_user_sudo is true."
   type        = string

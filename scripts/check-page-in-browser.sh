@@ -2,8 +2,9 @@
 # Opens the service's page in a real headless browser (Debian: apt-get install chromium) and
 # checks that its script ran under its Content Security Policy: it reached the service, listed the
 # image types in the picker and shows the release; a screenshot is written beside the release.
-# Not part of scripts/test.sh (chromium is a large install); run it after changing the page
-# (crates/stages/serve/src/page/). The HTTP side of the page is tested by the serve crate.
+# A quick look after changing the page (crates/stages/serve/src/page/): the screenshot. The page
+# is tested for real by crates/stages/serve/tests/page.rs (part of scripts/test.sh), which drives
+# it in headless Chromium over WebDriver and compares what it shows with evaluate.
 #
 # Usage: scripts/check-page-in-browser.sh [RELEASE_DIR]   (default: a release made from
 #        models/nuclei and cell-params/ in a temporary folder)

@@ -173,7 +173,7 @@ pub fn run(a: &PipelineArgs, runner: &Runner) -> anyhow::Result<PathBuf> {
     if a.target.is_none() {
         serve_check(a, &out.join("server/current"), &images, &eval, runner)?;
     }
-    Ok(eval.join("report.html"))
+    Ok(eval.join(cellops_evaluate::REPORT_HTML))
 }
 
 /// The images `evaluate` read: `original/` of a paper-layout dataset, else the folder itself.
@@ -235,12 +235,18 @@ fn serve_check(a: &PipelineArgs, release: &Path, images: &Path, eval: &Path, run
     }
     let running_release = running.release.clone();
     running.stop().context("stopping the service")?;
-    report_latency(&a.output, &running_release, &mut latencies, runner)
+    report_latency(&a.output, eval, &running_release, &mut latencies, runner)
 }
 
-/// The serve check's latencies: a line, `serve-check.json` in the output folder and a table in
-/// the step summary.
-fn report_latency(out: &Path, release: &str, latencies: &mut [f64], runner: &Runner) -> anyhow::Result<()> {
+/// The serve check's latencies: a line, `serve-check.json` in the output folder, a table in the
+/// step summary and a section of the evaluation's report.
+fn report_latency(
+    out: &Path,
+    eval: &Path,
+    release: &str,
+    latencies: &mut [f64],
+    runner: &Runner,
+) -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| {
         let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
@@ -265,5 +271,28 @@ fn report_latency(out: &Path, release: &str, latencies: &mut [f64], runner: &Run
         "measured {n} images through the service (release {release}): the same nuclei as evaluate; latency p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms ({})",
         path.display()
     ))?;
-    Ok(())
+    let escape = cellops_evaluate::html::escape;
+    let section = format!(
+        "<p>{n} images measured through <code>cellops serve</code> (release <code>{}</code>, one request at a time, \
+         over HTTP on 127.0.0.1): the same nuclei as this evaluation.</p><table><tr><th>latency</th><th>p50</th><th>p90</th><th>max</th></tr>\
+         <tr><td>ms</td><td>{p50:.0}</td><td>{p90:.0}</td><td>{max:.0}</td></tr></table>",
+        escape(release)
+    );
+    add_to_report(
+        &eval.join(cellops_evaluate::REPORT_HTML),
+        "serve",
+        "Serve check",
+        &section,
+    )
+}
+
+/// Adds a section to the evaluation's report, written whole (a temporary file renamed over it).
+fn add_to_report(report: &Path, id: &str, heading: &str, body: &str) -> anyhow::Result<()> {
+    let page = std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
+    let Some(page) = cellops_evaluate::html::add_section(&page, id, heading, body) else {
+        bail!("{} does not end like a cellops report", report.display());
+    };
+    let tmp = report.with_extension("html.tmp");
+    std::fs::write(&tmp, page).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, report).with_context(|| format!("replacing {}", report.display()))
 }

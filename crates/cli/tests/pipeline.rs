@@ -76,4 +76,16 @@ fn the_whole_pipeline_runs_and_leaves_a_report_and_a_release() {
         check["latency_ms"]["p50"].as_f64().is_some_and(|ms| ms > 0.0),
         "{check}"
     );
+    // The latency is in the report too, beside the evaluation.
+    let html = std::fs::read_to_string(run.join("eval/report.html")).expect("report.html");
+    let p50 = format!(
+        "<td>{:.0}</td>",
+        check["latency_ms"]["p50"].as_f64().unwrap_or_default()
+    );
+    let section = html
+        .split("<h2 id=\"serve\">Serve check</h2>")
+        .nth(1)
+        .expect("a Serve check section");
+    assert!(section.contains(&p50), "the section shows p50 {p50}: {section}");
+    assert!(html.ends_with("</body></html>\n"), "still one whole document");
 }

@@ -312,6 +312,30 @@ fn images(h: &mut String, e: &Evaluation) {
     h.push_str("</table>");
 }
 
+/// The end of every report; [`add_section`] inserts before it.
+const END: &str = "</body></html>\n";
+
+/// `page` (a report from [`report`]) with a section added at its end: a heading with `id`, then
+/// `body`, HTML the caller built (escape its text with [`escape`]). `None` when `page` is not a
+/// report. Later stages use it to put what they measured beside the evaluation (the pipeline's
+/// serve check adds the service's latency).
+///
+/// ```
+/// use cellops_evaluate::html::add_section;
+/// let page = "<html><body><h1>r</h1></body></html>\n";
+/// let added = add_section(page, "serve", "Serve check", "<p>12 ms</p>").unwrap();
+/// assert_eq!(added, "<html><body><h1>r</h1><h2 id=\"serve\">Serve check</h2><p>12 ms</p></body></html>\n");
+/// assert_eq!(add_section("not a report", "x", "X", ""), None);
+/// ```
+pub fn add_section(page: &str, id: &str, heading: &str, body: &str) -> Option<String> {
+    let start = page.strip_suffix(END)?;
+    Some(format!(
+        "{start}<h2 id=\"{}\">{}</h2>{body}{END}",
+        escape(id),
+        escape(heading)
+    ))
+}
+
 /// The report as one HTML document.
 pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
     let mut h = String::new();
@@ -334,7 +358,7 @@ pub fn report(e: &Evaluation, x: &Extras<'_>) -> String {
         overlays(&mut h, e, &x.overlays);
     }
     images(&mut h, e);
-    h.push_str("</body></html>\n");
+    h.push_str(END);
     h
 }
 

@@ -36,6 +36,9 @@ use sha2::Digest as _;
 
 pub use cellops_analysis::MaskReading;
 
+/// The HTML report's file name in the output folder.
+pub const REPORT_HTML: &str = "report.html";
+
 use crate::report::{Evaluation, ImageMetrics, ImageRecord, ParamsInfo, PostProcessingInfo, SourceInfo, Table, Totals};
 
 /// Command-line flags (and action inputs) of `evaluate`.
@@ -466,7 +469,7 @@ fn html_page(
 
 /// Sets the step's outputs and summary.
 fn report_outputs(runner: &Runner, o: &Path, evaluation: &Evaluation, markdown: &str) -> Result<(), StageError> {
-    runner.set_output("report", &o.join("report.html").display().to_string())?;
+    runner.set_output("report", &o.join(REPORT_HTML).display().to_string())?;
     runner.set_output("markdown", &o.join("report.md").display().to_string())?;
     runner.set_output("objects", &o.join("objects.csv").display().to_string())?;
     runner.set_output("nuclei", &evaluation.totals.nuclei.to_string())?;
@@ -550,7 +553,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     write(&out, "objects.json", &json(&pooled.objects.json()))?;
     write(&out, "images.csv", report::images_table(&evaluation).csv().as_bytes())?;
     write(&out, "report.md", markdown.as_bytes())?;
-    write(&out, "report.html", page.as_bytes())?;
+    write(&out, REPORT_HTML, page.as_bytes())?;
     write(&out, "params.yaml", file.text.as_bytes())?;
     if let Some(d) = &diff {
         write(&out, "diff.json", &json(d))?;
@@ -586,7 +589,7 @@ pub fn headline(f: &Finished) -> String {
     s.push_str(&format!(
         " in {:.1} s; report: {}",
         f.seconds,
-        f.output.join("report.html").display()
+        f.output.join(REPORT_HTML).display()
     ));
     s
 }

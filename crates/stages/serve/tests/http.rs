@@ -4,49 +4,15 @@
 
 mod support;
 
-use std::path::Path;
-
-use cellops_actions::{Env, Runner};
-use cellops_dataset::synthetic::{Style, SynthConfig, write_dataset};
+use cellops_dataset::synthetic::{Style, SynthConfig};
 use serde_json::Value;
-use support::{answer, get, headers_only, partial_upload, post, release, serve};
-
-/// `evaluate`'s `objects.json` rows, `summary.json` and `objects.csv` for the images in `images`.
-fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value, String) {
-    let mut args = cellops_evaluate::Args::new(images, params, out).expect("evaluate args");
-    args.model = Some(bundle.to_owned());
-    args.device = cellops_unet::device::Accelerator::Cpu;
-    let runner = Runner::new(&Env::default(), Box::new(std::io::sink()), Box::new(std::io::sink()));
-    cellops_evaluate::run(&args, &runner).expect("evaluate runs");
-    let read = |name: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(out.join(name)).expect("report file")).expect("json")
-    };
-    let Value::Array(rows) = read("objects.json") else {
-        panic!("objects.json is a list")
-    };
-    let csv = std::fs::read_to_string(out.join("objects.csv")).expect("objects.csv");
-    (rows, read("summary.json"), csv)
-}
+use support::{answer, evaluate, get, headers_only, partial_upload, post, release, serve, synthetic_image};
 
 #[test]
 fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     let tmp = tempfile::tempdir().expect("tmp");
     let release = release(tmp.path());
-    let images = tmp.path().join("images");
-    let cfg = SynthConfig {
-        count: 1,
-        seed: 7,
-        size: [128, 128],
-        style: Style::Fluorescence,
-    };
-    write_dataset(&cfg, &images).expect("synthetic images");
-    let image = std::fs::read_dir(images.join("original"))
-        .expect("original/")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .next()
-        .expect("an image");
-    let stem = image.file_stem().expect("stem").to_string_lossy().into_owned();
+    let (images, image, stem) = synthetic_image(tmp.path());
     let server = serve(&release, &[]);
     let base = &server.base;
 

@@ -262,23 +262,32 @@ fn sigterm_under_load_answers_every_request_already_asked_then_exits() {
 #[test]
 fn the_droplets_unit_starts_the_binary_with_flags_it_takes() {
     let template = std::fs::read_to_string(support::repo().join("infra/cloud-init.yaml.tftpl")).unwrap();
-    let line = template
+    // One ExecStart with the public listener behind nginx, one without.
+    let lines: Vec<&str> = template
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("ExecStart=${base_path}/current/bin/cellops-serve"))
-        .expect("the unit's ExecStart");
-    let line = line
-        .replace("${base_path}", "/srv/cellops")
-        .replace("${serve_port}", "8080");
-    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
-    assert!(args.contains(&"--admin-socket"), "{line}");
-    // clap stops at --help only after every flag before it was known and its value parsed.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+        .filter(|l| l.starts_with("ExecStart=${base_path}/current/bin/cellops-serve"))
+        .collect();
+    assert_eq!(lines.len(), 2, "the unit's ExecStart lines: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("--public-listen")), "{lines:?}");
+    for line in lines {
+        // Terraform's values, and the credentials folder systemd puts for %d.
+        let line = line
+            .replace("${base_path}", "/srv/cellops")
+            .replace("${serve_port}", "8080")
+            .replace("${public_port}", "8081")
+            .replace("%d", "/run/credentials/cellops-serve.service");
+        assert!(!line.contains("${"), "a template value this test does not fill: {line}");
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        assert!(args.contains(&"--admin-socket"), "{line}");
+        // clap stops at --help only after every flag before it was known and its value parsed.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cellops-serve"))
         .args(["--no-such-flag", "--help"])
         .output()

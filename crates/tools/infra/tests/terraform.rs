@@ -464,10 +464,22 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
         )
     };
     assert_eq!(src(&cond.cond_expr), "length(var.http_allowed_cidrs) > 0");
-    let ports = strings(&cond.true_expr);
-    assert!(
-        !ports.is_empty() && ports.iter().all(|p| p == "80" || p == "443"),
-        "HTTP ports: {ports:?}"
+    // Each web port only with what listens on it: 80 with the reports, 443 with the HTTPS service.
+    let Expression::FuncCall(compact) = &cond.true_expr else {
+        panic!("the web ports should be compact([...]), are {}", cond.true_expr)
+    };
+    assert_eq!(compact.name.to_string(), "compact", "web ports: {}", cond.true_expr);
+    let ports: BTreeSet<String> = match compact.args.as_slice() {
+        [Expression::Array(items)] => items.iter().map(src).collect(),
+        other => panic!("compact takes one list of ports, got {other:?}"),
+    };
+    assert_eq!(
+        ports,
+        BTreeSet::from([
+            "var.serve_reports ? \"80\" : \"\"".to_owned(),
+            "var.serve_public ? \"443\" : \"\"".to_owned(),
+        ]),
+        "web ports"
     );
     assert_eq!(
         cond.false_expr,
@@ -521,6 +533,15 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
             .any(|c| c.contains("var.allow_ssh_from_anywhere") && c.contains("local.ssh_open_to_world")),
         "the firewall needs a precondition refusing /0 SSH networks unless allow_ssh_from_anywhere: {preconditions:?}"
     );
+    for needle in [
+        "!var.serve_public || var.serve_service",
+        "var.serve_public_port != var.serve_port",
+    ] {
+        assert!(
+            preconditions.iter().any(|c| c.contains(needle)),
+            "the firewall needs a precondition {needle:?}: {preconditions:?}"
+        );
+    }
     let open = src(config.local("ssh_open_to_world"));
     assert!(
         open.contains("var.ssh_allowed_cidrs") && open.contains("\"/0\""),
@@ -724,6 +745,22 @@ struct Sample {
     sudo: bool,
     serve_reports: bool,
     serve_service: bool,
+    /// The HTTPS front of the service (nginx) and its public listener.
+    serve_public: bool,
+    /// `http_allowed_cidrs`.
+    allowed: Vec<&'static str>,
+}
+
+impl Sample {
+    fn new(sudo: bool, serve_reports: bool, serve_service: bool) -> Self {
+        Self {
+            sudo,
+            serve_reports,
+            serve_service,
+            serve_public: false,
+            allowed: vec!["203.0.113.0/24"],
+        }
+    }
 }
 
 const HOST_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\nAAAA+/=\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -733,6 +770,11 @@ const AUTHORIZED: &str =
 const USER: &str = "cellops";
 const BASE: &str = "/srv/cellops/cell-params";
 const SERVE_PORT: u64 = 8080;
+const PUBLIC_PORT: u64 = 8081;
+const DOMAIN: &str = "cells.example.org";
+const TOKEN: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL";
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n";
+const KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHckey\n-----END EC PRIVATE KEY-----\n";
 
 fn render(sample: &Sample) -> Json {
     let config = Config::load();
@@ -750,6 +792,13 @@ fn render(sample: &Sample) -> Json {
             "serve_service" => ctx.declare_var("serve_service", sample.serve_service),
             "serve_port" => ctx.declare_var("serve_port", SERVE_PORT),
             "serve_memory_max" => ctx.declare_var("serve_memory_max", "75%"),
+            "serve_public" => ctx.declare_var("serve_public", sample.serve_public),
+            "public_port" => ctx.declare_var("public_port", PUBLIC_PORT),
+            "http_allowed" => ctx.declare_var("http_allowed", sample.allowed.clone()),
+            "service_domain" => ctx.declare_var("service_domain", DOMAIN),
+            "service_cert" => ctx.declare_var("service_cert", if sample.serve_public { CERT } else { "" }),
+            "service_key" => ctx.declare_var("service_key", if sample.serve_public { KEY } else { "" }),
+            "service_token" => ctx.declare_var("service_token", if sample.serve_public { TOKEN } else { "" }),
             other => panic!("templatefile passes {other}: give it a sample value in this test"),
         }
     }
@@ -778,19 +827,23 @@ fn list<'a>(value: &'a Json, key: &str) -> &'a Vec<Json> {
 
 #[test]
 fn cloud_init_renders_to_the_expected_cloud_config() {
-    for (sudo, serve_reports, serve_service) in [
-        (false, false, false),
-        (true, false, true),
-        (false, true, true),
-        (true, true, false),
+    for (sudo, serve_reports, serve_service, serve_public) in [
+        (false, false, false, false),
+        (true, false, true, false),
+        (false, true, true, false),
+        (true, true, false, false),
+        (false, false, true, true),
+        (false, true, true, true),
     ] {
         {
             let cc = render(&Sample {
-                sudo,
-                serve_reports,
-                serve_service,
+                serve_public,
+                ..Sample::new(sudo, serve_reports, serve_service)
             });
-            let case = format!("(sudo {sudo}, serve_reports {serve_reports}, serve_service {serve_service})");
+            let case = format!(
+                "(sudo {sudo}, serve_reports {serve_reports}, serve_service {serve_service}, serve_public {serve_public})"
+            );
+            let nginx_on = serve_reports || serve_public;
 
             // The pinned host key, and no other.
             assert_eq!(cc["ssh_deletekeys"], Json::Bool(true), "{case}");
@@ -832,8 +885,8 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
             }
             assert_eq!(
                 packages.contains(&"nginx"),
-                serve_reports,
-                "{case}: nginx only with serve_reports"
+                nginx_on,
+                "{case}: nginx only with serve_reports or serve_public"
             );
 
             // Files: sshd hardening, unattended-upgrades, nginx.
@@ -866,7 +919,8 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
                 1,
                 "{case}: one forwarding rule"
             );
-            check_service(&cc, &files, serve_service, &case);
+            check_service(&cc, &files, serve_service, serve_public, &case);
+            check_public(&files, serve_public, &case);
             for line in [
                 "PasswordAuthentication no",
                 "PermitRootLogin no",
@@ -930,16 +984,22 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
                 "{case}: sshd reloads its settings"
             );
             assert_eq!(
-                runcmd.iter().any(|c| c.iter().any(|a| a.contains("nginx"))),
-                serve_reports,
-                "{case}: nginx commands only with serve_reports"
+                runcmd.iter().any(|c| c.iter().any(|a| a.contains("nginx -t"))),
+                nginx_on,
+                "{case}: nginx is checked and reloaded only when it runs"
             );
+            for (site, on) in [("cellops-reports", serve_reports), ("cellops-service", serve_public)] {
+                let enabled = runcmd.iter().any(|c| {
+                    c.first() == Some(&"ln") && c.last() == Some(&format!("/etc/nginx/sites-enabled/{site}").as_str())
+                });
+                assert_eq!(enabled, on, "{case}: site {site} enabled");
+            }
         }
     }
 }
 
 /// The service's users, units and commands, present exactly when `serve_service` is on.
-fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, case: &str) {
+fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, public: bool, case: &str) {
     let unit = files.get("/etc/systemd/system/cellops-serve.service");
     assert_eq!(unit.is_some(), on, "{case}: the service unit only with serve_service");
     assert_eq!(
@@ -968,8 +1028,24 @@ fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, case: &str) 
         service.get("ssh_authorized_keys").is_none(),
         "{case}: no login for the service"
     );
+    let public_flags = if public {
+        format!(" --public-listen 127.0.0.1:{PUBLIC_PORT} --token-file %d/token")
+    } else {
+        String::new()
+    };
     let exec = format!(
-        "ExecStart={BASE}/current/bin/cellops-serve --release {BASE}/current --listen 127.0.0.1:{SERVE_PORT} --admin-socket /run/cellops-serve/admin.sock --device cpu"
+        "ExecStart={BASE}/current/bin/cellops-serve --release {BASE}/current --listen 127.0.0.1:{SERVE_PORT}{public_flags} --admin-socket /run/cellops-serve/admin.sock --device cpu"
+    );
+    assert_eq!(
+        unit.lines()
+            .any(|l| l == "LoadCredential=token:/etc/cellops-serve/token"),
+        public,
+        "{case}: the token reaches the service as a systemd credential"
+    );
+    assert_eq!(
+        unit.lines().filter(|l| l.starts_with("ExecStart=")).count(),
+        1,
+        "{case}"
     );
     for line in [
         exec.as_str(),
@@ -1006,6 +1082,210 @@ fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, case: &str) 
         .iter()
         .any(|c| c == &serde_json::json!(["systemctl", "enable", "--now", "cellops-serve.path"]));
     assert!(enabled, "{case}: the path unit is enabled");
+}
+
+/// The HTTPS front of the service: token, certificate and key files, and the nginx site.
+fn check_public(files: &BTreeMap<&str, &str>, on: bool, case: &str) {
+    for path in [
+        "/etc/cellops-serve/token",
+        "/etc/nginx/cellops/service.crt",
+        "/etc/nginx/cellops/service.key",
+        "/etc/nginx/sites-available/cellops-service",
+    ] {
+        assert_eq!(files.contains_key(path), on, "{case}: {path} only with serve_public");
+    }
+    if !on {
+        return;
+    }
+    assert_eq!(files["/etc/cellops-serve/token"], TOKEN, "{case}");
+    assert_eq!(files["/etc/nginx/cellops/service.crt"], CERT, "{case}");
+    assert_eq!(files["/etc/nginx/cellops/service.key"], KEY, "{case}");
+    let site = files["/etc/nginx/sites-available/cellops-service"];
+    for line in [
+        "listen 443 ssl;".to_owned(),
+        format!("server_name {DOMAIN};"),
+        "ssl_protocols TLSv1.2 TLSv1.3;".to_owned(),
+        "allow 203.0.113.0/24;".to_owned(),
+        "deny all;".to_owned(),
+        format!("proxy_pass http://127.0.0.1:{PUBLIC_PORT};"),
+        "proxy_request_buffering off;".to_owned(),
+    ] {
+        assert!(
+            site.lines().any(|l| l.trim() == line),
+            "{case}: the HTTPS site lacks {line:?}:\n{site}"
+        );
+    }
+    assert!(
+        !site.contains(&format!(":{SERVE_PORT};")),
+        "{case}: nginx never reaches the token-free loopback listener"
+    );
+}
+
+/// The rendered HTTPS site, moved onto test paths and ports: `listen` on 127.0.0.1:`port`, the
+/// certificate and key from `tls`, the upstream at `upstream`.
+fn site_for_test(sample: &Sample, port: u16, tls: &(PathBuf, PathBuf), upstream: u16) -> String {
+    let cc = render(sample);
+    let site = list(&cc, "write_files")
+        .iter()
+        .find(|f| f["path"] == "/etc/nginx/sites-available/cellops-service")
+        .and_then(|f| f["content"].as_str())
+        .expect("the HTTPS site")
+        .to_owned();
+    site.lines()
+        .filter(|l| !l.contains("listen [::]:443"))
+        .map(|l| {
+            l.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+                .replace("/etc/nginx/cellops/service.crt", &tls.0.display().to_string())
+                .replace("/etc/nginx/cellops/service.key", &tls.1.display().to_string())
+                .replace(&format!("127.0.0.1:{PUBLIC_PORT};"), &format!("127.0.0.1:{upstream};"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the stand-in for the service's public listener received: the request head and body.
+type Received = std::sync::mpsc::Receiver<(String, Vec<u8>)>;
+
+/// A stand-in for the service's public listener (the service's own tests check its token): reads
+/// each request's head and `Content-Length` body, sends them to the test, answers 200 with JSON.
+fn upstream() -> (u16, Received) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let port = listener.local_addr().expect("upstream address").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            while reader.read_line(&mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"ok\":true}";
+            let _ = reader.get_mut().write_all(answer);
+            let _ = tx.send((head, body));
+        }
+    });
+    (port, rx)
+}
+
+/// `curl` through the front: the HTTP status and the body, or curl's complaint.
+fn curl(port: u16, tls: &(PathBuf, PathBuf), extra: &[&str]) -> Result<(u16, String), String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&tls.0)
+        .args([
+            "--resolve",
+            &format!("{DOMAIN}:{port}:127.0.0.1"),
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(extra)
+        .arg(format!("https://{DOMAIN}:{port}/v2/models/nuclei/measure?params=dapi"))
+        .output()
+        .map_err(|e| format!("run curl: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+}
+
+/// The droplet's HTTPS front as nginx runs it: `nginx -t` accepts the rendered site; a client
+/// from an allowed network reaches the public listener over TLS with its token and upload intact
+/// and the forwarding headers set; a network not listed gets 403 and never reaches the service.
+#[test]
+fn the_https_front_runs_in_a_real_nginx() {
+    use cellops_test_support::nginx::{Nginx, free_port, self_signed};
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let tls = self_signed(dir.path(), DOMAIN).expect("a test certificate");
+    let (up, received) = upstream();
+    let port = free_port().expect("a free port");
+    let allowed = Sample {
+        serve_public: true,
+        allowed: vec!["198.51.100.0/24", "127.0.0.1/32"],
+        ..Sample::new(false, false, true)
+    };
+    let site = site_for_test(&allowed, port, &tls, up);
+    let nginx = Nginx::start(&dir.path().join("allowed"), &site, port).unwrap_or_else(|e| panic!("{e}\n{site}"));
+    let upload: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let file = dir.path().join("upload.bin");
+    std::fs::write(&file, &upload).expect("write the upload");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let data = format!("@{}", file.display());
+    let (code, body) = curl(
+        port,
+        &tls,
+        &["-H", &auth, "-H", "Content-Type: image/png", "--data-binary", &data],
+    )
+    .unwrap_or_else(|e| panic!("curl through the front: {e}"));
+    assert_eq!((code, body.as_str()), (200, "{\"ok\":true}"));
+    let (head, body) = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the upstream got the request");
+    let head_lower = head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("POST /v2/models/nuclei/measure?params=dapi HTTP/1.1\r\n"),
+        "{head}"
+    );
+    for header in [
+        format!("authorization: bearer {}", TOKEN.to_ascii_lowercase()),
+        "x-forwarded-proto: https".to_owned(),
+        "x-forwarded-for: 127.0.0.1".to_owned(),
+        format!("host: {DOMAIN}"),
+    ] {
+        assert!(
+            head_lower.lines().any(|l| l.trim() == header),
+            "the upstream lacks {header:?}: {head}"
+        );
+    }
+    assert!(
+        body == upload,
+        "the upload arrived changed ({} bytes of {})",
+        body.len(),
+        upload.len()
+    );
+    // Plain HTTP on the TLS port is not served.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "400", "plain HTTP is refused");
+    drop(nginx);
+
+    // The same front for networks that do not include this client: 403, nothing forwarded.
+    let port = free_port().expect("a free port");
+    let elsewhere = Sample {
+        serve_public: true,
+        allowed: vec!["198.51.100.0/24"],
+        ..Sample::new(false, false, true)
+    };
+    let site = site_for_test(&elsewhere, port, &tls, up);
+    let _nginx = Nginx::start(&dir.path().join("elsewhere"), &site, port).unwrap_or_else(|e| panic!("{e}\n{site}"));
+    let (code, _) = curl(port, &tls, &["-H", &auth]).unwrap_or_else(|e| panic!("curl through the front: {e}"));
+    assert_eq!(code, 403, "a network outside http_allowed_cidrs");
+    assert!(
+        received.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
+        "nothing reaches the service from a network not listed"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

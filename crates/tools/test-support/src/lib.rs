@@ -2,9 +2,13 @@
 //! libraries' public APIs: a dev-dependency only, never a dependency of a stage or a library.
 //!
 //! - [`action`]: runs an action's binary the way a workflow runner does.
+//! - [`browser`]: a real headless Chromium driven over WebDriver (chromedriver).
 //! - [`sshd`]: a real OpenSSH server on 127.0.0.1.
 //! - [`github`]: a mock of the GitHub REST API on 127.0.0.1 (wiremock) that octocrab is pointed at.
+//! - [`nginx`]: a real nginx on 127.0.0.1 running the server blocks a test gives.
 
 pub mod action;
+pub mod browser;
 pub mod github;
+pub mod nginx;
 pub mod sshd;

@@ -201,3 +201,46 @@ pub fn record(dir: &Path, id: &str) {
     };
     std::fs::write(dir.join(RECORD), serde_json::to_vec(&r).expect("record")).expect("record");
 }
+
+/// `evaluate`'s `objects.json` rows, `summary.json` and `objects.csv` for the images in `images`.
+pub fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec<Value>, Value, String) {
+    let mut args = cellops_evaluate::Args::new(images, params, out).expect("evaluate args");
+    args.model = Some(bundle.to_owned());
+    args.device = cellops_unet::device::Accelerator::Cpu;
+    let runner = cellops_actions::Runner::new(
+        &cellops_actions::Env::default(),
+        Box::new(std::io::sink()),
+        Box::new(std::io::sink()),
+    );
+    cellops_evaluate::run(&args, &runner).expect("evaluate runs");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join(name)).expect("report file")).expect("json")
+    };
+    let Value::Array(rows) = read("objects.json") else {
+        panic!("objects.json is a list")
+    };
+    let csv = std::fs::read_to_string(out.join("objects.csv")).expect("objects.csv");
+    (rows, read("summary.json"), csv)
+}
+
+/// One synthetic fluorescence image (128×128) under `root/images/original/`: the dataset folder,
+/// the image's path and its stem.
+pub fn synthetic_image(root: &Path) -> (PathBuf, PathBuf, String) {
+    use cellops_dataset::synthetic::{Style, SynthConfig, write_dataset};
+    let images = root.join("images");
+    let cfg = SynthConfig {
+        count: 1,
+        seed: 7,
+        size: [128, 128],
+        style: Style::Fluorescence,
+    };
+    write_dataset(&cfg, &images).expect("synthetic images");
+    let image = std::fs::read_dir(images.join("original"))
+        .expect("original/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("an image");
+    let stem = image.file_stem().expect("stem").to_string_lossy().into_owned();
+    (images, image, stem)
+}
