@@ -9,6 +9,9 @@
 //! - [`binned`]: the statistics on binned shares, with Evidently's binning: the population
 //!   stability index (PSI, with its empty-bin floor), the Jensen–Shannon distance (as
 //!   `scipy.spatial.distance.jensenshannon`, natural logarithm) and the Hellinger distance.
+//! - [`thresholds`]: warn and alert levels calibrated from the reference itself (bootstrap chunks
+//!   of the window's size), the usual constants as a fallback, and a verdict that says "not
+//!   enough data" about a window with too few images, never "no drift".
 //!
 //! Samples are plain `f64` slices, one value per image (or per nucleus); every function refuses an
 //! empty sample or a value that is not finite with a [`StatsError`]. No burn, no I/O.
@@ -16,6 +19,7 @@
 pub mod binned;
 pub mod distance;
 pub mod ks;
+pub mod thresholds;
 
 /// Which of the two samples a problem is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1205,7 +1205,8 @@ fn curl(port: u16, tls: &(PathBuf, PathBuf), extra: &[&str]) -> Result<(u16, Str
 /// and the forwarding headers set; a network not listed gets 403 and never reaches the service.
 #[test]
 fn the_https_front_runs_in_a_real_nginx() {
-    use cellops_test_support::nginx::{Nginx, free_port, self_signed};
+    use cellops_test_support::free_port;
+    use cellops_test_support::nginx::{Nginx, self_signed};
     let dir = tempfile::tempdir().expect("temporary folder");
     let tls = self_signed(dir.path(), DOMAIN).expect("a test certificate");
     let (up, received) = upstream();

@@ -5,7 +5,6 @@
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`).
 
 use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ impl Browser {
         };
         let driver_bin = find(&["chromedriver"]).ok_or_else(|| missing("chromedriver"))?;
         let chromium = find(&["chromium", "chromium-browser", "google-chrome"]).ok_or_else(|| missing("chromium"))?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = crate::free_port()?;
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())

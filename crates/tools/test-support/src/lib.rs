@@ -12,3 +12,9 @@ pub mod browser;
 pub mod github;
 pub mod nginx;
 pub mod sshd;
+
+/// A port on 127.0.0.1 that was free a moment ago (another process may take it before the
+/// caller binds it: harnesses retry or check that their own process listens).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

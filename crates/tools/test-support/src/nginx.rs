@@ -5,7 +5,7 @@
 //! Needs `nginx` (Debian/Ubuntu: `apt-get install nginx`) and, for [`self_signed`], `openssl`.
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,11 +24,6 @@ fn nginx_binary() -> io::Result<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "nginx not found: apt-get install nginx"))
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Writes a self-signed certificate for `name` (subject and DNS name) and its key into `dir` as

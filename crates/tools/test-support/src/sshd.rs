@@ -6,7 +6,9 @@
 //! Needs `sshd` and `ssh-keygen` (Debian/Ubuntu: `apt-get install openssh-server`).
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
+
+use crate::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,10 +67,6 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str, format: &str
     let private = std::fs::read_to_string(&path)?;
     let public = std::fs::read_to_string(dir.join(format!("{name}.pub")))?;
     Ok((private, public.trim().to_owned()))
-}
-
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn current_user() -> String {
