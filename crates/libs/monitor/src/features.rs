@@ -1,0 +1,205 @@
+//! What the Monitor stage watches in an input image, computed the same way for the reference (a
+//! bundle's training and validation images) and for every image the service measures: brightness
+//! and contrast on the grey plane (mean, standard deviation, 1st and 99th percentiles, all as a
+//! fraction of the bit depth's full scale, so 8- and 16-bit images compare), the saturated and
+//! black shares, focus (variance of the Laplacian), and the size. No pixels are kept.
+//!
+//! The grey plane is the image itself (one channel), the luminance of RGB(A) (OpenCV's
+//! weights, as `cellops_dataset::ops::colour::grey`), or the mean of other channel counts.
+
+use cellops_dataset::ops::colour::grey;
+use cellops_dataset::{Raster, Samples};
+
+/// The features of one image, in the names reports and `reference.json` use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageFeatures {
+    /// Mean grey level, 0..=1 of full scale.
+    pub mean: f64,
+    /// Standard deviation of the grey level, same scale.
+    pub std: f64,
+    /// 1st percentile (numpy's linear interpolation), same scale.
+    pub p1: f64,
+    /// 99th percentile, same scale.
+    pub p99: f64,
+    /// Share of pixels at the full-scale value.
+    pub saturated: f64,
+    /// Share of pixels at 0.
+    pub black: f64,
+    /// Variance of the 4-neighbour Laplacian of the grey plane (full scale = 1), over interior
+    /// pixels: falls as the image blurs.
+    pub focus: f64,
+    /// Width in pixels.
+    pub width: f64,
+    /// Height in pixels.
+    pub height: f64,
+}
+
+impl ImageFeatures {
+    /// The feature names, in [`ImageFeatures::values`]' order.
+    pub const NAMES: [&'static str; 9] = [
+        "mean",
+        "std",
+        "p1",
+        "p99",
+        "saturated",
+        "black",
+        "focus",
+        "width",
+        "height",
+    ];
+
+    /// The values, in [`ImageFeatures::NAMES`]' order.
+    pub fn values(&self) -> [f64; 9] {
+        [
+            self.mean,
+            self.std,
+            self.p1,
+            self.p99,
+            self.saturated,
+            self.black,
+            self.focus,
+            self.width,
+            self.height,
+        ]
+    }
+
+    /// The features of `image`.
+    ///
+    /// ```
+    /// use cellops_monitor::features::ImageFeatures;
+    /// let image = cellops_dataset::Raster::from_u8(2, 2, 1, vec![0, 255, 255, 255]);
+    /// let f = ImageFeatures::of(&image);
+    /// assert_eq!((f.mean, f.saturated, f.black), (0.75, 0.75, 0.25));
+    /// ```
+    pub fn of(image: &Raster) -> Self {
+        let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
+        match &image.samples {
+            Samples::U8(d) => features(&grey_plane(d, c), 255, w, h),
+            Samples::U16(d) => features(&grey_plane(d, c), 65535, w, h),
+        }
+    }
+}
+
+/// One grey value per pixel, as `u32`.
+fn grey_plane<S: cellops_dataset::raster::Sample>(data: &[S], channels: usize) -> Vec<u32> {
+    match channels {
+        0 | 1 => data.iter().map(|&v| v.into()).collect(),
+        3 | 4 => data
+            .chunks_exact(channels)
+            .map(|p| grey(p[0], p[1], p[2]).into())
+            .collect(),
+        c => data
+            .chunks_exact(c)
+            .map(|p| p.iter().map(|&v| Into::<u32>::into(v)).sum::<u32>() / c as u32)
+            .collect(),
+    }
+}
+
+/// numpy's `percentile(values, q)` (linear) from a histogram of integer values.
+fn percentile(histogram: &[u64], n: u64, q: f64) -> f64 {
+    let at = |rank: u64| -> f64 {
+        let mut seen = 0;
+        for (v, &k) in histogram.iter().enumerate() {
+            seen += k;
+            if seen > rank {
+                return v as f64;
+            }
+        }
+        (histogram.len() - 1) as f64
+    };
+    let position = q / 100.0 * (n - 1) as f64;
+    let (lo, hi) = (position.floor() as u64, position.ceil() as u64);
+    let (a, b) = (at(lo), at(hi));
+    a + (b - a) * (position - lo as f64)
+}
+
+fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatures {
+    let n = plane.len().max(1) as u64;
+    let full = f64::from(max);
+    let mut histogram = vec![0u64; max as usize + 1];
+    for &v in plane {
+        histogram[v.min(max) as usize] += 1;
+    }
+    let mean = plane.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+    let var = plane.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+    ImageFeatures {
+        mean: mean / full,
+        std: var.sqrt() / full,
+        p1: percentile(&histogram, n, 1.0) / full,
+        p99: percentile(&histogram, n, 99.0) / full,
+        saturated: histogram[max as usize] as f64 / n as f64,
+        black: histogram[0] as f64 / n as f64,
+        focus: laplacian_variance(plane, width, height) / (full * full),
+        width: width as f64,
+        height: height as f64,
+    }
+}
+
+/// The variance of `4·p − (up + down + left + right)` over the interior pixels (0 when there
+/// are none).
+fn laplacian_variance(plane: &[u32], width: usize, height: usize) -> f64 {
+    if width < 3 || height < 3 {
+        return 0.0;
+    }
+    let at = |x: usize, y: usize| f64::from(plane[y * width + x]);
+    let mut values = Vec::with_capacity((width - 2) * (height - 2));
+    for y in 1..height - 1 {
+        for x in 1..width - 1 {
+            values.push(4.0 * at(x, y) - at(x - 1, y) - at(x + 1, y) - at(x, y - 1) - at(x, y + 1));
+        }
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_as_numpy() {
+        // numpy.percentile([0, 10, 20, 30], [1, 99]) = [0.3, 29.7]
+        let mut h = vec![0u64; 31];
+        for v in [0, 10, 20, 30] {
+            h[v] += 1;
+        }
+        assert!((percentile(&h, 4, 1.0) - 0.3).abs() < 1e-12);
+        assert!((percentile(&h, 4, 99.0) - 29.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_same_picture_at_8_and_16_bits_has_the_same_features() {
+        let values: Vec<u8> = (0..64u32).map(|i| ((i * 37) % 256) as u8).collect();
+        let a = ImageFeatures::of(&Raster::from_u8(8, 8, 1, values.clone()));
+        let wide: Vec<u16> = values.iter().map(|&v| u16::from(v) * 257).collect();
+        let b = ImageFeatures::of(&Raster {
+            width: 8,
+            height: 8,
+            channels: 1,
+            samples: Samples::U16(wide),
+        });
+        for (name, (x, y)) in ImageFeatures::NAMES.iter().zip(a.values().into_iter().zip(b.values())) {
+            assert!((x - y).abs() < 1e-9, "{name}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn blur_lowers_focus_and_a_dim_image_has_lower_percentiles() {
+        let sharp: Vec<u8> = (0..256)
+            .map(|i| if (i / 16 + i % 16) % 2 == 0 { 200 } else { 20 })
+            .collect();
+        let blurred: Vec<u8> = vec![110; 256];
+        let f = |d: Vec<u8>| ImageFeatures::of(&Raster::from_u8(16, 16, 1, d));
+        let (s, b) = (f(sharp.clone()), f(blurred));
+        assert!(s.focus > 0.1 && b.focus == 0.0, "{s:?} {b:?}");
+        let dim = f(sharp.iter().map(|v| v / 4).collect());
+        assert!(dim.p99 < s.p99 / 3.0 && dim.mean < s.mean / 3.0, "{dim:?}");
+    }
+
+    #[test]
+    fn colour_images_are_seen_through_their_luminance() {
+        let red = ImageFeatures::of(&Raster::from_u8(1, 1, 3, vec![255, 0, 0]));
+        assert!((red.mean - 76.0 / 255.0).abs() < 1e-12, "{red:?}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The drift scenario on images: a reference of synthetic fluorescence images, then windows of new
+//! images from the same source (no alert), brightened (alert on brightness), blurred (alert on
+//! focus), H&E-looking (alert), and a window too small to judge ("not enough data").
+
+use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
+use cellops_dataset::{Raster, Samples};
+use cellops_monitor::features::ImageFeatures;
+use cellops_monitor::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
+
+const SIZE: u32 = 64;
+const WINDOW: usize = 40;
+
+fn images(style: Style, seed: u64, count: usize) -> Vec<Raster> {
+    let cfg = SynthConfig {
+        count,
+        seed,
+        size: [SIZE, SIZE],
+        style,
+    };
+    (0..count).map(|i| generate_one(&cfg, i).0).collect()
+}
+
+/// Applies `f` to every 8-bit sample.
+fn map(image: &Raster, f: impl Fn(u8) -> u8) -> Raster {
+    let Samples::U8(d) = &image.samples else {
+        panic!("synthetic images are 8-bit")
+    };
+    Raster::from_u8(
+        image.width,
+        image.height,
+        image.channels,
+        d.iter().map(|&v| f(v)).collect(),
+    )
+}
+
+/// A 3×3 box blur of every channel (edges kept).
+fn blur(image: &Raster) -> Raster {
+    let Samples::U8(d) = &image.samples else {
+        panic!("synthetic images are 8-bit")
+    };
+    let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
+    let mut out = d.clone();
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            for ch in 0..c {
+                let sum: u32 = (0..9)
+                    .map(|k| u32::from(d[((y + k / 3 - 1) * w + x + k % 3 - 1) * c + ch]))
+                    .sum();
+                out[(y * w + x) * c + ch] = (sum / 9) as u8;
+            }
+        }
+    }
+    Raster::from_u8(image.width, image.height, image.channels, out)
+}
+
+/// Each feature's values over `images`.
+fn columns(images: &[Raster]) -> Vec<Vec<f64>> {
+    let rows: Vec<[f64; 9]> = images.iter().map(|i| ImageFeatures::of(i).values()).collect();
+    (0..ImageFeatures::NAMES.len())
+        .map(|k| rows.iter().map(|r| r[k]).collect())
+        .collect()
+}
+
+/// The features a window alerts on (KS, levels calibrated on the reference for this window size).
+fn alerts(reference: &[Vec<f64>], window: &[Raster]) -> Vec<&'static str> {
+    let window = columns(window);
+    let cal = Calibration {
+        window: window[0].len(),
+        chunks: 200,
+        seed: 5,
+    };
+    ImageFeatures::NAMES
+        .iter()
+        .zip(reference.iter().zip(&window))
+        .filter(|(_, (r, w))| {
+            let levels = calibrate(Statistic::KolmogorovSmirnov, r, &cal).expect("levels");
+            judge(Statistic::KolmogorovSmirnov, r, w, levels, 30)
+                .expect("judged")
+                .verdict
+                == Verdict::Alert
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+#[test]
+fn drifted_windows_alert_on_the_features_that_moved() {
+    let reference = columns(&images(Style::Fluorescence, 1, 160));
+    let fresh = images(Style::Fluorescence, 2, WINDOW);
+    assert_eq!(
+        alerts(&reference, &fresh),
+        Vec::<&str>::new(),
+        "new images from the same source"
+    );
+
+    let bright: Vec<Raster> = fresh.iter().map(|i| map(i, |v| v.saturating_mul(2))).collect();
+    let moved = alerts(&reference, &bright);
+    for name in ["mean", "p99"] {
+        assert!(moved.contains(&name), "brightened: {moved:?}");
+    }
+    let blurred: Vec<Raster> = fresh.iter().map(blur).collect();
+    assert!(alerts(&reference, &blurred).contains(&"focus"), "blurred");
+    let stained = images(Style::He, 3, WINDOW);
+    assert!(!alerts(&reference, &stained).is_empty(), "H&E-looking images");
+
+    // Five images: not enough to say anything, whatever they look like.
+    let few = columns(&bright[..5]);
+    let levels = Statistic::KolmogorovSmirnov.default_levels(160, 5);
+    let verdict = judge(Statistic::KolmogorovSmirnov, &reference[0], &few[0], levels, 30)
+        .expect("judged")
+        .verdict;
+    assert_eq!(verdict, Verdict::NotEnoughData { have: 5, need: 30 });
+}
