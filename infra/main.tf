@@ -18,8 +18,8 @@ locals {
 
   # The HTTPS service: its name, and the given certificate or the generated self-signed one.
   service_domain          = var.service_domain != "" ? var.service_domain : var.name
-  service_tls_certificate = var.serve_public ? coalesce(var.service_tls_certificate, one(tls_self_signed_cert.service[*].cert_pem)) : ""
-  service_tls_private_key = var.serve_public ? coalesce(var.service_tls_private_key, one(tls_private_key.service[*].private_key_pem)) : ""
+  service_tls_certificate = !var.serve_public ? "" : var.service_tls_certificate != null ? var.service_tls_certificate : one(tls_self_signed_cert.service[*].cert_pem)
+  service_tls_private_key = !var.serve_public ? "" : var.service_tls_private_key != null ? var.service_tls_private_key : one(tls_private_key.service[*].private_key_pem)
   service_token           = var.serve_public ? one(random_password.service_token[*].result) : ""
 }
 
@@ -33,6 +33,8 @@ resource "tls_private_key" "host" {
 
 # The HTTPS service's certificate when none is given: self-signed for service_domain, so clients
 # pin it (output service_tls_certificate). Like the host key, its private key is in the state.
+# It is not renewed automatically: it reaches the droplet through cloud-init, so a new one
+# replaces the droplet (terraform apply -replace=tls_self_signed_cert.service[0], then deploy).
 resource "tls_private_key" "service" {
   count     = var.serve_public && var.service_tls_certificate == null ? 1 : 0
   algorithm = "ECDSA"
@@ -50,7 +52,6 @@ resource "tls_self_signed_cert" "service" {
   }
 
   validity_period_hours = 17520
-  early_renewal_hours   = 720
   allowed_uses          = ["digital_signature", "key_encipherment", "server_auth"]
 }
 

@@ -23,13 +23,13 @@ variable "region" {
 }
 
 variable "image" {
-  description = "Droplet image slug: an Ubuntu LTS release for x86-64 (ubuntu-24-04-x64 by default)."
+  description = "Droplet image slug: an Ubuntu LTS release for x86-64, 22.04 or later (ubuntu-24-04-x64 by default; the service's unit needs systemd 248 or later for LoadCredential and %d)."
   type        = string
   default     = "ubuntu-24-04-x64"
 
   validation {
-    condition     = can(regex("^ubuntu-[0-9]{2}-04-x64$", var.image))
-    error_message = "The image must be an Ubuntu LTS slug such as ubuntu-24-04-x64."
+    condition     = can(regex("^ubuntu-[0-9]{2}-04-x64$", var.image)) && try(tonumber(substr(var.image, 7, 2)) >= 22, false)
+    error_message = "The image must be an Ubuntu LTS slug from 22.04 on, such as ubuntu-24-04-x64."
   }
 }
 
@@ -199,9 +199,14 @@ variable "service_domain" {
 }
 
 variable "service_tls_certificate" {
-  description = "PEM certificate chain for the HTTPS service (for example from your CA or Let's Encrypt). Null: Terraform generates a self-signed certificate for service_domain, valid two years, and outputs it for clients to pin."
+  description = "PEM certificate chain for the HTTPS service (for example from your CA). Null: Terraform generates a self-signed certificate for service_domain, valid two years, and outputs it for clients to pin. The certificate reaches the droplet through cloud-init: changing it replaces the droplet."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.service_tls_certificate == null || can(regex("-----BEGIN CERTIFICATE-----", var.service_tls_certificate))
+    error_message = "The service certificate must be PEM text (-----BEGIN CERTIFICATE-----), or null for a generated one."
+  }
 }
 
 variable "service_tls_private_key" {
@@ -209,6 +214,11 @@ variable "service_tls_private_key" {
   type        = string
   default     = null
   sensitive   = true
+
+  validation {
+    condition     = var.service_tls_private_key == null || can(regex("-----BEGIN [A-Z ]*PRIVATE KEY-----", var.service_tls_private_key))
+    error_message = "The service key must be a PEM private key (-----BEGIN ... PRIVATE KEY-----), or null for a generated one."
+  }
 }
 
 variable "deploy_user" {

@@ -3,7 +3,7 @@
 //! form (divided by the reference's standard deviation, so that 0.1 means "moved by a tenth of
 //! the reference's spread" whatever the feature's unit).
 
-use crate::{StatsError, check, check_both, sorted, walk};
+use crate::{StatsError, check_both, sorted, walk};
 
 /// Evidently's floor on the reference's standard deviation in [`wasserstein_normed`].
 pub const MIN_NORM: f64 = 0.001;
@@ -34,7 +34,7 @@ pub fn wasserstein(u: &[f64], v: &[f64]) -> Result<f64, StatsError> {
 /// assert_eq!(cellops_monitor::distance::std_dev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap(), 2.0);
 /// ```
 pub fn std_dev(values: &[f64]) -> Result<f64, StatsError> {
-    check(values, crate::Sample::Reference)?;
+    check_both(values, values)?;
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     Ok((values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt())

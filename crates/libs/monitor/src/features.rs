@@ -114,7 +114,20 @@ fn percentile(histogram: &[u64], n: u64, q: f64) -> f64 {
 }
 
 fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatures {
-    let n = plane.len().max(1) as u64;
+    if plane.is_empty() {
+        return ImageFeatures {
+            mean: 0.0,
+            std: 0.0,
+            p1: 0.0,
+            p99: 0.0,
+            saturated: 0.0,
+            black: 0.0,
+            focus: 0.0,
+            width: width as f64,
+            height: height as f64,
+        };
+    }
+    let n = plane.len() as u64;
     let full = f64::from(max);
     let mut histogram = vec![0u64; max as usize + 1];
     for &v in plane {
@@ -138,7 +151,7 @@ fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatur
 /// The variance of `4·p − (up + down + left + right)` over the interior pixels (0 when there
 /// are none).
 fn laplacian_variance(plane: &[u32], width: usize, height: usize) -> f64 {
-    if width < 3 || height < 3 {
+    if width < 3 || height < 3 || plane.len() < width * height {
         return 0.0;
     }
     let at = |x: usize, y: usize| f64::from(plane[y * width + x]);
@@ -195,6 +208,19 @@ mod tests {
         assert!(s.focus > 0.1 && b.focus == 0.0, "{s:?} {b:?}");
         let dim = f(sharp.iter().map(|v| v / 4).collect());
         assert!(dim.p99 < s.p99 / 3.0 && dim.mean < s.mean / 3.0, "{dim:?}");
+    }
+
+    #[test]
+    fn empty_and_short_rasters_do_not_panic() {
+        let empty = ImageFeatures::of(&Raster::from_u8(0, 0, 1, Vec::new()));
+        assert_eq!((empty.mean, empty.p99, empty.saturated), (0.0, 0.0, 0.0));
+        let short = Raster {
+            width: 4,
+            height: 4,
+            channels: 1,
+            samples: Samples::U8(vec![9; 5]),
+        };
+        assert_eq!(ImageFeatures::of(&short).focus, 0.0);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub enum StatsError {
         /// The value's index in it.
         index: usize,
     },
+    /// The two samples together span more than an `f64` can hold (bins and areas overflow).
+    #[error("the samples span a range too wide to compute with (from {low:e} to {high:e})")]
+    RangeTooWide {
+        /// The smallest value.
+        low: f64,
+        /// The largest value.
+        high: f64,
+    },
 }
 
 /// Checks a sample: not empty, every value finite.
@@ -70,10 +78,21 @@ fn check(values: &[f64], sample: Sample) -> Result<(), StatsError> {
     }
 }
 
-/// Checks both samples ([`check`]).
+/// Checks both samples ([`check`]) and that their range is finite.
 fn check_both(reference: &[f64], current: &[f64]) -> Result<(), StatsError> {
     check(reference, Sample::Reference)?;
-    check(current, Sample::Current)
+    check(current, Sample::Current)?;
+    let (low, high) = reference
+        .iter()
+        .chain(current)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if (high - low).is_finite() {
+        Ok(())
+    } else {
+        Err(StatsError::RangeTooWide { low, high })
+    }
 }
 
 /// The values sorted ascending (finite values: a total order).
@@ -122,6 +141,8 @@ mod tests {
     fn empty_and_non_finite_samples_are_refused_by_name() {
         assert_eq!(check_both(&[], &[1.0]), Err(StatsError::Empty(Sample::Reference)));
         assert_eq!(check_both(&[1.0], &[]), Err(StatsError::Empty(Sample::Current)));
+        let wide = check_both(&[-1e308], &[1e308]).expect_err("an error");
+        assert!(matches!(wide, StatsError::RangeTooWide { .. }), "{wide}");
         let e = check_both(&[1.0], &[2.0, f64::NAN]).expect_err("an error");
         assert_eq!(
             e.to_string(),

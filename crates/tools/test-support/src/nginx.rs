@@ -2,7 +2,8 @@
 //! rendered from `infra/cloud-init.yaml.tftpl`), checked with `nginx -t` and run in the foreground
 //! as one process with every path in a folder. Used by `crates/tools/infra`'s tests.
 //!
-//! Needs `nginx` (Debian/Ubuntu: `apt-get install nginx`) and, for [`self_signed`], `openssl`.
+//! Needs `nginx` 1.19.5 or later (for `-e`; Debian 12 has 1.22: `apt-get install nginx`) and, for
+//! [`self_signed`], `openssl`.
 
 use std::io;
 use std::net::TcpStream;
@@ -112,6 +113,13 @@ impl Nginx {
                 return Err(io::Error::other("nginx did not listen within 10 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // Another process may have taken the port first: then ours has exited ("address in use")
+        // while the connection above reached the other one.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = me.child.try_wait()? {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            return Err(io::Error::other(format!("nginx exited ({status}): {log}")));
         }
         Ok(me)
     }
