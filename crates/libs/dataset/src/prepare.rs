@@ -537,6 +537,7 @@ impl Ctx<'_> {
             mask_kind: kind,
             objects,
             outputs,
+            features: Some(crate::ops::features::image_features(&image)),
         });
         Ok(out)
     }

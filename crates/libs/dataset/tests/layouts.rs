@@ -142,6 +142,18 @@ fn cellpose_with_split_folders_and_16_bit_tiff() {
         (tile.width(), tile.height(), tile.color()),
         (32, 32, image::ColorType::L16)
     );
+    // The manifest records what Monitor watches in each source image, at full scale: the 16-bit
+    // sources have the features of the 8-bit pictures they were made from.
+    let manifest: cellops_formats::dataset::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest")).expect("json");
+    for item in &manifest.items {
+        let i: usize = item.id.trim_start_matches("img").parse().expect("index");
+        let recorded = item.features.expect("features recorded").values();
+        let expected = cellops_dataset::ops::features::image_features(&sample(i).0).values();
+        for (k, (a, b)) in recorded.iter().zip(expected).enumerate() {
+            assert!((a - b).abs() < 1e-9, "{}: feature {k}: {a} vs {b}", item.id);
+        }
+    }
 }
 
 #[test]

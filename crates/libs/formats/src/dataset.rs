@@ -191,6 +191,68 @@ pub struct ManifestItem {
     pub objects: usize,
     /// Files written for this item.
     pub outputs: Vec<OutputFile>,
+    /// What the Monitor stage watches in the source image (manifests written before it have
+    /// none; a rebuild that reuses an unchanged item keeps what it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<ImageFeatures>,
+}
+
+/// What the Monitor stage watches in an input image, computed the same way for a model's
+/// reference (the source images of its dataset, recorded here by `build`) and for every image the
+/// service measures (`cellops_dataset::ops::features`). Grey-level values are fractions of the
+/// bit depth's full scale, so 8- and 16-bit images compare. No pixels are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFeatures {
+    /// Mean grey level, 0..=1 of full scale.
+    pub mean: f64,
+    /// Standard deviation of the grey level, same scale.
+    pub std: f64,
+    /// 1st percentile (numpy's linear interpolation), same scale.
+    pub p1: f64,
+    /// 99th percentile, same scale.
+    pub p99: f64,
+    /// Share of pixels at the full-scale value.
+    pub saturated: f64,
+    /// Share of pixels at 0.
+    pub black: f64,
+    /// Variance of the 4-neighbour Laplacian of the grey plane (full scale = 1), over interior
+    /// pixels: falls as the image blurs.
+    pub focus: f64,
+    /// Width in pixels.
+    pub width: f64,
+    /// Height in pixels.
+    pub height: f64,
+}
+
+impl ImageFeatures {
+    /// The feature names, in [`ImageFeatures::values`]' order (and the field names).
+    pub const NAMES: [&'static str; 9] = [
+        "mean",
+        "std",
+        "p1",
+        "p99",
+        "saturated",
+        "black",
+        "focus",
+        "width",
+        "height",
+    ];
+
+    /// The values, in [`ImageFeatures::NAMES`]' order.
+    pub fn values(&self) -> [f64; 9] {
+        [
+            self.mean,
+            self.std,
+            self.p1,
+            self.p99,
+            self.saturated,
+            self.black,
+            self.focus,
+            self.width,
+            self.height,
+        ]
+    }
 }
 
 /// One written image/mask pair.

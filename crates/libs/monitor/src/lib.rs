@@ -13,15 +13,15 @@
 //!   of the window's size), the usual constants as a fallback, and a verdict that says "not
 //!   enough data" about a window with too few images, never "no drift".
 //!
-//! - [`features`]: what is watched in an input image (brightness, contrast, saturation, focus,
-//!   size), the same for the reference and for every image the service measures.
+//!
+//! What is watched in an input image is `cellops_dataset::ops::features` (`build` records it in
+//! the manifest for every source image).
 //!
 //! Samples are plain `f64` slices, one value per image (or per nucleus); every function refuses an
 //! empty sample or a value that is not finite with a [`StatsError`]. No burn, no I/O.
 
 pub mod binned;
 pub mod distance;
-pub mod features;
 pub mod ks;
 pub mod thresholds;
 

@@ -2,9 +2,9 @@
 //! images from the same source (no alert), brightened (alert on brightness), blurred (alert on
 //! focus), H&E-looking (alert), and a window too small to judge ("not enough data").
 
+use cellops_dataset::ops::features::{ImageFeatures, image_features};
 use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
 use cellops_dataset::{Raster, Samples};
-use cellops_monitor::features::ImageFeatures;
 use cellops_monitor::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
 
 const SIZE: u32 = 64;
@@ -55,7 +55,7 @@ fn blur(image: &Raster) -> Raster {
 
 /// Each feature's values over `images`.
 fn columns(images: &[Raster]) -> Vec<Vec<f64>> {
-    let rows: Vec<[f64; 9]> = images.iter().map(|i| ImageFeatures::of(i).values()).collect();
+    let rows: Vec<[f64; 9]> = images.iter().map(|i| image_features(i).values()).collect();
     (0..ImageFeatures::NAMES.len())
         .map(|k| rows.iter().map(|r| r[k]).collect())
         .collect()

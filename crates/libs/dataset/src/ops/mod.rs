@@ -2,6 +2,7 @@
 
 pub mod colour;
 pub mod equalize;
+pub mod features;
 pub mod label;
 pub mod normalize;
 pub mod polarity;

@@ -1,87 +1,37 @@
-//! What the Monitor stage watches in an input image, computed the same way for the reference (a
-//! bundle's training and validation images) and for every image the service measures: brightness
-//! and contrast on the grey plane (mean, standard deviation, 1st and 99th percentiles, all as a
-//! fraction of the bit depth's full scale, so 8- and 16-bit images compare), the saturated and
-//! black shares, focus (variance of the Laplacian), and the size. No pixels are kept.
+//! What the Monitor stage watches in an input image ([`ImageFeatures`]), computed the same way
+//! for a model's reference (`build` records it for every source image in the manifest) and for
+//! every image the service measures: brightness and contrast on the grey plane (mean, standard
+//! deviation, 1st and 99th percentiles, all as a fraction of the bit depth's full scale, so 8- and
+//! 16-bit images compare), the saturated and black shares, focus (variance of the Laplacian),
+//! and the size. No pixels are kept.
 //!
 //! The grey plane is the image itself (one channel), the luminance of RGB(A) (OpenCV's
-//! weights, as `cellops_dataset::ops::colour::grey`), or the mean of other channel counts.
+//! weights, as [`grey`]), or the mean of other channel counts.
 
-use cellops_dataset::ops::colour::grey;
-use cellops_dataset::{Raster, Samples};
+pub use cellops_formats::dataset::ImageFeatures;
 
-/// The features of one image, in the names reports and `reference.json` use.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ImageFeatures {
-    /// Mean grey level, 0..=1 of full scale.
-    pub mean: f64,
-    /// Standard deviation of the grey level, same scale.
-    pub std: f64,
-    /// 1st percentile (numpy's linear interpolation), same scale.
-    pub p1: f64,
-    /// 99th percentile, same scale.
-    pub p99: f64,
-    /// Share of pixels at the full-scale value.
-    pub saturated: f64,
-    /// Share of pixels at 0.
-    pub black: f64,
-    /// Variance of the 4-neighbour Laplacian of the grey plane (full scale = 1), over interior
-    /// pixels: falls as the image blurs.
-    pub focus: f64,
-    /// Width in pixels.
-    pub width: f64,
-    /// Height in pixels.
-    pub height: f64,
-}
+use crate::ops::colour::grey;
+use crate::raster::Sample;
+use crate::{Raster, Samples};
 
-impl ImageFeatures {
-    /// The feature names, in [`ImageFeatures::values`]' order.
-    pub const NAMES: [&'static str; 9] = [
-        "mean",
-        "std",
-        "p1",
-        "p99",
-        "saturated",
-        "black",
-        "focus",
-        "width",
-        "height",
-    ];
-
-    /// The values, in [`ImageFeatures::NAMES`]' order.
-    pub fn values(&self) -> [f64; 9] {
-        [
-            self.mean,
-            self.std,
-            self.p1,
-            self.p99,
-            self.saturated,
-            self.black,
-            self.focus,
-            self.width,
-            self.height,
-        ]
-    }
-
-    /// The features of `image`.
-    ///
-    /// ```
-    /// use cellops_monitor::features::ImageFeatures;
-    /// let image = cellops_dataset::Raster::from_u8(2, 2, 1, vec![0, 255, 255, 255]);
-    /// let f = ImageFeatures::of(&image);
-    /// assert_eq!((f.mean, f.saturated, f.black), (0.75, 0.75, 0.25));
-    /// ```
-    pub fn of(image: &Raster) -> Self {
-        let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
-        match &image.samples {
-            Samples::U8(d) => features(&grey_plane(d, c), 255, w, h),
-            Samples::U16(d) => features(&grey_plane(d, c), 65535, w, h),
-        }
+/// The features of `image`.
+///
+/// ```
+/// use cellops_dataset::ops::features::image_features;
+/// let image = cellops_dataset::Raster::from_u8(2, 2, 1, vec![0, 255, 255, 255]);
+/// let f = image_features(&image);
+/// assert_eq!((f.mean, f.saturated, f.black), (0.75, 0.75, 0.25));
+/// ```
+pub fn image_features(image: &Raster) -> ImageFeatures {
+    let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
+    match &image.samples {
+        Samples::U8(d) => features(&grey_plane(d, c), 255, w, h),
+        Samples::U16(d) => features(&grey_plane(d, c), 65535, w, h),
     }
 }
 
 /// One grey value per pixel, as `u32`.
-fn grey_plane<S: cellops_dataset::raster::Sample>(data: &[S], channels: usize) -> Vec<u32> {
+fn grey_plane<S: Sample>(data: &[S], channels: usize) -> Vec<u32> {
     match channels {
         0 | 1 => data.iter().map(|&v| v.into()).collect(),
         3 | 4 => data
@@ -184,9 +134,9 @@ mod tests {
     #[test]
     fn the_same_picture_at_8_and_16_bits_has_the_same_features() {
         let values: Vec<u8> = (0..64u32).map(|i| ((i * 37) % 256) as u8).collect();
-        let a = ImageFeatures::of(&Raster::from_u8(8, 8, 1, values.clone()));
+        let a = image_features(&Raster::from_u8(8, 8, 1, values.clone()));
         let wide: Vec<u16> = values.iter().map(|&v| u16::from(v) * 257).collect();
-        let b = ImageFeatures::of(&Raster {
+        let b = image_features(&Raster {
             width: 8,
             height: 8,
             channels: 1,
@@ -203,7 +153,7 @@ mod tests {
             .map(|i| if (i / 16 + i % 16) % 2 == 0 { 200 } else { 20 })
             .collect();
         let blurred: Vec<u8> = vec![110; 256];
-        let f = |d: Vec<u8>| ImageFeatures::of(&Raster::from_u8(16, 16, 1, d));
+        let f = |d: Vec<u8>| image_features(&Raster::from_u8(16, 16, 1, d));
         let (s, b) = (f(sharp.clone()), f(blurred));
         assert!(s.focus > 0.1 && b.focus == 0.0, "{s:?} {b:?}");
         let dim = f(sharp.iter().map(|v| v / 4).collect());
@@ -212,7 +162,7 @@ mod tests {
 
     #[test]
     fn empty_and_short_rasters_do_not_panic() {
-        let empty = ImageFeatures::of(&Raster::from_u8(0, 0, 1, Vec::new()));
+        let empty = image_features(&Raster::from_u8(0, 0, 1, Vec::new()));
         assert_eq!((empty.mean, empty.p99, empty.saturated), (0.0, 0.0, 0.0));
         let short = Raster {
             width: 4,
@@ -220,12 +170,12 @@ mod tests {
             channels: 1,
             samples: Samples::U8(vec![9; 5]),
         };
-        assert_eq!(ImageFeatures::of(&short).focus, 0.0);
+        assert_eq!(image_features(&short).focus, 0.0);
     }
 
     #[test]
     fn colour_images_are_seen_through_their_luminance() {
-        let red = ImageFeatures::of(&Raster::from_u8(1, 1, 3, vec![255, 0, 0]));
+        let red = image_features(&Raster::from_u8(1, 1, 3, vec![255, 0, 0]));
         assert!((red.mean - 76.0 / 255.0).abs() < 1e-12, "{red:?}");
     }
 }
