@@ -83,6 +83,90 @@ pub struct Golden {
     pub device: String,
 }
 
+/// The reference profile's file: what the model's training and validation inputs looked like,
+/// which the Monitor stage compares live inputs with.
+pub const REFERENCE: &str = "reference.json";
+/// [`ReferenceProfile::format`].
+pub const REFERENCE_FORMAT: &str = "cellops.reference/1";
+
+/// The reference profile's record in `bundle.json`: its hash (so it is part of the bundle's
+/// content like the weights) and how many images it describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// sha256 of [`REFERENCE`].
+    pub sha256: String,
+    /// Images in it.
+    pub images: usize,
+}
+
+/// [`REFERENCE`]: one row of input features per training and validation source image, as `build`
+/// recorded them in the dataset's manifest (per-image rows, not aggregates, so drift tests and
+/// their thresholds can be computed from it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceProfile {
+    /// Always [`REFERENCE_FORMAT`].
+    pub format: String,
+    /// The features' names, in the order of each row's values.
+    pub features: Vec<String>,
+    /// One row per image.
+    pub images: Vec<ReferenceImage>,
+}
+
+/// One image of a [`ReferenceProfile`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceImage {
+    /// The manifest item's id.
+    pub id: String,
+    /// Its split.
+    pub split: crate::dataset::Subset,
+    /// Its features, in [`ReferenceProfile::features`]' order.
+    pub values: Vec<f64>,
+}
+
+impl ReferenceProfile {
+    /// The profile of a dataset's training and validation images from its manifest; `None` when
+    /// `build` recorded no features (a manifest written before it did).
+    pub fn of_manifest(manifest: &crate::dataset::Manifest) -> Option<Self> {
+        use crate::dataset::{ImageFeatures, Subset};
+        let images: Vec<ReferenceImage> = manifest
+            .items
+            .iter()
+            .filter(|i| matches!(i.split, Subset::Train | Subset::Val))
+            .filter_map(|i| {
+                i.features.map(|f| ReferenceImage {
+                    id: i.id.clone(),
+                    split: i.split,
+                    values: f.values().to_vec(),
+                })
+            })
+            .collect();
+        (!images.is_empty()).then(|| Self {
+            format: REFERENCE_FORMAT.to_owned(),
+            features: ImageFeatures::NAMES.iter().map(|n| (*n).to_owned()).collect(),
+            images,
+        })
+    }
+
+    /// The file's bytes and its record for `bundle.json`.
+    pub fn to_file(&self) -> (Reference, Vec<u8>) {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        bytes.push(b'\n');
+        let sha256 = crate::release::sha256_of(bytes.as_slice())
+            .map(|(_, h)| h)
+            .unwrap_or_default();
+        (
+            Reference {
+                sha256,
+                images: self.images.len(),
+            },
+            bytes,
+        )
+    }
+}
+
 /// `bundle.json`: typed in full by the unet crate (`Model` and `Training` are its architecture and
 /// training configuration); read with the defaults ([`BundleHeader`]) by stages that only need the
 /// id, preprocessing, channels, metrics and post-processing defaults and must not depend on burn.
@@ -123,6 +207,9 @@ pub struct BundleMeta<Model = IgnoredAny, Training = IgnoredAny> {
     /// The golden check (bundles written before it have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub golden: Option<Golden>,
+    /// The reference profile (bundles trained on a dataset whose manifest has features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
 }
 
 /// `bundle.json` read without the architecture and training configuration.

@@ -120,6 +120,8 @@ pub struct BundleInfo {
     pub parent: Option<String>,
     /// The golden check's record ([`crate::golden::record`]); its files go in as `extra` files.
     pub golden: Option<cellops_formats::bundle::Golden>,
+    /// The reference profile's record; its file goes in as an `extra` file.
+    pub reference: Option<cellops_formats::bundle::Reference>,
 }
 
 impl BundleInfo {
@@ -137,6 +139,7 @@ impl BundleInfo {
             postprocessing: None,
             parent: None,
             golden: None,
+            reference: None,
         }
     }
 }
@@ -230,6 +233,7 @@ fn write_into(
         postprocessing: info.postprocessing,
         parent: info.parent.clone(),
         golden: info.golden.clone(),
+        reference: info.reference.clone(),
     };
     meta.id = bundle_id(&meta);
     std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_dataset::layout::Subset;
+use cellops_formats::bundle::ReferenceProfile;
 use cellops_unet::bundle::{self, BundleError, BundleInfo, BundleMeta, PostProcessing};
 use cellops_unet::config::Validation;
 use cellops_unet::data::{Boundary, DataError, PreparedDataset, Sample};
@@ -511,11 +512,23 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         postprocessing: post,
         parent,
         golden: Some(golden.record),
+        reference: None,
     };
     let bundle_dir = args.output.join(cellops_formats::bundle::DIR);
     let svg = plot::learning_curve_svg(&fitted.history, fitted.best_epoch);
     let mut extra = vec![(cellops_formats::bundle::LEARNING_CURVE, svg.into_bytes())];
     extra.extend(golden.files);
+    // What the training and validation inputs looked like, for the Monitor stage.
+    let info = match ReferenceProfile::of_manifest(dataset.manifest()).map(|p| p.to_file()) {
+        Some((record, bytes)) => {
+            extra.push((cellops_formats::bundle::REFERENCE, bytes));
+            BundleInfo {
+                reference: Some(record),
+                ..info
+            }
+        }
+        None => info,
+    };
     let meta = bundle::save(&fitted.model, &info, &bundle_dir, &extra)?;
     let finished = Finished {
         meta,

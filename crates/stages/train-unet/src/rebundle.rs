@@ -37,10 +37,11 @@ pub struct RebundleArgs {
 }
 
 /// Files of a bundle folder that travel with it when it is re-bundled.
-const CARRIED: [&str; 3] = [
+const CARRIED: [&str; 4] = [
     bundle::HISTORY_CSV,
     bundle::HISTORY_JSONL,
     cellops_formats::bundle::LEARNING_CURVE,
+    cellops_formats::bundle::REFERENCE,
 ];
 
 fn read(path: &Path) -> Result<Vec<u8>, StageError> {
@@ -69,6 +70,7 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
             bundle::WEIGHTS,
             bundle::GOLDEN_IMAGE,
             bundle::GOLDEN_OUTPUT,
+            cellops_formats::bundle::REFERENCE,
         ]
         .contains(&name.as_str())
         {

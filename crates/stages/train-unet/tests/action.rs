@@ -68,6 +68,21 @@ fn trains_writes_a_bundle_and_resumes() {
     assert!(first.stdout().contains("epoch 1/2:") && first.stdout().contains("epoch 2/2:"));
     let bundle = PathBuf::from(&first.outputs["bundle"]);
     assert_eq!(bundle, output.join("bundle"));
+    // The reference profile: one row per training and validation image, hashed in bundle.json.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).expect("bundle.json")).expect("json");
+    let reference = std::fs::read(bundle.join("reference.json")).expect("reference.json");
+    let profile: serde_json::Value = serde_json::from_slice(&reference).expect("json");
+    let rows = profile["images"].as_array().expect("rows");
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["split"] != "test"),
+        "{profile}"
+    );
+    assert_eq!(meta["reference"]["images"].as_u64(), Some(rows.len() as u64));
+    let sha = cellops_formats::release::sha256_of(reference.as_slice())
+        .expect("sha")
+        .1;
+    assert_eq!(meta["reference"]["sha256"].as_str(), Some(sha.as_str()));
     let id = &first.outputs["bundle-id"];
     assert_eq!(id.len(), 16);
     let val: f64 = first.outputs["val-dice"].parse().expect("number");
