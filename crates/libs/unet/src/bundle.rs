@@ -308,7 +308,30 @@ pub fn load(dir: &Path, device: &Device) -> Result<(UNet, BundleMeta), BundleErr
     let text = std::fs::read_to_string(&meta_path).map_err(io_err(&meta_path))?;
     let weights_path = dir.join(WEIGHTS);
     let weights = std::fs::read(&weights_path).map_err(io_err(&weights_path))?;
-    from_bytes(&text, weights, dir, device)
+    let (model, meta) = from_bytes(&text, weights, dir, device)?;
+    check_reference(dir, &meta)?;
+    Ok((model, meta))
+}
+
+/// A bundle's reference profile must be the file its `bundle.json` hashed (like the weights).
+fn check_reference(dir: &Path, meta: &BundleMeta) -> Result<(), BundleError> {
+    let Some(reference) = &meta.reference else {
+        return Ok(());
+    };
+    let path = dir.join(cellops_formats::bundle::REFERENCE);
+    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+    let found = sha256_hex(&bytes);
+    if found == reference.sha256 {
+        Ok(())
+    } else {
+        Err(BundleError::Metadata {
+            path,
+            message: format!(
+                "its sha256 is {found}, bundle.json records {}: the file was changed",
+                reference.sha256
+            ),
+        })
+    }
 }
 
 /// A bundle compiled into the binary, so that a lab can segment on day one without training

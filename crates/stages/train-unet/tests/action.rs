@@ -83,6 +83,18 @@ fn trains_writes_a_bundle_and_resumes() {
         .expect("sha")
         .1;
     assert_eq!(meta["reference"]["sha256"].as_str(), Some(sha.as_str()));
+    // A changed profile is refused when the bundle is loaded.
+    let copy = output.join("bundle-edited");
+    std::fs::create_dir_all(&copy).expect("copy");
+    for entry in std::fs::read_dir(&bundle).expect("bundle") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy");
+    }
+    std::fs::write(copy.join("reference.json"), [&reference[..], b" "].concat()).expect("edit");
+    let device = cellops_unet::Device::flex();
+    let err = cellops_unet::bundle::load(&copy, &device).expect_err("an edited profile");
+    assert!(err.to_string().contains("reference.json"), "{err}");
+    cellops_unet::bundle::load(&bundle, &device).expect("the bundle as written loads");
     let id = &first.outputs["bundle-id"];
     assert_eq!(id.len(), 16);
     let val: f64 = first.outputs["val-dice"].parse().expect("number");
