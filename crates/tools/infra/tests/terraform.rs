@@ -1158,15 +1158,7 @@ fn upstream() -> (u16, Received) {
             let mut reader = BufReader::new(stream);
             let mut head = String::new();
             while reader.read_line(&mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
+            let length = cellops_test_support::content_length(&head);
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
             let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"ok\":true}";

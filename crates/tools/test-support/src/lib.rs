@@ -18,3 +18,21 @@ pub mod sshd;
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// The `Content-Length` of an HTTP message head (0 when it has none), for tests that speak HTTP
+/// over a raw socket.
+///
+/// ```
+/// let head = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n";
+/// assert_eq!(cellops_test_support::content_length(head), 11);
+/// assert_eq!(cellops_test_support::content_length("GET / HTTP/1.1\r\n\r\n"), 0);
+/// ```
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

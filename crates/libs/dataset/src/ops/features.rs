@@ -11,6 +11,7 @@
 pub use cellops_formats::dataset::ImageFeatures;
 
 use crate::ops::colour::grey;
+use crate::ops::normalize::percentile_from_hist;
 use crate::raster::Sample;
 use crate::{Raster, Samples};
 
@@ -45,24 +46,6 @@ fn grey_plane<S: Sample>(data: &[S], channels: usize) -> Vec<u32> {
     }
 }
 
-/// numpy's `percentile(values, q)` (linear) from a histogram of integer values.
-fn percentile(histogram: &[u64], n: u64, q: f64) -> f64 {
-    let at = |rank: u64| -> f64 {
-        let mut seen = 0;
-        for (v, &k) in histogram.iter().enumerate() {
-            seen += k;
-            if seen > rank {
-                return v as f64;
-            }
-        }
-        (histogram.len() - 1) as f64
-    };
-    let position = q / 100.0 * (n - 1) as f64;
-    let (lo, hi) = (position.floor() as u64, position.ceil() as u64);
-    let (a, b) = (at(lo), at(hi));
-    a + (b - a) * (position - lo as f64)
-}
-
 fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatures {
     if plane.is_empty() {
         return ImageFeatures {
@@ -83,13 +66,18 @@ fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatur
     for &v in plane {
         histogram[v.min(max) as usize] += 1;
     }
-    let mean = plane.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-    let var = plane.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+    // Mean and variance from the histogram: one pass over the pixels in all.
+    let levels = || histogram.iter().enumerate().filter(|(_, k)| **k > 0);
+    let mean = levels().map(|(v, &k)| v as f64 * k as f64).sum::<f64>() / n as f64;
+    let var = levels()
+        .map(|(v, &k)| (v as f64 - mean).powi(2) * k as f64)
+        .sum::<f64>()
+        / n as f64;
     ImageFeatures {
         mean: mean / full,
         std: var.sqrt() / full,
-        p1: percentile(&histogram, n, 1.0) / full,
-        p99: percentile(&histogram, n, 99.0) / full,
+        p1: percentile_from_hist(&histogram, n, 1.0) / full,
+        p99: percentile_from_hist(&histogram, n, 99.0) / full,
         saturated: histogram[max as usize] as f64 / n as f64,
         black: histogram[0] as f64 / n as f64,
         focus: laplacian_variance(plane, width, height) / (full * full),
@@ -105,15 +93,18 @@ fn laplacian_variance(plane: &[u32], width: usize, height: usize) -> f64 {
         return 0.0;
     }
     let at = |x: usize, y: usize| f64::from(plane[y * width + x]);
-    let mut values = Vec::with_capacity((width - 2) * (height - 2));
+    // Welford's running mean and variance: no buffer of the whole response.
+    let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
     for y in 1..height - 1 {
         for x in 1..width - 1 {
-            values.push(4.0 * at(x, y) - at(x - 1, y) - at(x + 1, y) - at(x, y - 1) - at(x, y + 1));
+            let v = 4.0 * at(x, y) - at(x - 1, y) - at(x + 1, y) - at(x, y - 1) - at(x, y + 1);
+            n += 1.0;
+            let delta = v - mean;
+            mean += delta / n;
+            m2 += delta * (v - mean);
         }
     }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n
+    m2 / n
 }
 
 #[cfg(test)]
@@ -127,8 +118,8 @@ mod tests {
         for v in [0, 10, 20, 30] {
             h[v] += 1;
         }
-        assert!((percentile(&h, 4, 1.0) - 0.3).abs() < 1e-12);
-        assert!((percentile(&h, 4, 99.0) - 29.7).abs() < 1e-12);
+        assert!((percentile_from_hist(&h, 4, 1.0) - 0.3).abs() < 1e-12);
+        assert!((percentile_from_hist(&h, 4, 99.0) - 29.7).abs() < 1e-12);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::raster::{Raster, Sample, Samples};
 
 /// The value at percentile `p` (0–100) of a histogram of `n` samples, interpolated linearly
 /// between order statistics as NumPy's default `percentile` does.
-fn percentile_from_hist(hist: &[u64], n: u64, p: f64) -> f64 {
+pub(crate) fn percentile_from_hist(hist: &[u64], n: u64, p: f64) -> f64 {
     let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
     let lo_rank = rank.floor() as u64;
     let frac = rank - lo_rank as f64;

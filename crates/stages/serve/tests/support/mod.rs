@@ -137,15 +137,7 @@ pub fn partial_upload(base: &str, path: &str, length: usize, sent: &[u8]) -> (u1
         got.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&got).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let want = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
+            let want = cellops_test_support::content_length(head);
             if n == 0 || body.len() >= want {
                 let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
                 return (status, serde_json::from_str(body).unwrap_or(Value::Null));
