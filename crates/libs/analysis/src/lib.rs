@@ -248,40 +248,31 @@ pub struct Analysed {
     pub scores: Option<Scores>,
     /// The classical line's scores beside a model's, with ground truth.
     pub classical: Option<Scores>,
-    /// The share of pixels the model was unsure of (foreground probability in
-    /// [`UNCERTAIN`]), when a model ran: a drift signal that needs no ground truth.
-    pub uncertain: Option<f64>,
+    /// What the model's output looked like (nuclei, their size and shape at the model's scale,
+    /// its confidence), when a model ran: drift signals that need no ground truth.
+    pub prediction: Option<PredictionFeatures>,
 }
 
-/// Foreground probabilities strictly inside this range count as uncertain.
-pub const UNCERTAIN: (f32, f32) = (0.3, 0.7);
-
-/// The share of `probabilities` strictly inside [`UNCERTAIN`] (0 for none).
-///
-/// ```
-/// assert_eq!(cellops_analysis::uncertain_share(&[0.1, 0.5, 0.9, 0.65]), 0.5);
-/// ```
-pub fn uncertain_share(probabilities: &[f32]) -> f64 {
-    let (low, high) = UNCERTAIN;
-    let n = probabilities.iter().filter(|&&p| p > low && p < high).count();
-    n as f64 / probabilities.len().max(1) as f64
+impl Analysed {
+    /// The share of pixels the model was unsure of (foreground probability in [`UNCERTAIN`]),
+    /// when a model ran.
+    pub fn uncertain(&self) -> Option<f64> {
+        self.prediction.map(|p| p.uncertain)
+    }
 }
 
-/// Labels from a segmenter, with what the model said about them when one ran.
+pub use cellops_measure::profile::{PredictionFeatures, UNCERTAIN, prediction_features, uncertain_share};
+
+/// Labels from a segmenter, with the model's foreground probabilities and scale when one ran.
 struct Segmented {
     labels: Vec<u32>,
-    scale: Option<f64>,
-    uncertain: Option<f64>,
+    model: Option<(Vec<f32>, f64)>,
 }
 
 impl Segmented {
     /// Labels no model produced.
     fn plain(labels: Vec<u32>) -> Self {
-        Self {
-            labels,
-            scale: None,
-            uncertain: None,
-        }
+        Self { labels, model: None }
     }
 }
 
@@ -325,13 +316,12 @@ impl Analyzer {
     pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
         let ctx = Context::new(&self.params);
         let image = &input.image.raster;
-        let Segmented {
-            labels,
-            scale,
-            uncertain,
-        } = self.labels(input)?;
+        let Segmented { labels, model } = self.labels(input)?;
         let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
         let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &ctx);
+        let prediction = model.as_ref().map(|(foreground, scale)| {
+            prediction_features(&measurement.segmentation, image.width as usize, foreground, *scale)
+        });
         let scores = truth
             .as_ref()
             .map(|t| Scores::of(t, &measurement.segmentation, &THRESHOLDS))
@@ -344,10 +334,10 @@ impl Analyzer {
         Ok(Analysed {
             measurement,
             truth,
-            scale,
+            scale: model.map(|(_, scale)| scale),
             scores,
             classical,
-            uncertain,
+            prediction,
         })
     }
 
@@ -388,8 +378,7 @@ impl Analyzer {
                         .map_err(|e| failed(&image.path, &e))?;
                 Ok(Segmented {
                     labels,
-                    scale: Some(pred.scale),
-                    uncertain: Some(uncertain_share(pred.channel(0))),
+                    model: Some((pred.channel(0).to_vec(), pred.scale)),
                 })
             }
             Segmenter::Threshold => Ok(Segmented::plain(

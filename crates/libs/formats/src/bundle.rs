@@ -101,17 +101,62 @@ pub struct Reference {
 }
 
 /// [`REFERENCE`]: one row of input features per training and validation source image, as `build`
-/// recorded them in the dataset's manifest (per-image rows, not aggregates, so drift tests and
-/// their thresholds can be computed from it).
+/// recorded them in the dataset's manifest, and one row of prediction features per validation
+/// image, as the model segmented it with its tuned post-processing (per-image rows, not
+/// aggregates, so drift tests and their thresholds can be computed from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceProfile {
     /// Always [`REFERENCE_FORMAT`].
     pub format: String,
-    /// The features' names, in the order of each row's values.
+    /// The input features' names, in the order of each row's values.
     pub features: Vec<String>,
     /// One row per image.
     pub images: Vec<ReferenceImage>,
+    /// The prediction features' names ([`PredictionFeatures::NAMES`]), in the order of each
+    /// prediction row's values; empty when the profile has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prediction_features: Vec<String>,
+    /// One row per validation image; `null` where a value is undefined (no nuclei found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<Vec<Option<f64>>>,
+}
+
+/// What the Monitor stage watches in a model's output on one image, computed the same way for a
+/// bundle's reference (validation images, at the model's scale) and for every image the service
+/// measures. Sizes are in pixels at the model's scale (the image's pixels times the factor the
+/// model rescaled it by), so they compare across microscopes whose pixel size differs and need no
+/// pixel size that a training set rarely states. No pixels are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionFeatures {
+    /// Nuclei found.
+    pub nuclei: f64,
+    /// Median nucleus area, pixels at the model's scale; `None` without nuclei.
+    pub area_px: Option<f64>,
+    /// Median form factor (4π·area / perimeter²); `None` without nuclei.
+    pub form_factor: Option<f64>,
+    /// Mean foreground probability over the nuclei's pixels; `None` without nuclei.
+    pub foreground_probability: Option<f64>,
+    /// Share of the image's pixels whose foreground probability is uncertain (between 0.3 and
+    /// 0.7, exclusive).
+    pub uncertain: f64,
+}
+
+impl PredictionFeatures {
+    /// The feature names, in [`PredictionFeatures::values`]' order (and the field names).
+    pub const NAMES: [&'static str; 5] = ["nuclei", "area_px", "form_factor", "foreground_probability", "uncertain"];
+
+    /// The values, in [`PredictionFeatures::NAMES`]' order.
+    pub fn values(&self) -> [Option<f64>; 5] {
+        [
+            Some(self.nuclei),
+            self.area_px,
+            self.form_factor,
+            self.foreground_probability,
+            Some(self.uncertain),
+        ]
+    }
 }
 
 /// One image of a [`ReferenceProfile`].
@@ -147,7 +192,54 @@ impl ReferenceProfile {
             format: REFERENCE_FORMAT.to_owned(),
             features: ImageFeatures::NAMES.iter().map(|n| (*n).to_owned()).collect(),
             images,
+            prediction_features: Vec::new(),
+            predictions: Vec::new(),
         })
+    }
+
+    /// The profile with the model's prediction features on the validation images (replacing any
+    /// it had).
+    pub fn with_predictions(mut self, rows: &[PredictionFeatures]) -> Self {
+        self.prediction_features = if rows.is_empty() {
+            Vec::new()
+        } else {
+            PredictionFeatures::NAMES.iter().map(|n| (*n).to_owned()).collect()
+        };
+        self.predictions = rows.iter().map(|r| r.values().to_vec()).collect();
+        self
+    }
+
+    /// Reads a profile from its file's bytes (`path` names it in errors).
+    pub fn from_slice(path: &Path, bytes: &[u8]) -> Result<Self, FileError> {
+        let profile: Self = serde_json::from_slice(bytes).map_err(|e| FileError {
+            path: path.to_owned(),
+            line: Some(e.line() as u64),
+            column: Some(e.column() as u64),
+            message: e.to_string(),
+        })?;
+        if profile.format != REFERENCE_FORMAT {
+            return Err(FileError::new(
+                path,
+                format!("format {:?}, expected {REFERENCE_FORMAT:?}", profile.format),
+            ));
+        }
+        Ok(profile)
+    }
+
+    /// The values of the input feature `name` over the images (empty when it has none).
+    pub fn input_values(&self, name: &str) -> Vec<f64> {
+        let Some(k) = self.features.iter().position(|f| f == name) else {
+            return Vec::new();
+        };
+        self.images.iter().filter_map(|i| i.values.get(k).copied()).collect()
+    }
+
+    /// The defined values of the prediction feature `name` over the validation images.
+    pub fn prediction_values(&self, name: &str) -> Vec<f64> {
+        let Some(k) = self.prediction_features.iter().position(|f| f == name) else {
+            return Vec::new();
+        };
+        self.predictions.iter().filter_map(|r| r.get(k).copied().flatten()).collect()
     }
 
     /// The file's bytes and its record for `bundle.json`.

@@ -14,6 +14,7 @@ pub mod instances;
 pub mod intensity;
 pub mod metrics;
 pub mod objects;
+pub mod profile;
 pub mod shape;
 pub mod stain;
 pub mod table;

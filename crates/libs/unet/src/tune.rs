@@ -9,6 +9,7 @@ use burn::prelude::*;
 use cellops_formats::params::{PostProcessing, Segmentation};
 use cellops_measure::instances::{InstanceConfig, segment};
 use cellops_measure::metrics::{MatchCounts, Overlap};
+use cellops_measure::profile::{PredictionFeatures, prediction_features};
 
 use crate::data::{Boundary, Sample};
 use crate::inference::{PredictConfig, Prediction, predict_chw};
@@ -36,6 +37,9 @@ pub struct Tuned {
     pub default_f1: f64,
     /// Every setting tried, with its F1, in the order tried.
     pub trials: Vec<(PostProcessing, f64)>,
+    /// The prediction features of each validation image under the best values: the reference
+    /// profile's prediction rows (the images are at the model's scale already).
+    pub profile: Vec<PredictionFeatures>,
 }
 
 /// One validation image's prediction and true instances.
@@ -61,6 +65,20 @@ fn pooled_f1(images: &[Cached<'_>], values: &PostProcessing) -> f64 {
         }
     }
     counts.stats(0.5).f1
+}
+
+/// The prediction features of each image under `values` (images whose segmentation fails are
+/// left out, as [`pooled_f1`] leaves them out).
+fn profile(images: &[Cached<'_>], values: &PostProcessing) -> Vec<PredictionFeatures> {
+    let config: InstanceConfig = InstanceConfig::from_params(&Segmentation::default(), values, false);
+    images
+        .iter()
+        .filter_map(|c| {
+            let p = &c.prediction;
+            let (labels, _) = segment(p.channel(0), p.guide(c.second), p.width, &config).ok()?;
+            Some(prediction_features(&labels, p.width, p.channel(0), p.scale))
+        })
+        .collect()
 }
 
 /// Searches the post-processing for `model` on `samples` (validation images with instance
@@ -133,6 +151,7 @@ fn search(images: &[Cached<'_>]) -> Tuned {
         f1: best_f1,
         default_f1,
         trials,
+        profile: profile(images, &best),
     }
 }
 
@@ -175,5 +194,10 @@ mod tests {
         assert!(t.values.probability_threshold < 0.35, "{:?}", t.values);
         assert!((t.f1 - 1.0).abs() < 1e-9, "{t:?}");
         assert_eq!(t.trials[0], (PostProcessing::default(), t.default_f1));
+        // The reference rows: both discs found, sure of their centres, unsure of their rims.
+        assert_eq!(t.profile.len(), 1);
+        let f = t.profile[0];
+        assert_eq!(f.nuclei, 2.0);
+        assert!(f.uncertain > 0.1 && f.foreground_probability.is_some_and(|p| p < 0.9), "{f:?}");
     }
 }

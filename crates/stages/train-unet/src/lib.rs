@@ -519,7 +519,9 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let mut extra = vec![(cellops_formats::bundle::LEARNING_CURVE, svg.into_bytes())];
     extra.extend(golden.files);
     // What the training and validation inputs looked like, for the Monitor stage.
-    let info = match ReferenceProfile::of_manifest(dataset.manifest()).map(|p| p.to_file()) {
+    let profile = tuned.as_ref().map(|t| t.profile.as_slice()).unwrap_or_default();
+    let reference = ReferenceProfile::of_manifest(dataset.manifest()).map(|p| p.with_predictions(profile).to_file());
+    let info = match reference {
         Some((record, bytes)) => {
             extra.push((cellops_formats::bundle::REFERENCE, bytes));
             BundleInfo {

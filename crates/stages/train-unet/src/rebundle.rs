@@ -1,11 +1,13 @@
 //! `cellops bundle`: re-bundle a model — read a bundle (a folder or a shipped name), optionally
-//! tune its post-processing again on a prepared dataset's validation split and score its test
-//! split, add files (a model card), and write it under this version's format with a new id.
+//! tune its post-processing again on a prepared dataset's validation split, score its test split
+//! and write its reference profile anew from that dataset, add files (a model card), and write it
+//! under this version's format with a new id.
 
 use std::path::{Path, PathBuf};
 
 use cellops_actions::Runner;
 use cellops_dataset::layout::Subset;
+use cellops_formats::bundle::ReferenceProfile;
 use cellops_unet::bundle::{self, BundleMeta};
 use cellops_unet::data::{DataError, PreparedDataset};
 use cellops_unet::device::{self, Accelerator};
@@ -25,7 +27,8 @@ pub struct RebundleArgs {
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
     /// A prepared dataset (a `build` output with the model's preprocessing): the post-processing
-    /// is tuned again on its validation split and the test scores measured on its test split.
+    /// is tuned again on its validation split, the test scores measured on its test split, and
+    /// the reference profile written anew (its inputs' features, the model's outputs on validation).
     #[arg(long, value_name = "DIR")]
     pub dataset: Option<PathBuf>,
     /// A file to add to the bundle under its own name (a model card); repeatable.
@@ -87,10 +90,20 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
         check_preprocessing(&args.from, &meta.preprocessing, &dataset.manifest().config, dir)?;
         let targets = meta.training.targets();
         let val = dataset.load(Subset::Val, targets)?;
-        if let Some(t) = tune::tune(&model, &val, &selected.device) {
-            runner.info(&tuned_line(&t))?;
+        let tuned = tune::tune(&model, &val, &selected.device);
+        if let Some(t) = &tuned {
+            runner.info(&tuned_line(t))?;
             meta.postprocessing = Some(t.values);
             meta.metrics.val_f1 = Some(t.f1);
+        }
+        // The reference profile is written anew: this dataset's inputs, this tuning's outputs.
+        let profile = tuned.as_ref().map(|t| t.profile.as_slice()).unwrap_or_default();
+        extra.retain(|(n, _)| n != cellops_formats::bundle::REFERENCE);
+        meta.reference = None;
+        if let Some(p) = ReferenceProfile::of_manifest(dataset.manifest()) {
+            let (record, bytes) = p.with_predictions(profile).to_file();
+            meta.reference = Some(record);
+            extra.push((cellops_formats::bundle::REFERENCE.to_owned(), bytes));
         }
         match dataset.load(Subset::Test, targets) {
             Ok(test) => {

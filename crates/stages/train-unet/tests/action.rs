@@ -79,6 +79,15 @@ fn trains_writes_a_bundle_and_resumes() {
         "{profile}"
     );
     assert_eq!(meta["reference"]["images"].as_u64(), Some(rows.len() as u64));
+    // And one row of prediction features per validation image, named.
+    let val_rows = rows.iter().filter(|r| r["split"] == "val").count();
+    let predictions = profile["predictions"].as_array().expect("prediction rows");
+    assert_eq!(predictions.len(), val_rows, "{profile}");
+    assert_eq!(profile["prediction_features"][0], "nuclei");
+    assert!(
+        predictions.iter().all(|r| r.as_array().is_some_and(|v| v.len() == 5 && v[0].is_number())),
+        "{profile}"
+    );
     let sha = cellops_formats::release::sha256_of(reference.as_slice())
         .expect("sha")
         .1;

@@ -156,8 +156,9 @@ fn analyse(
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the overlay: {e}")))?;
         return Ok(Answer::Overlay(png));
     }
+    let uncertain = analysed.uncertain();
     let m = analysed.measurement;
-    observe(&s.metrics, image_type, &m.summary, &m.rows, analysed.uncertain);
+    observe(&s.metrics, image_type, &m.summary, &m.rows, uncertain);
     let mut table = Table::default();
     for row in m.rows {
         table.push(row);
@@ -168,7 +169,7 @@ fn analyse(
         model_version: version,
         release: release.id.clone(),
         params: image_type.to_owned(),
-        uncertain_pixels: analysed.uncertain,
+        uncertain_pixels: uncertain,
         summary: m.summary,
         objects: table.json(),
     };
