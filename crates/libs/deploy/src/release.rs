@@ -226,32 +226,7 @@ fn ctx(what: impl Into<String>) -> impl FnOnce(RemoteError) -> DeployError {
     move |source| DeployError::Remote { what, source }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
-///
-/// ```
-/// assert_eq!(cellops_deploy::release::rfc3339(0), "1970-01-01T00:00:00Z");
-/// assert_eq!(cellops_deploy::release::rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
-/// ```
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use cellops_formats::release::rfc3339;
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -41,6 +41,96 @@ pub struct ServeConfig {
     /// Which model (bundle folder name) serves each image type (parameter file name without
     /// `.yaml`). Needed only when a release holds more than one bundle.
     pub models: BTreeMap<String, String>,
+    /// What the service keeps for the Monitor stage: per-image features, drift windows, SLOs.
+    pub monitor: MonitorSettings,
+}
+
+/// The evidence the service keeps and judges (issue 17's Monitor stage reads it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    /// Days of per-image feature files kept on disk (one file per UTC day); older ones are
+    /// deleted.
+    #[schemars(range(min = 1, max = 3660))]
+    pub retention_days: u32,
+    /// Rows kept per UTC day; images past it are counted, not kept (bounds the disk).
+    #[schemars(range(min = 1))]
+    pub max_rows_per_day: usize,
+    /// The drift window: the images measured in the last this many hours are compared with the
+    /// model's reference profile.
+    pub window_hours: f64,
+    /// Images a window needs before it is judged; fewer say "not enough data", never "no drift".
+    #[schemars(range(min = 1))]
+    pub min_window: usize,
+    /// The service-level objectives whose burn rates the service computes.
+    pub slo: Slo,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            max_rows_per_day: 100_000,
+            window_hours: 24.0,
+            min_window: 30,
+            slo: Slo::default(),
+        }
+    }
+}
+
+/// Service-level objectives: the share of requests that must succeed, and the share that must
+/// be answered within a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Slo {
+    /// Share of requests answered without a server error (5xx), e.g. 0.995.
+    pub availability: f64,
+    /// The latency objective's bound, in seconds.
+    pub latency_s: f64,
+    /// Share of requests that must be answered within `latency_s`, e.g. 0.95 (a p95 objective).
+    pub latency_target: f64,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Self {
+            availability: 0.995,
+            latency_s: 5.0,
+            latency_target: 0.95,
+        }
+    }
+}
+
+impl MonitorSettings {
+    /// Checks the values a schema cannot; the dotted field and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let ratio = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
+        let checks = [
+            (
+                "monitor.window_hours",
+                self.window_hours.is_finite() && self.window_hours > 0.0 && self.window_hours <= 24.0 * 31.0,
+                "a number of hours in (0, 744]",
+            ),
+            (
+                "monitor.retention_days",
+                (1..=3660).contains(&self.retention_days),
+                "a number of days in [1, 3660]",
+            ),
+            ("monitor.max_rows_per_day", self.max_rows_per_day >= 1, "at least 1"),
+            ("monitor.min_window", self.min_window >= 1, "at least 1"),
+            ("monitor.slo.availability", ratio(self.slo.availability), "a share in (0, 1)"),
+            ("monitor.slo.latency_target", ratio(self.slo.latency_target), "a share in (0, 1)"),
+            (
+                "monitor.slo.latency_s",
+                self.slo.latency_s.is_finite() && self.slo.latency_s > 0.0,
+                "a positive number of seconds",
+            ),
+        ];
+        match checks.into_iter().find(|(_, ok, _)| !ok) {
+            Some((field, _, why)) => Err((field.to_owned(), format!("must be {why}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -51,6 +141,7 @@ impl Default for ServeConfig {
             limits: ServeLimits::default(),
             public: None,
             models: BTreeMap::new(),
+            monitor: MonitorSettings::default(),
         }
     }
 }
@@ -174,6 +265,7 @@ impl ServeConfig {
         config
             .limits
             .check()
+            .and_then(|()| config.monitor.check())
             .map_err(|(field, why)| FileError::new(path, format!("{field}: {why}")))?;
         Ok(config)
     }
@@ -190,6 +282,20 @@ pub fn schema_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_settings_out_of_range_name_their_field() {
+        for (text, field) in [
+            (r#"{"monitor": {"slo": {"availability": 1.0}}}"#, "monitor.slo.availability"),
+            (r#"{"monitor": {"window_hours": 0}}"#, "monitor.window_hours"),
+            (r#"{"monitor": {"min_window": 0}}"#, "monitor.min_window"),
+        ] {
+            let e = ServeConfig::parse(Path::new("serve.json"), text).expect_err(text);
+            assert!(e.to_string().starts_with(&format!("serve.json: {field}: must be")), "{e}");
+        }
+        let c = ServeConfig::parse(Path::new("serve.json"), r#"{"monitor": {"window_hours": 6}}"#).expect("parses");
+        assert_eq!((c.monitor.window_hours, c.monitor.min_window), (6.0, 30));
+    }
 
     #[test]
     fn an_empty_file_is_the_defaults() {

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::admission::Full;
 use crate::release::{Model, Release};
 use crate::service::Service;
+use crate::watch::Report;
 
 mod measure;
 mod page;
@@ -35,6 +36,8 @@ pub use measure::Measured;
 
 /// The extension `GET /v2` lists for `POST /v2/models/{name}/measure`.
 pub const MEASURE_EXTENSION: &str = "cellops-measure";
+/// The Monitor stage's report: drift per image type, SLO burn rates, the evidence's counts.
+pub const MONITOR_ROUTE: &str = "/v2/monitor";
 
 /// The service's routes over `service`.
 pub fn router(service: Arc<Service>) -> Router {
@@ -47,7 +50,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready));
+        .route("/v2/health/ready", get(ready))
+        .route(MONITOR_ROUTE, get(monitor));
     for path in [model(""), version("")] {
         r = r.route(&path, get(model_metadata));
     }
@@ -137,10 +141,12 @@ async fn track(State(s): State<Arc<Service>>, request: Request, next: Next) -> R
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     m.in_flight.dec();
-    m.duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    m.duration.get_or_create(&labels).observe(seconds);
     let code = response.status().as_u16();
+    if route.ends_with("/infer") || route.ends_with("/measure") {
+        s.watch.slo.record(crate::watch::now(), code, seconds);
+    }
     m.requests.get_or_create(&RequestLabels { route, code }).inc();
     response
 }
@@ -205,7 +211,26 @@ fn busy(full: Full) -> Refusal {
     }
 }
 
+/// The monitor report of the live release (503 while none is loaded).
+async fn monitor(State(s): State<Arc<Service>>) -> Result<Json<Report>, Refusal> {
+    let Some(release) = s.current() else {
+        let why = s.readiness().reason.unwrap_or_default();
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")));
+    };
+    let report = tokio::task::spawn_blocking(move || s.watch.report(&release, crate::watch::now()))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the report stopped: {e}")))?;
+    Ok(Json(report))
+}
+
 async fn metrics(State(s): State<Arc<Service>>) -> Response {
+    if let Some(release) = s.current() {
+        let service = Arc::clone(&s);
+        let report = tokio::task::spawn_blocking(move || service.watch.report(&release, crate::watch::now())).await;
+        if let Ok(report) = report {
+            s.metrics.set_monitor(&report);
+        }
+    }
     (
         [(
             CONTENT_TYPE,

@@ -9,6 +9,8 @@
 //! - [`service`]: the live release, the previous one, reloads, readiness.
 //! - [`admission`]: the inference pool and its bounded queue.
 //! - [`app`]: the routes. [`metrics`]: `/metrics`. [`admin`]: the admin socket.
+//! - [`watch`]: what the Monitor stage reads — per-image features kept by [`evidence`], drift
+//!   against each model's reference ([`drift`]) and SLO burn rates ([`slo`]).
 //!
 //! The only crate that touches the HTTP server stack (axum on tokio).
 
@@ -16,13 +18,17 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod drift;
+pub mod evidence;
 mod listen;
 pub mod metrics;
 pub mod release;
 mod running;
 pub mod service;
 mod signals;
+pub mod slo;
 mod systemd;
+pub mod watch;
 
 pub use running::{Running, start};
 
@@ -41,7 +47,9 @@ use cellops_unet::device::{self, Accelerator, DeviceError};
 use crate::admin::AdminCommand;
 use crate::admission::Pool;
 use crate::metrics::Metrics;
-use crate::service::Service;
+use crate::evidence::Evidence;
+use crate::service::{Parts, Service};
+use crate::watch::Watch;
 
 /// Flags of `serve`. Unset limits come from the release's `serve.json`, else their defaults.
 #[derive(Debug, Clone, clap::Args)]
@@ -89,6 +97,11 @@ pub struct Args {
     /// The public listener's token file (mode 600) [serve.json: public.token_file].
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// Where the Monitor's evidence is kept (one file of per-image features a UTC day, no
+    /// pixels; created mode 700): a restart reads the drift window back. Without it the
+    /// evidence lives in memory only (the droplet's unit sets /var/lib/cellops-serve).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Device that runs the models.
     #[arg(long, value_enum, default_value_t = Accelerator::Auto)]
     pub device: Accelerator,
@@ -256,7 +269,18 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
     } else {
         release::Verification::Required
     };
-    let service = Service::new(release, selected.device, verification, limits, metrics, pool, events);
+    config
+        .monitor
+        .check()
+        .map_err(|(field, why)| ServeError::Setting(format!("{field}: {why}")))?;
+    let evidence = Evidence::open(args.state_dir.as_deref(), config.monitor.clone(), watch::now())?;
+    let parts = Parts {
+        limits,
+        metrics,
+        pool,
+        watch: Watch::new(evidence, config.monitor.slo),
+    };
+    let service = Service::new(release, selected.device, verification, parts, events);
     let (listener, address) = bind(listen, None)?;
     let mut listeners = vec![listener];
     let public = match (args.public_listen, args.token_file.clone()) {

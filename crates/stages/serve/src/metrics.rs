@@ -43,7 +43,28 @@ pub struct TypeLabels {
     pub image_type: String,
 }
 
+/// A feature of an image type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    /// The image type.
+    pub image_type: String,
+    /// `input` or `prediction`.
+    pub kind: String,
+    /// The feature.
+    pub feature: String,
+}
+
+/// An objective over a window.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BurnLabels {
+    /// `availability` or `latency`.
+    pub objective: String,
+    /// The window (`5m`, `1h`, …).
+    pub window: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// Every metric of the service.
 #[derive(Debug)]
@@ -72,6 +93,54 @@ pub struct Metrics {
     pub positive: Histograms<TypeLabels>,
     /// Share of pixels per image whose foreground probability is between 0.3 and 0.7.
     pub uncertain: Histograms<TypeLabels>,
+    /// The Monitor's gauges (set from its report at each scrape).
+    monitor: MonitorGauges,
+}
+
+/// The gauges of the monitor report.
+#[derive(Debug, Default)]
+struct MonitorGauges {
+    score: Family<FeatureLabels, FloatGauge>,
+    status: Family<TypeLabels, Gauge>,
+    window: Family<TypeLabels, Gauge>,
+    burn: Family<BurnLabels, FloatGauge>,
+    dropped: Gauge,
+    write_errors: Gauge,
+}
+
+impl MonitorGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "cellops_drift_score",
+            "Kolmogorov-Smirnov statistic of the drift window against the model's reference, by image type and feature",
+            self.score.clone(),
+        );
+        r.register(
+            "cellops_drift_status",
+            "Drift verdict per image type: -1 not enough data or no reference, 0 none, 1 warn, 2 alert",
+            self.status.clone(),
+        );
+        r.register(
+            "cellops_drift_window_images",
+            "Images in the drift window, by image type",
+            self.window.clone(),
+        );
+        r.register(
+            "cellops_slo_burn_rate",
+            "Burn rate of the error budget, by objective and window (1 spends it exactly)",
+            self.burn.clone(),
+        );
+        r.register(
+            "cellops_monitor_rows_dropped_today",
+            "Images measured today past monitor.max_rows_per_day (counted, not kept)",
+            self.dropped.clone(),
+        );
+        r.register(
+            "cellops_monitor_write_errors",
+            "Feature rows that could not be written to the state folder since the start",
+            self.write_errors.clone(),
+        );
+    }
 }
 
 fn seconds() -> Histogram {
@@ -121,7 +190,9 @@ impl Metrics {
         let uncertain: Histograms<TypeLabels> = Family::new_with_constructor(small_ratios);
         let queue_depth = Gauge::default();
         let reload_failures = Counter::default();
+        let monitor = MonitorGauges::default();
         let r = &mut registry;
+        monitor.register(r);
         r.register(
             "cellops_http_requests",
             "HTTP requests answered, by route and status",
@@ -201,7 +272,47 @@ impl Metrics {
             form_factor,
             positive,
             uncertain,
+            monitor,
         }
+    }
+
+    /// Sets the Monitor's gauges from its report (image types and windows not in it disappear).
+    pub fn set_monitor(&self, report: &crate::watch::Report) {
+        let g = &self.monitor;
+        g.score.clear();
+        g.status.clear();
+        g.window.clear();
+        g.burn.clear();
+        for t in &report.drift {
+            let labels = TypeLabels {
+                image_type: t.image_type.clone(),
+            };
+            g.status.get_or_create(&labels).set(t.status.gauge());
+            g.window.get_or_create(&labels).set(t.window_images as i64);
+            for f in &t.features {
+                if let Some(score) = f.score {
+                    g.score
+                        .get_or_create(&FeatureLabels {
+                            image_type: t.image_type.clone(),
+                            kind: f.kind.as_str().to_owned(),
+                            feature: f.name.to_owned(),
+                        })
+                        .set(score);
+                }
+            }
+        }
+        for b in &report.slo.burn_rates {
+            if let Some(rate) = b.burn_rate {
+                g.burn
+                    .get_or_create(&BurnLabels {
+                        objective: b.objective.to_owned(),
+                        window: b.window.to_owned(),
+                    })
+                    .set(rate);
+            }
+        }
+        g.dropped.set(report.evidence.dropped_today as i64);
+        g.write_errors.set(report.evidence.write_errors as i64);
     }
 
     /// Names the release now served in `cellops_model_info` (the one before disappears).

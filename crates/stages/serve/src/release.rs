@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cellops_analysis::{Analyzer, Segmenter};
 use cellops_formats::params::ParamsFile;
 use cellops_formats::release::DeployRecord;
 use cellops_formats::serve::{self, ServeConfig};
+use cellops_formats::bundle::ReferenceProfile;
 use cellops_formats::{FileError, bundle};
 use cellops_unet::Device;
 use cellops_unet::golden::{self, GoldenReport};
@@ -38,6 +40,9 @@ pub struct Model {
     pub golden: Option<GoldenReport>,
     /// The model itself, for `infer` (its clones in the analyzers share the weights).
     pub predictor: Predictor,
+    /// Its reference profile (`reference.json`, checked against `bundle.json` when the bundle
+    /// loaded), which drift is computed against; `None` for a bundle without one.
+    pub reference: Option<Arc<ReferenceProfile>>,
 }
 
 /// An image type: its parameter file's analyzer and the model that segments it.
@@ -58,6 +63,7 @@ impl std::fmt::Debug for Model {
             .field("input_channels", &self.input_channels)
             .field("outputs", &self.outputs)
             .field("golden", &self.golden)
+            .field("reference_images", &self.reference.as_ref().map(|r| r.images.len()))
             .finish_non_exhaustive()
     }
 }
@@ -204,7 +210,16 @@ fn load_model(bundle_dir: &Path, device: &Device) -> Result<Model, ServeError> {
         message: e.to_string(),
     })?;
     let meta = predictor.meta();
+    let reference = match meta.reference {
+        Some(_) => {
+            let path = bundle_dir.join(bundle::REFERENCE);
+            let bytes = std::fs::read(&path).map_err(|e| FileError::new(&path, format!("cannot read: {e}")))?;
+            Some(Arc::new(ReferenceProfile::from_slice(&path, &bytes)?))
+        }
+        None => None,
+    };
     Ok(Model {
+        reference,
         name: model_name(bundle_dir),
         version: meta.id.clone(),
         input_channels: meta.input_channels,

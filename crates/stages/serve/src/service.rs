@@ -21,6 +21,7 @@ use crate::ServeError;
 use crate::admission::Pool;
 use crate::metrics::Metrics;
 use crate::release::{Release, Verification};
+use crate::watch::Watch;
 
 /// What the service shares between its handlers, its signal handlers and its admin socket.
 #[derive(Debug)]
@@ -41,6 +42,22 @@ pub struct Service {
     pub metrics: Metrics,
     /// The inference pool.
     pub pool: Pool,
+    /// The evidence for the Monitor stage: feature rows, drift, SLO burn rates.
+    pub watch: Watch,
+}
+
+/// What a service works with besides its release: limits, metrics, the inference pool and the
+/// Monitor's evidence.
+#[derive(Debug)]
+pub struct Parts {
+    /// The limits.
+    pub limits: ServeLimits,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The inference pool.
+    pub pool: Pool,
+    /// The evidence.
+    pub watch: Watch,
 }
 
 /// What a reload did.
@@ -121,11 +138,15 @@ impl Service {
         source: &Path,
         device: Device,
         verification: Verification,
-        limits: ServeLimits,
-        metrics: Metrics,
-        pool: Pool,
+        parts: Parts,
         events: Option<UnboundedSender<String>>,
     ) -> Self {
+        let Parts {
+            limits,
+            metrics,
+            pool,
+            watch,
+        } = parts;
         Self {
             source: source.to_owned(),
             device,
@@ -139,6 +160,7 @@ impl Service {
             limits,
             metrics,
             pool,
+            watch,
         }
     }
 

@@ -11,6 +11,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
+use cellops_dataset::ops::features::image_features;
 use cellops_measure::objects::{Cell, ImageSummary};
 use cellops_measure::table::Table;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     ModelPath, Refusal, analysis_refusal, csv_response, decode, error, pick, provenance, read_body, wants_csv, work,
 };
+use crate::evidence::Row;
 use crate::metrics::{Metrics, TypeLabels};
 use crate::release::Release;
 use crate::service::Service;
@@ -157,13 +159,20 @@ fn analyse(
         return Ok(Answer::Overlay(png));
     }
     let uncertain = analysed.uncertain();
+    let version = release.model(&t.model).map(|m| m.version.clone()).unwrap_or_default();
+    s.watch.keep(Row {
+        at: crate::watch::now(),
+        image_type: image_type.to_owned(),
+        model: version.clone(),
+        input: image_features(&input.image.raster).values().to_vec(),
+        prediction: analysed.prediction.map(|p| p.values().to_vec()),
+    });
     let m = analysed.measurement;
     observe(&s.metrics, image_type, &m.summary, &m.rows, uncertain);
     let mut table = Table::default();
     for row in m.rows {
         table.push(row);
     }
-    let version = release.model(&t.model).map(|m| m.version.clone()).unwrap_or_default();
     let measured = Measured {
         model_name: t.model.clone(),
         model_version: version,
