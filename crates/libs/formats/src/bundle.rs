@@ -145,7 +145,13 @@ pub struct PredictionFeatures {
 
 impl PredictionFeatures {
     /// The feature names, in [`PredictionFeatures::values`]' order (and the field names).
-    pub const NAMES: [&'static str; 5] = ["nuclei", "area_px", "form_factor", "foreground_probability", "uncertain"];
+    pub const NAMES: [&'static str; 5] = [
+        "nuclei",
+        "area_px",
+        "form_factor",
+        "foreground_probability",
+        "uncertain",
+    ];
 
     /// The values, in [`PredictionFeatures::NAMES`]' order.
     pub fn values(&self) -> [Option<f64>; 5] {
@@ -239,7 +245,10 @@ impl ReferenceProfile {
         let Some(k) = self.prediction_features.iter().position(|f| f == name) else {
             return Vec::new();
         };
-        self.predictions.iter().filter_map(|r| r.get(k).copied().flatten()).collect()
+        self.predictions
+            .iter()
+            .filter_map(|r| r.get(k).copied().flatten())
+            .collect()
     }
 
     /// The file's bytes and its record for `bundle.json`.

@@ -118,8 +118,16 @@ impl MonitorSettings {
             ),
             ("monitor.max_rows_per_day", self.max_rows_per_day >= 1, "at least 1"),
             ("monitor.min_window", self.min_window >= 1, "at least 1"),
-            ("monitor.slo.availability", ratio(self.slo.availability), "a share in (0, 1)"),
-            ("monitor.slo.latency_target", ratio(self.slo.latency_target), "a share in (0, 1)"),
+            (
+                "monitor.slo.availability",
+                ratio(self.slo.availability),
+                "a share in (0, 1)",
+            ),
+            (
+                "monitor.slo.latency_target",
+                ratio(self.slo.latency_target),
+                "a share in (0, 1)",
+            ),
             (
                 "monitor.slo.latency_s",
                 self.slo.latency_s.is_finite() && self.slo.latency_s > 0.0,
@@ -286,12 +294,18 @@ mod tests {
     #[test]
     fn monitor_settings_out_of_range_name_their_field() {
         for (text, field) in [
-            (r#"{"monitor": {"slo": {"availability": 1.0}}}"#, "monitor.slo.availability"),
+            (
+                r#"{"monitor": {"slo": {"availability": 1.0}}}"#,
+                "monitor.slo.availability",
+            ),
             (r#"{"monitor": {"window_hours": 0}}"#, "monitor.window_hours"),
             (r#"{"monitor": {"min_window": 0}}"#, "monitor.min_window"),
         ] {
             let e = ServeConfig::parse(Path::new("serve.json"), text).expect_err(text);
-            assert!(e.to_string().starts_with(&format!("serve.json: {field}: must be")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("serve.json: {field}: must be")),
+                "{e}"
+            );
         }
         let c = ServeConfig::parse(Path::new("serve.json"), r#"{"monitor": {"window_hours": 6}}"#).expect("parses");
         assert_eq!((c.monitor.window_hours, c.monitor.min_window), (6.0, 30));

@@ -198,6 +198,9 @@ mod tests {
         assert_eq!(t.profile.len(), 1);
         let f = t.profile[0];
         assert_eq!(f.nuclei, 2.0);
-        assert!(f.uncertain > 0.1 && f.foreground_probability.is_some_and(|p| p < 0.9), "{f:?}");
+        assert!(
+            f.uncertain > 0.1 && f.foreground_probability.is_some_and(|p| p < 0.9),
+            "{f:?}"
+        );
     }
 }

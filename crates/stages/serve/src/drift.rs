@@ -203,7 +203,8 @@ fn feature(name: &'static str, kind: Kind, reference: &[f64], window: &[f64], mi
         chunks: CHUNKS,
         seed: SEED,
     };
-    let judged = calibrate(STATISTIC, reference, &cal).and_then(|levels| judge(STATISTIC, reference, window, levels, min_window));
+    let judged = calibrate(STATISTIC, reference, &cal)
+        .and_then(|levels| judge(STATISTIC, reference, window, levels, min_window));
     let Ok(j) = judged else {
         // A reference or window holding a non-finite value: nothing sound to say.
         return out;
@@ -273,7 +274,11 @@ mod tests {
             30,
         );
         assert_eq!(same[0].status, Status::NoDrift, "{:?}", same[0]);
-        let bright = judge_all(std::slice::from_ref(&subject), &rows(40, |i| 0.5 + 0.001 * i as f64), 30);
+        let bright = judge_all(
+            std::slice::from_ref(&subject),
+            &rows(40, |i| 0.5 + 0.001 * i as f64),
+            30,
+        );
         assert_eq!(bright[0].status, Status::Alert);
         assert!(bright[0].drifted.contains(&"mean"), "{:?}", bright[0].drifted);
         assert_eq!(bright[0].features[0].levels, "calibrated");

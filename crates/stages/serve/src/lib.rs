@@ -46,8 +46,8 @@ use cellops_unet::device::{self, Accelerator, DeviceError};
 
 use crate::admin::AdminCommand;
 use crate::admission::Pool;
-use crate::metrics::Metrics;
 use crate::evidence::Evidence;
+use crate::metrics::Metrics;
 use crate::service::{Parts, Service};
 use crate::watch::Watch;
 

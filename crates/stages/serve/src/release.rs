@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cellops_analysis::{Analyzer, Segmenter};
+use cellops_formats::bundle::ReferenceProfile;
 use cellops_formats::params::ParamsFile;
 use cellops_formats::release::DeployRecord;
 use cellops_formats::serve::{self, ServeConfig};
-use cellops_formats::bundle::ReferenceProfile;
 use cellops_formats::{FileError, bundle};
 use cellops_unet::Device;
 use cellops_unet::golden::{self, GoldenReport};

@@ -13,7 +13,13 @@ use cellops_formats::serve::Slo;
 use serde::Serialize;
 
 /// The windows burn rates are computed over, in seconds, and their names.
-pub const WINDOWS: [(u64, &str); 5] = [(300, "5m"), (1800, "30m"), (3600, "1h"), (21_600, "6h"), (86_400, "24h")];
+pub const WINDOWS: [(u64, &str); 5] = [
+    (300, "5m"),
+    (1800, "30m"),
+    (3600, "1h"),
+    (21_600, "6h"),
+    (86_400, "24h"),
+];
 
 /// One minute's counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,7 +97,10 @@ impl Tracker {
     pub fn burn_rates(&self, now: u64) -> Vec<Burn> {
         let minutes = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = Vec::new();
-        for (objective, target) in [("availability", self.slo.availability), ("latency", self.slo.latency_target)] {
+        for (objective, target) in [
+            ("availability", self.slo.availability),
+            ("latency", self.slo.latency_target),
+        ] {
             for (secs, window) in WINDOWS {
                 // Minutes whose start lies within the window (the current one included).
                 let from = (now / 60).saturating_sub(secs / 60 - 1);

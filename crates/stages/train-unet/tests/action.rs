@@ -85,7 +85,9 @@ fn trains_writes_a_bundle_and_resumes() {
     assert_eq!(predictions.len(), val_rows, "{profile}");
     assert_eq!(profile["prediction_features"][0], "nuclei");
     assert!(
-        predictions.iter().all(|r| r.as_array().is_some_and(|v| v.len() == 5 && v[0].is_number())),
+        predictions
+            .iter()
+            .all(|r| r.as_array().is_some_and(|v| v.len() == 5 && v[0].is_number())),
         "{profile}"
     );
     let sha = cellops_formats::release::sha256_of(reference.as_slice())

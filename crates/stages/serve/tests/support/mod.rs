@@ -162,23 +162,36 @@ pub fn trickle_headers(base: &str) -> (std::time::Duration, std::io::Result<usiz
     (started.elapsed(), ended)
 }
 
-/// Writes `deploy.json` for the release folder `dir`, as a deploy does.
+/// Every file below `dir/rel`, as `/`-separated paths relative to `dir`.
+fn files_below(dir: &Path, rel: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.join(rel)).expect("list the release") {
+        let entry = entry.expect("entry");
+        let path = rel.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            out.extend(files_below(dir, &path));
+        } else {
+            out.push(path.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    out
+}
+
+/// Writes `deploy.json` for the release folder `dir` (every file in it), as a deploy does.
 pub fn record(dir: &Path, id: &str) {
     let mut files = Vec::new();
-    for rel in [
-        "cell-params/fluorescence-dapi.yaml",
-        "models/nuclei/bundle.json",
-        "models/nuclei/model.safetensors",
-        "models/nuclei/golden.png",
-        "models/nuclei/golden.f32",
-    ] {
-        let (size, sha256) = sha256_of(std::fs::File::open(dir.join(rel)).expect("record")).expect("record");
+    for rel in files_below(dir, Path::new("")) {
+        if rel == RECORD {
+            continue;
+        }
+        let (size, sha256) = sha256_of(std::fs::File::open(dir.join(&rel)).expect("record")).expect("record");
         files.push(FileEntry {
-            path: rel.into(),
+            path: rel,
             size,
             sha256,
         });
     }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     let r = DeployRecord {
         format: FORMAT.into(),
         id: id.into(),
