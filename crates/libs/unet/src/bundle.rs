@@ -346,6 +346,8 @@ pub struct Shipped {
     pub weights: &'static [u8],
     /// The model card (Markdown).
     pub card: &'static str,
+    /// The reference profile (`reference.json`), which `bundle.json` hashes.
+    pub reference: &'static str,
 }
 
 /// Where the shipped bundles live in the repository (relative to its root).
@@ -357,6 +359,7 @@ pub const SHIPPED: &[Shipped] = &[Shipped {
     metadata: include_str!("../../../../models/nuclei/bundle.json"),
     weights: include_bytes!("../../../../models/nuclei/model.safetensors"),
     card: include_str!("../../../../models/nuclei/MODEL_CARD.md"),
+    reference: include_str!("../../../../models/nuclei/reference.json"),
 }];
 
 /// The shipped bundle called `name`.

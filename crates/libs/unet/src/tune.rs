@@ -81,11 +81,10 @@ fn profile(images: &[Cached<'_>], values: &PostProcessing) -> Vec<PredictionFeat
         .collect()
 }
 
-/// Searches the post-processing for `model` on `samples` (validation images with instance
-/// labels); `None` when no sample has labels.
-pub fn tune(model: &UNet, samples: &[Sample], device: &Device) -> Option<Tuned> {
+/// The model's predictions on the labelled samples.
+fn predictions<'a>(model: &UNet, samples: &'a [Sample], device: &Device) -> Vec<Cached<'a>> {
     let tiling = PredictConfig::new().with_tile(512).with_overlap(64);
-    let images: Vec<Cached<'_>> = samples
+    samples
         .iter()
         .filter(|s| s.labels.len() == s.width * s.height)
         .map(|s| {
@@ -102,11 +101,28 @@ pub fn tune(model: &UNet, samples: &[Sample], device: &Device) -> Option<Tuned> 
                 labels: &s.labels,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Searches the post-processing for `model` on `samples` (validation images with instance
+/// labels); `None` when no sample has labels.
+pub fn tune(model: &UNet, samples: &[Sample], device: &Device) -> Option<Tuned> {
+    let images = predictions(model, samples, device);
     if images.is_empty() {
         return None;
     }
     Some(search(&images))
+}
+
+/// The prediction features of `model` on the labelled `samples` under `values` (a bundle's own
+/// post-processing): the reference profile's rows without searching again.
+pub fn profile_at(
+    model: &UNet,
+    samples: &[Sample],
+    values: &PostProcessing,
+    device: &Device,
+) -> Vec<PredictionFeatures> {
+    profile(&predictions(model, samples, device), values)
 }
 
 fn search(images: &[Cached<'_>]) -> Tuned {

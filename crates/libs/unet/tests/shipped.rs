@@ -27,6 +27,22 @@ fn the_shipped_bundle_loads_verifies_and_has_the_id_of_its_model_card() {
         b.weights
     );
     assert!(meta.postprocessing.is_some(), "tuned post-processing ships with it");
+    // Its reference profile ships too, the file bundle.json hashes, with the validation outputs.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("reference.json")).expect("reference"),
+        b.reference
+    );
+    let record = meta.reference.as_ref().expect("a reference record");
+    assert_eq!(
+        cellops_formats::release::sha256_of(b.reference.as_bytes())
+            .expect("sha")
+            .1,
+        record.sha256
+    );
+    let profile =
+        cellops_formats::bundle::ReferenceProfile::from_slice(&dir.join("reference.json"), b.reference.as_bytes())
+            .expect("the profile reads");
+    assert_eq!((profile.images.len(), profile.predictions.len()), (490, 107));
     assert!(meta.preprocessing.scale.is_some(), "trained at a nucleus scale");
     // Its golden check passes here, as it must wherever it is served.
     let predictor = Predictor::load(&dir, &Device::flex(), PredictConfig::new()).expect("load the folder");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cellops_actions::Runner;
 use cellops_dataset::layout::Subset;
-use cellops_formats::bundle::ReferenceProfile;
+use cellops_formats::bundle::{PredictionFeatures, ReferenceProfile};
 use cellops_unet::bundle::{self, BundleMeta};
 use cellops_unet::data::{DataError, PreparedDataset};
 use cellops_unet::device::{self, Accelerator};
@@ -31,6 +31,11 @@ pub struct RebundleArgs {
     /// the reference profile written anew (its inputs' features, the model's outputs on validation).
     #[arg(long, value_name = "DIR")]
     pub dataset: Option<PathBuf>,
+    /// A prepared dataset to write the reference profile from — its training and validation
+    /// inputs' features, the model's outputs on its validation split under the bundle's own
+    /// post-processing — without tuning or scoring again (`--dataset` also writes it).
+    #[arg(long, value_name = "DIR", conflicts_with = "dataset")]
+    pub profile: Option<PathBuf>,
     /// A file to add to the bundle under its own name (a model card); repeatable.
     #[arg(long = "add", value_name = "FILE")]
     pub add: Vec<PathBuf>,
@@ -62,6 +67,16 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
                 extra.push((name.to_owned(), bytes));
             }
         }
+    } else if let Some(shipped) = args.from.to_str().and_then(bundle::shipped) {
+        // A shipped bundle's files travel from the binary.
+        extra.push((
+            cellops_formats::bundle::MODEL_CARD.to_owned(),
+            shipped.card.as_bytes().to_vec(),
+        ));
+        extra.push((
+            cellops_formats::bundle::REFERENCE.to_owned(),
+            shipped.reference.as_bytes().to_vec(),
+        ));
     }
     for path in &args.add {
         let name = path
@@ -98,13 +113,7 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
         }
         // The reference profile is written anew: this dataset's inputs, this tuning's outputs.
         let profile = tuned.as_ref().map(|t| t.profile.as_slice()).unwrap_or_default();
-        extra.retain(|(n, _)| n != cellops_formats::bundle::REFERENCE);
-        meta.reference = None;
-        if let Some(p) = ReferenceProfile::of_manifest(dataset.manifest()) {
-            let (record, bytes) = p.with_predictions(profile).to_file();
-            meta.reference = Some(record);
-            extra.push((cellops_formats::bundle::REFERENCE.to_owned(), bytes));
-        }
+        set_reference(&mut meta, &mut extra, &dataset, profile);
         match dataset.load(Subset::Test, targets) {
             Ok(test) => {
                 let v = evaluate_with(
@@ -120,6 +129,18 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
             Err(e) => return Err(e.into()),
         }
     }
+    if let Some(dir) = &args.profile {
+        let dataset = PreparedDataset::open(dir)?;
+        check_preprocessing(&args.from, &meta.preprocessing, &dataset.manifest().config, dir)?;
+        let val = dataset.load(Subset::Val, meta.training.targets())?;
+        let values = meta.postprocessing.unwrap_or_default();
+        let profile = tune::profile_at(&model, &val, &values, &selected.device);
+        runner.info(&format!(
+            "reference profile: prediction features of {} validation images",
+            profile.len()
+        ))?;
+        set_reference(&mut meta, &mut extra, &dataset, &profile);
+    }
     // The golden check is recorded again on this device, by this build.
     let golden = cellops_unet::golden::record(&model, meta.input_channels, &selected.device, selected.kind.as_str())?;
     meta.golden = Some(golden.record);
@@ -129,6 +150,23 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
     runner.set_output("bundle", &args.output.display().to_string())?;
     runner.set_output("bundle-id", &meta.id)?;
     Ok(meta)
+}
+
+/// Replaces the bundle's reference profile with `dataset`'s training and validation inputs and
+/// the model's `profile` rows (none when the manifest has no features).
+fn set_reference(
+    meta: &mut BundleMeta,
+    extra: &mut Vec<(String, Vec<u8>)>,
+    dataset: &PreparedDataset,
+    profile: &[PredictionFeatures],
+) {
+    extra.retain(|(n, _)| n != cellops_formats::bundle::REFERENCE);
+    meta.reference = None;
+    if let Some(p) = ReferenceProfile::of_manifest(dataset.manifest()) {
+        let (record, bytes) = p.with_predictions(profile).to_file();
+        meta.reference = Some(record);
+        extra.push((cellops_formats::bundle::REFERENCE.to_owned(), bytes));
+    }
 }
 
 /// Runs `cellops bundle` and ends it the way every stage ends.

@@ -26,7 +26,13 @@ pub fn release_named(root: &Path, name: &str) -> PathBuf {
     let bundle = r.join("models/nuclei");
     std::fs::create_dir_all(&bundle).expect("dir");
     std::fs::create_dir_all(r.join("cell-params")).expect("dir");
-    for f in ["bundle.json", "model.safetensors", "golden.png", "golden.f32"] {
+    for f in [
+        "bundle.json",
+        "model.safetensors",
+        "golden.png",
+        "golden.f32",
+        "reference.json",
+    ] {
         std::fs::copy(repo().join("models/nuclei").join(f), bundle.join(f)).expect("copy the bundle");
     }
     std::fs::copy(
