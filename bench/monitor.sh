@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drift statistics (cellops-monitor) against SciPy and Evidently on the same samples: the values
+# Drift statistics (cellops-drift) against SciPy and Evidently on the same samples: the values
 # and the time of each on 10^6 samples (500,000 + 500,000 nucleus areas). Single-threaded on
 # both sides. Needs a venv with Evidently 0.4.40 and SciPy (PY, default /tmp/evvenv/bin/python):
 #   python3 -m venv /tmp/evvenv && /tmp/evvenv/bin/pip install evidently==0.4.40 scipy

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes crates/libs/monitor/tests/data/reference_values.json: pairs of samples and what SciPy and
-Evidently say about them, for cellops-monitor's tests (values to 1e-9).
+"""Writes crates/libs/drift/tests/data/reference_values.json: pairs of samples and what SciPy and
+Evidently say about them, for cellops-drift's tests (values to 1e-9).
 
     python3 -m venv /tmp/evvenv && /tmp/evvenv/bin/pip install evidently==0.4.40 scipy
     /tmp/evvenv/bin/python bench/monitor_fixtures.py
@@ -78,7 +78,7 @@ def main():
         "cases": [case(*s) for s in samples(rng)],
     }
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "crates/libs/monitor/tests/data/reference_values.json")
+    path = os.path.join(root, "crates/libs/drift/tests/data/reference_values.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(out, f, separators=(",", ":"))

@@ -1,7 +1,7 @@
 //! Drift: each image type's window of rows ([`crate::evidence`]) against its model's reference
 //! profile (`reference.json` in the bundle), feature by feature, by the two-sample
 //! Kolmogorov–Smirnov statistic with warn and alert levels calibrated from bootstrap chunks of the
-//! reference at the window's size (`cellops-monitor`). Input features compare every image of the
+//! reference at the window's size (`cellops-drift`). Input features compare every image of the
 //! type; prediction features only those the current model segmented. A window under
 //! `min_window` images says "not enough data", never "no drift".
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use cellops_formats::bundle::{PredictionFeatures, ReferenceProfile};
 use cellops_formats::dataset::ImageFeatures;
-use cellops_monitor::thresholds::{Calibration, LevelSource, Statistic, Verdict, calibrate, judge};
+use cellops_drift::thresholds::{Calibration, LevelSource, Statistic, Verdict, calibrate, judge};
 use serde::Serialize;
 
 use crate::evidence::Row;

@@ -131,12 +131,12 @@ impl MonitorGauges {
             self.burn.clone(),
         );
         r.register(
-            "cellops_monitor_rows_dropped_today",
+            "cellops_drift_rows_dropped_today",
             "Images measured today past monitor.max_rows_per_day (counted, not kept)",
             self.dropped.clone(),
         );
         r.register(
-            "cellops_monitor_write_errors",
+            "cellops_drift_write_errors",
             "Feature rows that could not be written to the state folder since the start",
             self.write_errors.clone(),
         );

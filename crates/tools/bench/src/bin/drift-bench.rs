@@ -1,4 +1,4 @@
-//! `drift-bench`: times `cellops_monitor`'s drift statistics on two samples read from files of
+//! `drift-bench`: times `cellops_drift`'s drift statistics on two samples read from files of
 //! little-endian `f64` (written by `bench/monitor.sh` for SciPy and Evidently to read the same
 //! values) and prints one JSON line per statistic: its value and the best time of `--repeat` runs.
 
@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use cellops_monitor::StatsError;
-use cellops_monitor::binned::{hellinger, jensen_shannon, psi};
-use cellops_monitor::distance::{wasserstein, wasserstein_normed};
-use cellops_monitor::ks::ks_2samp;
+use cellops_drift::StatsError;
+use cellops_drift::binned::{hellinger, jensen_shannon, psi};
+use cellops_drift::distance::{wasserstein, wasserstein_normed};
+use cellops_drift::ks::ks_2samp;
 use clap::Parser;
 
 /// Time the drift statistics on two samples.

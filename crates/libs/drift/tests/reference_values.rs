@@ -2,9 +2,9 @@
 //! (`tests/data/reference_values.json`, written by `bench/monitor_fixtures.py` with SciPy and
 //! Evidently 0.4.40): agreement to 1e-9.
 
-use cellops_monitor::binned::{hellinger, jensen_shannon, psi};
-use cellops_monitor::distance::{wasserstein, wasserstein_normed};
-use cellops_monitor::ks::{KsMethod, kolmogorov_sf, ks_2samp};
+use cellops_drift::binned::{hellinger, jensen_shannon, psi};
+use cellops_drift::distance::{wasserstein, wasserstein_normed};
+use cellops_drift::ks::{KsMethod, kolmogorov_sf, ks_2samp};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-9;

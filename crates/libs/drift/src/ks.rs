@@ -35,7 +35,7 @@ pub struct KsTest {
 /// The two-sided two-sample KS test of `reference` against `current`.
 ///
 /// ```
-/// use cellops_monitor::ks::{KsMethod, ks_2samp};
+/// use cellops_drift::ks::{KsMethod, ks_2samp};
 /// let t = ks_2samp(&[1.0, 2.0, 3.0, 4.0], &[3.0, 4.0, 5.0, 6.0]).unwrap();
 /// assert_eq!((t.statistic, t.method), (0.5, KsMethod::Exact));
 /// assert!((t.p_value - 0.771_428_571_428_571_4).abs() < 1e-12);
@@ -151,7 +151,7 @@ fn prob_outside_band(m: usize, n: usize, g: usize, h: usize) -> Option<f64> {
 /// (`scipy.special.kolmogorov`).
 ///
 /// ```
-/// use cellops_monitor::ks::kolmogorov_sf;
+/// use cellops_drift::ks::kolmogorov_sf;
 /// assert_eq!(kolmogorov_sf(0.0), 1.0);
 /// assert!((kolmogorov_sf(1.0) - 0.269_999_671_677_355_4).abs() < 1e-12);
 /// ```

@@ -5,7 +5,7 @@
 use cellops_dataset::ops::features::{ImageFeatures, image_features};
 use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
 use cellops_dataset::{Raster, Samples};
-use cellops_monitor::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
+use cellops_drift::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
 
 const SIZE: u32 = 64;
 const WINDOW: usize = 40;

@@ -32,7 +32,7 @@ pub enum EmptyBins {
 /// bins from the smallest to the largest value (one bin of width 1 around a constant).
 ///
 /// ```
-/// use cellops_monitor::binned::sturges_edges;
+/// use cellops_drift::binned::sturges_edges;
 /// assert_eq!(sturges_edges(&[0.0, 1.0, 2.0, 3.0]), [0.0, 1.0, 2.0, 3.0]);
 /// assert_eq!(sturges_edges(&[5.0, 5.0]), [4.5, 5.5]);
 /// ```
@@ -147,7 +147,7 @@ fn floor_empty(shares: &mut [f64]) {
 /// empty-bin floor, natural logarithm).
 ///
 /// ```
-/// use cellops_monitor::binned::psi;
+/// use cellops_drift::binned::psi;
 /// assert_eq!(psi(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]).unwrap(), 0.0);
 /// assert!(psi(&[1.0, 1.0, 2.0, 2.0], &[1.0, 2.0, 2.0, 2.0]).unwrap() > 0.1);
 /// ```

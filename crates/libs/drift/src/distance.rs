@@ -12,7 +12,7 @@ pub const MIN_NORM: f64 = 0.001;
 /// between their CDFs, in the values' unit.
 ///
 /// ```
-/// use cellops_monitor::distance::wasserstein;
+/// use cellops_drift::distance::wasserstein;
 /// assert_eq!(wasserstein(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]).unwrap(), 5.0);
 /// ```
 pub fn wasserstein(u: &[f64], v: &[f64]) -> Result<f64, StatsError> {
@@ -31,7 +31,7 @@ pub fn wasserstein(u: &[f64], v: &[f64]) -> Result<f64, StatsError> {
 /// The population standard deviation (numpy's `std`, `ddof = 0`).
 ///
 /// ```
-/// assert_eq!(cellops_monitor::distance::std_dev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap(), 2.0);
+/// assert_eq!(cellops_drift::distance::std_dev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap(), 2.0);
 /// ```
 pub fn std_dev(values: &[f64]) -> Result<f64, StatsError> {
     check_both(values, values)?;
