@@ -6,6 +6,8 @@
 //! fingerprints; skipping needs an explicit opt-out), the private key stays in memory, and errors
 //! say what to fix ([`ssh::ConnectError`], [`keys`]).
 
+#[cfg(feature = "clap")]
+pub mod flags;
 pub mod keys;
 pub mod release;
 pub mod remote;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_deploy::release::{self, DeployConfig, DeployError, Outcome, Provenance, ReleaseInfo, SourceFile};
 use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
-use cellops_deploy::ssh::{self, Auth, ConnectError, HostCheck, SshOptions};
+use cellops_deploy::flags::{SshArgs, split_list};
+use cellops_deploy::ssh::{self, ConnectError, HostCheck, SshOptions};
 use cellops_deploy::target::{self, Target, TargetError};
 use cellops_formats::FileError;
 use cellops_formats::bundle;
@@ -50,33 +51,9 @@ pub struct Args {
     /// Where to: ssh://user@host:port/base/path, file:///path, or /base/path on --host.
     #[arg(long, value_name = "URL")]
     pub target: String,
-    /// Server host (when the target is a bare path, or to override the URL's).
-    #[arg(long)]
-    pub host: Option<String>,
-    /// SSH port.
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// SSH user.
-    #[arg(long)]
-    pub username: Option<String>,
-    /// Private key (OpenSSH or PEM text, e.g. from a secret); kept in memory, masked in logs.
-    #[arg(long, hide_env_values = true)]
-    pub key: Option<String>,
-    /// Passphrase of the private key.
-    #[arg(long)]
-    pub passphrase: Option<String>,
-    /// Password authentication (only used when given; prefer a key).
-    #[arg(long)]
-    pub password: Option<String>,
-    /// known_hosts lines that pin the server's host key.
-    #[arg(long, value_name = "LINES")]
-    pub known_hosts: Option<String>,
-    /// Accepted host-key fingerprints (SHA256:…), separated by commas, spaces or newlines.
-    #[arg(long, value_name = "SHA256")]
-    pub fingerprint: Option<String>,
-    /// Do not verify the server's host key (dangerous: anyone on the path can impersonate it).
-    #[arg(long)]
-    pub insecure_skip_host_key_check: bool,
+    /// How to reach the server.
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// Folder whose relative paths the release keeps (`--source` and `--include` are relative to
     /// it).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -107,9 +84,6 @@ pub struct Args {
     /// A lock older than this is taken over.
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     pub lock_timeout: u64,
-    /// TCP connect timeout.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub connect_timeout: u64,
     /// Tunnel: the local address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub local: std::net::SocketAddr,
@@ -204,14 +178,6 @@ pub enum Done {
     Listed(Vec<ReleaseInfo>, String),
     /// A tunnel that stopped: its local address.
     Tunnelled(std::net::SocketAddr),
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split([',', '\n', ' '])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 fn rel_of(path: &Path) -> String {
@@ -344,7 +310,7 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
 }
 
 /// The SSH options of the target's `user`, `host` and `port` (each from the URL or its input) and
-/// the credentials and host check the inputs give.
+/// the credentials and host check the inputs give; a warning when host keys go unchecked.
 fn ssh_options(
     args: &Args,
     runner: &Runner,
@@ -352,39 +318,8 @@ fn ssh_options(
     host: Option<String>,
     port: Option<u16>,
 ) -> Result<SshOptions, StageError> {
-    let pick = |url: Option<String>, input: Option<String>, what: &str| -> Result<Option<String>, StageError> {
-        match (url, input) {
-            (Some(a), Some(b)) if a != b => Err(StageError::Usage(format!(
-                "the target says {what} `{a}` but the {what} input says `{b}`"
-            ))),
-            (a, b) => Ok(a.or(b)),
-        }
-    };
-    let host = pick(host, args.host.clone(), "host")?
-        .ok_or_else(|| StageError::Usage("no host: give it in the target URL or the host input".into()))?;
-    let username = pick(user, args.username.clone(), "username")?
-        .ok_or_else(|| StageError::Usage("no username: give it in the target URL or the username input".into()))?;
-    let port = match (port, args.port) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(StageError::Usage(format!(
-                "the target says port {a} but the port input says {b}"
-            )));
-        }
-        (a, b) => a.or(b).unwrap_or(22),
-    };
-    let auth = match (&args.key, &args.password) {
-        (Some(k), _) if !k.trim().is_empty() => Auth::Key {
-            private_key: k.clone(),
-            passphrase: args.passphrase.clone(),
-        },
-        (_, Some(p)) if !p.is_empty() => Auth::Password(p.clone()),
-        _ => {
-            return Err(StageError::Usage(
-                "no credentials: set the key input (an SSH private key secret), or password".into(),
-            ));
-        }
-    };
-    let host_check = if args.insecure_skip_host_key_check {
+    let opts = args.ssh.options(user, host, port).map_err(StageError::Usage)?;
+    if matches!(opts.host_check, HostCheck::Insecure) {
         runner.annotate(
             &Annotation::new(
                 Level::Warning,
@@ -393,24 +328,8 @@ fn ssh_options(
             )
             .title("INSECURE: host key not verified"),
         )?;
-        HostCheck::Insecure
-    } else if let Some(kh) = args.known_hosts.as_ref().filter(|k| !k.trim().is_empty()) {
-        HostCheck::KnownHosts(kh.clone())
-    } else if let Some(fp) = args.fingerprint.as_ref().filter(|f| !f.trim().is_empty()) {
-        HostCheck::Fingerprints(split_list(fp))
-    } else {
-        // Nothing pinned: connect anyway to show the offered key, then refuse.
-        HostCheck::Fingerprints(Vec::new())
-    };
-    Ok(SshOptions {
-        host,
-        port,
-        username,
-        auth,
-        host_check,
-        connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
-        io_timeout: Duration::from_secs(120),
-    })
+    }
+    Ok(opts)
 }
 
 /// Connects to the target (SSH) or opens the folder (`file://`); returns it and its base path.
@@ -458,7 +377,7 @@ fn human_bytes(n: u64) -> String {
 
 /// Runs the stage and reports through `runner`.
 pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
-    for secret in [&args.key, &args.passphrase, &args.password].into_iter().flatten() {
+    for secret in args.ssh.secrets() {
         for line in secret.lines().map(str::trim).filter(|l| l.len() >= 4) {
             runner.mask(line)?;
         }
