@@ -6,7 +6,7 @@
 #   install-cellops.sh install   puts the binary into <dir> and writes bin=<path> to $GITHUB_OUTPUT
 #
 # Environment: CELLOPS_PACKAGE (cellops, cellops-build, cellops-train-unet, cellops-evaluate,
-# cellops-deploy-cell-params, cellops-pr-report), CELLOPS_VERSION (the action's `version` input:
+# cellops-deploy-cell-params, cellops-pr-report, cellops-monitor), CELLOPS_VERSION (the action's `version` input:
 # a release tag v1.2.3, a major/minor alias v1 / v1.2, `source` to force a build, or empty),
 # CELLOPS_ACTION_REF (github.action_ref), and the runner's RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP,
 # RUNNER_TOOL_CACHE, GITHUB_OUTPUT.
@@ -36,8 +36,8 @@ sha256_of() {
 }
 
 case "$PACKAGE" in
-  cellops | cellops-build | cellops-train-unet | cellops-evaluate | cellops-deploy-cell-params | cellops-pr-report) ;;
-  *) die "unknown package '${PACKAGE}' (stage must be build, train-unet, evaluate, deploy-cell-params or pr-report)" ;;
+  cellops | cellops-build | cellops-train-unet | cellops-evaluate | cellops-deploy-cell-params | cellops-pr-report | cellops-monitor) ;;
+  *) die "unknown package '${PACKAGE}' (stage must be build, train-unet, evaluate, deploy-cell-params, pr-report or monitor)" ;;
 esac
 
 # Rust target triple of the runner; empty where no release binary is published.

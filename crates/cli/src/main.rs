@@ -25,8 +25,9 @@ enum Command {
     Build(Box<cellops_build::Args>),
     /// Train and validate a U-Net on a prepared dataset and write a model bundle.
     TrainUnet(Box<cellops_train_unet::Args>),
-    /// Re-bundle a model: tune its post-processing again on a prepared dataset, add files (a model
-    /// card), write it with this version's format and a new id.
+    /// Re-bundle a model: tune its post-processing again on a prepared dataset (or add its
+    /// reference profile), add files (a model card), write it with this version's format and a
+    /// new id.
     Bundle(Box<cellops_train_unet::rebundle::RebundleArgs>),
     /// Segment images, measure every nucleus under a cell-parameter file, score and report.
     Evaluate(Box<cellops_evaluate::Args>),
@@ -39,6 +40,9 @@ enum Command {
     /// Reach the service on the droplet: forward a local port to its loopback port through the
     /// deploy's SSH connection (`deploy-cell-params tunnel`), until Ctrl-C.
     ServeTunnel(Box<cellops_deploy_cell_params::Args>),
+    /// Check the deployed service over SSH: live, ready, the release it serves, its golden check,
+    /// SLOs, drift, free disk and missed runs; a JSON report and exit 1 on an alert.
+    Monitor(Box<cellops_monitor::Args>),
     /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
     /// as a sticky PR comment (`comment`).
     PrReport(Box<cellops_pr_report::Args>),
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
+        Command::Monitor(args) => cellops_monitor::execute(args, &runner),
         Command::Serve(args) => cellops_serve::execute(args, &runner),
         Command::ServeTunnel(args) => {
             let mut args = args.clone();

@@ -62,15 +62,19 @@ impl SshArgs {
     /// offered key and refuses.
     pub fn options(&self, user: Option<String>, host: Option<String>, port: Option<u16>) -> Result<SshOptions, String> {
         let pick = |url: Option<String>, flag: Option<String>, what: &str| match (url, flag) {
-            (Some(a), Some(b)) if a != b => Err(format!("the target says {what} `{a}` but the {what} input says `{b}`")),
+            (Some(a), Some(b)) if a != b => {
+                Err(format!("the target says {what} `{a}` but the {what} input says `{b}`"))
+            }
             (a, b) => Ok(a.or(b)),
         };
-        let host = pick(host, self.host.clone(), "host")?
-            .ok_or("no host: give it in the target URL or the host input")?;
+        let host =
+            pick(host, self.host.clone(), "host")?.ok_or("no host: give it in the target URL or the host input")?;
         let username = pick(user, self.username.clone(), "username")?
             .ok_or("no username: give it in the target URL or the username input")?;
         let port = match (port, self.port) {
-            (Some(a), Some(b)) if a != b => return Err(format!("the target says port {a} but the port input says {b}")),
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!("the target says port {a} but the port input says {b}"));
+            }
             (a, b) => a.or(b).unwrap_or(22),
         };
         let auth = match (&self.key, &self.password) {
@@ -113,12 +117,19 @@ mod tests {
             port: Some(2222),
             ..SshArgs::default()
         };
-        let o = args.options(Some("deploy".into()), Some("h".into()), None).expect("options");
+        let o = args
+            .options(Some("deploy".into()), Some("h".into()), None)
+            .expect("options");
         assert_eq!((o.port, o.username.as_str()), (2222, "deploy"));
-        let e = args.options(Some("deploy".into()), Some("h".into()), Some(22)).expect_err("two ports");
+        let e = args
+            .options(Some("deploy".into()), Some("h".into()), Some(22))
+            .expect_err("two ports");
         assert!(e.contains("port 22 but the port input says 2222"), "{e}");
         let none = SshArgs::default().options(Some("u".into()), Some("h".into()), None);
         assert!(none.expect_err("no key").starts_with("no credentials"));
-        assert_eq!(split_list("SHA256:a, SHA256:b\nSHA256:c"), ["SHA256:a", "SHA256:b", "SHA256:c"]);
+        assert_eq!(
+            split_list("SHA256:a, SHA256:b\nSHA256:c"),
+            ["SHA256:a", "SHA256:b", "SHA256:c"]
+        );
     }
 }

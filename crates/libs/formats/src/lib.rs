@@ -23,6 +23,7 @@ pub mod bundle;
 mod connectivity;
 pub mod dataset;
 mod error;
+pub mod monitor;
 pub mod params;
 pub mod preprocessing;
 pub mod release;

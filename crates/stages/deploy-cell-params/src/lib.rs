@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
+use cellops_deploy::flags::{SshArgs, split_list};
 use cellops_deploy::release::{self, DeployConfig, DeployError, Outcome, Provenance, ReleaseInfo, SourceFile};
 use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
-use cellops_deploy::flags::{SshArgs, split_list};
 use cellops_deploy::ssh::{self, ConnectError, HostCheck, SshOptions};
 use cellops_deploy::target::{self, Target, TargetError};
 use cellops_formats::FileError;

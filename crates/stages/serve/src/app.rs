@@ -58,6 +58,9 @@ pub fn router(service: Arc<Service>) -> Router {
     for path in [model("/ready"), version("/ready")] {
         r = r.route(&path, get(model_ready));
     }
+    for path in [model("/golden"), version("/golden")] {
+        r = r.route(&path, get(golden_again));
+    }
     for path in [model("/infer"), version("/infer")] {
         r = r.route(&path, post(infer));
     }
@@ -209,6 +212,28 @@ fn busy(full: Full) -> Refusal {
             ),
         )
     }
+}
+
+/// The golden check run again now, on a worker, from the files of the served bundle: what the
+/// Monitor stage asks to learn that the model still gives what it gave when it was bundled.
+/// `passed` says how it went (`absent` for a bundle recorded without one).
+async fn golden_again(
+    State(s): State<Arc<Service>>,
+    UrlPath(at): UrlPath<ModelPath>,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    let (release, model) = pick(&s, &at)?;
+    let checked = work(&s, move || {
+        Ok(cellops_unet::golden::check(&model.predictor, &model.dir).map_err(|e| e.to_string()))
+    })
+    .await?;
+    Ok(Json(match checked {
+        Ok(Some(r)) => json!({
+            "release": release.id, "golden": "passed", "passed": true,
+            "max_abs_diff": r.max_abs_diff, "iou": r.iou,
+        }),
+        Ok(None) => json!({ "release": release.id, "golden": "absent", "passed": true }),
+        Err(why) => json!({ "release": release.id, "golden": "failed", "passed": false, "error": why }),
+    }))
 }
 
 /// The monitor report of the live release (503 while none is loaded).

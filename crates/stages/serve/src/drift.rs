@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use cellops_drift::thresholds::{Calibration, LevelSource, Statistic, Verdict, calibrate, judge};
 use cellops_formats::bundle::{PredictionFeatures, ReferenceProfile};
 use cellops_formats::dataset::ImageFeatures;
-use cellops_drift::thresholds::{Calibration, LevelSource, Statistic, Verdict, calibrate, judge};
 use serde::Serialize;
 
 use crate::evidence::Row;

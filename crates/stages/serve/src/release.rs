@@ -38,6 +38,8 @@ pub struct Model {
     pub outputs: Vec<String>,
     /// The golden check run when it was loaded (`None`: its bundle records none).
     pub golden: Option<GoldenReport>,
+    /// The bundle's folder (the golden files are checked again from it on request).
+    pub dir: PathBuf,
     /// The model itself, for `infer` (its clones in the analyzers share the weights).
     pub predictor: Predictor,
     /// Its reference profile (`reference.json`, checked against `bundle.json` when the bundle
@@ -220,6 +222,7 @@ fn load_model(bundle_dir: &Path, device: &Device) -> Result<Model, ServeError> {
     };
     Ok(Model {
         reference,
+        dir: bundle_dir.to_owned(),
         name: model_name(bundle_dir),
         version: meta.id.clone(),
         input_channels: meta.input_channels,

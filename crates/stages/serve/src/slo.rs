@@ -21,6 +21,12 @@ pub const WINDOWS: [(u64, &str); 5] = [
     (86_400, "24h"),
 ];
 
+/// Upper bounds of the latency buckets, seconds: 1 ms doubling to 65.5 s (then one open bucket).
+const LATENCY_BOUNDS: [f64; 17] = [
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384, 32.768,
+    65.536,
+];
+
 /// One minute's counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Minute {
@@ -28,6 +34,24 @@ struct Minute {
     total: u64,
     failed: u64,
     slow: u64,
+    /// Requests per latency bucket ([`LATENCY_BOUNDS`], then one past the last bound).
+    latency: [u64; LATENCY_BOUNDS.len() + 1],
+}
+
+/// Latency percentiles over one window (each the upper bound of the bucket it falls in: an
+/// upper estimate, within a factor of 2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// The window's name.
+    pub window: &'static str,
+    /// Requests counted.
+    pub requests: u64,
+    /// Median, seconds (none without requests; infinite past the last bucket).
+    pub p50_s: Option<f64>,
+    /// 95th percentile, seconds.
+    pub p95_s: Option<f64>,
+    /// 99th percentile, seconds.
+    pub p99_s: Option<f64>,
 }
 
 /// The tracker.
@@ -86,11 +110,38 @@ impl Tracker {
             m.total += 1;
             m.failed += u64::from(status >= 500);
             m.slow += u64::from(seconds > self.slo.latency_s);
+            m.latency[LATENCY_BOUNDS.partition_point(|&b| b < seconds)] += 1;
         }
         let oldest = minute.saturating_sub(WINDOWS[WINDOWS.len() - 1].0 / 60);
         while minutes.front().is_some_and(|m| m.minute < oldest) {
             minutes.pop_front();
         }
+    }
+
+    /// Latency percentiles over every window, as of `now`.
+    pub fn latencies(&self, now: u64) -> Vec<Latency> {
+        let minutes = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        WINDOWS
+            .iter()
+            .map(|&(secs, window)| {
+                let from = (now / 60).saturating_sub(secs / 60 - 1);
+                let mut counts = [0u64; LATENCY_BOUNDS.len() + 1];
+                for m in minutes.iter().filter(|m| m.minute >= from) {
+                    for (c, n) in counts.iter_mut().zip(m.latency) {
+                        *c += n;
+                    }
+                }
+                let requests: u64 = counts.iter().sum();
+                let quantile = |q: f64| quantile(&counts, requests, q);
+                Latency {
+                    window,
+                    requests,
+                    p50_s: quantile(0.5),
+                    p95_s: quantile(0.95),
+                    p99_s: quantile(0.99),
+                }
+            })
+            .collect()
     }
 
     /// Every objective's burn rate over every window, as of `now`.
@@ -122,6 +173,22 @@ impl Tracker {
         }
         out
     }
+}
+
+/// The upper bound of the bucket holding the `q` quantile of `requests` counted in `counts`.
+fn quantile(counts: &[u64], requests: u64, q: f64) -> Option<f64> {
+    if requests == 0 {
+        return None;
+    }
+    let rank = (q * requests as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (k, &c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(LATENCY_BOUNDS.get(k).copied().unwrap_or(f64::INFINITY));
+        }
+    }
+    Some(f64::INFINITY)
 }
 
 #[cfg(test)]
@@ -156,5 +223,10 @@ mod tests {
         assert_eq!((day.requests, day.bad), (110, 12));
         let empty = Tracker::new(Slo::default()).burn_rates(now);
         assert!(empty.iter().all(|b| b.burn_rate.is_none() && b.requests == 0));
+        // Latency: 80 of the last five minutes' 100 took 0.5 s (bucket ≤ 0.512), 20 took 2 s
+        // (≤ 2.048): the median is in the first bucket, p95 and p99 in the second.
+        let five = t.latencies(now).into_iter().find(|l| l.window == "5m").expect("5m");
+        assert_eq!((five.requests, five.p50_s, five.p95_s), (100, Some(0.512), Some(2.048)));
+        assert_eq!(quantile(&[0, 0], 0, 0.5), None);
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::drift::{self, Subject, TypeDrift};
 use crate::evidence::{self, Counts, Evidence, Row};
 use crate::release::Release;
-use crate::slo::{Burn, Tracker};
+use crate::slo::{Burn, Latency, Tracker};
 
 /// A judgement older than this is recomputed even without new rows.
 pub const REFRESH_SECS: u64 = 60;
@@ -49,6 +49,8 @@ pub struct SloReport {
     pub latency_target: f64,
     /// Burn rates per objective and window.
     pub burn_rates: Vec<Burn>,
+    /// Latency percentiles per window.
+    pub latency: Vec<Latency>,
 }
 
 /// A drift judgement and what it was computed from.
@@ -107,6 +109,7 @@ impl Watch {
                 latency_s: slo.latency_s,
                 latency_target: slo.latency_target,
                 burn_rates: self.slo.burn_rates(now),
+                latency: self.slo.latencies(now),
             },
         }
     }

@@ -1,0 +1,151 @@
+//! The report of a run: JSON (written atomically beside the working files), Markdown for the
+//! step summary, an annotation per warning and alert, and the stage's outputs.
+
+use std::path::Path;
+
+use cellops_actions::{ActionsError, Annotation, Level, Runner};
+use serde::Serialize;
+
+use crate::checks::{Finding, Severity};
+
+/// A run's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The deploy target checked (no credentials: they are flags of their own).
+    pub target: String,
+    /// When (UTC, RFC 3339).
+    pub time: String,
+    /// The worst severity: `ok` (also for info), `warn` or `alert`.
+    #[serde(serialize_with = "status")]
+    pub status: Severity,
+    /// The release `current` points to.
+    pub current: Option<String>,
+    /// The release a rollback would switch to.
+    pub rollback_to: Option<String>,
+    /// Every finding, worst first.
+    pub findings: Vec<Finding>,
+}
+
+fn status<S: serde::Serializer>(s: &Severity, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(status_name(*s))
+}
+
+/// The name of a run's status: info counts as ok.
+pub fn status_name(worst: Severity) -> &'static str {
+    match worst {
+        Severity::Ok | Severity::Info => "ok",
+        Severity::Warn => "warn",
+        Severity::Alert => "alert",
+    }
+}
+
+impl Report {
+    /// The report of `findings` (sorted worst first, then by check).
+    pub fn new(
+        target: &str,
+        now: u64,
+        current: Option<String>,
+        rollback_to: Option<String>,
+        mut findings: Vec<Finding>,
+    ) -> Self {
+        findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.check.cmp(b.check)));
+        let status = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok);
+        Self {
+            target: target.to_owned(),
+            time: cellops_formats::release::rfc3339(now),
+            status,
+            current,
+            rollback_to,
+            findings,
+        }
+    }
+
+    /// The kinds that alerted, without repeats, in report order.
+    pub fn alerts(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for f in self.findings.iter().filter(|f| f.severity == Severity::Alert) {
+            if !kinds.contains(&f.check) {
+                kinds.push(f.check);
+            }
+        }
+        kinds
+    }
+
+    /// One line for the end of the run.
+    pub fn headline(&self) -> String {
+        match self.status {
+            Severity::Alert => format!("monitor: ALERT ({})", self.alerts().join(", ")),
+            Severity::Warn => format!(
+                "monitor: warnings ({} findings to look at)",
+                self.findings.iter().filter(|f| f.severity == Severity::Warn).count()
+            ),
+            _ => format!("monitor: ok ({} checks)", self.findings.len()),
+        }
+    }
+
+    /// The report as Markdown: a headline and one table row per finding.
+    pub fn markdown(&self) -> String {
+        let icon = |s: Severity| match s {
+            Severity::Ok => "✅",
+            Severity::Info => "ℹ️",
+            Severity::Warn => "⚠️",
+            Severity::Alert => "🚨",
+        };
+        let mut md = format!(
+            "## CellOps monitor: {}\n\n{} · release `{}` · {}\n\n| | check | about | finding | what to do |\n|---|---|---|---|---|\n",
+            status_name(self.status),
+            self.time,
+            self.current.as_deref().unwrap_or("none"),
+            self.target
+        );
+        for f in &self.findings {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                icon(f.severity),
+                f.check,
+                f.subject.as_deref().unwrap_or(""),
+                cell(&f.message),
+                cell(f.action.as_deref().unwrap_or(""))
+            ));
+        }
+        md
+    }
+
+    /// Writes the JSON report to `path` (beside it first, then renamed: never half-written).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}.partial"));
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, path)
+    }
+
+    /// The step summary, an annotation per warning and alert, and the outputs.
+    pub fn publish(&self, runner: &Runner, path: &Path) -> Result<(), ActionsError> {
+        for f in self.findings.iter().filter(|f| f.severity >= Severity::Warn) {
+            let level = if f.severity == Severity::Alert {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            let title = match &f.subject {
+                Some(s) => format!("monitor: {} ({s})", f.check),
+                None => format!("monitor: {}", f.check),
+            };
+            runner.annotate(&Annotation::new(level, f.message.clone()).title(&title))?;
+        }
+        runner.append_summary(&self.markdown())?;
+        runner.set_output("status", status_name(self.status))?;
+        runner.set_output("alerts", &self.alerts().join(","))?;
+        runner.set_output("report", &path.display().to_string())
+    }
+}
+
+/// Text for a Markdown table cell: pipes escaped, one line.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}

@@ -1,0 +1,215 @@
+//! `monitor` against a real service behind a real sshd on 127.0.0.1: the droplet's base folder
+//! holds releases made by `deploy-cell-params`, `cellops serve` serves `current`, and the monitor
+//! connects over SSH with the pinned host key and reaches the service through its tunnel. A
+//! healthy droplet gives no alert and leaves a heartbeat; then each failure is made and must be
+//! detected and named: missed runs, slow answers, a full disk, a failing golden check, a release
+//! the service did not follow, not ready, down.
+
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use std::path::{Path, PathBuf};
+
+use cellops_actions::{Env, Exit, Runner};
+use cellops_test_support::sshd::Sshd;
+use serde_json::Value;
+
+fn quiet() -> Runner {
+    Runner::new(&Env::default(), Box::new(std::io::sink()), Box::new(std::io::sink()))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// A lab's repository: one parameter file and the shipped nuclei bundle (with its reference).
+fn lab(root: &Path) -> PathBuf {
+    let r = root.join("lab");
+    std::fs::create_dir_all(r.join("cell-params")).unwrap();
+    std::fs::create_dir_all(r.join("models/nuclei")).unwrap();
+    std::fs::copy(
+        repo_root().join("cell-params/fluorescence-dapi.yaml"),
+        r.join("cell-params/fluorescence-dapi.yaml"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(repo_root().join("models/nuclei")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), r.join("models/nuclei").join(entry.file_name())).unwrap();
+    }
+    r
+}
+
+/// Deploys the lab to the droplet's base folder; the release id.
+fn deploy(lab: &Path, base: &Path) -> String {
+    let mut args = cellops_deploy_cell_params::Args::new(&format!("file://{}", base.display())).unwrap();
+    args.root = lab.to_owned();
+    args.include = Some("models/**".to_owned());
+    match cellops_deploy_cell_params::run(&args, &quiet()).unwrap() {
+        cellops_deploy_cell_params::Done::Deployed(outcome, _) => outcome.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn serve(base: &Path, state: &Path) -> cellops_serve::Running {
+    let mut args = cellops_serve::Args::new(&base.join("current")).unwrap();
+    args.listen = Some("127.0.0.1:0".parse().unwrap());
+    args.device = cellops_unet::device::Accelerator::Cpu;
+    args.state_dir = Some(state.to_owned());
+    cellops_serve::start(&args).unwrap()
+}
+
+/// Runs the monitor once; its exit code and the JSON report it wrote.
+fn monitor(sshd: &Sshd, base: &Path, port: u16, config: Option<&str>, out: &Path) -> (Exit, Value) {
+    let target = format!("ssh://{}@127.0.0.1:{}{}", sshd.user, sshd.port, base.display());
+    let mut args = cellops_monitor::Args::new(&target).unwrap();
+    args.ssh.key = Some(sshd.client_key.clone());
+    args.ssh.known_hosts = Some(sshd.known_hosts_line());
+    args.service_port = port;
+    args.output = out.join("report.json");
+    args.timeout = 60;
+    if let Some(text) = config {
+        std::fs::write(out.join("monitor.yaml"), text).unwrap();
+        args.config = Some(out.join("monitor.yaml"));
+    }
+    let _ = std::fs::remove_file(&args.output);
+    let exit = cellops_monitor::execute(&args, &quiet());
+    let report = serde_json::from_slice(&std::fs::read(&args.output).unwrap()).unwrap();
+    (exit, report)
+}
+
+fn findings<'a>(report: &'a Value, check: &'a str) -> impl Iterator<Item = &'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(move |f| f["check"] == check)
+}
+
+/// The worst severity of a check's findings.
+fn severity_of(report: &Value, check: &str) -> &'static str {
+    let rank = ["ok", "info", "warn", "alert"];
+    let worst = findings(report, check)
+        .filter_map(|f| rank.iter().position(|r| f["severity"] == *r))
+        .max()
+        .unwrap_or_else(|| panic!("no {check} finding: {report:#}"));
+    rank[worst]
+}
+
+fn message_of(report: &Value, check: &str) -> String {
+    findings(report, check)
+        .filter_map(|f| f["message"].as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The kinds that alerted.
+fn alerts(report: &Value) -> Vec<&str> {
+    let mut kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "alert")
+        .filter_map(|f| f["check"].as_str())
+        .collect();
+    kinds.dedup();
+    kinds
+}
+
+/// Measures a synthetic image through the service `n` times.
+fn measure(address: std::net::SocketAddr, n: usize) {
+    use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
+    let cfg = SynthConfig {
+        count: 1,
+        seed: 4,
+        size: [96, 96],
+        style: Style::Fluorescence,
+    };
+    let png = cellops_dataset::io::encode_png(&generate_one(&cfg, 0).0).unwrap();
+    for _ in 0..n {
+        let url = format!("http://{address}/v2/models/nuclei/measure?params=fluorescence-dapi");
+        let r = ureq::post(&url)
+            .set("Content-Type", "image/png")
+            .send_bytes(&png)
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[test]
+fn each_failure_is_detected_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&tmp.path().join("sshd")).unwrap();
+    let base = tmp.path().join("droplet");
+    let lab = lab(tmp.path());
+    let first = deploy(&lab, &base);
+    let service = serve(&base, &tmp.path().join("state"));
+    let port = service.address.port();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // Healthy: nothing alerts; the first run has no earlier heartbeat and leaves one.
+    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!(exit, Exit::Success, "{report:#}");
+    assert_eq!(report["status"], "ok");
+    for check in ["live", "ready", "release", "golden", "disk"] {
+        assert_eq!(severity_of(&report, check), "ok", "{check}: {report:#}");
+    }
+    assert_eq!(report["current"], first.as_str());
+    let heartbeat = base.join("monitor/last-run.json");
+    assert!(heartbeat.is_file(), "a heartbeat is left on the droplet");
+
+    // Missed runs: the last heartbeat is ten hours old.
+    let mut beat: serde_json::Value = serde_json::from_slice(&std::fs::read(&heartbeat).unwrap()).unwrap();
+    beat["at"] = (beat["at"].as_u64().unwrap() - 36_000).into();
+    std::fs::write(&heartbeat, serde_json::to_vec(&beat).unwrap()).unwrap();
+    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!((exit, severity_of(&report, "dead_man")), (Exit::Failure, "alert"));
+    assert!(
+        message_of(&report, "dead_man").contains("silent for 10.0 h"),
+        "{report:#}"
+    );
+
+    // Slow, and a full disk: objectives no service meets.
+    measure(service.address, 3);
+    let strict = "slo:\n  window: 5m\n  p95_latency_s: 0.0001\n  min_requests: 3\ndisk:\n  warn_below_percent: 100\n  alert_below_percent: 100\n";
+    let (_, report) = monitor(&sshd, &base, port, Some(strict), &out);
+    assert_eq!(severity_of(&report, "latency"), "alert", "{report:#}");
+    assert_eq!(severity_of(&report, "error_rate"), "ok");
+    assert_eq!(severity_of(&report, "disk"), "alert");
+    assert_eq!(alerts(&report), ["disk", "latency"]);
+
+    // A golden check that fails now: the served bundle's recorded output is not what it was.
+    let golden = base.join(format!("releases/{first}/models/nuclei/golden.f32"));
+    let mut bytes = std::fs::read(&golden).unwrap();
+    bytes[0] ^= 0x40;
+    std::fs::remove_file(&golden).unwrap();
+    std::fs::write(&golden, &bytes).unwrap();
+    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!(severity_of(&report, "golden"), "alert");
+    assert!(message_of(&report, "golden").contains("golden.f32"), "{report:#}");
+
+    // A release the service did not follow: `current` moved, the service still serves the first.
+    std::fs::write(lab.join("cell-params/fluorescence-dapi.yaml"), {
+        let text = std::fs::read_to_string(lab.join("cell-params/fluorescence-dapi.yaml")).unwrap();
+        text.replacen("description:", "description: v2 -", 1)
+    })
+    .unwrap();
+    let second = deploy(&lab, &base);
+    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!(severity_of(&report, "release"), "alert");
+    let why = message_of(&report, "release");
+    assert!(
+        why.contains(&format!("serves {first}")) && why.contains(&format!("`current` is {second}")),
+        "{why}"
+    );
+    assert_eq!(report["rollback_to"], first.as_str());
+
+    // Not ready (draining), then down.
+    service.service.drain();
+    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!(severity_of(&report, "ready"), "alert");
+    assert!(message_of(&report, "ready").contains("draining"), "{report:#}");
+    service.stop().unwrap();
+    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    assert_eq!((exit, severity_of(&report, "live")), (Exit::Failure, "alert"));
+    assert!(alerts(&report).contains(&"live"), "{report:#}");
+}
