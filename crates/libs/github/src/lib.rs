@@ -7,12 +7,18 @@
 //! - [`Client::changed_files`]: the files a pull request changes, following the `Link` header's
 //!   pages (GitHub lists at most 3000 files);
 //! - [`Client::upsert_sticky_comment`]: one comment per pull request that is found again by a
-//!   hidden marker (`<!-- cellops:<marker> -->`) and updated in place on every run.
+//!   hidden marker (`<!-- cellops:<marker> -->`) and updated in place on every run;
+//! - [`Client::sync_alert_issue`]: one issue per alert kind, found by a marker the same way:
+//!   opened on alert, commented when the alert changes, closed on recovery.
 //!
 //! Server errors (5xx) and rate limits (403/429 with `Retry-After`, or `x-ratelimit-remaining: 0`
 //! with `x-ratelimit-reset`) are retried with exponential backoff within a [`RetryPolicy`]; other
 //! failures become a [`GithubError`] that says what went wrong and what to check. A read-only
 //! token (pull requests from forks) is told apart with [`is_read_only`].
+
+mod issues;
+
+pub use issues::{Alert, IssueAction, IssueOutcome};
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -240,6 +246,20 @@ pub struct CommentOutcome {
     pub html_url: String,
 }
 
+/// A marker must fit in an HTML comment: letters, digits, '.', '_' and '-', no "--".
+fn check_marker(marker: &str) -> Result<(), GithubError> {
+    let fits = !marker.is_empty()
+        && marker
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !marker.contains("--");
+    if fits {
+        Ok(())
+    } else {
+        Err(GithubError::InvalidMarker(marker.to_owned()))
+    }
+}
+
 /// The hidden line that identifies a sticky comment: `<!-- cellops:<marker> -->`.
 pub fn marker_line(marker: &str) -> String {
     format!("<!-- cellops:{marker} -->")
@@ -404,14 +424,7 @@ impl Client {
         marker: &str,
         body: &str,
     ) -> Result<CommentOutcome, GithubError> {
-        if marker.is_empty()
-            || !marker
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            || marker.contains("--")
-        {
-            return Err(GithubError::InvalidMarker(marker.to_owned()));
-        }
+        check_marker(marker)?;
         let line = marker_line(marker);
         let full = format!("{line}\n{body}");
         self.block_on(async {

@@ -8,6 +8,21 @@ use serde_json::Value;
 
 use crate::collect::{Answer, Droplet, Service};
 
+/// Every kind of check, in report order (one alert issue each).
+pub const KINDS: [&str; 11] = [
+    "live",
+    "ready",
+    "release",
+    "golden",
+    "error_rate",
+    "latency",
+    "burn_rate",
+    "drift",
+    "disk",
+    "dead_man",
+    "evidence",
+];
+
 /// How bad a finding is, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,6 +10,7 @@
 //! Outputs: `status` (`ok`, `warn`, `alert`), `alerts` (the kinds that alerted, comma-separated),
 //! `report` (the JSON report's path).
 
+pub mod alerts;
 pub mod checks;
 pub mod collect;
 pub mod report;
@@ -55,6 +56,19 @@ pub struct Args {
     /// Seconds each request to the service may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub timeout: u64,
+    /// Keep one GitHub issue per alert kind: opened on alert, commented when it changes, closed
+    /// on recovery (needs a token that may write issues).
+    #[arg(long)]
+    pub issues: bool,
+    /// GitHub token for --issues (secrets.GITHUB_TOKEN); masked in logs [default: $GITHUB_TOKEN].
+    #[arg(long, hide_env_values = true)]
+    pub token: Option<String>,
+    /// The repository of the issues, owner/name [default: $GITHUB_REPOSITORY].
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repository: Option<String>,
+    /// The REST API's base URL [default: $GITHUB_API_URL, else https://api.github.com].
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
 }
 
 impl Args {
@@ -84,6 +98,9 @@ pub enum StageError {
         /// Why.
         source: std::io::Error,
     },
+    /// The alert issues could not be kept in step.
+    #[error("alert issues: {0}")]
+    Github(#[from] cellops_github::GithubError),
     /// The Actions runtime failed.
     #[error(transparent)]
     Actions(#[from] ActionsError),
@@ -93,7 +110,7 @@ impl StageFailure for StageError {
     fn exit(&self) -> Exit {
         match self {
             StageError::Usage(_) | StageError::Target(_) | StageError::Config(_) => Exit::Usage,
-            StageError::Write { .. } | StageError::Actions(_) => Exit::Error,
+            StageError::Write { .. } | StageError::Github(_) | StageError::Actions(_) => Exit::Error,
         }
     }
 
@@ -247,13 +264,65 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Report, StageError> {
     if let Ok((r, base)) = &mut remote {
         findings.extend(leave_heartbeat(r.as_mut(), base, now, worst));
     }
-    let report = Report::new(&args.target, now, current, rollback_to, findings);
+    let models = served_models(&service);
+    let report = Report::new(&args.target, now, (current, rollback_to), models, findings);
     report.write(&args.output).map_err(|source| StageError::Write {
         path: args.output.clone(),
         source,
     })?;
     report.publish(runner, &args.output)?;
+    if args.issues {
+        file_issues(args, runner, &report)?;
+    }
     Ok(report)
+}
+
+/// The models readiness names, with their bundle ids.
+fn served_models(service: &Service) -> std::collections::BTreeMap<String, String> {
+    let Ok((_, ready)) = &service.ready else {
+        return Default::default();
+    };
+    ready["models"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, m)| (name.clone(), m["version"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// Keeps the alert issues in step with the report.
+fn file_issues(args: &Args, runner: &Runner, report: &Report) -> Result<(), StageError> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let token = args
+        .token
+        .clone()
+        .or_else(|| var("GITHUB_TOKEN"))
+        .ok_or_else(|| StageError::Usage("--issues needs a token (the token input, or $GITHUB_TOKEN)".into()))?;
+    runner.mask(&token)?;
+    let repository = args
+        .repository
+        .clone()
+        .or_else(|| var("GITHUB_REPOSITORY"))
+        .ok_or_else(|| StageError::Usage("--issues needs the repository (owner/name, or $GITHUB_REPOSITORY)".into()))?;
+    let Some((owner, repo)) = repository.split_once('/') else {
+        return Err(StageError::Usage(format!(
+            "repository `{repository}` is not owner/name"
+        )));
+    };
+    let api = args.api_url.clone().or_else(|| var("GITHUB_API_URL"));
+    let client = cellops_github::Client::new(&token, api.as_deref())?;
+    for (kind, outcome) in alerts::sync(report, &client, owner, repo)? {
+        use cellops_github::IssueAction as A;
+        let what = match outcome.action {
+            A::Opened => "opened",
+            A::Commented => "commented on",
+            A::Closed => "closed",
+            A::Unchanged | A::Quiet => continue,
+        };
+        let url = outcome.html_url.unwrap_or_default();
+        runner.info(&format!("{kind}: {what} issue #{} {url}", outcome.number.unwrap_or(0)))?;
+    }
+    Ok(())
 }
 
 /// Runs the stage and concludes as every stage does: exit 1 on an alert.

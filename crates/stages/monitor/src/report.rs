@@ -22,6 +22,8 @@ pub struct Report {
     pub current: Option<String>,
     /// The release a rollback would switch to.
     pub rollback_to: Option<String>,
+    /// The models served, by name: their bundle ids.
+    pub models: std::collections::BTreeMap<String, String>,
     /// Every finding, worst first.
     pub findings: Vec<Finding>,
 }
@@ -44,8 +46,8 @@ impl Report {
     pub fn new(
         target: &str,
         now: u64,
-        current: Option<String>,
-        rollback_to: Option<String>,
+        (current, rollback_to): (Option<String>, Option<String>),
+        models: std::collections::BTreeMap<String, String>,
         mut findings: Vec<Finding>,
     ) -> Self {
         findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.check.cmp(b.check)));
@@ -56,6 +58,7 @@ impl Report {
             status,
             current,
             rollback_to,
+            models,
             findings,
         }
     }

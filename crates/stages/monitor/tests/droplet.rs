@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use cellops_actions::{Env, Exit, Runner};
+use cellops_test_support::github::MockGithub;
 use cellops_test_support::sshd::Sshd;
 use serde_json::Value;
 
@@ -57,8 +58,9 @@ fn serve(base: &Path, state: &Path) -> cellops_serve::Running {
     cellops_serve::start(&args).unwrap()
 }
 
-/// Runs the monitor once; its exit code and the JSON report it wrote.
-fn monitor(sshd: &Sshd, base: &Path, port: u16, config: Option<&str>, out: &Path) -> (Exit, Value) {
+/// Runs the monitor once, keeping alert issues in the mock GitHub at `api`; its exit code and
+/// the JSON report it wrote.
+fn monitor(sshd: &Sshd, base: &Path, (port, api): (u16, &str), config: Option<&str>, out: &Path) -> (Exit, Value) {
     let target = format!("ssh://{}@127.0.0.1:{}{}", sshd.user, sshd.port, base.display());
     let mut args = cellops_monitor::Args::new(&target).unwrap();
     args.ssh.key = Some(sshd.client_key.clone());
@@ -66,6 +68,10 @@ fn monitor(sshd: &Sshd, base: &Path, port: u16, config: Option<&str>, out: &Path
     args.service_port = port;
     args.output = out.join("report.json");
     args.timeout = 60;
+    args.issues = true;
+    args.token = Some("ghs_t0kenFORtests".into());
+    args.repository = Some("lab/nuclei".into());
+    args.api_url = Some(api.to_owned());
     if let Some(text) = config {
         std::fs::write(out.join("monitor.yaml"), text).unwrap();
         args.config = Some(out.join("monitor.yaml"));
@@ -142,7 +148,10 @@ fn each_failure_is_detected_and_named() {
     let lab = lab(tmp.path());
     let first = deploy(&lab, &base);
     let service = serve(&base, &tmp.path().join("state"));
-    let port = service.address.port();
+    let github = MockGithub::start();
+    let tracker = github.serve_issues("lab/nuclei");
+    let uri = github.uri();
+    let port = (service.address.port(), uri.as_str());
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
 
@@ -212,4 +221,34 @@ fn each_failure_is_detected_and_named() {
     let (exit, report) = monitor(&sshd, &base, port, None, &out);
     assert_eq!((exit, severity_of(&report, "live")), (Exit::Failure, "alert"));
     assert!(alerts(&report).contains(&"live"), "{report:#}");
+
+    // One issue per alert kind, closed on recovery; the ones still failing stay open.
+    let issues = tracker.issues();
+    let issue = |kind: &str| {
+        issues
+            .iter()
+            .find(|i| i.title.starts_with(&format!("CellOps monitor: {kind} alert")))
+            .unwrap_or_else(|| panic!("no {kind} issue in {issues:#?}"))
+    };
+    let dead_man = issue("dead_man");
+    assert_eq!(dead_man.state, "closed");
+    assert!(dead_man.comments.last().is_some_and(|c| c.starts_with("Recovered")));
+    assert_eq!(
+        (issue("disk").state.as_str(), issue("latency").state.as_str()),
+        ("closed", "closed")
+    );
+    let release = issue("release");
+    assert!(
+        release.body.contains(&format!("rollback --to {first}")),
+        "{}",
+        release.body
+    );
+    assert!(
+        release.body.contains("bundle `"),
+        "the bundle id is named: {}",
+        release.body
+    );
+    assert_eq!(issue("live").state, "open");
+    assert_eq!(issues.iter().filter(|i| i.title.contains(": live alert")).count(), 1);
+    assert!(issues.iter().all(|i| i.labels == ["cellops-monitor"]));
 }

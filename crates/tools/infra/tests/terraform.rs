@@ -1034,7 +1034,7 @@ fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, public: bool
         String::new()
     };
     let exec = format!(
-        "ExecStart={BASE}/current/bin/cellops-serve --release {BASE}/current --listen 127.0.0.1:{SERVE_PORT}{public_flags} --admin-socket /run/cellops-serve/admin.sock --device cpu"
+        "ExecStart={BASE}/current/bin/cellops-serve --release {BASE}/current --listen 127.0.0.1:{SERVE_PORT}{public_flags} --admin-socket /run/cellops-serve/admin.sock --state-dir /var/lib/cellops-serve --device cpu"
     );
     assert_eq!(
         unit.lines()
@@ -1054,6 +1054,8 @@ fn check_service(cc: &Json, files: &BTreeMap<&str, &str>, on: bool, public: bool
         "Restart=on-failure",
         "User=cellops-serve",
         "RuntimeDirectory=cellops-serve",
+        "StateDirectory=cellops-serve",
+        "StateDirectoryMode=0700",
         "ProtectSystem=strict",
         &format!("ReadOnlyPaths={BASE}"),
         "ProtectHome=yes",
