@@ -43,6 +43,10 @@ enum Command {
     /// Check the deployed service over SSH: live, ready, the release it serves, its golden check,
     /// SLOs, drift, free disk and missed runs; a JSON report and exit 1 on an alert.
     Monitor(Box<cellops_monitor::Args>),
+    /// The model registry on the server: `list`, `history`, `which --alias A [--at TIME]`,
+    /// `promote --alias A --release ID` (through the promotion gates), `rollback`, `verify` (the
+    /// audit log's hash chain); `--target` as for `deploy-cell-params`.
+    Registry(Box<cellops_deploy_cell_params::Args>),
     /// Pull-request report: the changed cell-parameter files (`changed`), or the evaluation report
     /// as a sticky PR comment (`comment`).
     PrReport(Box<cellops_pr_report::Args>),
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
         Command::Monitor(args) => cellops_monitor::execute(args, &runner),
+        Command::Registry(args) => cellops_deploy_cell_params::execute_registry(args, &runner),
         Command::Serve(args) => cellops_serve::execute(args, &runner),
         Command::ServeTunnel(args) => {
             let mut args = args.clone();

@@ -9,6 +9,7 @@
 #[cfg(feature = "clap")]
 pub mod flags;
 pub mod keys;
+pub mod registry;
 pub mod release;
 pub mod remote;
 pub mod ssh;

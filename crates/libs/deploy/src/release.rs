@@ -203,6 +203,15 @@ pub enum DeployError {
     /// Nothing to roll back to.
     #[error("nothing to roll back to: {0}")]
     NothingToRollBack(String),
+    /// The audit log is not what was written (an edited, cut or unreadable line).
+    #[error("the audit log cannot be trusted: {0}")]
+    Log(String),
+    /// An alias name that cannot be used.
+    #[error("alias `{0}`: use lowercase letters, digits, '-' and '_' (at most 64)")]
+    BadAlias(String),
+    /// A promotion gate failed and the promotion was not forced with a reason.
+    #[error("promotion refused: {0} (force it with a reason to override; the log records both)")]
+    GateFailed(String),
     /// A source file's name cannot be deployed.
     #[error(
         "{0}: file names with newlines or backslashes, absolute paths, `..`, or a top-level deploy.json cannot be deployed"
@@ -221,14 +230,14 @@ fn hint(kind: &RemoteErrorKind) -> &'static str {
     }
 }
 
-fn ctx(what: impl Into<String>) -> impl FnOnce(RemoteError) -> DeployError {
+pub(crate) fn ctx(what: impl Into<String>) -> impl FnOnce(RemoteError) -> DeployError {
     let what = what.into();
     move |source| DeployError::Remote { what, source }
 }
 
 pub use cellops_formats::release::rfc3339;
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -269,29 +278,34 @@ pub fn check_name(rel: &str) -> Result<(), DeployError> {
     }
 }
 
-struct Layout {
-    base: String,
+pub(crate) struct Layout {
+    pub(crate) base: String,
 }
 
 impl Layout {
-    fn releases(&self) -> String {
+    pub(crate) fn of(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+    pub(crate) fn releases(&self) -> String {
         format!("{}/releases", self.base)
     }
-    fn release(&self, id: &str) -> String {
+    pub(crate) fn release(&self, id: &str) -> String {
         format!("{}/releases/{id}", self.base)
     }
-    fn current(&self) -> String {
+    pub(crate) fn current(&self) -> String {
         format!("{}/current", self.base)
     }
     fn lock(&self) -> String {
         format!("{}/.lock", self.base)
     }
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         format!("{}/{}", self.base, release::LOG)
     }
 }
 
-fn current_id(remote: &mut dyn Remote, l: &Layout) -> Result<Option<String>, DeployError> {
+pub(crate) fn current_id(remote: &mut dyn Remote, l: &Layout) -> Result<Option<String>, DeployError> {
     let target = remote
         .read_link(&l.current())
         .map_err(ctx("reading the current link"))?;
@@ -300,7 +314,7 @@ fn current_id(remote: &mut dyn Remote, l: &Layout) -> Result<Option<String>, Dep
         .filter(|s| !s.is_empty()))
 }
 
-fn release_ids(remote: &mut dyn Remote, l: &Layout) -> Result<Vec<String>, DeployError> {
+pub(crate) fn release_ids(remote: &mut dyn Remote, l: &Layout) -> Result<Vec<String>, DeployError> {
     Ok(remote
         .list(&l.releases())
         .map_err(ctx("listing releases"))?
@@ -315,7 +329,7 @@ fn read_record(remote: &mut dyn Remote, l: &Layout, id: &str) -> Option<DeployRe
 }
 
 /// Takes the lock (taking over a stale one); returns the stale owner it replaced.
-fn lock(
+pub(crate) fn lock(
     remote: &mut dyn Remote,
     l: &Layout,
     stale_after: Duration,
@@ -373,7 +387,7 @@ fn lock(
     })
 }
 
-fn unlock(remote: &mut dyn Remote, l: &Layout) {
+pub(crate) fn unlock(remote: &mut dyn Remote, l: &Layout) {
     // Two quick file operations (no remote process); the full removal if something else is in it.
     let owner = format!("{}/{}", l.lock(), release::LOCK_OWNER);
     if remote.remove_file(&owner).is_err() || remote.remove_dir(&l.lock()).is_err() {
@@ -382,11 +396,7 @@ fn unlock(remote: &mut dyn Remote, l: &Layout) {
 }
 
 fn audit(remote: &mut dyn Remote, l: &Layout, event: &AuditEvent) -> Result<(), DeployError> {
-    let mut line = serde_json::to_vec(event).unwrap_or_default();
-    line.push(b'\n');
-    remote
-        .append(&l.log(), &line)
-        .map_err(ctx(format!("appending to {}", release::LOG)))
+    crate::registry::append(remote, l, event.clone())
 }
 
 /// Deploys `files` to `base` on `remote`; `progress` hears bytes sent.
@@ -664,7 +674,7 @@ fn health_check(
 }
 
 /// Asks the service (when a socket is set) to follow `current`, now on `target`.
-fn follow(remote: &mut dyn Remote, l: &Layout, cfg: &DeployConfig, target: &str) -> Result<(), DeployError> {
+pub(crate) fn follow(remote: &mut dyn Remote, l: &Layout, cfg: &DeployConfig, target: &str) -> Result<(), DeployError> {
     let Some(socket) = &cfg.service_socket else {
         return Ok(());
     };
@@ -722,14 +732,18 @@ fn switch_back(
     )
 }
 
-/// Removes all but the newest `keep` releases (never `current`).
+/// Removes all but the newest `keep` releases (never `current`, nor one an alias points to).
 fn prune(remote: &mut dyn Remote, l: &Layout, keep: usize, current: &str) -> Result<Vec<String>, DeployError> {
     let ids = release_ids(remote, l)?;
+    let pinned: Vec<String> = crate::registry::aliases(remote, &l.base)?
+        .into_values()
+        .flatten()
+        .collect();
     let keep = keep.max(1);
     let pruned: Vec<String> = if ids.len() > keep {
         ids[..ids.len() - keep]
             .iter()
-            .filter(|id| *id != current)
+            .filter(|id| *id != current && !pinned.contains(id))
             .cloned()
             .collect()
     } else {

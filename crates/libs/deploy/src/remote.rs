@@ -120,7 +120,8 @@ pub trait Remote {
     fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Appends to a file, creating it.
     fn append(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError>;
-    /// Renames `from` to `to` (which does not exist).
+    /// Renames `from` to `to`, as rename(2): a file at `to` is replaced atomically (a folder at
+    /// `to` must not exist).
     fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError>;
     /// Points the symbolic link `link` at `target`, atomically (a new link renamed over the old).
     fn replace_symlink(&mut self, link: &str, target: &str) -> Result<(), RemoteError>;

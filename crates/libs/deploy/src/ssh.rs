@@ -717,9 +717,9 @@ impl Remote for SshRemote {
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
-        self.sftp
-            .rename(Path::new(from), Path::new(to), None)
-            .map_err(|e| rerr(to, &e))
+        // SFTP v3 cannot rename over an existing file; `mv -T` is rename(2), which can.
+        let cmd = format!("mv -T -- {} {}", shell_quote(from), shell_quote(to));
+        self.exec_ok(&cmd, b"", to).map(|_| ())
     }
 
     fn replace_symlink(&mut self, link: &str, target: &str) -> Result<(), RemoteError> {

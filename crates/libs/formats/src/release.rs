@@ -5,7 +5,9 @@
 //! ```text
 //! <base>/releases/<id>/deploy.json   RECORD
 //! <base>/current -> releases/<id>    CURRENT
-//! <base>/deployments.jsonl           LOG
+//! <base>/deployments.jsonl           LOG (each line carries the sha256 of the one before)
+//! <base>/deployments.head            LOG_HEAD (the sha256 of the last line, and the line count)
+//! <base>/aliases/<name> -> ../releases/<id>   ALIASES_DIR (`current` is the alias `production`)
 //! <base>/.lock/owner.json            LOCK_OWNER
 //! ```
 
@@ -22,6 +24,12 @@ pub const FORMAT: &str = "cellops.release/1";
 pub const RECORD: &str = "deploy.json";
 /// The audit log, at the base folder.
 pub const LOG: &str = "deployments.jsonl";
+/// The log's head: the sha256 of its last line and its line count, so that a cut log is caught.
+pub const LOG_HEAD: &str = "deployments.head";
+/// The folder of the aliases other than `production` (links to releases).
+pub const ALIASES_DIR: &str = "aliases";
+/// The alias of `current`: what serves.
+pub const PRODUCTION: &str = "production";
 /// The lock holder's file, in the lock folder.
 pub const LOCK_OWNER: &str = "owner.json";
 /// The folder of a release whose files are programs (the service binary a release ships, so
@@ -103,7 +111,7 @@ pub struct LockOwner {
     pub since_utc: String,
 }
 
-/// One line of `deployments.jsonl`.
+/// The event of a line of `deployments.jsonl` ([`LogLine`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum AuditEvent {
@@ -128,6 +136,29 @@ pub enum AuditEvent {
         /// Bytes uploaded.
         bytes_sent: u64,
     },
+    /// An alias was pointed at a release (`production` is `current`).
+    Promote {
+        /// The alias.
+        alias: String,
+        /// The release it points to now.
+        release: String,
+        /// The release it pointed to before.
+        from: Option<String>,
+        /// When (UTC, RFC 3339).
+        time: String,
+        /// Who.
+        actor: Option<String>,
+        /// The workflow run.
+        run: Option<String>,
+        /// Why (required when a gate was overridden).
+        reason: Option<String>,
+        /// The promotion gates' results.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<GateResult>,
+        /// Whether failing gates were overridden.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        forced: bool,
+    },
     /// `current` was switched back.
     Rollback {
         /// The release made current (none when there was no earlier one).
@@ -143,6 +174,60 @@ pub enum AuditEvent {
         /// The workflow run.
         run: Option<String>,
     },
+}
+
+/// One line of `deployments.jsonl`: an event and the sha256 (hex) of the line before it, which
+/// chains the log (lines written before the chain have none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// sha256 of the previous line's bytes (without its newline); none for the first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+/// [`LOG_HEAD`]: the last line's sha256 and how many lines the log has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogHead {
+    /// sha256 of the last line (without its newline).
+    pub sha256: String,
+    /// Lines in the log.
+    pub lines: usize,
+}
+
+/// A promotion gate's result, as the log records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateResult {
+    /// The gate (`reference`, `regression`).
+    pub gate: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub detail: String,
+}
+
+impl AuditEvent {
+    /// The alias this event moved and the release it pointed it to (none: to nothing).
+    pub fn moved(&self) -> (&str, Option<&str>) {
+        match self {
+            AuditEvent::Deploy { release, .. } => (PRODUCTION, Some(release)),
+            AuditEvent::Rollback { release, .. } => (PRODUCTION, release.as_deref()),
+            AuditEvent::Promote { alias, release, .. } => (alias, Some(release)),
+        }
+    }
+
+    /// When (UTC, RFC 3339).
+    pub fn time(&self) -> &str {
+        match self {
+            AuditEvent::Deploy { time, .. } | AuditEvent::Rollback { time, .. } | AuditEvent::Promote { time, .. } => {
+                time
+            }
+        }
+    }
 }
 
 /// Why a rollback happened.

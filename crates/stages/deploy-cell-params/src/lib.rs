@@ -10,6 +10,8 @@
 //! Files keep their paths relative to `--root` (default: the working directory, the repository
 //! root in a workflow): `cell-params/he.yaml` is `releases/<id>/cell-params/he.yaml` on the server.
 
+pub mod registry;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +38,14 @@ pub enum Command {
     /// Forward a local port to the service on the server's loopback through the SSH connection
     /// (the pinned host key as for a deploy) until stopped: `--local`, `--service-port`.
     Tunnel,
+    /// Registry: every move of every alias, from the audit log.
+    History,
+    /// Registry: the release `--alias` points to, now or `--at` a time.
+    Which,
+    /// Registry: point `--alias` at `--release`, through the promotion gates.
+    Promote,
+    /// Registry: check the audit log's hash chain and head.
+    Verify,
 }
 
 /// Command-line flags (and action inputs) of `deploy-cell-params`.
@@ -93,6 +103,25 @@ pub struct Args {
     /// Rollback: the release to switch to [default: the one before the current].
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
+    /// Registry: the alias (`production` is `current`; others live under aliases/).
+    #[arg(long, value_name = "NAME", default_value = "production")]
+    pub alias: String,
+    /// Registry `promote`: the release to point the alias at.
+    #[arg(long, value_name = "RELEASE")]
+    pub release: Option<String>,
+    /// Registry `which`: the time to look at (RFC 3339, UTC, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Registry `promote`: why (recorded in the log; required with --force).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Registry `promote`: override failing gates (with --reason; the log records both).
+    #[arg(long)]
+    pub force: bool,
+    /// Registry `promote`: the largest drop in a bundle's test F1@0.5 against production's
+    /// bundle at the same path that passes the regression gate.
+    #[arg(long, value_name = "F1", default_value_t = 0.01)]
+    pub max_regression: f64,
 }
 
 impl Args {
@@ -178,6 +207,8 @@ pub enum Done {
     Listed(Vec<ReleaseInfo>, String),
     /// A tunnel that stopped: its local address.
     Tunnelled(std::net::SocketAddr),
+    /// A registry command: what it says.
+    Registry(String),
 }
 
 fn rel_of(path: &Path) -> String {
@@ -351,7 +382,7 @@ pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote>, String), S
     }
 }
 
-fn provenance(bundles: Vec<String>) -> Provenance {
+pub(crate) fn provenance(bundles: Vec<String>) -> Provenance {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let run = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
         (Some(s), Some(r), Some(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
@@ -403,6 +434,10 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         Command::Rollback => run_rollback(args, runner, cfg),
         Command::List => run_list(args, runner),
         Command::Tunnel => run_tunnel(args, runner),
+        Command::History => registry::run_history(args, runner),
+        Command::Which => registry::run_which(args, runner),
+        Command::Promote => registry::run_promote(args, runner, cfg),
+        Command::Verify => registry::run_verify(args, runner),
     }
 }
 
@@ -489,16 +524,26 @@ fn run_rollback(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done,
 fn run_list(args: &Args, runner: &Runner) -> Result<Done, StageError> {
     let (mut remote, base) = open(args, runner)?;
     let releases = release::list(remote.as_mut(), &base)?;
+    let aliases = cellops_deploy::registry::aliases(remote.as_mut(), &base)?;
+    let names = |id: &str| -> String {
+        let n: Vec<&str> = aliases
+            .iter()
+            .filter(|(_, r)| r.as_deref() == Some(id))
+            .map(|(a, _)| a.as_str())
+            .collect();
+        n.join(",")
+    };
     let mut md = format!(
-        "## Releases on {}{base}\n\n| release | current | created | git | actor | files |\n|---|---|---|---|---|---|\n",
+        "## Releases on {}{base}\n\n| release | current | aliases | created | git | actor | files |\n|---|---|---|---|---|---|---|\n",
         remote.describe()
     );
     for r in releases.iter().rev() {
         let rec = r.record.as_ref();
         let line = format!(
-            "{} {} {} {} {} files",
+            "{} {} [{}] {} {} {} files",
             if r.current { "*" } else { " " },
             r.id,
+            names(&r.id),
             rec.map_or("?", |x| x.created.as_str()),
             rec.and_then(|x| x.git_sha.as_deref())
                 .map_or("-", |g| &g[..7.min(g.len())]),
@@ -507,9 +552,10 @@ fn run_list(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         runner.info(&line)?;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.id,
             if r.current { "✅" } else { "" },
+            names(&r.id),
             rec.map_or("?", |x| x.created.as_str()),
             rec.and_then(|x| x.git_sha.as_deref()).unwrap_or(""),
             rec.and_then(|x| x.actor.as_deref()).unwrap_or(""),
@@ -565,7 +611,20 @@ pub fn headline(d: &Done) -> String {
         ),
         Done::Listed(r, target) => format!("{} releases on {target}", r.len()),
         Done::Tunnelled(local) => format!("the tunnel on {local} stopped"),
+        Done::Registry(line) => line.clone(),
     }
+}
+
+/// Runs a registry command (`cellops registry`): every command but `deploy` and `tunnel`.
+pub fn execute_registry(args: &Args, runner: &Runner) -> Exit {
+    let command = args.action.or(args.command);
+    if matches!(command, None | Some(Command::Deploy | Command::Tunnel)) {
+        let e = StageError::Usage(
+            "cellops registry takes list, history, which, promote, rollback or verify (deploy with cellops deploy-cell-params)".into(),
+        );
+        return cellops_actions::conclude::<Done, _>(runner, Err(e), |_| (String::new(), Exit::Success));
+    }
+    execute(args, runner)
 }
 
 /// Runs the stage and ends it the way every stage ends.

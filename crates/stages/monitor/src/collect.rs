@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cellops_deploy::remote::Remote;
 use cellops_formats::monitor::{HEARTBEAT, Heartbeat};
-use cellops_formats::release::{AuditEvent, LOG};
+use cellops_formats::release::{LOG, LogLine, PRODUCTION};
 use serde_json::Value;
 
 /// The service's answer to one request: the status and JSON body, or why there was none.
@@ -66,19 +66,18 @@ pub fn droplet(remote: &mut dyn Remote, base: &str) -> Droplet {
     }
 }
 
-/// The release the log's last line made current (`None` inside for a rollback to nothing) and
-/// that line's time; `None` for an empty log.
+/// The release the log's last production move made current (`None` inside for a rollback to
+/// nothing) and that line's time; `None` for a log without one.
 pub fn last_production_move(log: &[u8]) -> Result<Option<(Option<String>, String)>, String> {
     let text = String::from_utf8_lossy(log);
-    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let event: AuditEvent =
-        serde_json::from_str(line).map_err(|e| format!("{LOG}: its last line cannot be read: {e}"))?;
-    Ok(Some(match event {
-        AuditEvent::Deploy { release, time, .. } => (Some(release), time),
-        AuditEvent::Rollback { release, time, .. } => (release, time),
-    }))
+    for line in text.lines().rev().filter(|l| !l.trim().is_empty()) {
+        let parsed: LogLine = serde_json::from_str(line).map_err(|e| format!("{LOG}: a line cannot be read: {e}"))?;
+        let (alias, release) = parsed.event.moved();
+        if alias == PRODUCTION {
+            return Ok(Some((release.map(str::to_owned), parsed.event.time().to_owned())));
+        }
+    }
+    Ok(None)
 }
 
 /// Free and total bytes of the file system holding `base` (`df -Pk`).

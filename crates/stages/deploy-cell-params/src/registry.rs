@@ -1,0 +1,220 @@
+//! `cellops registry`: the registry commands beside `list` and `rollback` — `history` (every move
+//! of every alias, from the log), `which` (the release an alias points to, now or `--at` a time),
+//! `promote` (an alias to a release, through the promotion gates) and `verify` (the log's chain and
+//! head). The logic is `cellops_deploy::registry`'s.
+
+use std::fmt::Write as _;
+
+use cellops_actions::Runner;
+use cellops_deploy::registry::{self, Promotion};
+use cellops_deploy::release::DeployConfig;
+use cellops_deploy::remote::Remote;
+use cellops_formats::bundle::BundleHeader;
+use cellops_formats::release::{GateResult, PRODUCTION};
+
+use crate::{Args, Done, StageError, open, provenance};
+
+/// `history`: every line of the log, oldest first.
+pub fn run_history(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    let (mut remote, base) = open(args, runner)?;
+    let lines = registry::history(remote.as_mut(), &base)?;
+    let mut md = String::from(
+        "## Registry history\n\n| time | alias | release | event | actor | reason |\n|---|---|---|---|---|---|\n",
+    );
+    for line in &lines {
+        let e = &line.event;
+        let (alias, release) = e.moved();
+        let (kind, actor, reason) = match e {
+            cellops_formats::release::AuditEvent::Deploy { actor, .. } => ("deploy", actor.clone(), None),
+            cellops_formats::release::AuditEvent::Rollback { actor, reason, .. } => (
+                "rollback",
+                actor.clone(),
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned)),
+            ),
+            cellops_formats::release::AuditEvent::Promote {
+                actor, reason, forced, ..
+            } => (
+                if *forced { "promote (forced)" } else { "promote" },
+                actor.clone(),
+                reason.clone(),
+            ),
+        };
+        let release = release.unwrap_or("(none)");
+        runner.info(&format!("{} {alias} -> {release} ({kind})", e.time()))?;
+        let _ = writeln!(
+            md,
+            "| {} | {alias} | {release} | {kind} | {} | {} |",
+            e.time(),
+            actor.unwrap_or_default(),
+            reason.unwrap_or_default().replace('|', "\\|")
+        );
+    }
+    runner.append_summary(&md)?;
+    Ok(Done::Registry(format!("{} moves in the log", lines.len())))
+}
+
+/// `which`: the release `--alias` points to, now (the links) or `--at` a time (the log).
+pub fn run_which(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    let (mut remote, base) = open(args, runner)?;
+    let alias = args.alias.as_str();
+    let release = match &args.at {
+        Some(at) => {
+            let lines = registry::history(remote.as_mut(), &base)?;
+            registry::which(&lines, alias, Some(at))
+        }
+        None => registry::aliases(remote.as_mut(), &base)?.remove(alias).flatten(),
+    };
+    runner.set_output("release-id", release.as_deref().unwrap_or(""))?;
+    let when = args
+        .at
+        .as_deref()
+        .map_or_else(|| "now".to_owned(), |t| format!("at {t}"));
+    Ok(Done::Registry(match release {
+        Some(r) => format!("{alias} {when}: {r}"),
+        None => format!("{alias} {when}: no release"),
+    }))
+}
+
+/// `verify`: the log's chain and head.
+pub fn run_verify(args: &Args, runner: &Runner) -> Result<Done, StageError> {
+    let (mut remote, base) = open(args, runner)?;
+    let v = registry::verify(remote.as_mut(), &base)?;
+    // The first line of a chain has no prev: the line after it vouches for it.
+    let chained = if v.unchained < v.lines {
+        v.lines - v.unchained + 1
+    } else {
+        0
+    };
+    Ok(Done::Registry(format!(
+        "the log is intact: {} lines, {chained} chained",
+        v.lines
+    )))
+}
+
+/// `promote`: `--alias` to `--release`, through the gates (forced with `--force --reason`).
+pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, StageError> {
+    let release = args
+        .release
+        .as_deref()
+        .ok_or_else(|| StageError::Usage("promote needs --release".into()))?;
+    let (mut remote, base) = open(args, runner)?;
+    let production = registry::aliases(remote.as_mut(), &base)?.remove(PRODUCTION).flatten();
+    let gates = gates(
+        remote.as_mut(),
+        &base,
+        release,
+        production.as_deref(),
+        args.max_regression,
+    );
+    for g in &gates {
+        runner.info(&format!(
+            "gate {}: {} ({})",
+            g.gate,
+            if g.passed { "passed" } else { "FAILED" },
+            g.detail
+        ))?;
+    }
+    let cfg = DeployConfig {
+        provenance: provenance(Vec::new()),
+        ..cfg
+    };
+    let p = Promotion {
+        alias: &args.alias,
+        release,
+        reason: args.reason.as_deref(),
+        gates,
+        forced: args.force,
+    };
+    let from = registry::promote(remote.as_mut(), &base, &p, &cfg)?;
+    runner.set_output("release-id", release)?;
+    runner.set_output("previous", from.as_deref().unwrap_or(""))?;
+    Ok(Done::Registry(format!(
+        "{} now points to {release} (was {})",
+        args.alias,
+        from.as_deref().unwrap_or("none")
+    )))
+}
+
+/// The bundles (`bundle.json` paths) a release holds, and their headers.
+fn bundles(remote: &mut dyn Remote, base: &str, id: &str) -> Vec<(String, Option<BundleHeader>)> {
+    let dir = format!("{base}/releases/{id}");
+    let record: Option<cellops_formats::release::DeployRecord> = remote
+        .read(&format!("{dir}/{}", cellops_formats::release::RECORD))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let paths: Vec<String> = record
+        .map(|r| r.files.into_iter().map(|f| f.path))
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p == cellops_formats::bundle::METADATA || p.ends_with(&format!("/{}", cellops_formats::bundle::METADATA))
+        })
+        .collect();
+    paths
+        .into_iter()
+        .map(|p| {
+            let header = remote
+                .read(&format!("{dir}/{p}"))
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            (p, header)
+        })
+        .collect()
+}
+
+/// The promotion gates of `candidate` against `production`: every bundle carries a reference
+/// profile (Monitor needs it), and none scores worse on its test split than production's bundle
+/// at the same path by more than `max_regression` (instance F1).
+pub fn gates(
+    remote: &mut dyn Remote,
+    base: &str,
+    candidate: &str,
+    production: Option<&str>,
+    max_regression: f64,
+) -> Vec<GateResult> {
+    let ours = bundles(remote, base, candidate);
+    let theirs = production.map(|p| bundles(remote, base, p)).unwrap_or_default();
+    let mut out = Vec::new();
+    for (path, header) in &ours {
+        let gate = |gate: &str, passed: bool, detail: String| GateResult {
+            gate: gate.to_owned(),
+            passed,
+            detail: format!("{path}: {detail}"),
+        };
+        let Some(h) = header else {
+            out.push(gate("reference", false, "bundle.json cannot be read".into()));
+            continue;
+        };
+        out.push(match &h.reference {
+            Some(r) => gate("reference", true, format!("reference profile of {} images", r.images)),
+            None => gate(
+                "reference",
+                false,
+                "no reference.json: Monitor could not judge drift".into(),
+            ),
+        });
+        let before = theirs
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, h)| h.as_ref())
+            .and_then(|h| h.metrics.test_f1);
+        out.push(match (h.metrics.test_f1, before) {
+            (Some(now), Some(was)) if now < was - max_regression => gate(
+                "regression",
+                false,
+                format!("test F1@0.5 {now:.4} against production's {was:.4} (more than {max_regression} worse)"),
+            ),
+            (Some(now), Some(was)) => gate(
+                "regression",
+                true,
+                format!("test F1@0.5 {now:.4} against production's {was:.4}"),
+            ),
+            _ => gate("regression", true, "no test F1 to compare with production's".into()),
+        });
+    }
+    out
+}

@@ -1,0 +1,220 @@
+//! The registry on a droplet folder: aliases that keep their history (`which --at`), promotion
+//! gates (a bundle without a reference profile, a bundle worse than production's) that only a
+//! forced promotion with a reason passes, pruning that spares aliased releases, rollback, and a
+//! log whose hash chain catches one edited byte and a cut last line.
+
+use std::path::{Path, PathBuf};
+
+use cellops_actions::{Env, Runner};
+use cellops_deploy::registry;
+use cellops_deploy::remote::LocalRemote;
+use cellops_deploy_cell_params::{Args, Command, Done, run};
+use cellops_formats::release::AuditEvent;
+
+fn quiet() -> Runner {
+    Runner::new(&Env::default(), Box::new(std::io::sink()), Box::new(std::io::sink()))
+}
+
+/// A lab repository: a parameter file and a bundle header made from the shipped model's, edited
+/// by `edit` (the weights file is a stand-in: deploys do not load models).
+fn lab(root: &Path, description: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let r = root.join("lab");
+    std::fs::create_dir_all(r.join("cell-params")).expect("dir");
+    std::fs::create_dir_all(r.join("models/nuclei")).expect("dir");
+    std::fs::write(
+        r.join("cell-params/dapi.yaml"),
+        format!("description: {description}\npixel_size_um: 0.5\n"),
+    )
+    .expect("params");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../models/nuclei/bundle.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(shipped).expect("bundle")).expect("json");
+    edit(&mut meta);
+    std::fs::write(
+        r.join("models/nuclei/bundle.json"),
+        serde_json::to_vec(&meta).expect("json"),
+    )
+    .expect("write");
+    std::fs::write(r.join("models/nuclei/model.safetensors"), [7u8; 64]).expect("weights");
+    r
+}
+
+fn args(server: &Path, command: Command) -> Args {
+    let mut a = Args::new(&format!("file://{}", server.display())).expect("args");
+    a.action = Some(command);
+    a
+}
+
+/// Deploys a lab (keeping `keep` releases); the release id.
+fn deploy(
+    root: &Path,
+    (server, keep): (&Path, usize),
+    description: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> String {
+    let repo = lab(root, description, edit);
+    let mut a = args(server, Command::Deploy);
+    a.keep_releases = keep;
+    a.root = repo;
+    a.include = Some("models/**".into());
+    match run(&a, &quiet()).expect("deploy") {
+        Done::Deployed(o, _) => o.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn registry_says(server: &Path, command: Command, set: impl Fn(&mut Args)) -> Result<String, String> {
+    let mut a = args(server, command);
+    set(&mut a);
+    match run(&a, &quiet()) {
+        Ok(Done::Registry(line)) => Ok(line),
+        Ok(Done::RolledBack(_, to, _)) => Ok(to),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn aliases_gates_history_and_an_honest_log() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = tmp.path().join("droplet");
+    let base = server.display().to_string();
+    let (keep2, keep9) = ((server.as_path(), 2), (server.as_path(), 9));
+    let r1 = deploy(tmp.path(), keep2, "one", |_| {});
+    let r2 = deploy(tmp.path(), keep2, "two", |_| {});
+    assert_eq!(
+        registry_says(&server, Command::Which, |_| {}),
+        Ok(format!("production now: {r2}"))
+    );
+
+    // staging → r1; it survives pruning (keep 2) while newer deploys go by.
+    let said = registry_says(&server, Command::Promote, |a| {
+        a.alias = "staging".into();
+        a.release = Some(r1.clone());
+    });
+    assert_eq!(said, Ok(format!("staging now points to {r1} (was none)")));
+    let r3 = deploy(tmp.path(), keep2, "three", |_| {});
+    let r4 = deploy(tmp.path(), keep2, "four", |_| {});
+    let left: Vec<String> = std::fs::read_dir(server.join("releases"))
+        .expect("releases")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(left.contains(&r1) && !left.contains(&r2), "{left:?}");
+    assert!(left.contains(&r3) && left.contains(&r4), "{left:?}");
+
+    // The gates: no reference profile, then a worse test F1; refused, then forced with a reason.
+    let bare = deploy(tmp.path(), keep9, "bare", |m| {
+        m.as_object_mut().expect("object").remove("reference");
+    });
+    let worse = deploy(tmp.path(), keep9, "worse", |m| m["metrics"]["test_f1"] = 0.5.into());
+    let promote = |release: &str, force: bool| {
+        registry_says(&server, Command::Promote, |a| {
+            a.release = Some(release.to_owned());
+            a.force = force;
+            a.reason = force.then(|| "hotfix, approved by the lab lead".to_owned());
+        })
+    };
+    let refused = promote(&bare, false).expect_err("no reference");
+    assert!(
+        refused.contains("reference: models/nuclei/bundle.json: no reference.json"),
+        "{refused}"
+    );
+    // `worse` is production now (its deploy made it current); put r4 back first.
+    assert!(promote(&r4, false).is_ok());
+    let refused = promote(&worse, false).expect_err("a regression");
+    assert!(
+        refused.contains("test F1@0.5 0.5000 against production's 0.8104"),
+        "{refused}"
+    );
+    assert!(promote(&worse, true).is_ok(), "forced with a reason");
+
+    // Rollback is a registry move too; the history tells every move in order.
+    assert_eq!(
+        registry_says(&server, Command::Rollback, |a| a.to = Some(r4.clone())),
+        Ok(r4.clone())
+    );
+    let mut remote = LocalRemote;
+    let lines = registry::history(&mut remote, &base).expect("history");
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| match &l.event {
+            AuditEvent::Deploy { .. } => "deploy",
+            AuditEvent::Rollback { .. } => "rollback",
+            AuditEvent::Promote { forced: true, .. } => "forced",
+            AuditEvent::Promote { .. } => "promote",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "deploy", "deploy", "promote", "deploy", "deploy", "deploy", "deploy", "promote", "forced", "rollback"
+        ]
+    );
+    let AuditEvent::Promote { reason, gates, .. } = &lines[8].event else {
+        panic!()
+    };
+    assert_eq!(reason.as_deref(), Some("hotfix, approved by the lab lead"));
+    assert!(gates.iter().any(|g| g.gate == "regression" && !g.passed));
+    // which --at: before anything, nothing; at the end, what serves.
+    let at = |t: &str| registry::which(&lines, "production", Some(t));
+    assert_eq!(at("2000-01-01T00:00:00Z"), None);
+    assert_eq!(at("2999-01-01T00:00:00Z"), Some(r4.clone()));
+    assert_eq!(registry::which(&lines, "staging", None), Some(r1.clone()));
+    let says = registry_says(&server, Command::Which, |a| a.at = Some("2000-01-01T00:00:00Z".into()));
+    assert_eq!(says, Ok("production at 2000-01-01T00:00:00Z: no release".into()));
+
+    // An honest log verifies; one byte edited, or its last line cut, does not.
+    assert!(registry_says(&server, Command::Verify, |_| {}).is_ok_and(|s| s.contains("10 lines, 10 chained")));
+    let log = server.join("deployments.jsonl");
+    let original = std::fs::read(&log).expect("log");
+    let mut edited = original.clone();
+    let at = edited
+        .windows(r3.len())
+        .position(|w| w == r3.as_bytes())
+        .expect("a line to edit");
+    edited[at] = b'0' + (edited[at] - b'0' + 1) % 10;
+    std::fs::write(&log, &edited).expect("edit");
+    let err = registry_says(&server, Command::Verify, |_| {}).expect_err("edited");
+    assert!(err.contains("the log was edited"), "{err}");
+    let cut = &original[..original[..original.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("lines")
+        + 1];
+    std::fs::write(&log, cut).expect("cut");
+    let err = registry_says(&server, Command::Verify, |_| {}).expect_err("cut");
+    assert!(err.contains("lines were cut off or added"), "{err}");
+}
+
+#[test]
+fn which_at_replays_the_log() {
+    use cellops_formats::release::LogLine;
+    let promote = |alias: &str, release: &str, time: &str| LogLine {
+        event: AuditEvent::Promote {
+            alias: alias.into(),
+            release: release.into(),
+            from: None,
+            time: time.into(),
+            actor: None,
+            run: None,
+            reason: None,
+            gates: Vec::new(),
+            forced: false,
+        },
+        prev: None,
+    };
+    let lines = [
+        promote("production", "a", "2026-12-01T09:00:00Z"),
+        promote("staging", "b", "2026-12-02T09:00:00Z"),
+        promote("production", "c", "2026-12-03T09:00:00Z"),
+    ];
+    assert_eq!(
+        registry::which(&lines, "production", Some("2026-12-02T23:59:59Z")),
+        Some("a".into())
+    );
+    assert_eq!(
+        registry::which(&lines, "production", Some("2026-12-03T09:00:00Z")),
+        Some("c".into())
+    );
+    assert_eq!(registry::which(&lines, "staging", Some("2026-12-01T12:00:00Z")), None);
+}
