@@ -52,6 +52,10 @@ pub struct Provenance {
     pub run: Option<String>,
     /// Model bundle ids included.
     pub bundle_ids: Vec<String>,
+    /// The promotion gates of the models a deploy changes (recorded in the log).
+    pub gates: Vec<cellops_formats::release::GateResult>,
+    /// Why, when failing gates were overridden.
+    pub reason: Option<String>,
 }
 
 /// Settings of a deploy.
@@ -481,6 +485,8 @@ fn deploy_locked(
             files: files.len(),
             files_sent: send.len(),
             bytes_sent,
+            gates: cfg.provenance.gates.clone(),
+            reason: cfg.provenance.reason.clone(),
         },
     )?;
     let health = health_check(remote, l, cfg, &id, previous.as_deref(), &final_dir)?;

@@ -135,6 +135,12 @@ pub enum AuditEvent {
         files_sent: usize,
         /// Bytes uploaded.
         bytes_sent: u64,
+        /// The promotion gates of the models it changed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<GateResult>,
+        /// Why, when failing gates were overridden.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An alias was pointed at a release (`production` is `current`).
     Promote {

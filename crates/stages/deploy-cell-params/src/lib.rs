@@ -394,6 +394,8 @@ pub(crate) fn provenance(bundles: Vec<String>) -> Provenance {
         actor: var("GITHUB_ACTOR").or_else(|| var("USER")),
         run,
         bundle_ids: bundles,
+        gates: Vec::new(),
+        reason: None,
     }
 }
 
@@ -470,8 +472,14 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
         human_bytes(total)
     ))?;
     let (mut remote, base) = open(args, runner)?;
+    let gates = registry::deploy_gates(remote.as_mut(), &base, &files, args.max_regression);
+    registry::judge_gates(runner, &gates, args)?;
     let cfg = DeployConfig {
-        provenance: provenance(bundles),
+        provenance: Provenance {
+            gates,
+            reason: args.reason.clone().filter(|_| args.force),
+            ..provenance(bundles)
+        },
         ..cfg
     };
     let progress = Progress::new(runner, total, "bytes");

@@ -12,6 +12,8 @@ use cellops_deploy::remote::Remote;
 use cellops_formats::bundle::BundleHeader;
 use cellops_formats::release::{GateResult, PRODUCTION};
 
+use cellops_deploy::release::SourceFile;
+
 use crate::{Args, Done, StageError, open, provenance};
 
 /// `history`: every line of the log, oldest first.
@@ -101,21 +103,12 @@ pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Do
         .ok_or_else(|| StageError::Usage("promote needs --release".into()))?;
     let (mut remote, base) = open(args, runner)?;
     let production = registry::aliases(remote.as_mut(), &base)?.remove(PRODUCTION).flatten();
-    let gates = gates(
-        remote.as_mut(),
-        &base,
-        release,
-        production.as_deref(),
-        args.max_regression,
-    );
-    for g in &gates {
-        runner.info(&format!(
-            "gate {}: {} ({})",
-            g.gate,
-            if g.passed { "passed" } else { "FAILED" },
-            g.detail
-        ))?;
-    }
+    let ours = bundles(remote.as_mut(), &base, release);
+    let theirs = production
+        .map(|p| bundles(remote.as_mut(), &base, &p))
+        .unwrap_or_default();
+    let gates = gates(&ours, &theirs, args.max_regression);
+    report_gates(runner, &gates)?;
     let cfg = DeployConfig {
         provenance: provenance(Vec::new()),
         ..cfg
@@ -149,9 +142,7 @@ fn bundles(remote: &mut dyn Remote, base: &str, id: &str) -> Vec<(String, Option
         .map(|r| r.files.into_iter().map(|f| f.path))
         .into_iter()
         .flatten()
-        .filter(|p| {
-            p == cellops_formats::bundle::METADATA || p.ends_with(&format!("/{}", cellops_formats::bundle::METADATA))
-        })
+        .filter(|p| is_bundle_json(p))
         .collect();
     paths
         .into_iter()
@@ -166,20 +157,73 @@ fn bundles(remote: &mut dyn Remote, base: &str, id: &str) -> Vec<(String, Option
         .collect()
 }
 
-/// The promotion gates of `candidate` against `production`: every bundle carries a reference
-/// profile (Monitor needs it), and none scores worse on its test split than production's bundle
-/// at the same path by more than `max_regression` (instance F1).
+/// The bundles of a deploy's `files` that production (by path) does not serve with the same id,
+/// judged by the gates against production's; none when no model changes.
+pub fn deploy_gates(remote: &mut dyn Remote, base: &str, files: &[SourceFile], max_regression: f64) -> Vec<GateResult> {
+    let production = registry::aliases(remote, base)
+        .ok()
+        .and_then(|mut a| a.remove(PRODUCTION).flatten());
+    let theirs = production.map(|p| bundles(remote, base, &p)).unwrap_or_default();
+    let id = |h: &Option<BundleHeader>| h.as_ref().map(|h| h.id.clone());
+    let ours: Vec<(String, Option<BundleHeader>)> = files
+        .iter()
+        .filter(|f| is_bundle_json(&f.rel))
+        .map(|f| {
+            let header = std::fs::read(&f.path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            (f.rel.clone(), header)
+        })
+        .filter(|(rel, header)| {
+            let before = theirs.iter().find(|(p, _)| p == rel).map(|(_, h)| id(h));
+            before.is_none_or(|b| b != id(header))
+        })
+        .collect();
+    gates(&ours, &theirs, max_regression)
+}
+
+/// Reports each gate.
+fn report_gates(runner: &Runner, gates: &[GateResult]) -> Result<(), StageError> {
+    for g in gates {
+        let verdict = if g.passed { "passed" } else { "FAILED" };
+        runner.info(&format!("gate {}: {verdict} ({})", g.gate, g.detail))?;
+    }
+    Ok(())
+}
+
+/// Reports the gates and refuses failing ones unless `--force` with a `--reason`.
+pub fn judge_gates(runner: &Runner, gates: &[GateResult], args: &Args) -> Result<(), StageError> {
+    report_gates(runner, gates)?;
+    let failed: Vec<String> = gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| format!("{}: {}", g.gate, g.detail))
+        .collect();
+    let overridden = args.force && args.reason.as_deref().is_some_and(|r| !r.trim().is_empty());
+    if failed.is_empty() || overridden {
+        return Ok(());
+    }
+    Err(StageError::Deploy(cellops_deploy::release::DeployError::GateFailed(
+        failed.join("; "),
+    )))
+}
+
+fn is_bundle_json(path: &str) -> bool {
+    let name = cellops_formats::bundle::METADATA;
+    path == name || path.ends_with(&format!("/{name}"))
+}
+
+/// The promotion gates of a candidate's bundles (`ours`, by path) against production's
+/// (`theirs`): every bundle carries a reference profile (Monitor needs it), and none scores worse
+/// on its test split than production's bundle at the same path by more than `max_regression`
+/// (instance F1).
 pub fn gates(
-    remote: &mut dyn Remote,
-    base: &str,
-    candidate: &str,
-    production: Option<&str>,
+    ours: &[(String, Option<BundleHeader>)],
+    theirs: &[(String, Option<BundleHeader>)],
     max_regression: f64,
 ) -> Vec<GateResult> {
-    let ours = bundles(remote, base, candidate);
-    let theirs = production.map(|p| bundles(remote, base, p)).unwrap_or_default();
     let mut out = Vec::new();
-    for (path, header) in &ours {
+    for (path, header) in ours {
         let gate = |gate: &str, passed: bool, detail: String| GateResult {
             gate: gate.to_owned(),
             passed,

@@ -44,22 +44,34 @@ fn args(server: &Path, command: Command) -> Args {
     a
 }
 
-/// Deploys a lab (keeping `keep` releases); the release id.
+/// Deploys a lab (keeping `keep` releases; forced with a reason when `force`); the release id.
+fn try_deploy(
+    root: &Path,
+    (server, keep, force): (&Path, usize, bool),
+    description: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> Result<String, String> {
+    let repo = lab(root, description, edit);
+    let mut a = args(server, Command::Deploy);
+    a.keep_releases = keep;
+    a.root = repo;
+    a.include = Some("models/**".into());
+    a.force = force;
+    a.reason = force.then(|| "the lab lead accepts it".to_owned());
+    match run(&a, &quiet()) {
+        Ok(Done::Deployed(o, _)) => Ok(o.id),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn deploy(
     root: &Path,
     (server, keep): (&Path, usize),
     description: &str,
     edit: impl Fn(&mut serde_json::Value),
 ) -> String {
-    let repo = lab(root, description, edit);
-    let mut a = args(server, Command::Deploy);
-    a.keep_releases = keep;
-    a.root = repo;
-    a.include = Some("models/**".into());
-    match run(&a, &quiet()).expect("deploy") {
-        Done::Deployed(o, _) => o.id,
-        other => panic!("{other:?}"),
-    }
+    try_deploy(root, (server, keep, false), description, edit).expect("deploy")
 }
 
 fn registry_says(server: &Path, command: Command, set: impl Fn(&mut Args)) -> Result<String, String> {
@@ -78,7 +90,7 @@ fn aliases_gates_history_and_an_honest_log() {
     let tmp = tempfile::tempdir().expect("tmp");
     let server = tmp.path().join("droplet");
     let base = server.display().to_string();
-    let (keep2, keep9) = ((server.as_path(), 2), (server.as_path(), 9));
+    let keep2 = (server.as_path(), 2);
     let r1 = deploy(tmp.path(), keep2, "one", |_| {});
     let r2 = deploy(tmp.path(), keep2, "two", |_| {});
     assert_eq!(
@@ -102,11 +114,26 @@ fn aliases_gates_history_and_an_honest_log() {
     assert!(left.contains(&r1) && !left.contains(&r2), "{left:?}");
     assert!(left.contains(&r3) && left.contains(&r4), "{left:?}");
 
-    // The gates: no reference profile, then a worse test F1; refused, then forced with a reason.
-    let bare = deploy(tmp.path(), keep9, "bare", |m| {
+    // The gates, for a deploy that changes the model: no reference profile, then a worse test
+    // F1; refused (nothing deployed), then forced with a reason, which the log keeps.
+    let no_reference = |m: &mut serde_json::Value| {
         m.as_object_mut().expect("object").remove("reference");
-    });
-    let worse = deploy(tmp.path(), keep9, "worse", |m| m["metrics"]["test_f1"] = 0.5.into());
+        m["id"] = "bare000000000000".into();
+    };
+    let refused = try_deploy(tmp.path(), (&server, 9, false), "bare", no_reference).expect_err("no reference");
+    assert!(refused.contains("no reference.json"), "{refused}");
+    assert_eq!(
+        registry_says(&server, Command::Which, |_| {}),
+        Ok(format!("production now: {r4}"))
+    );
+    let bare = try_deploy(tmp.path(), (&server, 9, true), "bare", no_reference).expect("forced");
+    let worse_f1 = |m: &mut serde_json::Value| {
+        m["metrics"]["test_f1"] = 0.5.into();
+        m["id"] = "worse00000000000".into();
+    };
+    let refused = try_deploy(tmp.path(), (&server, 9, false), "worse", worse_f1).expect_err("a regression");
+    assert!(refused.contains("regression"), "{refused}");
+    let worse = try_deploy(tmp.path(), (&server, 9, true), "worse", worse_f1).expect("forced");
     let promote = |release: &str, force: bool| {
         registry_says(&server, Command::Promote, |a| {
             a.release = Some(release.to_owned());
@@ -163,18 +190,23 @@ fn aliases_gates_history_and_an_honest_log() {
     let says = registry_says(&server, Command::Which, |a| a.at = Some("2000-01-01T00:00:00Z".into()));
     assert_eq!(says, Ok("production at 2000-01-01T00:00:00Z: no release".into()));
 
+    an_honest_log_verifies_and_an_edited_one_does_not(&server, &r3);
+}
+
+/// The log verifies; with one byte of `edit_in`'s id changed, or its last line cut, it does not.
+fn an_honest_log_verifies_and_an_edited_one_does_not(server: &Path, edit_in: &str) {
     // An honest log verifies; one byte edited, or its last line cut, does not.
-    assert!(registry_says(&server, Command::Verify, |_| {}).is_ok_and(|s| s.contains("10 lines, 10 chained")));
+    assert!(registry_says(server, Command::Verify, |_| {}).is_ok_and(|s| s.contains("10 lines, 10 chained")));
     let log = server.join("deployments.jsonl");
     let original = std::fs::read(&log).expect("log");
     let mut edited = original.clone();
     let at = edited
-        .windows(r3.len())
-        .position(|w| w == r3.as_bytes())
+        .windows(edit_in.len())
+        .position(|w| w == edit_in.as_bytes())
         .expect("a line to edit");
     edited[at] = b'0' + (edited[at] - b'0' + 1) % 10;
     std::fs::write(&log, &edited).expect("edit");
-    let err = registry_says(&server, Command::Verify, |_| {}).expect_err("edited");
+    let err = registry_says(server, Command::Verify, |_| {}).expect_err("edited");
     assert!(err.contains("the log was edited"), "{err}");
     let cut = &original[..original[..original.len() - 1]
         .iter()
@@ -182,7 +214,7 @@ fn aliases_gates_history_and_an_honest_log() {
         .expect("lines")
         + 1];
     std::fs::write(&log, cut).expect("cut");
-    let err = registry_says(&server, Command::Verify, |_| {}).expect_err("cut");
+    let err = registry_says(server, Command::Verify, |_| {}).expect_err("cut");
     assert!(err.contains("lines were cut off or added"), "{err}");
 }
 
