@@ -571,12 +571,13 @@ impl Ctx<'_> {
         Some((image_bytes, mask_bytes))
     }
 
-    /// The item's key: what its prepared files depend on (tool version, configuration, id, split,
-    /// source hashes).
+    /// The item's key: what its prepared files and recorded features depend on (tool version,
+    /// the features' definition, configuration, id, split, source hashes).
     fn item_key(&self, item: &Item, split: Subset, image_sha256: &str, mask_sha256: &str) -> String {
         let mut h = Sha256::new();
         for part in [
             TOOL_VERSION,
+            crate::ops::features::FEATURES_VERSION,
             self.config_sha256,
             &item.id,
             split.as_str(),

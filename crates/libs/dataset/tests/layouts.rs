@@ -151,6 +151,8 @@ fn cellpose_with_split_folders_and_16_bit_tiff() {
         let recorded = item.features.expect("features recorded").values();
         let expected = cellops_dataset::ops::features::image_features(&sample(i).0).values();
         for (k, (a, b)) in recorded.iter().zip(expected).enumerate() {
+            assert_eq!(a.is_some(), b.is_some(), "{}: feature {k}", item.id);
+            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
             assert!((a - b).abs() < 1e-9, "{}: feature {k}: {a} vs {b}", item.id);
         }
     }

@@ -156,6 +156,22 @@ pub fn psi(reference: &[f64], current: &[f64]) -> Result<f64, StatsError> {
     Ok(r.iter().zip(&c).map(|(r, c)| (r - c) * (r / c).ln()).sum())
 }
 
+/// The population stability index of two distributions already binned alike (shares over the
+/// same bins, e.g. pooled grey-level histograms), with Evidently's empty-bin floor.
+///
+/// ```
+/// use cellops_drift::binned::psi_of_shares;
+/// assert_eq!(psi_of_shares(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
+/// // (0.5 − 0.9)·ln(0.5/0.9) + (0.5 − 0.1)·ln(0.5/0.1)
+/// assert!((psi_of_shares(&[0.5, 0.5], &[0.9, 0.1]) - 0.8789).abs() < 1e-4);
+/// ```
+pub fn psi_of_shares(reference: &[f64], current: &[f64]) -> f64 {
+    let (mut r, mut c) = (reference.to_vec(), current.to_vec());
+    floor_empty(&mut r);
+    floor_empty(&mut c);
+    r.iter().zip(&c).map(|(r, c)| (r - c) * (r / c).ln()).sum()
+}
+
 /// `x·ln(x/y)`, 0 for `x = 0` (SciPy's `rel_entr` on shares).
 fn rel_entr(x: f64, y: f64) -> f64 {
     if x == 0.0 { 0.0 } else { x * (x / y).ln() }

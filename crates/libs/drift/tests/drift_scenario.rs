@@ -55,13 +55,14 @@ fn blur(image: &Raster) -> Raster {
 
 /// Each feature's values over `images`.
 fn columns(images: &[Raster]) -> Vec<Vec<f64>> {
-    let rows: Vec<[f64; 9]> = images.iter().map(|i| image_features(i).values()).collect();
+    let rows: Vec<[Option<f64>; 14]> = images.iter().map(|i| image_features(i).values()).collect();
     (0..ImageFeatures::NAMES.len())
-        .map(|k| rows.iter().map(|r| r[k]).collect())
+        .map(|k| rows.iter().filter_map(|r| r[k]).collect())
         .collect()
 }
 
-/// The features a window alerts on (KS, levels calibrated on the reference for this window size).
+/// The features a window alerts on (KS, levels calibrated on the reference for this window size);
+/// features the reference does not define (colour ones, for grey images) cannot be judged.
 fn alerts(reference: &[Vec<f64>], window: &[Raster]) -> Vec<&'static str> {
     let window = columns(window);
     let cal = Calibration {
@@ -72,6 +73,7 @@ fn alerts(reference: &[Vec<f64>], window: &[Raster]) -> Vec<&'static str> {
     ImageFeatures::NAMES
         .iter()
         .zip(reference.iter().zip(&window))
+        .filter(|(_, (r, w))| !r.is_empty() && !w.is_empty())
         .filter(|(_, (r, w))| {
             let levels = calibrate(Statistic::KolmogorovSmirnov, r, &cal).expect("levels");
             judge(Statistic::KolmogorovSmirnov, r, w, levels, 30)

@@ -173,8 +173,11 @@ pub struct ReferenceImage {
     pub id: String,
     /// Its split.
     pub split: crate::dataset::Subset,
-    /// Its features, in [`ReferenceProfile::features`]' order.
-    pub values: Vec<f64>,
+    /// Its features, in [`ReferenceProfile::features`]' order (`null`: not defined for it).
+    pub values: Vec<Option<f64>>,
+    /// Its grey-level histogram (shares of `HISTOGRAM_BINS` equal bins), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Vec<f64>>,
 }
 
 impl ReferenceProfile {
@@ -191,6 +194,7 @@ impl ReferenceProfile {
                     id: i.id.clone(),
                     split: i.split,
                     values: f.values().to_vec(),
+                    histogram: f.histogram.map(|h| h.to_vec()),
                 })
             })
             .collect();
@@ -237,7 +241,15 @@ impl ReferenceProfile {
         let Some(k) = self.features.iter().position(|f| f == name) else {
             return Vec::new();
         };
-        self.images.iter().filter_map(|i| i.values.get(k).copied()).collect()
+        self.images
+            .iter()
+            .filter_map(|i| i.values.get(k).copied().flatten())
+            .collect()
+    }
+
+    /// The images' histograms (those that have one).
+    pub fn histograms(&self) -> Vec<&[f64]> {
+        self.images.iter().filter_map(|i| i.histogram.as_deref()).collect()
     }
 
     /// The defined values of the prediction feature `name` over the validation images.

@@ -223,11 +223,34 @@ pub struct ImageFeatures {
     pub width: f64,
     /// Height in pixels.
     pub height: f64,
+    /// Mean of the red channel, fraction of full scale (colour images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub red: Option<f64>,
+    /// Mean of the green channel (colour images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green: Option<f64>,
+    /// Mean of the blue channel (colour images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue: Option<f64>,
+    /// Mean haematoxylin optical density (Ruifrok & Johnston's H-DAB vectors, background at full
+    /// scale; colour images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haematoxylin_od: Option<f64>,
+    /// Mean DAB optical density (colour images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dab_od: Option<f64>,
+    /// The grey plane's histogram at the image's bit depth, in [`HISTOGRAM_BINS`] equal bins of
+    /// its full scale, as shares of the pixels (manifests written before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<[f64; HISTOGRAM_BINS]>,
 }
+
+/// Bins of [`ImageFeatures::histogram`].
+pub const HISTOGRAM_BINS: usize = 16;
 
 impl ImageFeatures {
     /// The feature names, in [`ImageFeatures::values`]' order (and the field names).
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 14] = [
         "mean",
         "std",
         "p1",
@@ -237,20 +260,30 @@ impl ImageFeatures {
         "focus",
         "width",
         "height",
+        "red",
+        "green",
+        "blue",
+        "haematoxylin_od",
+        "dab_od",
     ];
 
-    /// The values, in [`ImageFeatures::NAMES`]' order.
-    pub fn values(&self) -> [f64; 9] {
+    /// The values, in [`ImageFeatures::NAMES`]' order (`None`: not defined for this image).
+    pub fn values(&self) -> [Option<f64>; 14] {
         [
-            self.mean,
-            self.std,
-            self.p1,
-            self.p99,
-            self.saturated,
-            self.black,
-            self.focus,
-            self.width,
-            self.height,
+            Some(self.mean),
+            Some(self.std),
+            Some(self.p1),
+            Some(self.p99),
+            Some(self.saturated),
+            Some(self.black),
+            Some(self.focus),
+            Some(self.width),
+            Some(self.height),
+            self.red,
+            self.green,
+            self.blue,
+            self.haematoxylin_od,
+            self.dab_od,
         ]
     }
 }

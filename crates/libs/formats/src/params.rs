@@ -506,6 +506,17 @@ impl Default for StainVectors {
 /// A 3×3 matrix, rows first.
 pub type Matrix3 = [[f64; 3]; 3];
 
+/// Stain amounts of a pixel's optical densities `od` (`od · inverse`, the inverse of a
+/// [`StainVectors::basis`]); not clipped.
+pub fn stain_amounts(inverse: &Matrix3, od: [f64; 3]) -> [f64; 3] {
+    let m = inverse;
+    [
+        od[0] * m[0][0] + od[1] * m[1][0] + od[2] * m[2][0],
+        od[0] * m[0][1] + od[1] * m[1][1] + od[2] * m[2][1],
+        od[0] * m[0][2] + od[1] * m[1][2] + od[2] * m[2][2],
+    ]
+}
+
 impl StainVectors {
     /// The unit OD vectors (rows: haematoxylin, DAB, residual) and their inverse, or `None` when
     /// the vectors are degenerate (zero, not finite or linearly dependent).

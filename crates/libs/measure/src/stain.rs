@@ -44,12 +44,7 @@ impl StainMatrix {
 
     /// Stain amounts (haematoxylin, DAB, residual) of an optical-density triple, negatives kept.
     pub fn amounts(&self, od: [f64; 3]) -> [f64; 3] {
-        let m = &self.inverse;
-        [
-            od[0] * m[0][0] + od[1] * m[1][0] + od[2] * m[2][0],
-            od[0] * m[0][1] + od[1] * m[1][1] + od[2] * m[2][1],
-            od[0] * m[0][2] + od[1] * m[1][2] + od[2] * m[2][2],
-        ]
+        cellops_formats::params::stain_amounts(&self.inverse, od)
     }
 
     /// Haematoxylin and DAB optical density of every pixel of an interleaved image with at least

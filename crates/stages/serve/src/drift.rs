@@ -140,10 +140,11 @@ pub fn judge_all(subjects: &[Subject<'_>], rows: &[Row], min_window: usize) -> V
 fn judge_type(subject: &Subject<'_>, rows: &[&Row], min_window: usize) -> TypeDrift {
     let mut features = Vec::new();
     for (k, name) in ImageFeatures::NAMES.iter().enumerate() {
-        let window: Vec<f64> = rows.iter().filter_map(|r| r.input.get(k).copied()).collect();
+        let window: Vec<f64> = rows.iter().filter_map(|r| r.input.get(k).copied().flatten()).collect();
         let reference = subject.reference.map(|p| p.input_values(name)).unwrap_or_default();
         features.push(feature(name, Kind::Input, &reference, &window, min_window));
     }
+    features.push(histogram(subject, rows, min_window));
     let own: Vec<&&Row> = rows.iter().filter(|r| r.model == subject.model).collect();
     for (k, name) in PredictionFeatures::NAMES.iter().enumerate() {
         let window: Vec<f64> = own
@@ -179,6 +180,59 @@ fn judge_type(subject: &Subject<'_>, rows: &[&Row], min_window: usize) -> TypeDr
         drifted: drifted.iter().map(|f| f.name).collect(),
         features,
     }
+}
+
+/// The mean of equal-length share vectors (none when there are none).
+fn pooled<'a>(histograms: impl Iterator<Item = &'a [f64]>) -> Option<Vec<f64>> {
+    let mut sum: Option<Vec<f64>> = None;
+    let mut n = 0.0;
+    for h in histograms {
+        match &mut sum {
+            Some(s) if s.len() == h.len() => s.iter_mut().zip(h).for_each(|(s, v)| *s += v),
+            Some(_) => continue,
+            None => sum = Some(h.to_vec()),
+        }
+        n += 1.0;
+    }
+    sum.map(|s| s.into_iter().map(|v| v / n).collect())
+}
+
+/// The grey-level histogram: the window's pooled histogram against the reference's, by PSI with
+/// the usual levels (0.1 warn, 0.25 alert).
+fn histogram(subject: &Subject<'_>, rows: &[&Row], min_window: usize) -> FeatureDrift {
+    let reference = subject.reference.and_then(|p| pooled(p.histograms().into_iter()));
+    let window: Vec<&[f64]> = rows.iter().filter_map(|r| r.histogram.as_deref()).collect();
+    let levels = Statistic::Psi.default_levels(0, 0);
+    let mut out = FeatureDrift {
+        name: "histogram",
+        kind: Kind::Input,
+        statistic: Statistic::Psi.name(),
+        score: None,
+        warn: Some(levels.warn),
+        alert: Some(levels.alert),
+        levels: "default",
+        reference_values: subject.reference.map_or(0, |p| p.histograms().len()),
+        window_values: window.len(),
+        status: Status::NoReference,
+    };
+    let Some(reference) = reference else {
+        (out.warn, out.alert) = (None, None);
+        return out;
+    };
+    if window.len() < min_window.max(1) {
+        out.status = Status::NotEnoughData;
+        return out;
+    }
+    let score = pooled(window.into_iter()).map_or(0.0, |w| cellops_drift::binned::psi_of_shares(&reference, &w));
+    out.score = Some(score);
+    out.status = if score >= levels.alert {
+        Status::Alert
+    } else if score >= levels.warn {
+        Status::Warn
+    } else {
+        Status::NoDrift
+    };
+    out
 }
 
 /// One feature's window against its reference values.
@@ -240,7 +294,8 @@ mod tests {
                 .map(|i| ReferenceImage {
                     id: format!("r{i}"),
                     split: Subset::Train,
-                    values: vec![0.2 + 0.2 * i as f64 / n as f64; 9],
+                    values: vec![Some(0.2 + 0.2 * i as f64 / n as f64); 14],
+                    histogram: None,
                 })
                 .collect(),
             prediction_features: Vec::new(),
@@ -254,7 +309,8 @@ mod tests {
                 at: 0,
                 image_type: "dapi".into(),
                 model: "m".into(),
-                input: vec![value(i); 9],
+                input: vec![Some(value(i)); 14],
+                histogram: None,
                 prediction: None,
             })
             .collect()

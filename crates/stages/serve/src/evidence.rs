@@ -28,8 +28,11 @@ pub struct Row {
     pub image_type: String,
     /// The bundle id of the model that segmented it.
     pub model: String,
-    /// The input features, in `ImageFeatures::NAMES`' order.
-    pub input: Vec<f64>,
+    /// The input features, in `ImageFeatures::NAMES`' order (`null`: not defined for it).
+    pub input: Vec<Option<f64>>,
+    /// The grey-level histogram's shares (`HISTOGRAM_BINS` bins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Vec<f64>>,
     /// The prediction features, in `PredictionFeatures::NAMES`' order (none without a model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<Vec<Option<f64>>>,
@@ -278,7 +281,8 @@ mod tests {
             at,
             image_type: "dapi".into(),
             model: "abc".into(),
-            input: vec![mean; 9],
+            input: vec![Some(mean); 14],
+            histogram: None,
             prediction: Some(vec![Some(3.0), None, None, None, Some(0.0)]),
         }
     }

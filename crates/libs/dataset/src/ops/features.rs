@@ -8,7 +8,11 @@
 //! The grey plane is the image itself (one channel), the luminance of RGB(A) (OpenCV's
 //! weights, as [`grey`]), or the mean of other channel counts.
 
-pub use cellops_formats::dataset::ImageFeatures;
+pub use cellops_formats::dataset::{HISTOGRAM_BINS, ImageFeatures};
+
+/// The definition of the features `build` records: part of every item's key, so that a rebuild
+/// after it changes records the new features instead of reusing the old.
+pub const FEATURES_VERSION: &str = "features/2: grey, colour, stain ODs, 16-bin histogram";
 
 use crate::ops::colour::grey;
 use crate::ops::normalize::percentile_from_hist;
@@ -25,10 +29,59 @@ use crate::{Raster, Samples};
 /// ```
 pub fn image_features(image: &Raster) -> ImageFeatures {
     let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
-    match &image.samples {
-        Samples::U8(d) => features(&grey_plane(d, c), 255, w, h),
-        Samples::U16(d) => features(&grey_plane(d, c), 65535, w, h),
+    let (grey_features, colour) = match &image.samples {
+        Samples::U8(d) => (features(&grey_plane(d, c), 255, w, h), colour(d, c, 255)),
+        Samples::U16(d) => (features(&grey_plane(d, c), 65535, w, h), colour(d, c, 65535)),
+    };
+    match colour {
+        Some(k) => ImageFeatures {
+            red: Some(k.means[0]),
+            green: Some(k.means[1]),
+            blue: Some(k.means[2]),
+            haematoxylin_od: Some(k.haematoxylin),
+            dab_od: Some(k.dab),
+            ..grey_features
+        },
+        None => grey_features,
     }
+}
+
+/// What the colour channels of an RGB(A) image say.
+struct Colour {
+    /// Per-channel means, fractions of full scale.
+    means: [f64; 3],
+    /// Mean haematoxylin optical density.
+    haematoxylin: f64,
+    /// Mean DAB optical density.
+    dab: f64,
+}
+
+/// Channel means and mean stain optical densities of an RGB(A) image (`None` for other channel
+/// counts): each channel's OD `−log10(max(v / full, 10⁻⁶))` from a table of every level, the stain
+/// amounts from Ruifrok & Johnston's H-DAB basis (negatives clipped, as the measurements do).
+fn colour<S: Sample>(data: &[S], channels: usize, max: u32) -> Option<Colour> {
+    if !matches!(channels, 3 | 4) || data.is_empty() {
+        return None;
+    }
+    let (_, inverse) = cellops_formats::params::StainVectors::default().basis()?;
+    let full = f64::from(max);
+    let od: Vec<f64> = (0..=max).map(|v| -(f64::from(v) / full).max(1e-6).log10()).collect();
+    let (mut sums, mut h, mut d) = ([0u64; 3], 0.0f64, 0.0f64);
+    for px in data.chunks_exact(channels) {
+        let v: [u32; 3] = [px[0].into(), px[1].into(), px[2].into()];
+        for (s, x) in sums.iter_mut().zip(v) {
+            *s += u64::from(x);
+        }
+        let a = cellops_formats::params::stain_amounts(&inverse, v.map(|x| od[x.min(max) as usize]));
+        h += a[0].max(0.0);
+        d += a[1].max(0.0);
+    }
+    let n = (data.len() / channels) as f64;
+    Some(Colour {
+        means: sums.map(|s| s as f64 / n / full),
+        haematoxylin: h / n,
+        dab: d / n,
+    })
 }
 
 /// One grey value per pixel, as `u32`.
@@ -58,6 +111,12 @@ fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatur
             focus: 0.0,
             width: width as f64,
             height: height as f64,
+            red: None,
+            green: None,
+            blue: None,
+            haematoxylin_od: None,
+            dab_od: None,
+            histogram: None,
         };
     }
     let n = plane.len() as u64;
@@ -83,7 +142,24 @@ fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatur
         focus: laplacian_variance(plane, width, height) / (full * full),
         width: width as f64,
         height: height as f64,
+        red: None,
+        green: None,
+        blue: None,
+        haematoxylin_od: None,
+        dab_od: None,
+        histogram: Some(coarse(&histogram, n)),
     }
+}
+
+/// The histogram of every level folded into [`HISTOGRAM_BINS`] equal bins of the full scale, as
+/// shares of the `n` pixels.
+fn coarse(levels: &[u64], n: u64) -> [f64; HISTOGRAM_BINS] {
+    let mut bins = [0.0; HISTOGRAM_BINS];
+    let width = levels.len().div_ceil(HISTOGRAM_BINS).max(1);
+    for (v, &k) in levels.iter().enumerate() {
+        bins[(v / width).min(HISTOGRAM_BINS - 1)] += k as f64;
+    }
+    bins.map(|b| b / n.max(1) as f64)
 }
 
 /// The variance of `4·p − (up + down + left + right)` over the interior pixels (0 when there
@@ -112,6 +188,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn colour_images_get_channel_means_and_stain_densities() {
+        // A pixel of pure haematoxylin (OD 0.5 along its unit vector) and a white one.
+        let h = [0.651f64, 0.701, 0.290];
+        let norm = h.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let stained: Vec<u8> = h
+            .iter()
+            .map(|v| (255.0 * 10f64.powf(-0.5 * v / norm)).round() as u8)
+            .collect();
+        let image = Raster::from_u8(2, 1, 3, [stained.clone(), vec![255; 3]].concat());
+        let f = image_features(&image);
+        assert!((f.haematoxylin_od.expect("colour") - 0.25).abs() < 0.01, "{f:?}");
+        assert!(f.dab_od.expect("colour") < 0.01, "{f:?}");
+        let red = (f64::from(stained[0]) + 255.0) / 2.0 / 255.0;
+        assert!((f.red.expect("colour") - red).abs() < 1e-12);
+        let shares = f.histogram.expect("histogram");
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12 && shares[HISTOGRAM_BINS - 1] == 0.5);
+        // Grey images have none of the colour features.
+        let grey = image_features(&Raster::from_u8(2, 1, 1, vec![0, 255]));
+        assert_eq!((grey.red, grey.haematoxylin_od), (None, None));
+    }
+
+    #[test]
     fn percentiles_interpolate_as_numpy() {
         // numpy.percentile([0, 10, 20, 30], [1, 99]) = [0.3, 29.7]
         let mut h = vec![0u64; 31];
@@ -134,8 +232,11 @@ mod tests {
             samples: Samples::U16(wide),
         });
         for (name, (x, y)) in ImageFeatures::NAMES.iter().zip(a.values().into_iter().zip(b.values())) {
+            assert_eq!(x.is_some(), y.is_some(), "{name}");
+            let (x, y) = (x.unwrap_or_default(), y.unwrap_or_default());
             assert!((x - y).abs() < 1e-9, "{name}: {x} vs {y}");
         }
+        assert_eq!(a.histogram, b.histogram);
     }
 
     #[test]

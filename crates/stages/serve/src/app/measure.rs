@@ -160,11 +160,13 @@ fn analyse(
     }
     let uncertain = analysed.uncertain();
     let version = release.model(&t.model).map(|m| m.version.clone()).unwrap_or_default();
+    let features = image_features(&input.image.raster);
     s.watch.keep(Row {
         at: crate::watch::now(),
         image_type: image_type.to_owned(),
         model: version.clone(),
-        input: image_features(&input.image.raster).values().to_vec(),
+        input: features.values().to_vec(),
+        histogram: features.histogram.map(|h| h.to_vec()),
         prediction: analysed.prediction.map(|p| p.values().to_vec()),
     });
     let m = analysed.measurement;

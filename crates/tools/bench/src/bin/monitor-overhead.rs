@@ -124,6 +124,7 @@ fn measure(
         image_type: image_type.into(),
         model: model.into(),
         input: features.values().to_vec(),
+        histogram: features.histogram.map(|h| h.to_vec()),
         prediction: Some(again.values().to_vec()),
     });
     totals.keep_row += started.elapsed().as_secs_f64();
