@@ -29,6 +29,10 @@ pub struct MonitorConfig {
     /// disabled schedule, a broken workflow), and alerts with them.
     #[schemars(range(min = 1))]
     pub dead_man_hours: f64,
+    /// A shadow model whose mean foreground Dice with the served model is below this warns: the
+    /// candidate would change the measurements.
+    #[schemars(range(min = 0, max = 1))]
+    pub shadow_min_dice: f64,
 }
 
 impl Default for MonitorConfig {
@@ -37,6 +41,7 @@ impl Default for MonitorConfig {
             slo: SloTargets::default(),
             disk: DiskLimits::default(),
             dead_man_hours: 3.0,
+            shadow_min_dice: 0.9,
         }
     }
 }
@@ -142,6 +147,9 @@ impl MonitorConfig {
         }
         if !(self.dead_man_hours.is_finite() && self.dead_man_hours >= 1.0) {
             return Err("dead_man_hours: must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.shadow_min_dice) {
+            return Err("shadow_min_dice: must be a Dice in [0, 1]".into());
         }
         Ok(())
     }

@@ -43,6 +43,20 @@ pub struct ServeConfig {
     pub models: BTreeMap<String, String>,
     /// What the service keeps for the Monitor stage: per-image features, drift windows, SLOs.
     pub monitor: MonitorSettings,
+    /// A candidate model run as a shadow on a share of the measured images, off the latency
+    /// path; its agreement with the model that answers is recorded (`/v2/monitor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSettings>,
+}
+
+/// The shadow model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSettings {
+    /// The candidate's model name (a bundle folder of the release that no image type uses).
+    pub model: String,
+    /// The share of measured images it also runs on, in (0, 1]: every `round(1 / share)`-th.
+    pub share: f64,
 }
 
 /// The evidence the service keeps and judges (issue 17's Monitor stage reads it).
@@ -150,6 +164,7 @@ impl Default for ServeConfig {
             public: None,
             models: BTreeMap::new(),
             monitor: MonitorSettings::default(),
+            shadow: None,
         }
     }
 }
@@ -274,6 +289,12 @@ impl ServeConfig {
             .limits
             .check()
             .and_then(|()| config.monitor.check())
+            .and_then(|()| match &config.shadow {
+                Some(s) if !(s.share.is_finite() && s.share > 0.0 && s.share <= 1.0) => {
+                    Err(("shadow.share".into(), "must be a share in (0, 1]".into()))
+                }
+                _ => Ok(()),
+            })
             .map_err(|(field, why)| FileError::new(path, format!("{field}: {why}")))?;
         Ok(config)
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::collect::{Answer, Droplet, Service};
 
 /// Every kind of check, in report order (one alert issue each).
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "live",
     "ready",
     "release",
@@ -18,6 +18,7 @@ pub const KINDS: [&str; 11] = [
     "latency",
     "burn_rate",
     "drift",
+    "shadow",
     "disk",
     "dead_man",
     "evidence",
@@ -104,6 +105,7 @@ pub fn judge(droplet: &Droplet, service: &Service, cx: Context<'_>) -> Vec<Findi
         Ok((200, report)) => {
             out.extend(slo(report, cx.config));
             out.extend(drift(report));
+            out.extend(shadow(report, cx.config));
             out.extend(evidence(report));
         }
         Ok((status, body)) => out.push(finding(
@@ -360,6 +362,41 @@ fn drift(report: &Value) -> Vec<Finding> {
         .collect()
 }
 
+/// The shadow model's agreement with the served one, per image type.
+fn shadow(report: &Value, config: &MonitorConfig) -> Vec<Finding> {
+    let Some(s) = report.get("shadow").filter(|s| s.is_object()) else {
+        return Vec::new();
+    };
+    let model = s["model"].as_str().unwrap_or("?");
+    s["types"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let compared = t["compared"].as_u64().unwrap_or(0);
+            let (severity, message) = match t["mean_dice"].as_f64() {
+                None => (Severity::Info, format!("shadow `{model}`: nothing compared yet")),
+                Some(d) => {
+                    let text = format!(
+                        "shadow `{model}` over {compared} images: mean Dice {d:.3}, nuclei {:+.1}, mean area {:+.1} px",
+                        t["mean_count_difference"].as_f64().unwrap_or(0.0),
+                        t["mean_area_difference_px"].as_f64().unwrap_or(0.0)
+                    );
+                    let severity = if d < config.shadow_min_dice {
+                        Severity::Warn
+                    } else {
+                        Severity::Info
+                    };
+                    (severity, text)
+                }
+            };
+            let mut f = finding("shadow", severity, message);
+            f.subject = t["image_type"].as_str().map(str::to_owned);
+            f
+        })
+        .collect()
+}
+
 /// Whether the service keeps all its evidence.
 fn evidence(report: &Value) -> Option<Finding> {
     let e = &report["evidence"];
@@ -447,5 +484,34 @@ fn dead_man(heartbeat: &Result<Option<cellops_formats::monitor::Heartbeat>, Stri
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shadow_that_disagrees_warns() {
+        let report = |dice: f64| {
+            serde_json::json!({"shadow": {"model": "candidate", "types": [
+                {"image_type": "dapi", "compared": 12, "mean_dice": dice, "mean_count_difference": 1.5, "mean_area_difference_px": -3.0}
+            ]}})
+        };
+        let config = MonitorConfig::default();
+        let close = shadow(&report(0.95), &config);
+        assert_eq!((close.len(), close[0].severity), (1, Severity::Info));
+        let far = shadow(&report(0.5), &config);
+        assert_eq!(far[0].severity, Severity::Warn);
+        assert_eq!(far[0].subject.as_deref(), Some("dapi"));
+        assert!(
+            far[0].message.contains("mean Dice 0.500, nuclei +1.5"),
+            "{}",
+            far[0].message
+        );
+        assert!(
+            shadow(&serde_json::json!({}), &config).is_empty(),
+            "no shadow, no finding"
+        );
     }
 }

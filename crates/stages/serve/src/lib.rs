@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod release;
 mod running;
 pub mod service;
+pub mod shadow;
 mod signals;
 pub mod slo;
 mod systemd;

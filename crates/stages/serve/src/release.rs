@@ -101,6 +101,37 @@ pub struct Release {
     pub verified: bool,
     models: BTreeMap<String, Model>,
     types: BTreeMap<String, ImageType>,
+    /// The shadow model, when `serve.json` names one.
+    pub shadow: Option<Shadow>,
+}
+
+/// A candidate model that also runs, off the latency path, on a share of the measured images.
+pub struct Shadow {
+    /// Its model name.
+    pub model: String,
+    /// Its bundle id.
+    pub version: String,
+    /// The share of measured images it runs on.
+    pub share: f64,
+    /// One analyzer per image type: the type's parameter file over the candidate.
+    analyzers: BTreeMap<String, Analyzer>,
+}
+
+impl Shadow {
+    /// The analyzer of an image type.
+    pub fn analyzer(&self, image_type: &str) -> Option<&Analyzer> {
+        self.analyzers.get(image_type)
+    }
+}
+
+impl std::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shadow")
+            .field("model", &self.model)
+            .field("version", &self.version)
+            .field("share", &self.share)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Release {
@@ -132,9 +163,16 @@ impl Release {
             .map(|b| load_model(&b, device).map(|m| (m.name.clone(), (b, m))))
             .collect::<Result<BTreeMap<_, _>, _>>()?;
         let mut types = BTreeMap::new();
+        let mut shadow = shadow_of(&dir, &config, &models)?;
         for (name, file) in files {
             let model = model_of(&dir, &config, &models, &name)?;
             let (bundle_dir, m) = &models[&model];
+            if let Some(s) = &mut shadow {
+                let (shadow_dir, candidate) = &models[&s.model];
+                let segmenter = Segmenter::model(candidate.predictor.clone(), shadow_dir, &file)?;
+                s.analyzers
+                    .insert(name.clone(), Analyzer::new(file.params.clone(), segmenter));
+            }
             let segmenter = Segmenter::model(m.predictor.clone(), bundle_dir, &file)?;
             let params_sha256 = sha256_hex(file.text.as_bytes());
             let analyzer = Analyzer::new(file.params, segmenter);
@@ -153,6 +191,7 @@ impl Release {
             dir,
             models: models.into_iter().map(|(k, (_, m))| (k, m)).collect(),
             types,
+            shadow,
         })
     }
 
@@ -232,6 +271,30 @@ fn load_model(bundle_dir: &Path, device: &Device) -> Result<Model, ServeError> {
     })
 }
 
+/// The shadow `serve.json` names (its analyzers still empty), checked against the release's models.
+fn shadow_of(
+    dir: &Path,
+    config: &ServeConfig,
+    models: &BTreeMap<String, (PathBuf, Model)>,
+) -> Result<Option<Shadow>, FileError> {
+    let Some(s) = &config.shadow else {
+        return Ok(None);
+    };
+    let Some((_, m)) = models.get(&s.model) else {
+        let names = models.keys().cloned().collect::<Vec<_>>().join(", ");
+        return Err(FileError::new(
+            &dir.join(serve::FILE),
+            format!("shadow.model: no model `{}` in the release (it has: {names})", s.model),
+        ));
+    };
+    Ok(Some(Shadow {
+        model: s.model.clone(),
+        version: m.version.clone(),
+        share: s.share,
+        analyzers: BTreeMap::new(),
+    }))
+}
+
 /// The model that segments an image type: `serve.json`'s choice, else the release's only model.
 fn model_of<T>(
     dir: &Path,
@@ -250,14 +313,21 @@ fn model_of<T>(
                 names()
             ),
         )),
-        None if models.len() == 1 => Ok(models.keys().next().cloned().unwrap_or_default()),
-        None => Err(FileError::new(
-            &path,
-            format!(
-                "models: say which model serves image type `{image_type}` (the release has {})",
-                names()
-            ),
-        )),
+        None => {
+            // The shadow serves no image type: the one other model does.
+            let shadow = config.shadow.as_ref().map(|s| s.model.as_str());
+            let mut serving = models.keys().filter(|k| Some(k.as_str()) != shadow);
+            match (serving.next(), serving.next()) {
+                (Some(only), None) => Ok(only.clone()),
+                _ => Err(FileError::new(
+                    &path,
+                    format!(
+                        "models: say which model serves image type `{image_type}` (the release has {})",
+                        names()
+                    ),
+                )),
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::drift::{self, Subject, TypeDrift};
 use crate::evidence::{self, Counts, Evidence, Row};
 use crate::release::Release;
+use crate::shadow::{Agreement, TypeAgreement};
 use crate::slo::{Burn, Latency, Tracker};
 
 /// A judgement older than this is recomputed even without new rows.
@@ -36,6 +37,22 @@ pub struct Report {
     pub drift: Vec<TypeDrift>,
     /// The objectives.
     pub slo: SloReport,
+    /// The shadow model's agreement with the model that answers, when the release has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
+}
+
+/// The shadow model and its agreement per image type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowReport {
+    /// Its model name.
+    pub model: String,
+    /// Its bundle id.
+    pub version: String,
+    /// The share of measured images it runs on.
+    pub share: f64,
+    /// Per image type.
+    pub types: Vec<TypeAgreement>,
 }
 
 /// The objectives and their burn rates.
@@ -69,6 +86,8 @@ pub struct Watch {
     pub evidence: Evidence,
     /// The objectives' counts.
     pub slo: Tracker,
+    /// The shadow model's agreement.
+    pub shadow: Agreement,
     judged: Mutex<Option<Judged>>,
 }
 
@@ -78,6 +97,7 @@ impl Watch {
         Self {
             evidence,
             slo: Tracker::new(slo),
+            shadow: Agreement::default(),
             judged: Mutex::new(None),
         }
     }
@@ -111,6 +131,12 @@ impl Watch {
                 burn_rates: self.slo.burn_rates(now),
                 latency: self.slo.latencies(now),
             },
+            shadow: release.shadow.as_ref().map(|s| ShadowReport {
+                model: s.model.clone(),
+                version: s.version.clone(),
+                share: s.share,
+                types: self.shadow.of(&s.version),
+            }),
         }
     }
 

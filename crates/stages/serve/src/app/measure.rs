@@ -11,6 +11,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
+use cellops_analysis::{Analysed, Input};
 use cellops_dataset::ops::features::image_features;
 use cellops_measure::objects::{Cell, ImageSummary};
 use cellops_measure::table::Table;
@@ -23,6 +24,7 @@ use crate::evidence::Row;
 use crate::metrics::{Metrics, TypeLabels};
 use crate::release::Release;
 use crate::service::Service;
+use crate::shadow::Segmentation;
 
 /// `?params=<image type>[&name=<image name>][&overlay=png]`.
 #[derive(Debug, Deserialize)]
@@ -140,8 +142,8 @@ fn image_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 /// Decodes and analyses one uploaded image (on a worker); the answer and its rows as a table
 /// (for CSV), or its overlay.
 fn analyse(
-    s: &Service,
-    release: &Release,
+    s: &Arc<Service>,
+    release: &Arc<Release>,
     image_type: &str,
     id: &str,
     body: &[u8],
@@ -158,6 +160,7 @@ fn analyse(
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the overlay: {e}")))?;
         return Ok(Answer::Overlay(png));
     }
+    shadow(s, release, image_type, &input, &analysed);
     let uncertain = analysed.uncertain();
     let version = release.model(&t.model).map(|m| m.version.clone()).unwrap_or_default();
     let features = image_features(&input.image.raster);
@@ -185,6 +188,47 @@ fn analyse(
         objects: table.json(),
     };
     Ok(Answer::Numbers(Box::new(measured), table))
+}
+
+/// Runs the shadow model on `input` too, when this image is one of its share and it is free: on a
+/// blocking thread of its own, after which the answer is not waited for.
+fn shadow(s: &Arc<Service>, release: &Arc<Release>, image_type: &str, input: &Input, answer: &Analysed) {
+    let Some(sh) = &release.shadow else { return };
+    if !s.watch.shadow.take(sh.share, &sh.version, image_type) {
+        return;
+    }
+    let (s, release, input) = (Arc::clone(s), Arc::clone(release), input.clone());
+    let (image_type, labels) = (image_type.to_owned(), answer.measurement.segmentation.clone());
+    let (count, area) = (answer.measurement.nuclei.len(), mean_area(answer));
+    let job = move || {
+        let Some(sh) = &release.shadow else { return };
+        match sh.analyzer(&image_type).map(|a| a.analyse(&input)) {
+            Some(Ok(candidate)) => {
+                let them = Segmentation {
+                    labels: &candidate.measurement.segmentation,
+                    count: candidate.measurement.nuclei.len(),
+                    mean_area: mean_area(&candidate),
+                };
+                let us = Segmentation {
+                    labels: &labels,
+                    count,
+                    mean_area: area,
+                };
+                s.watch.shadow.record(&sh.version, &image_type, &us, &them);
+            }
+            _ => s.watch.shadow.release(),
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(job)),
+        Err(_) => drop(std::thread::spawn(job)),
+    }
+}
+
+/// The mean nucleus area of an analysis, pixels.
+fn mean_area(a: &Analysed) -> Option<f64> {
+    let n = &a.measurement.nuclei;
+    (!n.is_empty()).then(|| n.iter().map(|x| x.shape.area as f64).sum::<f64>() / n.len() as f64)
 }
 
 /// The domain signals of one measured image.
