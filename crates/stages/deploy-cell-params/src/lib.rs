@@ -122,6 +122,10 @@ pub struct Args {
     /// bundle at the same path that passes the regression gate.
     #[arg(long, value_name = "F1", default_value_t = 0.01)]
     pub max_regression: f64,
+    /// Registry `promote`: mirror the move as a GTO-style tag `cellops#<alias>#<n>` on the
+    /// release's commit in this git repository (push it with `git push --tags`).
+    #[arg(long, value_name = "DIR")]
+    pub tag_repo: Option<PathBuf>,
 }
 
 impl Args {

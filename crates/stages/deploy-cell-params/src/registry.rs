@@ -121,6 +121,13 @@ pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Do
         forced: args.force,
     };
     let from = registry::promote(remote.as_mut(), &base, &p, &cfg)?;
+    if let Some(repo) = &args.tag_repo {
+        let sha = release_commit(remote.as_mut(), &base, release)
+            .ok_or_else(|| StageError::Usage(format!("release {release} records no git commit to tag")))?;
+        let tag = mirror_tag(repo, &args.alias, release, &sha, args.reason.as_deref())?;
+        runner.info(&format!("tagged {sha} as {tag} in {}", repo.display()))?;
+        runner.set_output("tag", &tag)?;
+    }
     runner.set_output("release-id", release)?;
     runner.set_output("previous", from.as_deref().unwrap_or(""))?;
     Ok(Done::Registry(format!(
@@ -128,6 +135,55 @@ pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Do
         args.alias,
         from.as_deref().unwrap_or("none")
     )))
+}
+
+/// The git commit a release's `deploy.json` records.
+fn release_commit(remote: &mut dyn Remote, base: &str, id: &str) -> Option<String> {
+    let path = format!("{base}/releases/{id}/{}", cellops_formats::release::RECORD);
+    let record: cellops_formats::release::DeployRecord = serde_json::from_slice(&remote.read(&path).ok()??).ok()?;
+    record.git_sha
+}
+
+/// Creates the GTO-style tag `cellops#<alias>#<n>` (n one past the alias's last) on `sha` in the
+/// git repository `repo`, annotated with the release and the reason; returns the tag.
+pub fn mirror_tag(
+    repo: &std::path::Path,
+    alias: &str,
+    release: &str,
+    sha: &str,
+    reason: Option<&str>,
+) -> Result<String, StageError> {
+    let git = |args: &[&str]| -> Result<String, StageError> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .map_err(|e| StageError::Usage(format!("{}: cannot run git: {e}", repo.display())))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(StageError::Usage(format!(
+                "{}: git {}: {}",
+                repo.display(),
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    let prefix = format!("cellops#{alias}#");
+    let last = git(&["tag", "--list", &format!("{prefix}*")])?
+        .lines()
+        .filter_map(|t| t.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let tag = format!("{prefix}{}", last + 1);
+    let message = match reason {
+        Some(r) => format!("{alias} -> release {release}: {r}"),
+        None => format!("{alias} -> release {release}"),
+    };
+    git(&["tag", "-a", &tag, sha, "-m", &message])?;
+    Ok(tag)
 }
 
 /// The bundles (`bundle.json` paths) a release holds, and their headers.

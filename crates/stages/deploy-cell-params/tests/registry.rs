@@ -250,3 +250,71 @@ fn which_at_replays_the_log() {
     );
     assert_eq!(registry::which(&lines, "staging", Some("2026-12-01T12:00:00Z")), None);
 }
+
+/// Runs git in `repo`; its standard output.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn promotions_are_mirrored_as_gto_tags_on_the_release_commit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = lab(tmp.path(), "tagged", |_| {});
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=lab",
+            "-c",
+            "user.email=lab@example.org",
+            "commit",
+            "-qm",
+            "cell params",
+        ],
+    );
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    // The deploy records the commit (GITHUB_SHA, as in a workflow).
+    let server = tmp.path().join("droplet");
+    let target = format!("file://{}", server.display());
+    let run_bin = cellops_test_support::action::run_action(
+        Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params")),
+        &repo,
+        &[("target", &target), ("include", "models/**")],
+        &[("GITHUB_SHA", &sha), ("GITHUB_ACTOR", "lab")],
+    )
+    .expect("deploy");
+    assert_eq!(run_bin.code(), 0, "{}", run_bin.stdout());
+    let release = run_bin.outputs["release-id"].clone();
+    for expected in ["cellops#staging#1", "cellops#staging#2"] {
+        let said = registry_says(&server, Command::Promote, |a| {
+            a.alias = "staging".into();
+            a.release = Some(release.clone());
+            a.reason = Some("nightly".into());
+            a.tag_repo = Some(repo.clone());
+        });
+        assert!(said.is_ok(), "{said:?}");
+        assert_eq!(
+            git(&repo, &["rev-list", "-n", "1", expected]),
+            sha,
+            "{expected} is on the release's commit"
+        );
+    }
+    let message = git(
+        &repo,
+        &["tag", "-l", "--format=%(contents:subject)", "cellops#staging#2"],
+    );
+    assert_eq!(message, format!("staging -> release {release}: nightly"));
+}
