@@ -21,14 +21,22 @@ fn sha(bytes: &[u8]) -> String {
     sha256_of(bytes).map(|(_, h)| h).unwrap_or_default()
 }
 
-/// Appends `event` to the log, chained to the line before, and moves the head.
-pub(crate) fn append(remote: &mut dyn Remote, l: &Layout, event: AuditEvent) -> Result<(), DeployError> {
+/// The log's lines (none when there is no log yet), without their newlines.
+fn log_lines(remote: &mut dyn Remote, l: &Layout) -> Result<Vec<String>, DeployError> {
     let log = remote
         .read(&l.log())
         .map_err(ctx(format!("reading {LOG}")))?
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&log);
-    let lines: Vec<&str> = text.lines().filter(|x| !x.is_empty()).collect();
+    Ok(String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Appends `event` to the log, chained to the line before, and moves the head.
+pub(crate) fn append(remote: &mut dyn Remote, l: &Layout, event: AuditEvent) -> Result<(), DeployError> {
+    let lines = log_lines(remote, l)?;
     let prev = lines.last().map(|x| sha(x.as_bytes()));
     let line = serde_json::to_string(&LogLine { event, prev }).unwrap_or_default();
     remote
@@ -75,13 +83,7 @@ pub struct Verified {
 /// Checks the log's chain and its head: a line whose `prev` is not the sha256 of the line before,
 /// a chained log without a head, or a head that is not its last line is an error naming the line.
 pub fn verify(remote: &mut dyn Remote, base: &str) -> Result<Verified, DeployError> {
-    let l = Layout::of(base);
-    let log = remote
-        .read(&l.log())
-        .map_err(ctx(format!("reading {LOG}")))?
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&log);
-    let lines: Vec<&str> = text.lines().filter(|x| !x.is_empty()).collect();
+    let lines = log_lines(remote, &Layout::of(base))?;
     let broken = |what: String| Err(DeployError::Log(what));
     let mut unchained = 0;
     for (k, line) in lines.iter().enumerate() {

@@ -14,6 +14,9 @@ use cellops_test_support::github::MockGithub;
 use cellops_test_support::sshd::Sshd;
 use serde_json::Value;
 
+/// Settings under which any free disk passes: this machine's disk is not the droplet's.
+const ANY_DISK: &str = "disk:\n  warn_below_percent: 0\n  alert_below_percent: 0\n";
+
 fn quiet() -> Runner {
     Runner::new(&Env::default(), Box::new(std::io::sink()), Box::new(std::io::sink()))
 }
@@ -156,9 +159,9 @@ fn each_failure_is_detected_and_named() {
     std::fs::create_dir_all(&out).unwrap();
 
     // Healthy: nothing alerts; the first run has no earlier heartbeat and leaves one.
-    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    let (exit, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!(exit, Exit::Success, "{report:#}");
-    assert_eq!(report["status"], "ok");
+    assert_eq!(report["status"], "ok", "{report:#}");
     for check in ["live", "ready", "release", "golden", "disk"] {
         assert_eq!(severity_of(&report, check), "ok", "{check}: {report:#}");
     }
@@ -170,7 +173,7 @@ fn each_failure_is_detected_and_named() {
     let mut beat: serde_json::Value = serde_json::from_slice(&std::fs::read(&heartbeat).unwrap()).unwrap();
     beat["at"] = (beat["at"].as_u64().unwrap() - 36_000).into();
     std::fs::write(&heartbeat, serde_json::to_vec(&beat).unwrap()).unwrap();
-    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    let (exit, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!((exit, severity_of(&report, "dead_man")), (Exit::Failure, "alert"));
     assert!(
         message_of(&report, "dead_man").contains("silent for 10.0 h"),
@@ -192,7 +195,7 @@ fn each_failure_is_detected_and_named() {
     bytes[0] ^= 0x40;
     std::fs::remove_file(&golden).unwrap();
     std::fs::write(&golden, &bytes).unwrap();
-    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    let (_, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!(severity_of(&report, "golden"), "alert");
     assert!(message_of(&report, "golden").contains("golden.f32"), "{report:#}");
 
@@ -203,7 +206,7 @@ fn each_failure_is_detected_and_named() {
     })
     .unwrap();
     let second = deploy(&lab, &base);
-    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    let (_, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!(severity_of(&report, "release"), "alert");
     let why = message_of(&report, "release");
     assert!(
@@ -214,11 +217,11 @@ fn each_failure_is_detected_and_named() {
 
     // Not ready (draining), then down.
     service.service.drain();
-    let (_, report) = monitor(&sshd, &base, port, None, &out);
+    let (_, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!(severity_of(&report, "ready"), "alert");
     assert!(message_of(&report, "ready").contains("draining"), "{report:#}");
     service.stop().unwrap();
-    let (exit, report) = monitor(&sshd, &base, port, None, &out);
+    let (exit, report) = monitor(&sshd, &base, port, Some(ANY_DISK), &out);
     assert_eq!((exit, severity_of(&report, "live")), (Exit::Failure, "alert"));
     assert!(alerts(&report).contains(&"live"), "{report:#}");
 
