@@ -2,10 +2,11 @@
 //! images from the same source (no alert), brightened (alert on brightness), blurred (alert on
 //! focus), H&E-looking (alert), and a window too small to judge ("not enough data").
 
+use cellops_dataset::Raster;
 use cellops_dataset::ops::features::{ImageFeatures, image_features};
 use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
-use cellops_dataset::{Raster, Samples};
 use cellops_drift::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
+use cellops_test_support::images::{box_blur, brighten};
 
 const SIZE: u32 = 64;
 const WINDOW: usize = 40;
@@ -18,39 +19,6 @@ fn images(style: Style, seed: u64, count: usize) -> Vec<Raster> {
         style,
     };
     (0..count).map(|i| generate_one(&cfg, i).0).collect()
-}
-
-/// Applies `f` to every 8-bit sample.
-fn map(image: &Raster, f: impl Fn(u8) -> u8) -> Raster {
-    let Samples::U8(d) = &image.samples else {
-        panic!("synthetic images are 8-bit")
-    };
-    Raster::from_u8(
-        image.width,
-        image.height,
-        image.channels,
-        d.iter().map(|&v| f(v)).collect(),
-    )
-}
-
-/// A 3×3 box blur of every channel (edges kept).
-fn blur(image: &Raster) -> Raster {
-    let Samples::U8(d) = &image.samples else {
-        panic!("synthetic images are 8-bit")
-    };
-    let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
-    let mut out = d.clone();
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for ch in 0..c {
-                let sum: u32 = (0..9)
-                    .map(|k| u32::from(d[((y + k / 3 - 1) * w + x + k % 3 - 1) * c + ch]))
-                    .sum();
-                out[(y * w + x) * c + ch] = (sum / 9) as u8;
-            }
-        }
-    }
-    Raster::from_u8(image.width, image.height, image.channels, out)
 }
 
 /// Each feature's values over `images`.
@@ -95,12 +63,12 @@ fn drifted_windows_alert_on_the_features_that_moved() {
         "new images from the same source"
     );
 
-    let bright: Vec<Raster> = fresh.iter().map(|i| map(i, |v| v.saturating_mul(2))).collect();
+    let bright: Vec<Raster> = fresh.iter().map(brighten).collect();
     let moved = alerts(&reference, &bright);
     for name in ["mean", "p99"] {
         assert!(moved.contains(&name), "brightened: {moved:?}");
     }
-    let blurred: Vec<Raster> = fresh.iter().map(blur).collect();
+    let blurred: Vec<Raster> = fresh.iter().map(box_blur).collect();
     assert!(alerts(&reference, &blurred).contains(&"focus"), "blurred");
     let stained = images(Style::He, 3, WINDOW);
     assert!(!alerts(&reference, &stained).is_empty(), "H&E-looking images");

@@ -9,9 +9,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use cellops_dataset::Raster;
 use cellops_dataset::io::encode_png;
 use cellops_dataset::synthetic::{Style, SynthConfig, generate_one, write_dataset};
-use cellops_dataset::{Raster, Samples};
+use cellops_test_support::images::{box_blur, brighten};
 use serde_json::Value;
 use support::{get, record, repo, serve};
 
@@ -85,36 +86,6 @@ fn images(style: Style, seed: u64, count: usize) -> Vec<Raster> {
     (0..count).map(|i| generate_one(&cfg, i).0).collect()
 }
 
-fn u8_samples(image: &Raster) -> &[u8] {
-    let Samples::U8(d) = &image.samples else {
-        panic!("synthetic images are 8-bit")
-    };
-    d
-}
-
-fn brighten(image: &Raster) -> Raster {
-    let d = u8_samples(image).iter().map(|v| v.saturating_mul(2)).collect();
-    Raster::from_u8(image.width, image.height, image.channels, d)
-}
-
-/// A 3×3 box blur of every channel (edges kept).
-fn blur(image: &Raster) -> Raster {
-    let d = u8_samples(image);
-    let (w, h, c) = (image.width as usize, image.height as usize, image.channels as usize);
-    let mut out = d.to_vec();
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for ch in 0..c {
-                let sum: u32 = (0..9)
-                    .map(|k| u32::from(d[((y + k / 3 - 1) * w + x + k % 3 - 1) * c + ch]))
-                    .sum();
-                out[(y * w + x) * c + ch] = (sum / 9) as u8;
-            }
-        }
-    }
-    Raster::from_u8(image.width, image.height, image.channels, out)
-}
-
 /// Measures every image as `image_type` through HTTP.
 fn send(base: &str, image_type: &str, images: &[Raster]) {
     for (k, image) in images.iter().enumerate() {
@@ -157,7 +128,7 @@ fn the_service_alerts_on_drifted_image_types_and_names_their_features() {
     let fresh = images(Style::Fluorescence, 2, WINDOW);
     send(&base, "fresh", &fresh);
     send(&base, "bright", &fresh.iter().map(brighten).collect::<Vec<_>>());
-    send(&base, "blurred", &fresh.iter().map(blur).collect::<Vec<_>>());
+    send(&base, "blurred", &fresh.iter().map(box_blur).collect::<Vec<_>>());
     send(&base, "he", &images(Style::He, 3, WINDOW));
     send(&base, "few", &fresh[..5]);
 

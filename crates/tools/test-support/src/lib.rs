@@ -6,10 +6,12 @@
 //! - [`sshd`]: a real OpenSSH server on 127.0.0.1.
 //! - [`github`]: a mock of the GitHub REST API on 127.0.0.1 (wiremock) that octocrab is pointed at.
 //! - [`nginx`]: a real nginx on 127.0.0.1 running the server blocks a test gives.
+//! - [`images`]: the changes drift scenarios make to synthetic images.
 
 pub mod action;
 pub mod browser;
 pub mod github;
+pub mod images;
 pub mod nginx;
 pub mod sshd;
 
