@@ -376,9 +376,12 @@ impl Analyzer {
                 let labels =
                     segment::from_prediction(&pred, meta.training.targets(), params, meta.postprocessing.as_ref())
                         .map_err(|e| failed(&image.path, &e))?;
+                // The foreground is the first channel: keep it, drop the rest (no copy).
+                let (scale, mut foreground) = (pred.scale, pred.probabilities);
+                foreground.truncate(pred.width * pred.height);
                 Ok(Segmented {
                     labels,
-                    model: Some((pred.channel(0).to_vec(), pred.scale)),
+                    model: Some((foreground, scale)),
                 })
             }
             Segmenter::Threshold => Ok(Segmented::plain(

@@ -4,7 +4,7 @@
 
 use cellops_dataset::Raster;
 use cellops_dataset::ops::features::{ImageFeatures, image_features};
-use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
+use cellops_dataset::synthetic::Style;
 use cellops_drift::thresholds::{Calibration, Statistic, Verdict, calibrate, judge};
 use cellops_test_support::images::{box_blur, brighten};
 
@@ -12,13 +12,7 @@ const SIZE: u32 = 64;
 const WINDOW: usize = 40;
 
 fn images(style: Style, seed: u64, count: usize) -> Vec<Raster> {
-    let cfg = SynthConfig {
-        count,
-        seed,
-        size: [SIZE, SIZE],
-        style,
-    };
-    (0..count).map(|i| generate_one(&cfg, i).0).collect()
+    cellops_test_support::images::synthetic(style, seed, count, SIZE)
 }
 
 /// Each feature's values over `images`.

@@ -201,7 +201,7 @@ pub struct ManifestItem {
 /// reference (the source images of its dataset, recorded here by `build`) and for every image the
 /// service measures (`cellops_dataset::ops::features`). Grey-level values are fractions of the
 /// bit depth's full scale, so 8- and 16-bit images compare. No pixels are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageFeatures {
     /// Mean grey level, 0..=1 of full scale.

@@ -87,60 +87,90 @@ impl Client {
         marker: &str,
         alert: Option<&Alert<'_>>,
     ) -> Result<IssueOutcome, GithubError> {
-        crate::check_marker(marker)?;
-        let line = marker_line(marker);
+        let mut done = self.sync_alert_issues(owner, repo, &[(marker, alert)])?;
+        Ok(done.remove(0))
+    }
+
+    /// [`Client::sync_alert_issue`] for several markers, listing the open issues once.
+    pub fn sync_alert_issues(
+        &self,
+        owner: &str,
+        repo: &str,
+        alerts: &[(&str, Option<&Alert<'_>>)],
+    ) -> Result<Vec<IssueOutcome>, GithubError> {
+        for (marker, _) in alerts {
+            crate::check_marker(marker)?;
+        }
         self.block_on(async {
-            let open = self.find_issue(owner, repo, &line).await?;
-            let issues = format!("/repos/{owner}/{repo}/issues");
-            match (alert, open) {
-                (None, None) => Ok(IssueOutcome {
-                    action: IssueAction::Quiet,
-                    number: None,
-                    html_url: None,
-                }),
-                (Some(a), None) => {
-                    let new = NewIssue {
-                        title: a.title,
-                        body: format!("{line}\n{}\n{}", fingerprint_line(a.fingerprint), a.body),
-                        labels: a.labels,
-                    };
-                    let what = format!("opening an issue in {owner}/{repo}");
-                    let created: RawIssue = self
-                        .with_retries(&what, false, || self.crab.post(issues.as_str(), Some(&new)))
-                        .await?;
-                    Ok(outcome(IssueAction::Opened, &created))
-                }
-                (Some(a), Some(issue)) => {
-                    let fingerprint = fingerprint_line(a.fingerprint);
-                    if issue.body.as_deref().is_some_and(|b| b.contains(&fingerprint)) {
-                        return Ok(outcome(IssueAction::Unchanged, &issue));
-                    }
-                    self.comment(owner, repo, issue.number, a.body).await?;
-                    let body = format!("{line}\n{fingerprint}\n{}", a.body);
-                    self.patch_issue(owner, repo, issue.number, &serde_json::json!({ "body": body }))
-                        .await?;
-                    Ok(outcome(IssueAction::Commented, &issue))
-                }
-                (None, Some(issue)) => {
-                    let note = "Recovered: this check passes again. Closed by `cellops monitor`.";
-                    self.comment(owner, repo, issue.number, note).await?;
-                    let closed = serde_json::json!({ "state": "closed", "state_reason": "completed" });
-                    self.patch_issue(owner, repo, issue.number, &closed).await?;
-                    Ok(outcome(IssueAction::Closed, &issue))
-                }
+            let open = self.open_issues(owner, repo).await?;
+            let mut done = Vec::with_capacity(alerts.len());
+            for (marker, alert) in alerts {
+                let line = marker_line(marker);
+                let issue = open
+                    .iter()
+                    .filter(|i| i.body.as_deref().is_some_and(|b| b.contains(&line)))
+                    .min_by_key(|i| i.number);
+                done.push(self.sync_one(owner, repo, &line, *alert, issue).await?);
             }
+            Ok(done)
         })
     }
 
-    /// The oldest open issue (not pull request) whose body holds `line`.
-    async fn find_issue(&self, owner: &str, repo: &str, line: &str) -> Result<Option<RawIssue>, GithubError> {
+    /// One marker's issue brought in step with its alert.
+    async fn sync_one(
+        &self,
+        owner: &str,
+        repo: &str,
+        line: &str,
+        alert: Option<&Alert<'_>>,
+        open: Option<&RawIssue>,
+    ) -> Result<IssueOutcome, GithubError> {
+        match (alert, open) {
+            (None, None) => Ok(IssueOutcome {
+                action: IssueAction::Quiet,
+                number: None,
+                html_url: None,
+            }),
+            (Some(a), None) => {
+                let new = NewIssue {
+                    title: a.title,
+                    body: format!("{line}\n{}\n{}", fingerprint_line(a.fingerprint), a.body),
+                    labels: a.labels,
+                };
+                let what = format!("opening an issue in {owner}/{repo}");
+                let issues = format!("/repos/{owner}/{repo}/issues");
+                let created: RawIssue = self
+                    .with_retries(&what, false, || self.crab.post(issues.as_str(), Some(&new)))
+                    .await?;
+                Ok(outcome(IssueAction::Opened, &created))
+            }
+            (Some(a), Some(issue)) => {
+                let fingerprint = fingerprint_line(a.fingerprint);
+                if issue.body.as_deref().is_some_and(|b| b.contains(&fingerprint)) {
+                    return Ok(outcome(IssueAction::Unchanged, issue));
+                }
+                self.comment(owner, repo, issue.number, a.body).await?;
+                let body = format!("{line}\n{fingerprint}\n{}", a.body);
+                self.patch_issue(owner, repo, issue.number, &serde_json::json!({ "body": body }))
+                    .await?;
+                Ok(outcome(IssueAction::Commented, issue))
+            }
+            (None, Some(issue)) => {
+                let note = "Recovered: this check passes again. Closed by `cellops monitor`.";
+                self.comment(owner, repo, issue.number, note).await?;
+                let closed = serde_json::json!({ "state": "closed", "state_reason": "completed" });
+                self.patch_issue(owner, repo, issue.number, &closed).await?;
+                Ok(outcome(IssueAction::Closed, issue))
+            }
+        }
+    }
+
+    /// The open issues (not pull requests) of `owner/repo`.
+    async fn open_issues(&self, owner: &str, repo: &str) -> Result<Vec<RawIssue>, GithubError> {
         let what = format!("listing the open issues of {owner}/{repo}");
         let first = format!("/repos/{owner}/{repo}/issues?state=open&per_page=100");
         let all: Vec<RawIssue> = self.all_pages(&what, first).await?;
-        Ok(all
-            .into_iter()
-            .filter(|i| i.pull_request.is_none() && i.body.as_deref().is_some_and(|b| b.contains(line)))
-            .min_by_key(|i| i.number))
+        Ok(all.into_iter().filter(|i| i.pull_request.is_none()).collect())
     }
 
     async fn comment(&self, owner: &str, repo: &str, number: u64, body: &str) -> Result<(), GithubError> {

@@ -10,33 +10,57 @@ use crate::report::Report;
 /// The label of every alert issue.
 pub const LABEL: &str = "cellops-monitor";
 
-/// Brings every kind's issue in step with `report`; what was done for each kind.
+/// Brings every kind's issue in step with `report` (the open issues listed once); what was done
+/// for each kind.
 pub fn sync(
     report: &Report,
     client: &Client,
     owner: &str,
     repo: &str,
 ) -> Result<Vec<(&'static str, IssueOutcome)>, GithubError> {
-    let mut done = Vec::new();
-    for kind in KINDS {
-        let alerting: Vec<&Finding> = report
-            .findings
-            .iter()
-            .filter(|f| f.check == kind && f.severity == Severity::Alert)
-            .collect();
-        let title = format!("CellOps monitor: {kind} alert ({})", report.target);
-        let body = body(report, kind, &alerting);
-        let fingerprint = fingerprint(kind, &alerting);
-        let alert = (!alerting.is_empty()).then_some(Alert {
-            title: &title,
-            body: &body,
-            fingerprint: &fingerprint,
-            labels: &[LABEL],
-        });
-        let outcome = client.sync_alert_issue(owner, repo, &format!("monitor-{kind}"), alert.as_ref())?;
-        done.push((kind, outcome));
+    /// One kind's issue, as it should read.
+    struct Kind {
+        marker: String,
+        title: String,
+        body: String,
+        fingerprint: String,
+        alerting: bool,
     }
-    Ok(done)
+    let kinds: Vec<Kind> = KINDS
+        .iter()
+        .map(|kind| {
+            let alerting: Vec<&Finding> = report
+                .findings
+                .iter()
+                .filter(|f| f.check == *kind && f.severity == Severity::Alert)
+                .collect();
+            Kind {
+                marker: format!("monitor-{kind}"),
+                title: format!("CellOps monitor: {kind} alert ({})", report.target),
+                body: body(report, kind, &alerting),
+                fingerprint: fingerprint(kind, &alerting),
+                alerting: !alerting.is_empty(),
+            }
+        })
+        .collect();
+    let alerts: Vec<Option<Alert<'_>>> = kinds
+        .iter()
+        .map(|k| {
+            k.alerting.then_some(Alert {
+                title: &k.title,
+                body: &k.body,
+                fingerprint: &k.fingerprint,
+                labels: &[LABEL],
+            })
+        })
+        .collect();
+    let pairs: Vec<(&str, Option<&Alert<'_>>)> = kinds
+        .iter()
+        .zip(&alerts)
+        .map(|(k, a)| (k.marker.as_str(), a.as_ref()))
+        .collect();
+    let done = client.sync_alert_issues(owner, repo, &pairs)?;
+    Ok(KINDS.into_iter().zip(done).collect())
 }
 
 /// What identifies the alert's state: the kind and what it is about (for drift, also the

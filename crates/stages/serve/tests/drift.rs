@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use cellops_dataset::Raster;
 use cellops_dataset::io::encode_png;
-use cellops_dataset::synthetic::{Style, SynthConfig, generate_one, write_dataset};
+use cellops_dataset::synthetic::{Style, SynthConfig, write_dataset};
 use cellops_test_support::images::{box_blur, brighten};
 use serde_json::Value;
 use support::{get, record, repo, serve};
@@ -77,13 +77,7 @@ fn release(root: &Path, bundle: &Path, types: &[&str]) -> PathBuf {
 }
 
 fn images(style: Style, seed: u64, count: usize) -> Vec<Raster> {
-    let cfg = SynthConfig {
-        count,
-        seed,
-        size: [SIZE, SIZE],
-        style,
-    };
-    (0..count).map(|i| generate_one(&cfg, i).0).collect()
+    cellops_test_support::images::synthetic(style, seed, count, SIZE)
 }
 
 /// Measures every image as `image_type` through HTTP.

@@ -1,6 +1,20 @@
-//! The changes drift scenarios make to 8-bit synthetic images: brighter, blurred.
+//! Synthetic images for drift scenarios, and the changes the scenarios make to them: brighter,
+//! blurred.
 
+use cellops_dataset::synthetic::{Style, SynthConfig, generate_one};
 use cellops_dataset::{Raster, Samples};
+
+/// `count` synthetic `side`×`side` images of `style` from `seed`.
+#[must_use]
+pub fn synthetic(style: Style, seed: u64, count: usize, side: u32) -> Vec<Raster> {
+    let cfg = SynthConfig {
+        count,
+        seed,
+        size: [side, side],
+        style,
+    };
+    (0..count).map(|i| generate_one(&cfg, i).0).collect()
+}
 
 fn samples(image: &Raster) -> &[u8] {
     match &image.samples {

@@ -102,21 +102,9 @@ fn grey_plane<S: Sample>(data: &[S], channels: usize) -> Vec<u32> {
 fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatures {
     if plane.is_empty() {
         return ImageFeatures {
-            mean: 0.0,
-            std: 0.0,
-            p1: 0.0,
-            p99: 0.0,
-            saturated: 0.0,
-            black: 0.0,
-            focus: 0.0,
             width: width as f64,
             height: height as f64,
-            red: None,
-            green: None,
-            blue: None,
-            haematoxylin_od: None,
-            dab_od: None,
-            histogram: None,
+            ..ImageFeatures::default()
         };
     }
     let n = plane.len() as u64;
@@ -142,12 +130,8 @@ fn features(plane: &[u32], max: u32, width: usize, height: usize) -> ImageFeatur
         focus: laplacian_variance(plane, width, height) / (full * full),
         width: width as f64,
         height: height as f64,
-        red: None,
-        green: None,
-        blue: None,
-        haematoxylin_od: None,
-        dab_od: None,
         histogram: Some(coarse(&histogram, n)),
+        ..ImageFeatures::default()
     }
 }
 
