@@ -77,8 +77,7 @@ fn build_config_json(init: &str) -> anyhow::Result<String> {
             std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
         }
     };
-    let meta: cellops_unet::bundle::BundleMeta =
-        serde_json::from_str(&metadata).context("reading the initial model's bundle.json")?;
+    let meta = cellops_unet::bundle::parse_meta(&metadata).context("reading the initial model's bundle.json")?;
     let config = cellops_dataset::BuildConfig {
         split: cellops_dataset::config::Split::default(),
         ..meta.preprocessing

@@ -401,6 +401,12 @@ fn with_defaults(mut written: serde_json::Value) -> serde_json::Value {
     written
 }
 
+/// `bundle.json`'s text read as metadata, fields that a bundle written by an earlier version
+/// lacks taking their defaults (the id is not checked: [`load`] does that).
+pub fn parse_meta(text: &str) -> Result<BundleMeta, serde_json::Error> {
+    serde_json::from_value(with_defaults(serde_json::from_str(text)?))
+}
+
 /// A bundle from its `bundle.json` text and weights (`dir` names it in errors).
 fn from_bytes(text: &str, weights: Vec<u8>, dir: &Path, device: &Device) -> Result<(UNet, BundleMeta), BundleError> {
     let meta_path = dir.join(METADATA);
@@ -468,6 +474,22 @@ mod tests {
             git_commit: Some("0123abc".into()),
             ..BundleInfo::new(training, BuildConfig::default())
         }
+    }
+
+    #[test]
+    fn metadata_from_an_earlier_version_reads_with_defaults() {
+        let shipped = shipped("nuclei").expect("shipped");
+        let mut v: serde_json::Value = serde_json::from_str(shipped.metadata).expect("json");
+        let augment = v["training"]["augment"].as_object_mut().expect("augment");
+        augment.remove("nuclei_bias");
+        let text = v.to_string();
+        assert!(
+            serde_json::from_str::<BundleMeta>(&text).is_err(),
+            "plain serde wants every field"
+        );
+        let meta = parse_meta(&text).expect("reads");
+        assert!((meta.training.augment.nuclei_bias - 0.7).abs() < 1e-6);
+        assert_eq!(meta.id, v["id"].as_str().expect("id"));
     }
 
     #[test]

@@ -385,6 +385,12 @@ pub struct AugmentConfig {
     /// patch) rather than placed anywhere, so that sparse images still teach nuclei.
     #[config(default = 0.7)]
     pub nuclei_bias: f32,
+    /// Scale jitter: each patch is resampled by a random factor in `1/(1 + scale) ..= 1 + scale`
+    /// (log-uniform; the image bilinear, the targets nearest), so that the model also sees nuclei
+    /// somewhat off the build's diameter, as an estimated scale gives them; 0 samples at the
+    /// build's scale.
+    #[config(default = 0.0)]
+    pub scale: f32,
 }
 
 /// Tries at drawing a foreground pixel uniformly before scanning for one.
@@ -426,7 +432,15 @@ fn patch_origin(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> 
 /// A random square patch of `size` (the whole sample, edge-padded, where it is smaller), augmented.
 /// Returns `(image, target)`, channel-major.
 pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
-    let (y0, x0) = patch_origin(s, size, aug, rng);
+    // Source pixels per patch pixel (drawn only when jittering, so that the stream of draws of
+    // unjittered training is unchanged).
+    let step = if aug.scale > 0.0 {
+        (f64::from(aug.scale).ln_1p() * (2.0 * f64::from(rng.unit()) - 1.0)).exp()
+    } else {
+        1.0
+    };
+    let extent = ((size as f64 * step).ceil() as usize).max(1);
+    let (y0, x0) = patch_origin(s, extent, aug, rng);
     let flip_x = aug.flips && rng.next_u64() & 1 == 1;
     let flip_y = aug.flips && rng.next_u64() & 1 == 1;
     let rot = if aug.rotations { rng.next_u64() % 4 } else { 0 };
@@ -444,26 +458,78 @@ pub fn random_patch(s: &Sample, size: usize, aug: &AugmentConfig, rng: &mut Rng)
         if flip_y {
             y = size - 1 - y;
         }
-        ((x0 + x).min(s.width - 1), (y0 + y).min(s.height - 1))
+        (x, y)
+    };
+    let sampler = Resampler {
+        s,
+        origin: (x0, y0),
+        step,
     };
     let plane = s.width * s.height;
     let mut image = vec![0f32; s.channels * size * size];
     let mut target = vec![0f32; s.target_channels * size * size];
     for py in 0..size {
         for px in 0..size {
-            let (sx, sy) = source(px, py);
-            let (src, dst) = (sy * s.width + sx, py * size + px);
+            let (x, y) = source(px, py);
+            let dst = py * size + px;
+            let taps = sampler.taps(x, y);
             for c in 0..s.channels {
-                let v = s.image.get(c * plane + src);
+                let v: f32 = taps.iter().map(|&(i, w)| w * s.image.get(c * plane + i)).sum();
                 // Contrast about mid-grey, then brightness; exact when both are zero.
                 image[c * size * size + dst] = (v + (v - 0.5) * (gain - 1.0) + offset).clamp(0.0, 1.0);
             }
+            let src = sampler.nearest(x, y);
             for t in 0..s.target_channels {
                 target[t * size * size + dst] = s.second.target_value(t, s.target[t * plane + src]);
             }
         }
     }
     (image, target)
+}
+
+/// Where a patch pixel's values come from in a sample: `step` source pixels per patch pixel from
+/// `origin` (x, y), clamped to the sample (edge padding).
+struct Resampler<'a> {
+    s: &'a Sample,
+    origin: (usize, usize),
+    step: f64,
+}
+
+impl Resampler<'_> {
+    /// The source position (x, y) of the centre of patch pixel (x, y), in pixel-centre
+    /// coordinates, clamped to the sample.
+    fn position(&self, x: usize, y: usize) -> (f64, f64) {
+        let at = |p: usize, o: usize, len: usize| {
+            (o as f64 + (p as f64 + 0.5) * self.step - 0.5).clamp(0.0, (len - 1) as f64)
+        };
+        (at(x, self.origin.0, self.s.width), at(y, self.origin.1, self.s.height))
+    }
+
+    /// The row-major index of the source pixel nearest to patch pixel (x, y).
+    fn nearest(&self, x: usize, y: usize) -> usize {
+        let (sx, sy) = self.position(x, y);
+        sy.round() as usize * self.s.width + sx.round() as usize
+    }
+
+    /// The source pixels (row-major index) and weights of patch pixel (x, y): the source pixel
+    /// itself at the build's scale, bilinear between the four nearest otherwise.
+    fn taps(&self, x: usize, y: usize) -> [(usize, f32); 4] {
+        let w = self.s.width;
+        if self.step == 1.0 {
+            let src = self.nearest(x, y);
+            return [(src, 1.0), (src, 0.0), (src, 0.0), (src, 0.0)];
+        }
+        let (sx, sy) = self.position(x, y);
+        let (xa, ya) = (sx.floor() as usize, sy.floor() as usize);
+        let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(self.s.height - 1));
+        let (fx, fy) = ((sx - xa as f64) as f32, (sy - ya as f64) as f32);
+        [
+            (ya * w + xa, (1.0 - fx) * (1.0 - fy)),
+            (ya * w + xb, fx * (1.0 - fy)),
+            (yb * w + xa, (1.0 - fx) * fy),
+            (yb * w + xb, fx * fy),
+        ]
+    }
 }
 
 /// Stacks patches into `[B, C, P, P]` image and `[B, T, P, P]` target tensors.
@@ -600,6 +666,54 @@ mod tests {
         assert_eq!(Boundary::Distance.target_value(1, 255), 1.0);
         assert_eq!(Boundary::Distance.target_value(0, 1), 1.0);
         assert_eq!(t[..w * h], targets(&labels, w, Boundary::Full)[..w * h]);
+    }
+
+    #[test]
+    fn scale_jitter_resizes_nuclei_within_its_range() {
+        // One disc of radius 10 in a 40x40 image: 64-pixel patches always hold all of it.
+        let w = 40usize;
+        let labels: Vec<u16> = (0..w * w)
+            .map(|i| {
+                let (x, y) = ((i % w) as f64 - 19.5, (i / w) as f64 - 19.5);
+                u16::from(x * x + y * y <= 100.0)
+            })
+            .collect();
+        let area = labels.iter().filter(|&&l| l != 0).count() as f32;
+        let s = Sample {
+            channels: 1,
+            height: w,
+            width: w,
+            image: Pixels::F32(labels.iter().map(|&l| f32::from(l)).collect()),
+            target: targets(&labels, w, Boundary::None),
+            target_channels: 1,
+            second: Boundary::None,
+            labels,
+        };
+        let aug = AugmentConfig::new()
+            .with_brightness(0.0)
+            .with_contrast(0.0)
+            .with_scale(0.5);
+        let mut rng = Rng::new(3);
+        let ratios: Vec<f32> = (0..100)
+            .map(|_| {
+                let (img, tgt) = random_patch(&s, 64, &aug, &mut rng);
+                let fg = tgt.iter().filter(|&&t| t > 0.0).count() as f32;
+                // The image is resampled with its target: the same disc, softened at its edge.
+                let bright: f32 = img.iter().sum();
+                assert!((bright / fg - 1.0).abs() < 0.15, "image {bright} against target {fg}");
+                fg / area
+            })
+            .collect();
+        // Areas scale by the square of a factor in 1/1.5..=1.5, give or take the disc's pixels.
+        assert!(ratios.iter().all(|&r| (0.4..=2.5).contains(&r)), "{ratios:?}");
+        assert!(
+            ratios.iter().any(|&r| r < 0.7) && ratios.iter().any(|&r| r > 1.5),
+            "{ratios:?}"
+        );
+        // No jitter: the disc as it is.
+        let aug = aug.with_scale(0.0);
+        let (_, tgt) = random_patch(&s, 64, &aug, &mut rng);
+        assert_eq!(tgt.iter().filter(|&&t| t > 0.0).count() as f32, area);
     }
 
     #[test]
