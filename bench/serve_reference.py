@@ -13,11 +13,12 @@ service (crates/stages/serve/src/app/measure.rs → crates/libs/analysis → cra
   transform → h-maxima markers → watershed → small objects removed → regionprops → filters, size
   classes → JSON {summary, objects}.
 
-Nucleus scale: as the Rust `Predictor::predict`, the model first runs at the image's own size; the
-median equivalent diameter of the nuclei it finds (default distance watershed, threshold 0.5,
-h 0.75 px; specks under target/(4·factor) ignored) gives a factor target/diameter (clamped to
-0.25..4), and the model runs again at that factor until it settles within 15 % (at most 3 more
-passes). The image is resized with Pillow's BILINEAR (antialiased when shrinking, as the Rust
+Nucleus scale: as the Rust `Predictor::estimate_scale`, the model first runs at the image's own
+size; the median equivalent diameter of the nuclei it finds (default distance watershed,
+threshold 0.5, h 0.75 px; specks under target/(4·factor) ignored) gives the next factor,
+factor·(target/(diameter·factor))^(1/0.7) (clamped to 0.25..4), and the model runs again until it
+settles within 15 % (at most 3 more passes); then one pass at half the factor, and if the nuclei
+there are at least 0.8 of their size at the factor (model pixels), the estimate restarts from it. The image is resized with Pillow's BILINEAR (antialiased when shrinking, as the Rust
 `Filter::Bilinear`). `--no-scale` runs once at the image's own size.
 
 Post-processing values: the bundle's tuned ones (bundle.json `postprocessing`: threshold 0.75, h 1 px,
@@ -66,6 +67,8 @@ ENV_NO_SCALE = "CELLOPS_REF_NO_SCALE"
 SCALE_PASSES = 3
 SCALE_TOLERANCE = 0.15
 SPECK = 4.0
+SCALE_GAIN = 0.7
+FRAGMENTS = 0.8
 MAX_FACTOR = 4.0
 # As crates/libs/formats/src/bundle.rs.
 GOLDEN_MAX_ABS_DIFF = 1e-3
@@ -477,22 +480,41 @@ class Analyser:
         scale = 1.0 if (h, w) == (oh, ow) else math.sqrt((h * w) / (oh * ow))
         return p[0].numpy(), scale
 
+    def _diameter(self, p, target, factor):
+        """Median nucleus diameter (image pixels) of a prediction made at `factor`, or None."""
+        labels, n = instances(p[0], 0.5, 0.75, 0, 0)
+        d = median_diameter_above(labels, target / (SPECK * factor)) if n else None
+        return d if d is not None and d > 0 else None
+
+    def _settle(self, grey, target, p, scale, factor):
+        """Refines a factor from a prediction made at it (Rust: `Predictor::settle`)."""
+        model_d = None
+        for _ in range(SCALE_PASSES):
+            d = self._diameter(p, target, factor)
+            if d is None:
+                break
+            model_d = d * factor
+            nxt = factor * (target / model_d) ** (1.0 / SCALE_GAIN)
+            nxt = min(max(nxt, 1.0 / MAX_FACTOR), MAX_FACTOR)
+            if abs(math.log(nxt / factor)) < math.log1p(SCALE_TOLERANCE):
+                break
+            factor = nxt
+            p, scale = self.predict_at(grey, factor)
+        return p, scale, factor, model_d
+
     def predict(self, grey):
         if self.target_diameter is None:
             return self.predict_at(grey, None)
         target = self.target_diameter
-        factor = 1.0
-        p, scale = self.predict_at(grey, factor)
-        for _ in range(SCALE_PASSES):
-            labels, n = instances(p[0], 0.5, 0.75, 0, 0)
-            d = median_diameter_above(labels, target / (SPECK * factor)) if n else None
-            if d is None or d <= 0:
-                break
-            nxt = min(max(target / d, 1.0 / MAX_FACTOR), MAX_FACTOR)
-            if abs(nxt / factor - 1.0) < SCALE_TOLERANCE:
-                break
-            factor = nxt
-            p, scale = self.predict_at(grey, factor)
+        p, scale = self.predict_at(grey, 1.0)
+        p, scale, factor, model_d = self._settle(grey, target, p, scale, 1.0)
+        half = max(factor / 2.0, 1.0 / MAX_FACTOR)
+        if model_d is None or half >= factor:
+            return p, scale
+        hp, hscale = self.predict_at(grey, half)
+        d = self._diameter(hp, target, half)
+        if d is not None and d * half >= FRAGMENTS * model_d:
+            p, scale, _, _ = self._settle(grey, target, hp, hscale, half)
         return p, scale
 
     # -- one image ----------------------------------------------------------------------------
