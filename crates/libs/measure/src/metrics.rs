@@ -168,6 +168,21 @@ impl Overlap {
         self.foreground
     }
 
+    /// The area of every true object (dense indices, in order of first appearance).
+    pub fn true_areas(&self) -> &[u64] {
+        &self.true_area
+    }
+
+    /// The area of every predicted object (dense indices, in order of first appearance).
+    pub fn pred_areas(&self) -> &[u64] {
+        &self.pred_area
+    }
+
+    /// Every overlapping pair: `(true index, predicted index, shared pixels)`, in no set order.
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, u64)> + '_ {
+        self.pairs.iter().map(|(&(t, p), &n)| (t, p, n))
+    }
+
     fn iou(&self, t: usize, p: usize, inter: u64) -> f64 {
         inter as f64 / (self.true_area[t] + self.pred_area[p] - inter) as f64
     }

@@ -511,14 +511,11 @@ impl Resampler<'_> {
         sy.round() as usize * self.s.width + sx.round() as usize
     }
 
-    /// The source pixels (row-major index) and weights of patch pixel (x, y): the source pixel
-    /// itself at the build's scale, bilinear between the four nearest otherwise.
+    /// The source pixels (row-major index) and bilinear weights of patch pixel (x, y). At the
+    /// build's scale positions are whole pixels, so the first tap has weight 1 and the patch is an
+    /// exact crop.
     fn taps(&self, x: usize, y: usize) -> [(usize, f32); 4] {
         let w = self.s.width;
-        if self.step == 1.0 {
-            let src = self.nearest(x, y);
-            return [(src, 1.0), (src, 0.0), (src, 0.0), (src, 0.0)];
-        }
         let (sx, sy) = self.position(x, y);
         let (xa, ya) = (sx.floor() as usize, sy.floor() as usize);
         let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(self.s.height - 1));

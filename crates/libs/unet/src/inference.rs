@@ -580,8 +580,8 @@ const SPECK: f64 = 4.0;
 
 /// The median diameter (image pixels) of the nuclei at least `min_diameter` wide in a
 /// prediction, split by the default distance watershed so that clumps do not count as one large
-/// nucleus.
-fn nucleus_diameter(p: &Prediction, min_diameter: f64) -> Option<f64> {
+/// nucleus: what [`Predictor::estimate_scale`] measures.
+pub fn nucleus_diameter(p: &Prediction, min_diameter: f64) -> Option<f64> {
     let (labels, _) = segment(p.channel(0), None, p.width, &InstanceConfig::default()).ok()?;
     scale::median_diameter_above(&labels, min_diameter)
 }

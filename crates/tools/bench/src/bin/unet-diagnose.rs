@@ -11,16 +11,17 @@
 //!
 //! Prints one JSON line per image (`--per-image`) and a summary line per scale and category.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use cellops_analysis::segment;
 use cellops_dataset::ops::scale;
+use cellops_formats::dataset::{PAPER_IMAGES, PAPER_MASK_SUFFIX, PAPER_MASKS, SPLIT_CSV, Subset, read_split_file};
 use cellops_formats::params::ParamsFile;
-use cellops_measure::instances;
+use cellops_measure::metrics::Overlap;
 use cellops_unet::Device;
-use cellops_unet::inference::{PredictConfig, Prediction, Predictor};
+use cellops_unet::inference::{PredictConfig, Prediction, Predictor, nucleus_diameter};
 use clap::Parser;
 use serde_json::json;
 
@@ -73,8 +74,8 @@ struct Tally {
     fn_small: usize,
 }
 
-impl Tally {
-    fn add(&mut self, o: &Tally) {
+impl std::ops::AddAssign<&Tally> for Tally {
+    fn add_assign(&mut self, o: &Tally) {
         self.images += o.images;
         self.truths += o.truths;
         self.preds += o.preds;
@@ -87,89 +88,86 @@ impl Tally {
         self.fp_overlap += o.fp_overlap;
         self.fn_small += o.fn_small;
     }
+}
 
+impl Tally {
     fn f1(&self) -> f64 {
         let (fp, fn_) = (self.preds - self.tp, self.truths - self.tp);
         2.0 * self.tp as f64 / (2 * self.tp + fp + fn_).max(1) as f64
     }
 }
 
-/// Areas and overlaps of two label images.
-fn diagnose(truth: &[u32], pred: &[u32]) -> Tally {
-    let mut t_area: HashMap<u32, usize> = HashMap::new();
-    let mut p_area: HashMap<u32, usize> = HashMap::new();
-    let mut both: HashMap<(u32, u32), usize> = HashMap::new();
-    let mut t_fg: HashMap<u32, usize> = HashMap::new();
-    for (&t, &p) in truth.iter().zip(pred) {
-        if t != 0 {
-            *t_area.entry(t).or_default() += 1;
-        }
-        if p != 0 {
-            *p_area.entry(p).or_default() += 1;
-        }
-        if t != 0 && p != 0 {
-            *both.entry((t, p)).or_default() += 1;
-            *t_fg.entry(t).or_default() += 1;
-        }
-    }
-    let iou = |t: u32, p: u32, n: usize| n as f64 / (t_area[&t] + p_area[&p] - n) as f64;
+/// Sorts the errors of `pred` against `truth` (label images of the same size).
+fn diagnose(truth: &[u32], pred: &[u32]) -> anyhow::Result<Tally> {
+    let o = Overlap::new(truth, pred)?;
+    let (t_area, p_area) = (o.true_areas(), o.pred_areas());
+    let pairs: Vec<(usize, usize, u64)> = o.pairs().collect();
     // IoU > 0.5 pairs are one-to-one, so they are the optimal matching at τ = 0.5.
-    let mut matched_t = std::collections::HashSet::new();
-    let mut matched_p = std::collections::HashSet::new();
-    for (&(t, p), &n) in &both {
-        if iou(t, p, n) > 0.5 {
-            matched_t.insert(t);
-            matched_p.insert(p);
+    let mut matched_t = vec![false; t_area.len()];
+    let mut matched_p = vec![false; p_area.len()];
+    // Per true nucleus: pixels in any predicted object, and its largest overlap (object, pixels).
+    let mut in_fg = vec![0u64; t_area.len()];
+    let mut best: Vec<Option<(usize, u64)>> = vec![None; t_area.len()];
+    // Per predicted object: how many true nuclei it covers at least half of.
+    let mut covers = vec![0usize; p_area.len()];
+    let mut touches = vec![false; p_area.len()];
+    for &(t, p, n) in &pairs {
+        if n as f64 / (t_area[t] + p_area[p] - n) as f64 > 0.5 {
+            (matched_t[t], matched_p[p]) = (true, true);
         }
-    }
-    // For each predicted object, the true nuclei it covers at least half of.
-    let mut covers: HashMap<u32, usize> = HashMap::new();
-    for (&(t, p), &n) in &both {
-        if 2 * n >= t_area[&t] {
-            *covers.entry(p).or_default() += 1;
+        in_fg[t] += n;
+        if best[t].is_none_or(|(_, m)| n > m) {
+            best[t] = Some((p, n));
         }
+        covers[p] += usize::from(2 * n >= t_area[t]);
+        touches[p] = true;
     }
-    let mut areas: Vec<usize> = t_area.values().copied().collect();
+    let mut areas = t_area.to_vec();
     areas.sort_unstable();
     let median = areas.get(areas.len() / 2).copied().unwrap_or(0);
     let mut out = Tally {
         images: 1,
         truths: t_area.len(),
         preds: p_area.len(),
-        tp: matched_t.len(),
+        tp: matched_t.iter().filter(|&&m| m).count(),
         ..Tally::default()
     };
-    for (&t, &area) in &t_area {
-        if matched_t.contains(&t) {
-            continue;
-        }
-        if 4 * area < median {
-            out.fn_small += 1;
-        }
-        let in_fg = t_fg.get(&t).copied().unwrap_or(0);
-        let best = both
-            .iter()
-            .filter(|((tt, _), _)| *tt == t)
-            .max_by_key(|(_, n)| **n)
-            .map(|((_, p), n)| (*p, *n));
-        match best {
-            _ if 2 * in_fg < area => out.absent += 1,
-            Some((p, n)) if 2 * n >= area && covers.get(&p).copied().unwrap_or(0) >= 2 => out.merged += 1,
+    for (t, &area) in t_area.iter().enumerate().filter(|&(t, _)| !matched_t[t]) {
+        out.fn_small += usize::from(4 * area < median);
+        match best[t] {
+            _ if 2 * in_fg[t] < area => out.absent += 1,
+            Some((p, n)) if 2 * n >= area && covers[p] >= 2 => out.merged += 1,
             Some((_, n)) if 2 * n >= area => out.shape += 1,
             _ => out.split += 1,
         }
     }
-    for &p in p_area.keys() {
-        if matched_p.contains(&p) {
-            continue;
-        }
-        if both.keys().any(|(_, pp)| *pp == p) {
+    for p in (0..p_area.len()).filter(|&p| !matched_p[p]) {
+        if touches[p] {
             out.fp_overlap += 1;
         } else {
             out.fp_background += 1;
         }
     }
-    out
+    Ok(out)
+}
+
+/// The images of `split` in a DSB2018 copy: `(id, category)` from its `manifest.csv`.
+fn images_of(dataset: &Path, split: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let path = dataset.join(SPLIT_CSV);
+    let split = Subset::parse(split).with_context(|| format!("unknown split {split}"))?;
+    let splits = read_split_file(&path)?;
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let (id, category) = column("id")
+        .zip(column("category"))
+        .with_context(|| format!("{}: no id and category columns", path.display()))?;
+    Ok(lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r.len() > id.max(category) && splits.get(r[id]) == Some(&split))
+        .map(|r| (r[id].to_owned(), r[category].to_owned()))
+        .collect())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -183,17 +181,16 @@ fn main() -> anyhow::Result<()> {
         .scale
         .map(|s| s.diameter_px)
         .context("the bundle has no scale")?;
-    let manifest = std::fs::read_to_string(a.dataset.join("manifest.csv"))?;
     let mut totals: BTreeMap<(String, String), Tally> = BTreeMap::new();
-    let rows = manifest.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>());
-    for row in rows.filter(|r| r.len() > 5 && r[5] == a.split).take(a.limit) {
-        let (id, category) = (row[0], row[1]);
+    for (id, category) in images_of(&a.dataset, &a.split)?.iter().take(a.limit) {
+        let (id, category) = (id.as_str(), category.as_str());
         let read = |p: PathBuf| -> anyhow::Result<cellops_dataset::Raster> {
             let bytes = std::fs::read(&p).with_context(|| p.display().to_string())?;
             Ok(cellops_dataset::io::decode(&bytes, 1 << 28)?.raster)
         };
-        let image = read(a.dataset.join("original").join(format!("{id}.png")))?;
-        let truth = segment::truth(&read(a.dataset.join("masks").join(format!("{id}_mask.png")))?);
+        let image = read(a.dataset.join(PAPER_IMAGES).join(format!("{id}.png")))?;
+        let mask = a.dataset.join(PAPER_MASKS).join(format!("{id}{PAPER_MASK_SUFFIX}.png"));
+        let truth = segment::truth(&read(mask)?);
         let true_factor = scale::factor(target, scale::median_diameter(&truth).unwrap_or(target));
         if a.grid {
             grid(&predictor, &image, &truth, &params, id, category, true_factor)?;
@@ -207,7 +204,7 @@ fn main() -> anyhow::Result<()> {
         for (name, factor, pred) in runs {
             let labels =
                 segment::from_prediction(&pred, meta.training.targets(), &params, meta.postprocessing.as_ref())?;
-            let t = diagnose(&truth, &labels);
+            let t = diagnose(&truth, &labels)?;
             if a.per_image {
                 #[allow(clippy::print_stdout, reason = "a benchmark driver: its result lines are its output")]
                 {
@@ -219,7 +216,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             for key in [category, "all"] {
-                totals.entry((name.to_owned(), key.to_owned())).or_default().add(&t);
+                *totals.entry((name.to_owned(), key.to_owned())).or_default() += &t;
             }
         }
     }
@@ -246,11 +243,12 @@ fn grid(
     true_factor: f64,
 ) -> anyhow::Result<()> {
     let meta = predictor.meta();
+    let target = meta.preprocessing.scale.map_or(20.0, |s| s.diameter_px);
     for k in -4..=2 {
         let factor = 2f64.powf(f64::from(k) / 2.0);
         let pred = predictor.predict_at(image, Some(factor))?;
         let labels = segment::from_prediction(&pred, meta.training.targets(), params, meta.postprocessing.as_ref())?;
-        let t = diagnose(truth, &labels);
+        let t = diagnose(truth, &labels)?;
         let fg = pred.channel(0);
         let bd = (pred.channels > 1).then(|| pred.channel(1));
         let (mut unc, mut near, mut inside, mut bd_in, mut n_fg) = (0.0, 0usize, 0.0, 0usize, 0usize);
@@ -268,10 +266,10 @@ fn grid(
                 }
             }
         }
-        let d = scale::median_diameter_above(&labels, 20.0 / (4.0 * factor)).unwrap_or(0.0);
-        // What `Predictor::predict` measures: the foreground alone, split by the distance watershed.
-        let (fg_labels, _) = instances::segment(fg, None, pred.width, &instances::InstanceConfig::default())?;
-        let d_fg = scale::median_diameter_above(&fg_labels, 20.0 / (4.0 * factor)).unwrap_or(0.0);
+        let min_diameter = target / (4.0 * factor);
+        let d = scale::median_diameter_above(&labels, min_diameter).unwrap_or(0.0);
+        // What the size estimate measures: the foreground alone, split by the distance watershed.
+        let d_fg = nucleus_diameter(&pred, min_diameter).unwrap_or(0.0);
         #[allow(clippy::print_stdout, reason = "a benchmark driver: its result lines are its output")]
         {
             println!(
