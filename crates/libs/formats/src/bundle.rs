@@ -323,6 +323,67 @@ pub struct BundleMeta<Model = IgnoredAny, Training = IgnoredAny> {
     /// The reference profile (bundles trained on a dataset whose manifest has features).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
+    /// The size model: where the model's own size estimate starts on an image of unknown nucleus
+    /// size (bundles fitted before it have none and start at the image's own size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_model: Option<SizeModel>,
+}
+
+/// A ridge regression from a model's style (the mean of its encoder's features over an image at
+/// its own size) to the log of the factor that brings the image's nuclei to the model's nucleus
+/// diameter, as Cellpose's size model regresses the log diameter on its network's style.
+/// Fitted on training images at several sizes; recorded in `bundle.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeModel {
+    /// Each style feature's mean over the fitting samples.
+    pub mean: Vec<f64>,
+    /// Each style feature's standard deviation over the fitting samples (1 where it was 0).
+    pub scale: Vec<f64>,
+    /// The weight of each standardised feature.
+    pub weights: Vec<f64>,
+    /// The log factor of a style at the mean.
+    pub intercept: f64,
+    /// The ridge penalty chosen by cross-validation.
+    pub lambda: f64,
+    /// Samples (image and size) it was fitted on.
+    pub samples: usize,
+    /// Its cross-validated root mean square error, in log₂ of the factor.
+    pub cv_rmse_log2: f64,
+}
+
+impl SizeModel {
+    /// The natural log of the factor the regression gives for `style`; `None` when the style's
+    /// width is not the model's (a size model from another architecture) or it is not finite.
+    ///
+    /// ```
+    /// use cellops_formats::bundle::SizeModel;
+    /// let m = SizeModel {
+    ///     mean: vec![1.0],
+    ///     scale: vec![2.0],
+    ///     weights: vec![0.5],
+    ///     intercept: 0.1,
+    ///     lambda: 1.0,
+    ///     samples: 10,
+    ///     cv_rmse_log2: 0.3,
+    /// };
+    /// assert_eq!(m.log_factor(&[5.0]), Some(1.1));
+    /// assert_eq!(m.log_factor(&[5.0, 1.0]), None);
+    /// ```
+    pub fn log_factor(&self, style: &[f32]) -> Option<f64> {
+        if style.len() != self.weights.len() || self.mean.len() != style.len() || self.scale.len() != style.len() {
+            return None;
+        }
+        let y = style
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.weights)
+            .map(|(((&x, m), s), w)| (f64::from(x) - m) / s * w)
+            .sum::<f64>()
+            + self.intercept;
+        y.is_finite().then_some(y)
+    }
 }
 
 /// `bundle.json` read without the architecture and training configuration.

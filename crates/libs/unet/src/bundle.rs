@@ -234,6 +234,7 @@ fn write_into(
         parent: info.parent.clone(),
         golden: info.golden.clone(),
         reference: info.reference.clone(),
+        size_model: None,
     };
     meta.id = bundle_id(&meta);
     std::fs::write(&weights_path, &weights).map_err(io_err(&weights_path))?;

@@ -284,9 +284,44 @@ impl PreparedDataset {
         })
     }
 
+    /// The dataset's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The source images of a split and the factor `build` rescaled each by (the nucleus scale
+    /// measured on its mask), read from the source folder the manifest names (as `build` was
+    /// given it: relative to the folder it ran in, or absolute). Items without a factor (a
+    /// dataset built without a nucleus scale) are left out.
+    pub fn sources(&self, split: Subset) -> Result<Vec<(Raster, f64)>, DataError> {
+        let root = Path::new(&self.manifest.source.root);
+        let mut out = Vec::new();
+        for item in self.manifest.items.iter().filter(|i| i.split == split) {
+            let Some(factor) = item.outputs.first().and_then(|o| o.scale) else {
+                continue;
+            };
+            let path = root.join(&item.image);
+            let file_err = |message: String| DataError::File {
+                path: path.clone(),
+                message,
+            };
+            let bytes = std::fs::read(&path).map_err(|e| {
+                file_err(format!(
+                    "{e} (the source images are read from the manifest's source.root, relative to \
+                     the folder `build` ran in)"
+                ))
+            })?;
+            let raster = decode(&bytes, self.manifest.config.max_pixels)
+                .map_err(|e| file_err(e.to_string()))?
+                .raster;
+            out.push((raster, factor));
+        }
+        Ok(out)
     }
 
     /// The instance labels of every output pair of a split, in the order of [`Self::load`].

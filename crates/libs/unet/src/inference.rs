@@ -254,15 +254,7 @@ fn tiled(
     let mut weight = vec![0f32; plane];
     let ramp_len = cfg.overlap.min(th.min(tw) / 2);
     for chunk in tiles.chunks(cfg.batch.max(1)) {
-        let mut input = Vec::with_capacity(chunk.len() * channels * th * tw);
-        for &(y0, x0) in chunk {
-            for c in 0..channels {
-                for y in y0..y0 + th {
-                    let row = c * plane + y * width + x0;
-                    input.extend_from_slice(&image[row..row + tw]);
-                }
-            }
-        }
+        let input = crop_tiles(image, channels, height, width, chunk, th, tw);
         let (values, oc) = run(&input, chunk.len(), th, tw);
         if out_channels == 0 {
             out_channels = oc;
@@ -295,6 +287,29 @@ fn tiled(
         probabilities: sum,
         scale: 1.0,
     }
+}
+
+/// The `th × tw` tiles at `origins` of a channel-major image, one after another (`[n, C, th, tw]`).
+fn crop_tiles(
+    image: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    origins: &[(usize, usize)],
+    th: usize,
+    tw: usize,
+) -> Vec<f32> {
+    let plane = height * width;
+    let mut input = Vec::with_capacity(origins.len() * channels * th * tw);
+    for &(y0, x0) in origins {
+        for c in 0..channels {
+            for y in y0..y0 + th {
+                let row = c * plane + y * width + x0;
+                input.extend_from_slice(&image[row..row + tw]);
+            }
+        }
+    }
+    input
 }
 
 /// Bilinear resampling of a channel-major float image (pixel centres aligned, as OpenCV's
@@ -365,13 +380,18 @@ impl Predictor {
     /// Loads the bundle in `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device, config: PredictConfig) -> Result<Self, PredictError> {
         let (model, meta) = bundle::load(dir, device)?;
-        Ok(Self {
+        Ok(Self::from_parts(model, meta, device, config))
+    }
+
+    /// A predictor of a model already in memory with its bundle's metadata.
+    pub fn from_parts(model: UNet, meta: BundleMeta, device: &Device, config: PredictConfig) -> Self {
+        Self {
             model,
             meta,
             device: device.clone(),
             preprocessing: None,
             config,
-        })
+        }
     }
 
     /// The bundle's metadata.
@@ -448,7 +468,8 @@ impl Predictor {
     /// last pass at half the factor tells them apart — real nuclei shrink with the image,
     /// pieces of a larger one do not — and the estimate starts again from there.
     pub fn estimate_scale(&self, image: &Raster, target: f64) -> Result<ScaleEstimate, PredictError> {
-        let first = self.settle(image, target, self.predict_at(image, Some(1.0))?, 1.0)?;
+        let start = self.start_factor(image)?;
+        let first = self.settle(image, target, self.predict_at(image, Some(start))?, start)?;
         let Some(diameter) = first.model_diameter else {
             return Ok(first);
         };
@@ -462,6 +483,18 @@ impl Predictor {
             Some(d) if fragmented(d * half, diameter) => self.settle(image, target, probe, half),
             _ => Ok(first),
         }
+    }
+
+    /// Where the size estimate starts: the bundle's size model's factor for the image's style,
+    /// or the image's own size for a bundle without one (or a style it cannot read).
+    pub fn start_factor(&self, image: &Raster) -> Result<f64, PredictError> {
+        let Some(size) = &self.meta.size_model else {
+            return Ok(1.0);
+        };
+        let style = self.size_style(image, 1.0)?;
+        Ok(size
+            .log_factor(&style)
+            .map_or(1.0, |l| l.exp().clamp(1.0 / scale::MAX_FACTOR, scale::MAX_FACTOR)))
     }
 
     /// Refines a factor from `prediction`, made at `factor` (see [`Self::estimate_scale`]).
@@ -492,6 +525,50 @@ impl Predictor {
             model_diameter,
             prediction,
         })
+    }
+
+    /// What the bundle's size model reads: [`Self::style`] of `image` rescaled by `factor` times
+    /// each of [`STYLE_SCALES`], one after another — nuclei far larger than the model's own are
+    /// out of its encoder's reach at the image's size but not at a quarter of it.
+    pub fn size_style(&self, image: &Raster, factor: f64) -> Result<Vec<f32>, PredictError> {
+        let mut out = Vec::new();
+        for s in STYLE_SCALES {
+            out.extend(self.style(image, factor * s)?);
+        }
+        Ok(out)
+    }
+
+    /// The model's style ([`UNet::style`]) on `image` rescaled by `factor`, averaged over tiles
+    /// of the configured size.
+    pub fn style(&self, image: &Raster, factor: f64) -> Result<Vec<f32>, PredictError> {
+        let prepared = cellops_dataset::preprocess_scaled(image, self.preprocessing(), Some(factor))
+            .map_err(|e| PredictError::Preprocess(e.to_string()))?;
+        let channels = prepared.channels as usize;
+        if channels != self.meta.input_channels {
+            return Err(PredictError::Channels {
+                found: channels,
+                expected: self.meta.input_channels,
+            });
+        }
+        let (h, w) = (prepared.height as usize, prepared.width as usize);
+        let chw = image_to_chw(&prepared);
+        let (th, tw) = (self.config.tile.max(1).min(h), self.config.tile.max(1).min(w));
+        let tiles: Vec<(usize, usize)> = origins(h, th, 0)
+            .into_iter()
+            .flat_map(|y| origins(w, tw, 0).into_iter().map(move |x| (y, x)))
+            .collect();
+        let mut sum: Vec<f32> = Vec::new();
+        for chunk in tiles.chunks(self.config.batch.max(1)) {
+            let input = crop_tiles(&chw, channels, h, w, chunk, th, tw);
+            let x = Tensor::<1>::from_floats(input.as_slice(), &self.device).reshape([chunk.len(), channels, th, tw]);
+            let style: Vec<f32> = self.model.style(x).into_data().try_to_vec::<f32>().unwrap_or_default();
+            let width = style.len() / chunk.len();
+            sum.resize(width, 0.0);
+            for row in style.chunks(width) {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v / tiles.len() as f32);
+            }
+        }
+        Ok(sum)
     }
 
     /// [`Self::predict`] at a given rescaling factor (for a bundle trained at a nucleus scale;
@@ -526,6 +603,9 @@ impl Predictor {
         Ok(p)
     }
 }
+
+/// The sizes, relative to the image's, whose styles [`Predictor::size_style`] joins.
+pub const STYLE_SCALES: [f64; 3] = [1.0, 0.5, 0.25];
 
 /// Rescaled passes of [`Predictor::estimate_scale`] at most, after the first.
 pub const SCALE_PASSES: usize = 3;

@@ -4,7 +4,7 @@
 //! tuning around them.
 //!
 //! Modules import one way, each only from those before it in this order: [`model`], [`data`],
-//! [`config`], [`bundle`], [`checkpoint`], [`inference`], [`tune`], [`training`], [`throughput`];
+//! [`config`], [`bundle`], [`checkpoint`], [`inference`], [`size`], [`tune`], [`training`], [`throughput`];
 //! [`device`] stands alone.
 //!
 //! Only this crate depends on burn. Devices are chosen at run time (`Device::flex()` on any CPU;
@@ -18,6 +18,7 @@ pub mod device;
 pub mod golden;
 pub mod inference;
 pub mod model;
+pub mod size;
 pub mod throughput;
 pub mod training;
 pub mod tune;

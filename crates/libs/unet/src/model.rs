@@ -210,6 +210,11 @@ pub struct UNet {
 }
 
 impl UNetConfig {
+    /// The width of [`UNet::style`]: every level's channels and the bottleneck's.
+    pub fn style_width(&self) -> usize {
+        (0..=self.depth).map(|l| self.base_channels << l).sum()
+    }
+
     /// Builds the network on `device` with freshly initialised weights.
     pub fn init(&self, device: &Device) -> UNet {
         let width = |level: usize| self.base_channels << level;
@@ -254,23 +259,9 @@ impl UNet {
     /// multiple of `2^depth` (edge-padded where it is too small to reflect) and the output cropped.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
-        let m = 1usize << self.depth;
-        let (ph, pw) = ((m - h % m) % m, (m - w % m) % m);
-        let padded = if ph == 0 && pw == 0 {
-            x
-        } else if ph < h && pw < w {
-            x.pad([(0, ph), (0, pw)], PadMode::Reflect)
-        } else {
-            x.pad([(0, ph), (0, pw)], PadMode::Edge)
-        };
-        let mut skips = Vec::with_capacity(self.depth);
-        let mut x = padded;
-        for enc in &self.encoders {
-            let y = enc.forward(x);
-            x = self.pool.forward(y.clone());
-            skips.push(y);
-        }
-        x = self.dropout.forward(self.bottleneck.forward(x));
+        let (padded, ph, pw) = self.pad(x);
+        let (mut skips, bottom) = self.encode(padded);
+        let mut x = self.dropout.forward(bottom);
         for (up, dec) in self.ups.iter().zip(&self.decoders) {
             let skip = skips.pop().expect("one skip per level");
             x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
@@ -282,6 +273,52 @@ impl UNet {
             let [n, c, _, _] = out.dims();
             out.slice([0..n, 0..c, 0..h, 0..w])
         }
+    }
+
+    /// The image's *style*: the mean over space of every encoder level's output and of the
+    /// bottleneck's, concatenated (as Cellpose's size model reads its network's style vector).
+    ///
+    /// `[N, C_in, H, W]` → `[N, S]`, `S` = [`UNetConfig::style_width`].
+    pub fn style(&self, x: Tensor<4>) -> Tensor<2> {
+        let (padded, _, _) = self.pad(x);
+        let (skips, bottom) = self.encode(padded);
+        let pooled: Vec<Tensor<2>> = skips
+            .into_iter()
+            .chain(std::iter::once(bottom))
+            .map(|t| {
+                let [n, c, _, _] = t.dims();
+                t.flatten::<3>(2, 3).mean_dim(2).reshape([n, c])
+            })
+            .collect();
+        Tensor::cat(pooled, 1)
+    }
+
+    /// The input reflect-padded to a multiple of `2^depth` (edge-padded where it is too small to
+    /// reflect), and the padding added to its height and width.
+    fn pad(&self, x: Tensor<4>) -> (Tensor<4>, usize, usize) {
+        let [_, _, h, w] = x.dims();
+        let m = 1usize << self.depth;
+        let (ph, pw) = ((m - h % m) % m, (m - w % m) % m);
+        let padded = if ph == 0 && pw == 0 {
+            x
+        } else if ph < h && pw < w {
+            x.pad([(0, ph), (0, pw)], PadMode::Reflect)
+        } else {
+            x.pad([(0, ph), (0, pw)], PadMode::Edge)
+        };
+        (padded, ph, pw)
+    }
+
+    /// The encoder levels' outputs (the skips, finest first) and the bottleneck's output.
+    fn encode(&self, padded: Tensor<4>) -> (Vec<Tensor<4>>, Tensor<4>) {
+        let mut skips = Vec::with_capacity(self.depth);
+        let mut x = padded;
+        for enc in &self.encoders {
+            let y = enc.forward(x);
+            x = self.pool.forward(y.clone());
+            skips.push(y);
+        }
+        (skips, self.bottleneck.forward(x))
     }
 }
 
@@ -305,6 +342,17 @@ mod tests {
                 assert_eq!(model.forward(x).dims(), [2, 2, h, w], "{h}x{w}");
             }
         }
+    }
+
+    #[test]
+    fn style_has_every_level() {
+        let _rng = crate::flex_rng_lock();
+        let device = Device::flex();
+        let config = UNetConfig::new().with_depth(2).with_base_channels(4);
+        let model = config.init(&device);
+        assert_eq!(config.style_width(), 4 + 8 + 16);
+        let x = Tensor::<4>::ones([3, 1, 20, 13], &device);
+        assert_eq!(model.style(x).dims(), [3, 28]);
     }
 
     #[test]

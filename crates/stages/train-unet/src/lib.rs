@@ -128,6 +128,9 @@ pub enum StageError {
     /// The golden check could not be recorded.
     #[error(transparent)]
     Golden(#[from] cellops_unet::golden::GoldenError),
+    /// A dataset's image could not be run through the model (fitting the size model).
+    #[error(transparent)]
+    Predict(#[from] cellops_unet::inference::PredictError),
     /// The Actions runtime could not write outputs or the summary.
     #[error(transparent)]
     Actions(#[from] ActionsError),
@@ -140,7 +143,9 @@ impl StageFailure for StageError {
             StageError::Train(TrainError::Checkpoint(cellops_unet::checkpoint::CheckpointError::ConfigChanged {
                 ..
             })) => Exit::Usage,
-            StageError::Data(_) | StageError::Device(_) | StageError::Train(_) => Exit::Failure,
+            StageError::Data(_) | StageError::Device(_) | StageError::Train(_) | StageError::Predict(_) => {
+                Exit::Failure
+            }
             StageError::Bundle(_) | StageError::Golden(_) | StageError::Actions(_) => Exit::Error,
         }
     }

@@ -11,6 +11,8 @@ use cellops_formats::bundle::{PredictionFeatures, ReferenceProfile};
 use cellops_unet::bundle::{self, BundleMeta};
 use cellops_unet::data::{DataError, PreparedDataset};
 use cellops_unet::device::{self, Accelerator};
+use cellops_unet::inference::{PredictConfig, Predictor};
+use cellops_unet::size::{self, SizeModel};
 use cellops_unet::training::evaluate_with;
 use cellops_unet::tune;
 
@@ -36,6 +38,12 @@ pub struct RebundleArgs {
     /// post-processing — without tuning or scoring again (`--dataset` also writes it).
     #[arg(long, value_name = "DIR", conflicts_with = "dataset")]
     pub profile: Option<PathBuf>,
+    /// A prepared dataset built at a nucleus scale to fit the size model on: the model's style
+    /// on each training source image at half, its own and double its size, regressed on the
+    /// factor `build` measured on its mask (the size estimate then starts where the size model
+    /// says, not at the image's own size). The source images must be where the manifest says.
+    #[arg(long, value_name = "DIR")]
+    pub fit_size: Option<PathBuf>,
     /// A file to add to the bundle under its own name (a model card); repeatable.
     #[arg(long = "add", value_name = "FILE")]
     pub add: Vec<PathBuf>,
@@ -141,6 +149,11 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
         ))?;
         set_reference(&mut meta, &mut extra, &dataset, &profile);
     }
+    if let Some(dir) = &args.fit_size {
+        let dataset = PreparedDataset::open(dir)?;
+        check_preprocessing(&args.from, &meta.preprocessing, &dataset.manifest().config, dir)?;
+        meta.size_model = Some(fit_size(&model, &meta, &dataset, &selected.device, runner)?);
+    }
     // The golden check is recorded again on this device, by this build.
     let golden = cellops_unet::golden::record(&model, meta.input_channels, &selected.device, selected.kind.as_str())?;
     meta.golden = Some(golden.record);
@@ -150,6 +163,37 @@ pub fn run(args: &RebundleArgs, runner: &Runner) -> Result<BundleMeta, StageErro
     runner.set_output("bundle", &args.output.display().to_string())?;
     runner.set_output("bundle-id", &meta.id)?;
     Ok(meta)
+}
+
+/// Fits the size model of `model` on the training split's source images of `dataset`.
+fn fit_size(
+    model: &cellops_unet::UNet,
+    meta: &BundleMeta,
+    dataset: &PreparedDataset,
+    device: &cellops_unet::Device,
+    runner: &Runner,
+) -> Result<SizeModel, StageError> {
+    let predictor = Predictor::from_parts(model.clone(), meta.clone(), device, PredictConfig::new());
+    let sources = dataset.sources(Subset::Train)?;
+    let mut samples = Vec::with_capacity(sources.len() * size::SAMPLE_FACTORS.len());
+    for (group, (image, factor)) in sources.iter().enumerate() {
+        samples.extend(size::samples_of(&predictor, image, *factor, group)?);
+    }
+    let fitted = size::fit(&samples).ok_or_else(|| {
+        StageError::Usage(format!(
+            "{}: too few training images with a nucleus scale to fit a size model ({})",
+            dataset.root().display(),
+            sources.len()
+        ))
+    })?;
+    runner.info(&format!(
+        "size model: {} samples of {} images, cross-validated error ×{:.2} (λ {:.3})",
+        fitted.samples,
+        sources.len(),
+        fitted.cv_rmse_log2.exp2(),
+        fitted.lambda
+    ))?;
+    Ok(fitted)
 }
 
 /// Replaces the bundle's reference profile with `dataset`'s training and validation inputs and

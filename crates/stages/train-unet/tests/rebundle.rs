@@ -1,6 +1,8 @@
 //! `cellops bundle`: a trained bundle re-bundled with `--profile` keeps its weights and
 //! post-processing and gets a reference profile computed from the dataset; `--add` cannot
-//! overwrite the files the bundle writes itself; a dataset prepared otherwise is refused.
+//! overwrite the files the bundle writes itself; a dataset prepared otherwise is refused;
+//! `--fit-size` fits a size model on a dataset built at a nucleus scale, which the size
+//! estimate then starts from.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,11 @@ fn quiet() -> Runner {
 
 /// Twelve 48×48 synthetic images built with `colour`.
 fn prepared(root: &Path, name: &str, colour: ColourMode) -> PathBuf {
+    prepared_with(root, name, colour, None)
+}
+
+/// [`prepared`], rescaled to nuclei of `diameter` pixels when given.
+fn prepared_with(root: &Path, name: &str, colour: ColourMode, diameter: Option<f64>) -> PathBuf {
     let raw = root.join("raw");
     if !raw.exists() {
         let cfg = SynthConfig {
@@ -34,6 +41,7 @@ fn prepared(root: &Path, name: &str, colour: ColourMode) -> PathBuf {
     cfg.split.val_fraction = 0.25;
     cfg.split.test_fraction = 0.25;
     cfg.resize = None::<Resize>;
+    cfg.scale = diameter.map(|diameter_px| cellops_formats::build::NucleusScale { diameter_px });
     let out = root.join(name);
     cellops_dataset::build(&raw, &out, &cfg, &Quiet).expect("build");
     out
@@ -45,26 +53,32 @@ fn args(from: &Path, output: &Path) -> RebundleArgs {
         output: output.to_owned(),
         dataset: None,
         profile: None,
+        fit_size: None,
         add: Vec::new(),
         device: Accelerator::Cpu,
     }
+}
+
+/// A bundle trained for one tiny epoch on `dataset`.
+fn trained(tmp: &Path, dataset: &Path) -> cellops_train_unet::Finished {
+    let config = tmp.join("train.yaml");
+    std::fs::write(
+        &config,
+        "model:\n  depth: 2\n  base_channels: 4\n  norm: Group\npatch_size: 32\nbatch_size: 2\nsteps_per_epoch: 2\n",
+    )
+    .expect("config");
+    let mut train = cellops_train_unet::Args::new(dataset, &tmp.join("run")).expect("args");
+    train.config = Some(config);
+    train.epochs = Some(1);
+    train.device = Accelerator::Cpu;
+    cellops_train_unet::run(&train, &quiet()).expect("train")
 }
 
 #[test]
 fn a_profile_is_added_without_tuning_again() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dataset = prepared(tmp.path(), "prepared", ColourMode::Grey);
-    let config = tmp.path().join("train.yaml");
-    std::fs::write(
-        &config,
-        "model:\n  depth: 2\n  base_channels: 4\n  norm: Group\npatch_size: 32\nbatch_size: 2\nsteps_per_epoch: 2\n",
-    )
-    .expect("config");
-    let mut train = cellops_train_unet::Args::new(&dataset, &tmp.path().join("run")).expect("args");
-    train.config = Some(config);
-    train.epochs = Some(1);
-    train.device = Accelerator::Cpu;
-    let trained = cellops_train_unet::run(&train, &quiet()).expect("train");
+    let trained = trained(tmp.path(), &dataset);
     // A bundle without a profile, as bundles were before it (and with another post-processing).
     let bare = tmp.path().join("bare");
     let mut meta = trained.meta.clone();
@@ -112,4 +126,72 @@ fn a_profile_is_added_without_tuning_again() {
     a.profile = Some(rgb);
     assert!(rebundle::run(&a, &quiet()).is_err(), "another preprocessing");
     assert!(!tmp.path().join("refused").exists(), "nothing written");
+}
+
+#[test]
+fn a_size_model_is_fitted_on_the_training_sources_and_starts_the_estimate() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dataset = prepared_with(tmp.path(), "scaled", ColourMode::Grey, Some(12.0));
+    let trained = trained(tmp.path(), &dataset);
+    assert!(trained.meta.size_model.is_none(), "training fits none");
+    let out = tmp.path().join("sized");
+    let mut a = args(&trained.bundle, &out);
+    a.fit_size = Some(dataset.clone());
+    let written = rebundle::run(&a, &quiet()).expect("rebundle");
+    let size = written.size_model.clone().expect("a size model");
+    let train_items = cellops_unet::data::PreparedDataset::open(&dataset)
+        .expect("open")
+        .manifest()
+        .counts
+        .train;
+    assert_eq!(size.samples, 3 * train_items, "three sizes of every training image");
+    assert!(size.cv_rmse_log2.is_finite() && size.lambda > 0.0, "{size:?}");
+    let device = cellops_unet::Device::flex();
+    let predictor =
+        cellops_unet::inference::Predictor::load(&out, &device, cellops_unet::inference::PredictConfig::new())
+            .expect("loads");
+    assert_eq!(predictor.meta().size_model.as_ref(), Some(&size));
+    let image = cellops_dataset::io::decode(
+        &std::fs::read(
+            tmp.path()
+                .join("raw/original")
+                .read_dir()
+                .expect("raw")
+                .next()
+                .expect("an image")
+                .expect("entry")
+                .path(),
+        )
+        .expect("read"),
+        u64::MAX,
+    )
+    .expect("decode")
+    .raster;
+    let start = predictor.start_factor(&image).expect("start");
+    let style = predictor.size_style(&image, 1.0).expect("style");
+    let expected = size.log_factor(&style).expect("the style fits the size model").exp();
+    assert!(
+        (start - expected.clamp(0.25, 4.0)).abs() < 1e-9,
+        "{start} vs {expected}"
+    );
+
+    // A dataset built without a nucleus scale has nothing to fit on.
+    let unscaled = prepared(tmp.path(), "unscaled", ColourMode::Grey);
+    let bare = trained_unscaled_refused(tmp.path(), &unscaled);
+    assert!(bare.contains("size model") && bare.contains("unscaled"), "{bare}");
+}
+
+/// The error of `--fit-size` on a dataset without a nucleus scale, for a bundle trained on it.
+fn trained_unscaled_refused(tmp: &Path, dataset: &Path) -> String {
+    let run = tmp.join("run-unscaled");
+    let mut train = cellops_train_unet::Args::new(dataset, &run).expect("args");
+    train.config = Some(tmp.join("train.yaml"));
+    train.epochs = Some(1);
+    train.device = Accelerator::Cpu;
+    let trained = cellops_train_unet::run(&train, &quiet()).expect("train");
+    let mut a = args(&trained.bundle, &tmp.join("refused-size"));
+    a.fit_size = Some(dataset.to_owned());
+    let err = rebundle::run(&a, &quiet()).expect_err("no scale").to_string();
+    assert!(!tmp.join("refused-size").exists(), "nothing written");
+    err
 }

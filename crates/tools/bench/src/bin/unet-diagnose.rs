@@ -196,6 +196,7 @@ fn main() -> anyhow::Result<()> {
             grid(&predictor, &image, &truth, &params, id, category, true_factor)?;
             continue;
         }
+        let start = predictor.start_factor(&image)?;
         let estimate = predictor.estimate_scale(&image, target)?;
         let mut runs: Vec<(&str, f64, Prediction)> = vec![("estimate", estimate.factor, estimate.prediction)];
         if a.oracle {
@@ -210,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                 {
                     println!(
                         "{}",
-                        json!({"id": id, "category": category, "scale": name, "factor": factor,
+                        json!({"id": id, "category": category, "scale": name, "factor": factor, "start": start,
                                "true_factor": true_factor, "f1": t.f1(), "tally": t})
                     );
                 }
