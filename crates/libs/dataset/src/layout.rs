@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use cellops_formats::links::{Entry, Tree};
 use serde::Serialize;
 
 use crate::io::Format;
@@ -77,6 +78,9 @@ pub enum LayoutError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A link in the dataset resolves outside it (or nowhere).
+    #[error(transparent)]
+    Link(#[from] cellops_formats::FileError),
     /// No known layout matched.
     #[error(
         "cannot recognise the layout of {0}: expected original/ + masks/ (paper), <id>/images + <id>/masks \
@@ -95,12 +99,15 @@ pub enum LayoutError {
     },
 }
 
-/// Files and folders of a directory, sorted by name, hidden entries skipped.
-fn list(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), LayoutError> {
+/// Files and folders of a directory of the dataset at `root`, sorted by name, hidden entries
+/// skipped. Links inside the dataset are followed (datasets are often assembled from links);
+/// a link out of it is refused, naming the link.
+fn list(root: &Path, dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), LayoutError> {
     let err = |source| LayoutError::List {
         path: dir.to_owned(),
         source,
     };
+    let tree = Tree::new(root)?;
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(err)? {
@@ -109,11 +116,9 @@ fn list(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), LayoutError> {
             continue;
         }
         let path = entry.path();
-        // Follow symbolic links: datasets are often assembled from links.
-        if path.is_dir() {
-            dirs.push(path);
-        } else {
-            files.push(path);
+        match tree.check(&path)? {
+            Entry::Folder => dirs.push(path),
+            Entry::File => files.push(path),
         }
     }
     files.sort();
@@ -229,8 +234,8 @@ fn discover_paper(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
         return Err(mismatch(root, d.kind, "original/ and masks/"));
     }
     for (dir, subset) in groups {
-        let (images, _) = list(&dir.join(cellops_formats::dataset::PAPER_IMAGES))?;
-        let (masks, _) = list(&dir.join(cellops_formats::dataset::PAPER_MASKS))?;
+        let (images, _) = list(root, &dir.join(cellops_formats::dataset::PAPER_IMAGES))?;
+        let (masks, _) = list(root, &dir.join(cellops_formats::dataset::PAPER_MASKS))?;
         pair(
             root,
             d,
@@ -255,7 +260,7 @@ fn discover_cellpose(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> 
         return Err(mismatch(root, d.kind, "<name>_masks.<ext> files"));
     }
     for (dir, subset) in groups {
-        let (files, _) = list(&dir)?;
+        let (files, _) = list(root, &dir)?;
         let (masks, images): (Vec<_>, Vec<_>) = files
             .into_iter()
             .filter(|p| !is_cellpose_byproduct(p))
@@ -279,8 +284,8 @@ fn discover_nnunet(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
     if !is_nnunet(root) {
         return Err(mismatch(root, d.kind, "imagesTr/ and labelsTr/"));
     }
-    let (images, _) = list(&root.join("imagesTr"))?;
-    let (labels, _) = list(&root.join("labelsTr"))?;
+    let (images, _) = list(root, &root.join("imagesTr"))?;
+    let (labels, _) = list(root, &root.join("labelsTr"))?;
     let mut channel0 = Vec::new();
     for img in images {
         let s = stem(&img);
@@ -311,7 +316,7 @@ fn discover_dsb(root: &Path, d: &mut Discovery) -> Result<(), LayoutError> {
     if !is_dsb(root) {
         return Err(mismatch(root, d.kind, "<id>/images and <id>/masks"));
     }
-    let (_, dirs) = list(root)?;
+    let (_, dirs) = list(root, root)?;
     for dir in dirs {
         discover_dsb_item(root, &dir, d)?;
     }
@@ -325,7 +330,7 @@ fn discover_dsb_item(root: &Path, dir: &Path, d: &mut Discovery) -> Result<(), L
     if !images_dir.is_dir() {
         return Ok(());
     }
-    let (files, _) = list(&images_dir)?;
+    let (files, _) = list(root, &images_dir)?;
     let images: Vec<PathBuf> = files.into_iter().filter(|p| Format::from_path(p).is_some()).collect();
     let id = dir
         .file_name()
@@ -352,7 +357,7 @@ fn discover_dsb_item(root: &Path, dir: &Path, d: &mut Discovery) -> Result<(), L
     };
     let masks_dir = dir.join("masks");
     let objects: Vec<PathBuf> = if masks_dir.is_dir() {
-        list(&masks_dir)?
+        list(root, &masks_dir)?
             .0
             .into_iter()
             .filter(|p| Format::from_path(p).is_some())

@@ -344,7 +344,7 @@ fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec
     };
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| BuildError::OldManifest {
         path: path.to_owned(),
-        message: e.to_string(),
+        message: cellops_formats::error::parser_message(&e.to_string()),
     })?;
     if m.format != manifest::FORMAT {
         return Err(BuildError::OldManifest {

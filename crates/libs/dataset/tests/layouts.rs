@@ -40,6 +40,34 @@ fn build_ok(data: &Path, out: &Path, cfg: &BuildConfig) -> cellops_dataset::Buil
     r
 }
 
+#[cfg(unix)]
+#[test]
+fn links_inside_the_dataset_are_read_and_links_out_of_it_are_refused() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let (img, labels) = sample(0);
+    png(&data.join("store/a.png"), &img);
+    png(&data.join("masks/a_mask.png"), &labels_raster(&labels));
+    std::fs::create_dir_all(data.join("original")).expect("dir");
+    // Assembled from links inside the dataset: built as usual.
+    symlink(data.join("store/a.png"), data.join("original/a.png")).expect("link");
+    let r = build_ok(&data, &tmp.path().join("out"), &BuildConfig::default());
+    assert_eq!(r.counts.images, 1);
+    // A link out of the dataset: refused by name, nothing written.
+    png(&tmp.path().join("elsewhere.png"), &img);
+    png(&data.join("masks/b_mask.png"), &labels_raster(&labels));
+    symlink(tmp.path().join("elsewhere.png"), data.join("original/b.png")).expect("link");
+    let out = tmp.path().join("out2");
+    let err = build(&data, &out, &BuildConfig::default(), &Quiet).expect_err("a link out");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("original/b.png") && msg.contains("resolves outside"),
+        "{msg}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn dsb2018_per_object_masks_are_combined() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -245,11 +245,8 @@ impl BuildConfig {
         }
         let cfg: Self = serde_norway::from_str(text).map_err(|e| {
             let location = e.location().map(|l| (l.line() as u64, l.column() as u64));
-            let mut message = e.to_string();
-            // The location is reported separately; drop serde_norway's " at line N column M".
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
+            // The location is reported separately; values are quoted as excerpts.
+            let message = crate::error::parser_message(&e.to_string());
             ConfigError::Parse {
                 path: path.to_owned(),
                 location,

@@ -225,7 +225,7 @@ impl ReferenceProfile {
             path: path.to_owned(),
             line: Some(e.line() as u64),
             column: Some(e.column() as u64),
-            message: e.to_string(),
+            message: crate::error::parser_message(&e.to_string()),
         })?;
         if profile.format != REFERENCE_FORMAT {
             return Err(FileError::new(

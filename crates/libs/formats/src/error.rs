@@ -51,6 +51,84 @@ pub(crate) fn read_capped(path: &Path, max: u64, what: &str) -> Result<String, F
     Ok(text)
 }
 
+/// The most characters of a file's value an error message quotes.
+pub const EXCERPT_CHARS: usize = 16;
+
+/// A value from a file as an error message may quote it: at most [`EXCERPT_CHARS`] characters
+/// (then `…`), anything but printable ASCII and letters as `?`, so a message never carries a
+/// file's contents (a parameter file that is a link to `/etc/shadow`) into a job log.
+///
+/// ```
+/// use cellops_formats::error::excerpt;
+/// assert_eq!(excerpt("min_area"), "min_area");
+/// assert_eq!(excerpt("root:$6$saltsalt$hashhash:19000"), "root:$6$saltsalt…");
+/// assert_eq!(excerpt("a\u{1b}[2Jb"), "a?[2Jb");
+/// ```
+pub fn excerpt(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if value.chars().nth(EXCERPT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A parser's message about a file (serde's, which quotes the values it rejects in backticks or
+/// double quotes) with every quoted value cut to an [`excerpt`] and its location suffix (" at
+/// line N column M", reported separately) dropped.
+///
+/// ```
+/// use cellops_formats::error::parser_message;
+/// let m = "unknown field `root:$6$saltsalt$hashhash:19000`, expected one of `description`, `filters` at line 1 column 1";
+/// assert_eq!(
+///     parser_message(m),
+///     "unknown field `root:$6$saltsalt…`, expected one of `description`, `filters`"
+/// );
+/// ```
+pub fn parser_message(message: &str) -> String {
+    let message = message.find(" at line ").map_or(message, |i| &message[..i]);
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut rest = message;
+    while let Some(start) = rest.find(['`', '"']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        match after.find(quote) {
+            Some(end) => {
+                out.push_str(&excerpt(&after[..end]));
+                out.push(quote);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&excerpt(after));
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A dotted field path from a parser (whose segments may be a file's unknown keys) with each
+/// segment cut to an [`excerpt`].
+///
+/// ```
+/// assert_eq!(cellops_formats::error::field_path("filters.min_area_um2"), "filters.min_area_um2");
+/// assert_eq!(cellops_formats::error::field_path("root:$6$saltsalt$hash"), "root:$6$saltsalt…");
+/// ```
+pub fn field_path(dotted: &str) -> String {
+    dotted.split('.').map(excerpt).collect::<Vec<_>>().join(".")
+}
+
 fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {
     match (line, column) {
         (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),

@@ -107,10 +107,7 @@ impl MonitorConfig {
             return Ok(Self::default());
         }
         let config: Self = serde_norway::from_str(text).map_err(|e| {
-            let mut message = e.to_string();
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
+            let message = crate::error::parser_message(&e.to_string());
             FileError {
                 path: path.to_owned(),
                 line: e.location().map(|l| l.line() as u64),

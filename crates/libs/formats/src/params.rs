@@ -836,9 +836,11 @@ impl ParamsFile {
     ///
     /// # Errors
     ///
-    /// The file cannot be read, is larger than [`MAX_FILE_BYTES`], or is not a valid parameter
-    /// file (the error names the line and column).
+    /// The file cannot be read, is larger than [`MAX_FILE_BYTES`], is named by a relative path
+    /// that a link takes out of the working folder ([`crate::links::check_relative`]), or is not
+    /// a valid parameter file (the error names the line and column).
     pub fn read(path: &Path) -> Result<Self, ParamsError> {
+        crate::links::check_relative(path)?;
         let text = crate::error::read_capped(path, MAX_FILE_BYTES, "a parameter file")?;
         let params = CellParams::from_yaml(&text, path)?;
         Ok(Self {
@@ -870,13 +872,11 @@ impl CellParams {
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ParamsError> {
         let de = serde_norway::Deserializer::from_str(text);
         let params: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let dotted = e.path().to_string();
+            // Unknown keys and rejected values are the file's own text: quoted as excerpts only.
+            let dotted = crate::error::field_path(&e.path().to_string());
             let inner = e.into_inner();
             let loc = inner.location();
-            let mut message = inner.to_string();
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
+            let message = crate::error::parser_message(&inner.to_string());
             // serde_norway already names the enclosing mapping ("filters: unknown field …").
             let head = message.split(": ").next().unwrap_or_default();
             let named = message.contains(": ") && (dotted == head || dotted.starts_with(&format!("{head}.")));

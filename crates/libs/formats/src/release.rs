@@ -277,7 +277,7 @@ impl DeployRecord {
             path: path.clone(),
             line: Some(e.line() as u64),
             column: Some(e.column() as u64),
-            message: e.to_string(),
+            message: crate::error::parser_message(&e.to_string()),
         })
     }
 

@@ -279,9 +279,13 @@ impl ServeConfig {
                 line: Some(inner.line() as u64),
                 column: Some(inner.column() as u64),
                 message: if field == "." {
-                    inner.to_string()
+                    crate::error::parser_message(&inner.to_string())
                 } else {
-                    format!("{field}: {inner}")
+                    format!(
+                        "{}: {}",
+                        crate::error::field_path(&field),
+                        crate::error::parser_message(&inner.to_string())
+                    )
                 },
             }
         })?;

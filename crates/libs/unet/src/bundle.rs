@@ -413,7 +413,7 @@ fn from_bytes(text: &str, weights: Vec<u8>, dir: &Path, device: &Device) -> Resu
     let meta_path = dir.join(METADATA);
     let invalid = |e: serde_json::Error| BundleError::Metadata {
         path: meta_path.clone(),
-        message: e.to_string(),
+        message: cellops_formats::error::parser_message(&e.to_string()),
     };
     let written: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
     let meta: BundleMeta = serde_json::from_value(with_defaults(written.clone())).map_err(invalid)?;

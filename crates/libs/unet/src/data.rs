@@ -277,7 +277,8 @@ impl PreparedDataset {
             message,
         };
         let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| err(cellops_formats::error::parser_message(&e.to_string())))?;
         Ok(Self {
             root: dir.to_owned(),
             manifest,

@@ -24,6 +24,7 @@ use cellops_deploy::ssh::{self, ConnectError, HostCheck, SshOptions};
 use cellops_deploy::target::{self, Target, TargetError};
 use cellops_formats::FileError;
 use cellops_formats::bundle;
+use cellops_formats::links::{Entry, Tree};
 use cellops_formats::params::{CellParams, ParamsError};
 
 /// What to do.
@@ -225,8 +226,11 @@ fn rel_of(path: &Path) -> String {
         .join("/")
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+/// The files under `dir` (hidden entries skipped), in name order. Links are checked against
+/// `tree`: one that resolves outside it is refused, one to a folder inside it is walked once.
+fn walk(tree: &Tree, dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<PathBuf>) -> Result<(), StageError> {
+    let listed = std::fs::read_dir(dir).and_then(|rd| rd.collect::<Result<Vec<_>, _>>());
+    let mut entries = listed.map_err(|e| local(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name();
@@ -234,13 +238,27 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         let p = e.path();
-        if e.file_type()?.is_dir() {
-            walk(&p, out)?;
-        } else {
-            out.push(p);
+        match tree.check(&p).map_err(refused)? {
+            Entry::Folder => {
+                // A folder reached twice (through a link) is walked once: no cycles.
+                let real = std::fs::canonicalize(&p).map_err(|e| local(&p, e))?;
+                if !seen.contains(&real) {
+                    seen.push(real);
+                    walk(tree, &p, out, seen)?;
+                }
+            }
+            Entry::File => out.push(p),
         }
     }
     Ok(())
+}
+
+/// A file of the tree that cannot be deployed (a link out of it), as [`StageError::Local`].
+fn refused(e: FileError) -> StageError {
+    StageError::Local {
+        path: e.path,
+        message: e.message,
+    }
 }
 
 fn local(path: &Path, e: impl std::fmt::Display) -> StageError {
@@ -266,7 +284,8 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
             source.display()
         )));
     }
-    walk(&source, &mut paths).map_err(|e| local(&source, e))?;
+    let tree = Tree::new(root).map_err(refused)?;
+    walk(&tree, &source, &mut paths, &mut Vec::new())?;
     let rel_to_root = |p: &Path| rel_of(p.strip_prefix(root).unwrap_or(p));
     let mut invalid = Vec::new();
     for p in &paths {
@@ -308,7 +327,7 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
             .build()
             .map_err(|e| StageError::Usage(format!("include patterns: {e}")))?;
         let mut all = Vec::new();
-        walk(root, &mut all).map_err(|e| local(root, e))?;
+        walk(&tree, root, &mut all, &mut Vec::new())?;
         let before = paths.len();
         for p in all {
             let rel = rel_to_root(&p);

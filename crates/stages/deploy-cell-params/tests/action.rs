@@ -122,6 +122,63 @@ fn invalid_parameters_are_annotated_and_never_uploaded() {
     );
 }
 
+/// A secret outside the checkout, as `/etc/shadow` is.
+const SECRET: &str = "root:$6$saltsaltsalt$hashhashhashhashhash:19000:0:99999:7:::";
+
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_checkout_are_refused_by_name_and_never_followed() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    std::fs::write(tmp.path().join("shadow"), SECRET).expect("secret");
+    let server = tmp.path().join("server");
+    let target = format!("file://{}", server.display());
+    // A parameter file, then a file an include glob picks, each a link out of the checkout.
+    for (link, include) in [
+        ("cell-params/x.yaml", None),
+        ("models/unet/bundle/notes.txt", Some("models/**")),
+    ] {
+        symlink(tmp.path().join("shadow"), r.join(link)).expect("link");
+        let mut inputs = vec![("target", target.as_str())];
+        inputs.extend(include.map(|g| ("include", g)));
+        let run = run_action(&r, &inputs);
+        let out = format!("{}{}", run.stdout(), String::from_utf8_lossy(&run.output.stderr));
+        assert_ne!(run.code(), 0, "{out}");
+        assert!(out.contains(link) && out.contains("resolves outside"), "{out}");
+        assert!(!out.contains("saltsalt"), "the secret is never read: {out}");
+        assert!(!server.exists(), "nothing was deployed");
+        std::fs::remove_file(r.join(link)).expect("unlink");
+    }
+    // A link that stays inside the checkout is deployed as the file it points to.
+    symlink(r.join("cell-params/he.yaml"), r.join("cell-params/he-copy.yaml")).expect("link");
+    let run = run_action(&r, &[("target", target.as_str())]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let current = server.join("current/cell-params/he-copy.yaml");
+    assert_eq!(
+        std::fs::read_to_string(current).expect("deployed"),
+        "description: H&E\npixel_size_um: 0.25\n"
+    );
+}
+
+#[test]
+fn a_parameter_file_s_contents_are_quoted_as_short_excerpts_only() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    // Not YAML settings at all: the whole file is one value that the parser quotes.
+    std::fs::write(r.join("cell-params/x.yaml"), format!("{SECRET}\n{SECRET}\n")).expect("write");
+    let server = tmp.path().join("server");
+    let run = run_action(&r, &[("target", &format!("file://{}", server.display()))]);
+    let out = format!("{}{}", run.stdout(), String::from_utf8_lossy(&run.output.stderr));
+    assert_eq!(run.code(), 2, "{out}");
+    assert!(out.contains("cell-params/x.yaml"), "{out}");
+    assert!(
+        !out.contains("saltsaltsalt$hash"),
+        "at most an excerpt of the value: {out}"
+    );
+    assert!(!server.exists(), "nothing was written to the server");
+}
+
 #[test]
 fn a_broken_bundle_header_is_refused_by_name_and_never_uploaded() {
     let tmp = tempfile::tempdir().expect("tmp");

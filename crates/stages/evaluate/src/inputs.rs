@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use cellops_dataset::io::{self, Format};
 use cellops_formats::dataset::{SplitError, Subset, read_split_file};
+use cellops_formats::links::{Entry, Tree};
 
 /// One image to evaluate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum InputError {
         /// Why.
         source: std::io::Error,
     },
+    /// A link among the images or masks resolves outside their folder (or nowhere).
+    #[error(transparent)]
+    Link(#[from] cellops_formats::FileError),
     /// No images were found.
     #[error("{0}: no images (png, tif, jpg, bmp) found")]
     NoImages(PathBuf),
@@ -66,15 +70,17 @@ fn is_image(p: &Path) -> bool {
     Format::from_path(p).is_some()
 }
 
-fn list(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+/// The images in `dir`, a folder of the tree `root`: links out of the tree are refused.
+fn list(root: &Path, dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     let err = |source| InputError::List {
         path: dir.to_owned(),
         source,
     };
+    let tree = Tree::new(root)?;
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).map_err(err)? {
         let p = e.map_err(err)?.path();
-        if p.is_file() && is_image(&p) {
+        if is_image(&p) && tree.check(&p)? == Entry::File {
             files.push(p);
         }
     }
@@ -124,20 +130,22 @@ pub fn discover(
     };
     let truth = truth.map(Path::to_owned).or(default_truth);
     let mut items = Vec::new();
-    for image in list(&image_dir)? {
+    for image in list(images, &image_dir)? {
         let Some(id) = image.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
             continue;
         };
         if id.ends_with(cellops_formats::dataset::PAPER_MASK_SUFFIX) || only.is_some_and(|o| !o.contains(&id)) {
             continue;
         }
-        let lookup = |dir: &Path, what: &'static str| {
-            find(dir, &id).ok_or_else(|| InputError::Missing {
+        let lookup = |dir: &Path, what: &'static str| -> Result<PathBuf, InputError> {
+            let found = find(dir, &id).ok_or_else(|| InputError::Missing {
                 image: image.clone(),
                 id: id.clone(),
                 what,
                 dir: dir.to_owned(),
-            })
+            })?;
+            Tree::new(dir)?.check(&found)?;
+            Ok(found)
         };
         let mask = masks.map(|d| lookup(d, "mask")).transpose()?;
         let truth = truth.as_deref().map(|d| lookup(d, "ground truth")).transpose()?;

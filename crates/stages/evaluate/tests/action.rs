@@ -136,6 +136,37 @@ fn invalid_parameters_are_annotated_at_line_and_column() {
     assert!(!tmp.path().join("eval").exists(), "nothing written on failure");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_parameter_file_linked_out_of_the_checkout_is_refused_unread() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    let checkout = tmp.path().join("repo");
+    std::fs::create_dir_all(checkout.join("cell-params")).expect("dir");
+    std::fs::write(
+        tmp.path().join("shadow"),
+        "root:$6$saltsaltsalt$hashhash:19000:0:99999:7:::\n",
+    )
+    .expect("secret");
+    std::os::unix::fs::symlink(tmp.path().join("shadow"), checkout.join("cell-params/x.yaml")).expect("link");
+    let run = run_action(
+        &checkout,
+        &[
+            ("images", &s(&data)),
+            ("params", "cell-params/x.yaml"),
+            ("output", &s(&tmp.path().join("eval"))),
+        ],
+    );
+    let out = run.stdout();
+    assert_eq!(run.code(), 2, "{out}");
+    assert!(
+        out.contains("cell-params/x.yaml") && out.contains("resolves outside"),
+        "{out}"
+    );
+    assert!(!out.contains("saltsalt"), "never read: {out}");
+    assert!(!tmp.path().join("eval").exists(), "nothing written");
+}
+
 #[test]
 fn a_mask_of_another_size_is_a_clear_error_and_nothing_is_written() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -210,10 +210,7 @@ fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value
     }
     let given: serde_json::Value = serde_norway::from_str(&text).map_err(|e| {
         let loc = e.location();
-        let mut message = e.to_string();
-        if let Some(i) = message.find(" at line ") {
-            message.truncate(i);
-        }
+        let message = cellops_formats::error::parser_message(&e.to_string());
         err(
             loc.as_ref().map(|l| l.line() as u64),
             loc.as_ref().map(|l| l.column() as u64),
@@ -228,13 +225,19 @@ fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value
         .and_then(|t| serde_json::from_str(&t))
         .map_err(|e| err(None, None, e.to_string()))?;
     if let Some((dotted, key)) = unknown_key(&given, &merged, "") {
+        let dotted = cellops_formats::error::field_path(&dotted);
         return Err(err(line_of_key(&text, &key), None, format!("unknown field `{dotted}`")));
     }
     bundle::merge_json(&mut merged, given.clone());
     let cfg = serde_path_to_error::deserialize::<_, TrainConfig>(merged).map_err(|e| {
         let dotted = e.path().to_string();
         let key = dotted.rsplit('.').next().unwrap_or(&dotted).to_owned();
-        err(line_of_key(&text, &key), None, format!("{dotted}: {}", e.inner()))
+        let message = cellops_formats::error::parser_message(&e.inner().to_string());
+        err(
+            line_of_key(&text, &key),
+            None,
+            format!("{}: {message}", cellops_formats::error::field_path(&dotted)),
+        )
     })?;
     Ok((cfg, given))
 }
