@@ -75,6 +75,9 @@ pub struct DeployConfig {
     pub lock_stale_after: Duration,
     /// Provenance recorded in `deploy.json` and the audit log.
     pub provenance: Provenance,
+    /// Make a release even when every file equals the current release's (else such a deploy
+    /// sends nothing, keeps `current` and only logs the attempt).
+    pub force: bool,
 }
 
 impl Default for DeployConfig {
@@ -86,6 +89,7 @@ impl Default for DeployConfig {
             service_socket: None,
             lock_stale_after: Duration::from_secs(30 * 60),
             provenance: Provenance::default(),
+            force: false,
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Outcome {
     pub health: Option<CommandOutput>,
     /// A stale lock that was taken over.
     pub broke_stale_lock: Option<LockOwner>,
+    /// Nothing changed: no release was made, `id` is the current one, which stays.
+    pub unchanged: bool,
 }
 
 /// A release as `list` shows it.
@@ -441,6 +447,12 @@ fn deploy_locked(
         .map(|r| r.files.into_iter().map(|f| (f.path.clone(), f)).collect())
         .unwrap_or_default();
     let content = content_hash(files);
+    if !cfg.force
+        && let Some(current) = previous.as_deref()
+        && read_record(remote, l, current).is_some_and(|r| r.content_sha256 == content)
+    {
+        return unchanged(remote, l, cfg, current, files.len());
+    }
     let now = release_time(remote, l, &content)?;
     let id = release_id(now, &content, cfg.provenance.git_sha.as_deref());
     let partial = format!("{}/.partial-{id}", l.releases());
@@ -501,7 +513,43 @@ fn deploy_locked(
         pruned,
         health,
         broke_stale_lock: None,
+        unchanged: false,
         id,
+    })
+}
+
+/// A deploy of exactly the current release's content: nothing sent, `current` kept, the attempt
+/// logged.
+fn unchanged(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    cfg: &DeployConfig,
+    current: &str,
+    files: usize,
+) -> Result<Outcome, DeployError> {
+    audit(
+        remote,
+        l,
+        &AuditEvent::Unchanged {
+            release: current.to_owned(),
+            time: rfc3339(now_secs()),
+            actor: cfg.provenance.actor.clone(),
+            git_sha: cfg.provenance.git_sha.clone(),
+            run: cfg.provenance.run.clone(),
+        },
+    )?;
+    Ok(Outcome {
+        id: current.to_owned(),
+        path: l.release(current),
+        files_total: files,
+        files_sent: 0,
+        files_linked: 0,
+        bytes_sent: 0,
+        previous: Some(current.to_owned()),
+        pruned: Vec::new(),
+        health: None,
+        broke_stale_lock: None,
+        unchanged: true,
     })
 }
 

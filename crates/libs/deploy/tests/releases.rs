@@ -96,8 +96,26 @@ fn release_cases(
     .expect("json");
     assert_eq!(record["files"].as_array().map(Vec::len), Some(3));
     assert_eq!(record["files"][0]["path"], "cell-params/he.yaml");
-    // No change: nothing but deploy.json is sent; the files are hard links of the previous ones.
-    let second = release::deploy(r.as_mut(), base, &v1, &cfg, &mut |_| {}).expect("no-change deploy");
+    // No change: no release, nothing sent, `current` stays; the attempt is logged.
+    let same = release::deploy(r.as_mut(), base, &v1, &cfg, &mut |_| {}).expect("no-change deploy");
+    assert!(same.unchanged);
+    assert_eq!(
+        (same.id.as_str(), same.files_sent, same.bytes_sent),
+        (first.id.as_str(), 0, 0)
+    );
+    assert_eq!(
+        release::list(r.as_mut(), base).expect("list").len(),
+        1,
+        "no new release"
+    );
+    assert_eq!(current, std::fs::read_link(on_server("current")).expect("current link"));
+    // Forced: a new release, but nothing except deploy.json is sent (hard links of the files).
+    let forced = DeployConfig {
+        force: true,
+        ..cfg.clone()
+    };
+    let second = release::deploy(r.as_mut(), base, &v1, &forced, &mut |_| {}).expect("forced deploy");
+    assert!(!second.unchanged);
     assert_eq!((second.files_sent, second.files_linked), (0, 3));
     assert!(second.bytes_sent < 4096, "sent {} bytes", second.bytes_sent);
     assert_eq!(second.previous.as_deref(), Some(first.id.as_str()));
@@ -135,12 +153,12 @@ fn release_cases(
             .iter()
             .map(|e| e["event"].as_str().unwrap_or(""))
             .collect::<Vec<_>>(),
-        ["deploy", "deploy", "deploy", "rollback"]
+        ["deploy", "unchanged", "deploy", "deploy", "rollback"]
     );
     // A failing health check switches back and fails.
     let bad = DeployConfig {
         health_check: Some("test -f cell-params/missing.yaml || { echo missing file; exit 3; }".into()),
-        ..cfg.clone()
+        ..forced.clone()
     };
     let e = release::deploy(r.as_mut(), base, &v1, &bad, &mut |_| {}).expect_err("health check fails");
     match &e {
@@ -158,7 +176,7 @@ fn release_cases(
     );
     let good = DeployConfig {
         health_check: Some("test -f cell-params/he.yaml && echo ok".into()),
-        ..cfg.clone()
+        ..forced.clone()
     };
     let healthy = release::deploy(r.as_mut(), base, &v1, &good, &mut |_| {}).expect("healthy");
     assert!(healthy.health.as_ref().is_some_and(|h| h.output.contains("ok")));

@@ -165,6 +165,20 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         forced: bool,
     },
+    /// A deploy whose files all equal the current release's: nothing was sent and `current`
+    /// stays (it records who tried, and from which commit).
+    Unchanged {
+        /// The current release, which stays.
+        release: String,
+        /// When (UTC, RFC 3339).
+        time: String,
+        /// Who.
+        actor: Option<String>,
+        /// The git commit deployed.
+        git_sha: Option<String>,
+        /// The workflow run.
+        run: Option<String>,
+    },
     /// `current` was switched back.
     Rollback {
         /// The release made current (none when there was no earlier one).
@@ -220,7 +234,7 @@ impl AuditEvent {
     /// The alias this event moved and the release it pointed it to (none: to nothing).
     pub fn moved(&self) -> (&str, Option<&str>) {
         match self {
-            AuditEvent::Deploy { release, .. } => (PRODUCTION, Some(release)),
+            AuditEvent::Deploy { release, .. } | AuditEvent::Unchanged { release, .. } => (PRODUCTION, Some(release)),
             AuditEvent::Rollback { release, .. } => (PRODUCTION, release.as_deref()),
             AuditEvent::Promote { alias, release, .. } => (alias, Some(release)),
         }
@@ -229,9 +243,10 @@ impl AuditEvent {
     /// When (UTC, RFC 3339).
     pub fn time(&self) -> &str {
         match self {
-            AuditEvent::Deploy { time, .. } | AuditEvent::Rollback { time, .. } | AuditEvent::Promote { time, .. } => {
-                time
-            }
+            AuditEvent::Deploy { time, .. }
+            | AuditEvent::Unchanged { time, .. }
+            | AuditEvent::Rollback { time, .. }
+            | AuditEvent::Promote { time, .. } => time,
         }
     }
 }

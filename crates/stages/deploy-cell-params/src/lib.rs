@@ -116,7 +116,8 @@ pub struct Args {
     /// Registry `promote`: why (recorded in the log; required with --force).
     #[arg(long)]
     pub reason: Option<String>,
-    /// Registry `promote`: override failing gates (with --reason; the log records both).
+    /// Override failing promotion gates (with --reason; the log records both); a deploy also
+    /// makes a new release when nothing changed (else it sends nothing and keeps `current`).
     #[arg(long)]
     pub force: bool,
     /// Registry `promote`: the largest drop in a bundle's test F1@0.5 against production's
@@ -453,6 +454,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         service_socket: args.service_socket.clone().filter(|s| !s.trim().is_empty()),
         lock_stale_after: Duration::from_secs(args.lock_timeout),
         provenance: Provenance::default(),
+        force: args.force,
     };
     match command {
         Command::Deploy => run_deploy(args, runner, cfg),
@@ -602,6 +604,13 @@ fn run_list(args: &Args, runner: &Runner) -> Result<Done, StageError> {
 }
 
 fn summary(o: &Outcome, target: &str) -> String {
+    if o.unchanged {
+        return format!(
+            "## Unchanged: release `{}`\n\nEvery file equals the current release's on `{target}`: \
+             nothing was sent and `current` stays (`force` makes a new release anyway).\n",
+            o.id
+        );
+    }
     let mut md = format!("## Deployed release `{}`\n\n", o.id);
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| target | `{target}` |");
@@ -632,6 +641,10 @@ fn summary(o: &Outcome, target: &str) -> String {
 /// The line that ends a successful run.
 pub fn headline(d: &Done) -> String {
     match d {
+        Done::Deployed(o, target) if o.unchanged => format!(
+            "unchanged, release {} on {target}: nothing sent ({} files equal the current release)",
+            o.id, o.files_total
+        ),
         Done::Deployed(o, target) => format!(
             "deployed release {} to {target}: {} files, {} sent ({} bytes), {} linked",
             o.id, o.files_total, o.files_sent, o.bytes_sent, o.files_linked

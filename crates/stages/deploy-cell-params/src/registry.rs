@@ -28,6 +28,9 @@ pub fn run_history(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         let (alias, release) = e.moved();
         let (kind, actor, reason) = match e {
             cellops_formats::release::AuditEvent::Deploy { actor, .. } => ("deploy", actor.clone(), None),
+            cellops_formats::release::AuditEvent::Unchanged { actor, .. } => {
+                ("deploy (unchanged)", actor.clone(), None)
+            }
             cellops_formats::release::AuditEvent::Rollback { actor, reason, .. } => (
                 "rollback",
                 actor.clone(),

@@ -70,12 +70,39 @@ fn deploys_to_a_folder_incrementally_and_records_provenance() {
     assert_eq!(record["git_sha"], "0123456789abcdef0123456789abcdef01234567");
     assert!(server.join("current/cell-params/he.yaml").is_file());
     assert!(first.summary.contains("## Deployed release"), "{}", first.summary);
-    // Nothing changed: nothing sent but the release record.
-    let again = run_action(&r, &inputs);
+    // Nothing changed: no release, nothing sent, the attempt logged.
+    let same = run_action(&r, &inputs);
+    assert_eq!(same.code(), 0, "{}", same.stdout());
+    assert_eq!(
+        (same.outputs["release-id"].as_str(), same.outputs["bytes-sent"].as_str()),
+        (id.as_str(), "0")
+    );
+    assert!(
+        same.stdout().contains(&format!("unchanged, release {id}")),
+        "{}",
+        same.stdout()
+    );
+    assert!(same.summary.contains("## Unchanged"), "{}", same.summary);
+    assert_eq!(std::fs::read_dir(server.join("releases")).expect("releases").count(), 1);
+    let log = std::fs::read_to_string(server.join("deployments.jsonl")).expect("log");
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().expect("a line")).expect("json");
+    assert_eq!(
+        (&last["event"], &last["release"], &last["actor"]),
+        (
+            &serde_json::json!("unchanged"),
+            &serde_json::json!(id),
+            &serde_json::json!("octocat")
+        )
+    );
+    // Forced: a new release of the same files, nothing sent but the release record.
+    let mut forced = inputs.to_vec();
+    forced.push(("force", "true"));
+    let again = run_action(&r, &forced);
     assert_eq!(again.code(), 0, "{}", again.stdout());
+    assert_ne!(again.outputs["release-id"], id);
     assert_eq!(again.outputs["files-sent"], "0");
     let bytes: u64 = again.outputs["bytes-sent"].parse().expect("bytes");
-    assert!(bytes < 4096, "{bytes}");
+    assert!(bytes > 0 && bytes < 4096, "{bytes}");
     // list and rollback.
     let list = run_action(&r, &[("target", target.as_str()), ("command", "list")]);
     assert_eq!(list.code(), 0, "{}", list.stdout());

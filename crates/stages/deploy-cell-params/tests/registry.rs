@@ -166,6 +166,7 @@ fn aliases_gates_history_and_an_honest_log() {
         .iter()
         .map(|l| match &l.event {
             AuditEvent::Deploy { .. } => "deploy",
+            AuditEvent::Unchanged { .. } => "unchanged",
             AuditEvent::Rollback { .. } => "rollback",
             AuditEvent::Promote { forced: true, .. } => "forced",
             AuditEvent::Promote { .. } => "promote",
