@@ -378,19 +378,33 @@ struct InferTensor {
     data: Vec<f32>,
 }
 
+/// What [`parse_infer`] takes from a request: its id, its input's values and `[C, H, W]`.
+pub type InferInput = (Option<String>, Vec<f32>, [usize; 3]);
+
+/// An `infer` request's body: its id, its one input's values and `[C, H, W]`, or why it is not
+/// one (the service answers 400 with it). The values are checked against the shape and the
+/// model by `Predictor::probabilities`.
+pub fn parse_infer(bytes: &[u8]) -> Result<InferInput, String> {
+    let InferRequest { id, mut inputs } =
+        serde_json::from_slice(bytes).map_err(|e| format!("not an infer request: {e}"))?;
+    if inputs.len() != 1 {
+        return Err("send exactly one input tensor (the image)".into());
+    }
+    let input = inputs.remove(0);
+    let shape = input_shape(&input)?;
+    Ok((id, input.data, shape))
+}
+
 /// The `[C, H, W]` of an input, or why it does not fit.
-fn input_shape(t: &InferTensor) -> Result<[usize; 3], Refusal> {
+fn input_shape(t: &InferTensor) -> Result<[usize; 3], String> {
     if t.datatype != "FP32" {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("input `{}` is {}; the model takes FP32", t.name, t.datatype),
-        ));
+        return Err(format!("input `{}` is {}; the model takes FP32", t.name, t.datatype));
     }
     match t.shape.as_slice() {
         [1, c, h, w] | [c, h, w] => Ok([*c, *h, *w]),
-        other => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("input `{}` has shape {other:?}; the model takes [1, C, H, W]", t.name),
+        other => Err(format!(
+            "input `{}` has shape {other:?}; the model takes [1, C, H, W]",
+            t.name
         )),
     }
 }
@@ -405,17 +419,8 @@ async fn infer(
 ) -> Result<Response, Refusal> {
     let (release, model) = pick(&s, &at)?;
     let bytes = read_body(&s, body).await?;
-    let InferRequest { id, mut inputs } = serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not an infer request: {e}")))?;
-    if inputs.len() != 1 {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "send exactly one input tensor (the image)",
-        ));
-    }
-    let input = inputs.remove(0);
-    let shape = input_shape(&input)?;
-    let (predictor, data) = (model.predictor.clone(), input.data);
+    let (id, data, shape) = parse_infer(&bytes).map_err(|m| error(StatusCode::BAD_REQUEST, m))?;
+    let predictor = model.predictor.clone();
     let prediction = work(&s, move || {
         predictor
             .probabilities(&data, shape)

@@ -198,17 +198,28 @@ pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigFileError> {
 
 /// [`load_config`], also returning the fields the file set (for defaults that depend on the data).
 fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value), ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::new(path, format!("cannot read: {e}")))?;
+    parse_config_with_given(path, &text)
+}
+
+/// A training configuration's text (`path` names it in errors), checked as [`load_config`]
+/// checks a file.
+pub fn parse_config(path: &Path, text: &str) -> Result<TrainConfig, ConfigFileError> {
+    parse_config_with_given(path, text).map(|(c, _)| c)
+}
+
+/// [`parse_config`], also returning the fields the text set.
+fn parse_config_with_given(path: &Path, text: &str) -> Result<(TrainConfig, serde_json::Value), ConfigFileError> {
     let err = |line, column, message: String| ConfigFileError {
         path: path.to_owned(),
         line,
         column,
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(None, None, format!("cannot read: {e}")))?;
     if text.trim().is_empty() {
         return Ok((TrainConfig::new(), serde_json::json!({})));
     }
-    let given: serde_json::Value = serde_norway::from_str(&text).map_err(|e| {
+    let given: serde_json::Value = serde_norway::from_str(text).map_err(|e| {
         let loc = e.location();
         let message = cellops_formats::error::parser_message(&e.to_string());
         err(
@@ -226,7 +237,7 @@ fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value
         .map_err(|e| err(None, None, e.to_string()))?;
     if let Some((dotted, key)) = unknown_key(&given, &merged, "") {
         let dotted = cellops_formats::error::field_path(&dotted);
-        return Err(err(line_of_key(&text, &key), None, format!("unknown field `{dotted}`")));
+        return Err(err(line_of_key(text, &key), None, format!("unknown field `{dotted}`")));
     }
     bundle::merge_json(&mut merged, given.clone());
     let cfg = serde_path_to_error::deserialize::<_, TrainConfig>(merged).map_err(|e| {
@@ -234,7 +245,7 @@ fn load_config_with_given(path: &Path) -> Result<(TrainConfig, serde_json::Value
         let key = dotted.rsplit('.').next().unwrap_or(&dotted).to_owned();
         let message = cellops_formats::error::parser_message(&e.inner().to_string());
         err(
-            line_of_key(&text, &key),
+            line_of_key(text, &key),
             None,
             format!("{}: {message}", cellops_formats::error::field_path(&dotted)),
         )
