@@ -66,6 +66,15 @@ fn links_inside_the_dataset_are_read_and_links_out_of_it_are_refused() {
         "{msg}"
     );
     assert!(!out.exists(), "nothing written");
+    // A whole folder of the layout that is a link out of the dataset: its files are refused.
+    std::fs::remove_file(data.join("original/b.png")).expect("unlink");
+    std::fs::remove_file(data.join("masks/b_mask.png")).expect("rm");
+    let masks = tmp.path().join("masks-elsewhere");
+    std::fs::rename(data.join("masks"), &masks).expect("move");
+    symlink(&masks, data.join("masks")).expect("link");
+    let err = build(&data, &out, &BuildConfig::default(), &Quiet).expect_err("a linked folder");
+    assert!(err.to_string().contains("reached through a symbolic link"), "{err}");
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]

@@ -415,6 +415,6 @@ pub fn read_header(path: &Path) -> Result<BundleHeader, FileError> {
         path: path.to_owned(),
         line: Some(e.line() as u64),
         column: Some(e.column() as u64),
-        message: e.to_string(),
+        message: crate::error::parser_message(&e.to_string()),
     })
 }

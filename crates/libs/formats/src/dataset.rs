@@ -357,9 +357,13 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Subset>, SplitErro
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file".into()))?;
     let cols: Vec<&str> = header.split(',').map(|c| c.trim().trim_matches('"')).collect();
     let find = |name: &str| {
-        cols.iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
-            .ok_or_else(|| malformed(1, format!("header has no `{name}` column (found: {})", cols.join(", "))))
+        cols.iter().position(|c| c.eq_ignore_ascii_case(name)).ok_or_else(|| {
+            let found: Vec<String> = cols.iter().take(8).map(|c| crate::error::excerpt(c)).collect();
+            malformed(
+                1,
+                format!("header has no `{name}` column (found: {})", found.join(", ")),
+            )
+        })
     };
     let (id_col, split_col) = (find("id")?, find("split")?);
     let mut map = HashMap::new();
@@ -371,9 +375,12 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Subset>, SplitErro
                 format!("expected {} fields, found {}", cols.len(), fields.len()),
             ));
         };
-        let subset = Subset::parse(split)
-            .ok_or_else(|| malformed(i + 1, format!("unknown split `{split}` (use train, val or test)")))?;
+        let subset = Subset::parse(split).ok_or_else(|| {
+            let split = crate::error::excerpt(split);
+            malformed(i + 1, format!("unknown split `{split}` (use train, val or test)"))
+        })?;
         if map.insert((*id).to_owned(), subset).is_some() {
+            let id = crate::error::excerpt(id);
             return Err(malformed(i + 1, format!("id `{id}` listed twice")));
         }
     }

@@ -82,51 +82,78 @@ pub fn excerpt(value: &str) -> String {
     out
 }
 
+/// Whether a quoted word is one of the program's own names (a field or variant: lowercase
+/// snake_case, at most 32 characters), which a message shows whole, rather than a file's value.
+fn own_name(word: &str) -> bool {
+    !word.is_empty()
+        && word.len() <= 32
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A parser's message about a file (serde's, which quotes the values it rejects in backticks or
-/// double quotes) with every quoted value cut to an [`excerpt`] and its location suffix (" at
-/// line N column M", reported separately) dropped.
+/// double quotes, the latter with `\"` escapes) with every quoted value that is not one of the
+/// program's own names cut to an [`excerpt`], and its location suffix (" at line N column M",
+/// reported separately) dropped.
 ///
 /// ```
 /// use cellops_formats::error::parser_message;
-/// let m = "unknown field `root:$6$saltsalt$hashhash:19000`, expected one of `description`, `filters` at line 1 column 1";
+/// let m = "unknown field `root:$6$saltsalt$hashhash:19000`, expected one of `description`, `probability_threshold` at line 1 column 1";
 /// assert_eq!(
 ///     parser_message(m),
-///     "unknown field `root:$6$saltsalt…`, expected one of `description`, `filters`"
+///     "unknown field `root:$6$saltsalt…`, expected one of `description`, `probability_threshold`"
 /// );
+/// // An escaped quote does not end the value early.
+/// let m = r#"invalid type: string "TOKEN=\"supersecretvalue\" and more", expected f64"#;
+/// assert_eq!(parser_message(m), r#"invalid type: string "TOKEN=\"supersec…", expected f64"#);
 /// ```
 pub fn parser_message(message: &str) -> String {
     let message = message.find(" at line ").map_or(message, |i| &message[..i]);
     let mut out = String::with_capacity(message.len().min(512));
-    let mut rest = message;
-    while let Some(start) = rest.find(['`', '"']) {
-        let quote = rest[start..].chars().next().unwrap_or('"');
-        out.push_str(&rest[..=start]);
-        let after = &rest[start + 1..];
-        match after.find(quote) {
-            Some(end) => {
-                out.push_str(&excerpt(&after[..end]));
-                out.push(quote);
-                rest = &after[end + 1..];
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '`' && c != '"' {
+            continue;
+        }
+        // The quoted value, up to the closing quote (a double-quoted one skips `\` escapes).
+        let mut value = String::new();
+        let mut closed = false;
+        while let Some(v) = chars.next() {
+            if v == c {
+                closed = true;
+                break;
             }
-            None => {
-                out.push_str(&excerpt(after));
-                rest = "";
+            value.push(v);
+            if v == '\\'
+                && c == '"'
+                && let Some(escaped) = chars.next()
+            {
+                value.push(escaped);
             }
         }
+        out.push_str(&if own_name(&value) { value } else { excerpt(&value) });
+        if closed {
+            out.push(c);
+        }
     }
-    out.push_str(rest);
     out
 }
 
 /// A dotted field path from a parser (whose segments may be a file's unknown keys) with each
-/// segment cut to an [`excerpt`].
+/// segment that is not one of the program's own names cut to an [`excerpt`].
 ///
 /// ```
-/// assert_eq!(cellops_formats::error::field_path("filters.min_area_um2"), "filters.min_area_um2");
+/// assert_eq!(cellops_formats::error::field_path("segmentation.probability_threshold"), "segmentation.probability_threshold");
 /// assert_eq!(cellops_formats::error::field_path("root:$6$saltsalt$hash"), "root:$6$saltsalt…");
 /// ```
 pub fn field_path(dotted: &str) -> String {
-    dotted.split('.').map(excerpt).collect::<Vec<_>>().join(".")
+    dotted
+        .split('.')
+        .map(|s| if own_name(s) { s.to_owned() } else { excerpt(s) })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn place(path: &Path, line: Option<u64>, column: Option<u64>) -> String {

@@ -62,23 +62,29 @@ impl Tree {
     /// ```
     pub fn check(&self, path: &Path) -> Result<Entry, FileError> {
         let meta = std::fs::symlink_metadata(path).map_err(|e| FileError::new(path, format!("cannot read: {e}")))?;
-        if !meta.file_type().is_symlink() {
-            return Ok(if meta.is_dir() { Entry::Folder } else { Entry::File });
-        }
+        let link = meta.file_type().is_symlink();
         let shown = if self.root == Path::new(".") {
             "the working folder".to_owned()
         } else {
             self.root.display().to_string()
         };
-        let refused = |why: &str| {
+        let refused_as = |what: &str, why: &str| {
             FileError::new(
                 path,
-                format!("a symbolic link {why}: refused, not followed (links may only point inside {shown})"),
+                format!("{what} {why}: refused, not followed (links may only point inside {shown})"),
             )
         };
+        let refused = |why: &str| refused_as("a symbolic link", why);
         let target = std::fs::canonicalize(path).map_err(|_| refused("to nothing that exists"))?;
+        // Not a link itself, the entry may still sit in a linked folder: what counts is where
+        // it resolves.
         if !target.starts_with(&self.resolved) {
-            return Err(refused(&format!("that resolves outside {shown}")));
+            let what = if link {
+                "a symbolic link"
+            } else {
+                "reached through a symbolic link"
+            };
+            return Err(refused_as(what, &format!("that resolves outside {shown}")));
         }
         Ok(if target.is_dir() { Entry::Folder } else { Entry::File })
     }
@@ -133,6 +139,11 @@ mod tests {
             }
             let e = tree.check(&given.join("dangling.yaml")).expect_err("dangling");
             assert!(e.message.contains("to nothing"), "{e}");
+            // A plain file in a folder that is a link out of the tree.
+            let e = tree
+                .check(&given.join("up/outside.yaml"))
+                .expect_err("through a linked folder");
+            assert!(e.message.contains("reached through a symbolic link"), "{e}");
         }
     }
 }

@@ -563,6 +563,9 @@ impl Predictor {
             let x = Tensor::<1>::from_floats(input.as_slice(), &self.device).reshape([chunk.len(), channels, th, tw]);
             let style: Vec<f32> = self.model.style(x).into_data().try_to_vec::<f32>().unwrap_or_default();
             let width = style.len() / chunk.len();
+            if width == 0 {
+                return Err(PredictError::Shape("the model gave no style for the image".into()));
+            }
             sum.resize(width, 0.0);
             for row in style.chunks(width) {
                 sum.iter_mut().zip(row).for_each(|(s, v)| *s += v / tiles.len() as f32);

@@ -75,14 +75,29 @@ pub fn fit(samples: &[SizeSample]) -> Option<SizeModel> {
         })
         .collect();
     let y: Vec<f64> = samples.iter().map(|s| s.log_factor).collect();
+    if y.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    // Groups numbered 0.. in order of appearance, so that every fold holds some.
+    let mut numbers = std::collections::BTreeMap::new();
+    let fold_of: Vec<usize> = samples
+        .iter()
+        .map(|s| {
+            let next = numbers.len();
+            *numbers.entry(s.group).or_insert(next)
+        })
+        .collect();
     let folds = FOLDS.min(groups);
     let n = samples.len() as f64;
     let (lambda, cv_mse) = LAMBDAS
         .iter()
-        .map(|&l| (l * n, cross_validated_mse(&rows, &y, samples, folds, l * n)))
+        .map(|&l| (l * n, cross_validated_mse(&rows, &y, &fold_of, folds, l * n)))
         .min_by(|a, b| a.1.total_cmp(&b.1))?;
     let all: Vec<usize> = (0..rows.len()).collect();
     let (weights, intercept) = ridge(&rows, &y, &all, lambda)?;
+    if !(cv_mse.is_finite() && intercept.is_finite() && weights.iter().all(|w| w.is_finite())) {
+        return None;
+    }
     Some(SizeModel {
         mean,
         scale,
@@ -107,16 +122,19 @@ fn standardisation(samples: &[SizeSample], width: usize) -> (Vec<f64>, Vec<f64>)
             *v += (f64::from(x) - m).powi(2) / n;
         }
     }
-    let scale = var.iter().map(|v| if *v > 1e-12 { v.sqrt() } else { 1.0 }).collect();
+    let scale = var
+        .iter()
+        .map(|v| if *v > 1e-12 && v.is_finite() { v.sqrt() } else { 1.0 })
+        .collect();
     (mean, scale)
 }
 
 /// The mean squared error of ridge fits with `lambda`, each predicting the fold it left out
-/// (folds by group).
-fn cross_validated_mse(rows: &[Vec<f64>], y: &[f64], samples: &[SizeSample], folds: usize, lambda: f64) -> f64 {
+/// (`fold_of`: each sample's group number, 0..; folds by group).
+fn cross_validated_mse(rows: &[Vec<f64>], y: &[f64], fold_of: &[usize], folds: usize, lambda: f64) -> f64 {
     let mut sse = 0.0;
     for k in 0..folds {
-        let (test, train): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&i| samples[i].group % folds == k);
+        let (test, train): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&i| fold_of[i] % folds == k);
         let Some((w, b)) = ridge(rows, y, &train, lambda) else {
             return f64::INFINITY;
         };
@@ -239,5 +257,23 @@ mod tests {
         assert!(fit(&one).is_none());
         let ragged = vec![sample(vec![1.0], 0.0, 0), sample(vec![2.0, 1.0], 1.0, 1)];
         assert!(fit(&ragged).is_none());
+        let not_finite = vec![sample(vec![1.0], f64::NAN, 0), sample(vec![2.0], 1.0, 1)];
+        assert!(fit(&not_finite).is_none());
+    }
+
+    #[test]
+    fn groups_of_any_numbers_fill_every_fold() {
+        // Groups 0, 10, 20, …: numbered by appearance, every fold has a training set.
+        let samples: Vec<SizeSample> = (0..20)
+            .map(|i| {
+                sample(
+                    vec![i as f32, (i % 3) as f32],
+                    0.5 * f64::from(i),
+                    10 * (i as usize / 2),
+                )
+            })
+            .collect();
+        let m = fit(&samples).expect("fitted");
+        assert!(m.cv_rmse_log2.is_finite(), "{m:?}");
     }
 }

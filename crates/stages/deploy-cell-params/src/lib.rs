@@ -227,9 +227,18 @@ fn rel_of(path: &Path) -> String {
         .join("/")
 }
 
-/// The files under `dir` (hidden entries skipped), in name order. Links are checked against
-/// `tree`: one that resolves outside it is refused, one to a folder inside it is walked once.
-fn walk(tree: &Tree, dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<PathBuf>) -> Result<(), StageError> {
+/// What [`walk`] found: the files, and the entries it refused (links out of the tree).
+#[derive(Default)]
+struct Walked {
+    files: Vec<PathBuf>,
+    refused: Vec<FileError>,
+    seen: Vec<PathBuf>,
+}
+
+/// The files under `dir` (hidden entries skipped), in name order. Entries are checked against
+/// `tree`: one that resolves outside it is refused (never read or walked), a folder reached twice
+/// through links is walked once.
+fn walk(tree: &Tree, dir: &Path, out: &mut Walked) -> Result<(), StageError> {
     let listed = std::fs::read_dir(dir).and_then(|rd| rd.collect::<Result<Vec<_>, _>>());
     let mut entries = listed.map_err(|e| local(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
@@ -239,16 +248,17 @@ fn walk(tree: &Tree, dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<PathBuf>
             continue;
         }
         let p = e.path();
-        match tree.check(&p).map_err(refused)? {
-            Entry::Folder => {
+        match tree.check(&p) {
+            Ok(Entry::Folder) => {
                 // A folder reached twice (through a link) is walked once: no cycles.
                 let real = std::fs::canonicalize(&p).map_err(|e| local(&p, e))?;
-                if !seen.contains(&real) {
-                    seen.push(real);
-                    walk(tree, &p, out, seen)?;
+                if !out.seen.contains(&real) {
+                    out.seen.push(real);
+                    walk(tree, &p, out)?;
                 }
             }
-            Entry::File => out.push(p),
+            Ok(Entry::File) => out.files.push(p),
+            Err(e) => out.refused.push(e),
         }
     }
     Ok(())
@@ -286,7 +296,12 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
         )));
     }
     let tree = Tree::new(root).map_err(refused)?;
-    walk(&tree, &source, &mut paths, &mut Vec::new())?;
+    let mut walked = Walked::default();
+    walk(&tree, &source, &mut walked)?;
+    if let Some(e) = walked.refused.into_iter().next() {
+        return Err(refused(e));
+    }
+    paths.extend(walked.files);
     let rel_to_root = |p: &Path| rel_of(p.strip_prefix(root).unwrap_or(p));
     let mut invalid = Vec::new();
     for p in &paths {
@@ -327,10 +342,17 @@ pub fn collect(args: &Args, runner: &Runner) -> Result<(Vec<SourceFile>, Vec<Str
         let set = builder
             .build()
             .map_err(|e| StageError::Usage(format!("include patterns: {e}")))?;
-        let mut all = Vec::new();
-        walk(&tree, root, &mut all, &mut Vec::new())?;
+        let mut all = Walked::default();
+        walk(&tree, root, &mut all)?;
+        // Links out of the tree matter where a pattern picks them (a folder: anything under it).
+        if let Some(e) = all.refused.into_iter().find(|e| {
+            let rel = rel_to_root(&e.path);
+            set.is_match(&rel) || set.is_match(format!("{rel}/x"))
+        }) {
+            return Err(refused(e));
+        }
         let before = paths.len();
-        for p in all {
+        for p in all.files {
             let rel = rel_to_root(&p);
             if set.is_match(&rel) && !paths.iter().any(|q| rel_to_root(q) == rel) {
                 paths.push(p);

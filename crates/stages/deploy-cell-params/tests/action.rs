@@ -177,6 +177,26 @@ fn links_out_of_the_checkout_are_refused_by_name_and_never_followed() {
         assert!(!server.exists(), "nothing was deployed");
         std::fs::remove_file(r.join(link)).expect("unlink");
     }
+    // The source folder itself a link out of the checkout: its files are refused too.
+    std::fs::create_dir_all(tmp.path().join("elsewhere")).expect("dir");
+    std::fs::write(
+        tmp.path().join("elsewhere/a.yaml"),
+        "description: a\npixel_size_um: 1\n",
+    )
+    .expect("a");
+    symlink(tmp.path().join("elsewhere"), r.join("linked")).expect("link");
+    let run = run_action(&r, &[("target", target.as_str()), ("source", "linked")]);
+    assert_ne!(run.code(), 0, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("reached through a symbolic link"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!server.exists(), "nothing was deployed");
+    // A link out that no include pattern picks does not stop a deploy.
+    let run = run_action(&r, &[("target", target.as_str()), ("include", "models/**")]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    std::fs::remove_dir_all(&server).expect("reset the server");
     // A link that stays inside the checkout is deployed as the file it points to.
     symlink(r.join("cell-params/he.yaml"), r.join("cell-params/he-copy.yaml")).expect("link");
     let run = run_action(&r, &[("target", target.as_str())]);

@@ -100,6 +100,12 @@ fn find(dir: &Path, id: &str) -> Option<PathBuf> {
 
 /// Image ids of `split` in a CSV with `id` and `split` columns (e.g. DSB2018's manifest.csv).
 pub fn split_ids(path: &Path, split: Subset) -> Result<HashSet<String>, InputError> {
+    // The split file sits in the dataset; a link out of it is not read.
+    if let Some(dir) = path.parent().filter(|d| d.is_dir())
+        && path.exists()
+    {
+        Tree::new(dir)?.check(path)?;
+    }
     let ids: HashSet<String> = read_split_file(path)?
         .into_iter()
         .filter_map(|(id, s)| (s == split).then_some(id))
@@ -128,6 +134,8 @@ pub fn discover(
     } else {
         (images.to_owned(), None)
     };
+    // The dataset's own masks must stay inside it; folders given on their own, inside themselves.
+    let truth_root = if truth.is_some() { None } else { Some(images) };
     let truth = truth.map(Path::to_owned).or(default_truth);
     let mut items = Vec::new();
     for image in list(images, &image_dir)? {
@@ -137,18 +145,21 @@ pub fn discover(
         if id.ends_with(cellops_formats::dataset::PAPER_MASK_SUFFIX) || only.is_some_and(|o| !o.contains(&id)) {
             continue;
         }
-        let lookup = |dir: &Path, what: &'static str| -> Result<PathBuf, InputError> {
+        let lookup = |dir: &Path, root: Option<&Path>, what: &'static str| -> Result<PathBuf, InputError> {
             let found = find(dir, &id).ok_or_else(|| InputError::Missing {
                 image: image.clone(),
                 id: id.clone(),
                 what,
                 dir: dir.to_owned(),
             })?;
-            Tree::new(dir)?.check(&found)?;
+            Tree::new(root.unwrap_or(dir))?.check(&found)?;
             Ok(found)
         };
-        let mask = masks.map(|d| lookup(d, "mask")).transpose()?;
-        let truth = truth.as_deref().map(|d| lookup(d, "ground truth")).transpose()?;
+        let mask = masks.map(|d| lookup(d, None, "mask")).transpose()?;
+        let truth = truth
+            .as_deref()
+            .map(|d| lookup(d, truth_root, "ground truth"))
+            .transpose()?;
         items.push(Item { id, image, mask, truth });
     }
     if items.is_empty() {

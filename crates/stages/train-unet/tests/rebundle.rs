@@ -170,10 +170,18 @@ fn a_size_model_is_fitted_on_the_training_sources_and_starts_the_estimate() {
     let start = predictor.start_factor(&image).expect("start");
     let style = predictor.size_style(&image, 1.0).expect("style");
     let expected = size.log_factor(&style).expect("the style fits the size model").exp();
+    let max = cellops_dataset::ops::scale::MAX_FACTOR;
     assert!(
-        (start - expected.clamp(0.25, 4.0)).abs() < 1e-9,
+        (start - expected.clamp(1.0 / max, max)).abs() < 1e-9,
         "{start} vs {expected}"
     );
+    // The bundle's size model is what the estimate starts from: without it, the image's own size.
+    let mut bare = predictor.meta().clone();
+    bare.size_model = None;
+    let (model, _) = cellops_unet::bundle::load(&out, &device).expect("load");
+    let config = cellops_unet::inference::PredictConfig::new();
+    let plain = cellops_unet::inference::Predictor::from_parts(model, bare, &device, config);
+    assert_eq!(plain.start_factor(&image).expect("start"), 1.0);
 
     // A dataset built without a nucleus scale has nothing to fit on.
     let unscaled = prepared(tmp.path(), "unscaled", ColourMode::Grey);
