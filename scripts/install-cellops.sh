@@ -26,6 +26,9 @@ PACKAGE="${CELLOPS_PACKAGE:-}"
 REQUESTED="${CELLOPS_VERSION:-}"
 
 die() { echo "::error title=cellops installer::$*" >&2; exit 1; }
+# Seconds since the epoch, with microseconds where bash has them (bash 5), else whole seconds.
+now() { if [ -n "${EPOCHREALTIME:-}" ]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 note() { echo "::notice title=cellops installer::$*"; }
 warn() { echo "::warning title=cellops installer::$*"; }
 out() { if [ -n "${GITHUB_OUTPUT:-}" ]; then printf '%s\n' "$@" >>"$GITHUB_OUTPUT"; else printf '%s\n' "$@"; fi; }
@@ -160,14 +163,18 @@ install() {
       mkdir -p "$DIR"
       local tmp="$DIR/$PACKAGE.download"
       local url="https://github.com/$REPO/releases/download/$RELEASE/$ASSET"
+      local t0 t1 fetched
+      t0="$(now)"
       if curl -fsSL --proto '=https' --tlsv1.2 --retry 3 --retry-delay 2 -o "$tmp" "$url"; then
+        fetched="$(since "$t0")"
+        t1="$(now)"
         if ! verify "$tmp"; then
           rm -f "$tmp"
           die "refusing ${url}: its sha256 is not the one committed in dist/checksums.txt"
         fi
         chmod +x "$tmp"
         mv -f "$tmp" "$bin"
-        note "${PACKAGE} ${RELEASE} (${TRIPLE}) downloaded, sha256 verified"
+        note "${PACKAGE} ${RELEASE} (${TRIPLE}) downloaded ($(( $(wc -c <"$bin") / 1048576 )) MiB in ${fetched} s), sha256 verified in $(since "$t1") s"
       else
         rm -f "$tmp"
         warn "could not download ${url}; building from source instead"
