@@ -480,7 +480,10 @@ impl Predictor {
         let probe = self.predict_at(image, Some(half))?;
         match nucleus_diameter(&probe, target / (SPECK * half)) {
             // Both in model pixels: the nuclei at half the factor against those at the factor.
-            Some(d) if fragmented(d * half, diameter) => self.settle(image, target, probe, half),
+            Some(d) if fragmented(d * half, diameter) => Ok(ScaleEstimate {
+                start,
+                ..self.settle(image, target, probe, half)?
+            }),
             _ => Ok(first),
         }
     }
@@ -505,6 +508,7 @@ impl Predictor {
         mut prediction: Prediction,
         mut factor: f64,
     ) -> Result<ScaleEstimate, PredictError> {
+        let factor_at_start = factor;
         let mut model_diameter = None;
         for _ in 0..SCALE_PASSES {
             // The diameter is in image pixels, whatever the factor the model saw the image at;
@@ -521,6 +525,7 @@ impl Predictor {
             prediction = self.predict_at(image, Some(factor))?;
         }
         Ok(ScaleEstimate {
+            start: factor_at_start,
             factor,
             model_diameter,
             prediction,
@@ -538,10 +543,10 @@ impl Predictor {
         Ok(out)
     }
 
-    /// The model's style ([`UNet::style`]) on `image` rescaled by `factor`, averaged over tiles
-    /// of the configured size.
-    pub fn style(&self, image: &Raster, factor: f64) -> Result<Vec<f32>, PredictError> {
-        let prepared = cellops_dataset::preprocess_scaled(image, self.preprocessing(), Some(factor))
+    /// `image` with the bundle's preprocessing, rescaled by `factor`: channel-major values and
+    /// `[C, H, W]`, the channels checked against the model's.
+    fn prepare(&self, image: &Raster, factor: Option<f64>) -> Result<(Vec<f32>, [usize; 3]), PredictError> {
+        let prepared = cellops_dataset::preprocess_scaled(image, self.preprocessing(), factor)
             .map_err(|e| PredictError::Preprocess(e.to_string()))?;
         let channels = prepared.channels as usize;
         if channels != self.meta.input_channels {
@@ -550,8 +555,14 @@ impl Predictor {
                 expected: self.meta.input_channels,
             });
         }
-        let (h, w) = (prepared.height as usize, prepared.width as usize);
-        let chw = image_to_chw(&prepared);
+        let shape = [channels, prepared.height as usize, prepared.width as usize];
+        Ok((image_to_chw(&prepared), shape))
+    }
+
+    /// The model's style ([`UNet::style`]) on `image` rescaled by `factor`, averaged over tiles
+    /// of the configured size.
+    pub fn style(&self, image: &Raster, factor: f64) -> Result<Vec<f32>, PredictError> {
+        let (chw, [channels, h, w]) = self.prepare(image, Some(factor))?;
         let (th, tw) = (self.config.tile.max(1).min(h), self.config.tile.max(1).min(w));
         let tiles: Vec<(usize, usize)> = origins(h, th, 0)
             .into_iter()
@@ -577,26 +588,8 @@ impl Predictor {
     /// [`Self::predict`] at a given rescaling factor (for a bundle trained at a nucleus scale;
     /// `None` applies the preprocessing as it is).
     pub fn predict_at(&self, image: &Raster, factor: Option<f64>) -> Result<Prediction, PredictError> {
-        let preprocessing = self.preprocessing();
-        let prepared = cellops_dataset::preprocess_scaled(image, preprocessing, factor)
-            .map_err(|e| PredictError::Preprocess(e.to_string()))?;
-        let channels = prepared.channels as usize;
-        if channels != self.meta.input_channels {
-            return Err(PredictError::Channels {
-                found: channels,
-                expected: self.meta.input_channels,
-            });
-        }
-        let (h, w) = (prepared.height as usize, prepared.width as usize);
-        let mut p = predict_chw(
-            &self.model,
-            &image_to_chw(&prepared),
-            channels,
-            h,
-            w,
-            &self.config,
-            &self.device,
-        );
+        let (chw, [channels, h, w]) = self.prepare(image, factor)?;
+        let mut p = predict_chw(&self.model, &chw, channels, h, w, &self.config, &self.device);
         let (oh, ow) = (image.height as usize, image.width as usize);
         if (oh, ow) != (h, w) {
             p.probabilities = resize_planes(&p.probabilities, p.channels, h, w, oh, ow);
@@ -649,6 +642,8 @@ fn fragmented(at_half: f64, at_factor: f64) -> bool {
 /// What [`Predictor::estimate_scale`] found.
 #[derive(Debug, Clone)]
 pub struct ScaleEstimate {
+    /// The factor the estimate started from ([`Predictor::start_factor`]).
+    pub start: f64,
     /// The factor the image was rescaled by.
     pub factor: f64,
     /// The median nucleus diameter last measured, in the model's pixels (at the factor it was

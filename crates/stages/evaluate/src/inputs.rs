@@ -135,7 +135,11 @@ pub fn discover(
         (images.to_owned(), None)
     };
     // The dataset's own masks must stay inside it; folders given on their own, inside themselves.
-    let truth_root = if truth.is_some() { None } else { Some(images) };
+    let mask_tree = masks.map(Tree::new).transpose()?;
+    let truth_tree = truth
+        .or(default_truth.is_some().then_some(images))
+        .map(Tree::new)
+        .transpose()?;
     let truth = truth.map(Path::to_owned).or(default_truth);
     let mut items = Vec::new();
     for image in list(images, &image_dir)? {
@@ -145,20 +149,24 @@ pub fn discover(
         if id.ends_with(cellops_formats::dataset::PAPER_MASK_SUFFIX) || only.is_some_and(|o| !o.contains(&id)) {
             continue;
         }
-        let lookup = |dir: &Path, root: Option<&Path>, what: &'static str| -> Result<PathBuf, InputError> {
+        let lookup = |dir: &Path, tree: &Tree, what: &'static str| -> Result<PathBuf, InputError> {
             let found = find(dir, &id).ok_or_else(|| InputError::Missing {
                 image: image.clone(),
                 id: id.clone(),
                 what,
                 dir: dir.to_owned(),
             })?;
-            Tree::new(root.unwrap_or(dir))?.check(&found)?;
+            tree.check(&found)?;
             Ok(found)
         };
-        let mask = masks.map(|d| lookup(d, None, "mask")).transpose()?;
+        let mask = masks
+            .zip(mask_tree.as_ref())
+            .map(|(d, t)| lookup(d, t, "mask"))
+            .transpose()?;
         let truth = truth
             .as_deref()
-            .map(|d| lookup(d, truth_root, "ground truth"))
+            .zip(truth_tree.as_ref())
+            .map(|(d, t)| lookup(d, t, "ground truth"))
             .transpose()?;
         items.push(Item { id, image, mask, truth });
     }

@@ -196,8 +196,8 @@ fn main() -> anyhow::Result<()> {
             grid(&predictor, &image, &truth, &params, id, category, true_factor)?;
             continue;
         }
-        let start = predictor.start_factor(&image)?;
         let estimate = predictor.estimate_scale(&image, target)?;
+        let start = estimate.start;
         let mut runs: Vec<(&str, f64, Prediction)> = vec![("estimate", estimate.factor, estimate.prediction)];
         if a.oracle {
             runs.push(("oracle", true_factor, predictor.predict_at(&image, Some(true_factor))?));
