@@ -30,7 +30,7 @@ enum Command {
     /// new id.
     Bundle(Box<cellops_train_unet::rebundle::RebundleArgs>),
     /// Segment images, measure every nucleus under a cell-parameter file, score and report.
-    Evaluate(Box<cellops_evaluate::Args>),
+    Evaluate(Box<cellops_evaluate::Command>),
     /// Validate cell-parameter files and deploy them (with models and results) as an atomic,
     /// verified release over SSH or to a folder; also `rollback` and `list`.
     DeployCellParams(Box<cellops_deploy_cell_params::Args>),
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cellops_build::execute(args, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
         Command::Bundle(args) => cellops_train_unet::rebundle::execute(args, &runner),
-        Command::Evaluate(args) => cellops_evaluate::execute(args, &runner),
+        Command::Evaluate(command) => cellops_evaluate::execute_command(command, &runner),
         Command::DeployCellParams(args) => cellops_deploy_cell_params::execute(args, &runner),
         Command::PrReport(args) => cellops_pr_report::execute(args, &runner),
         Command::Monitor(args) => cellops_monitor::execute(args, &runner),

@@ -61,16 +61,17 @@ pub fn document_inputs(cmd: Command) -> Command {
 /// subcommand) that the command line does not give. Appending them as flags (rather than as
 /// defaults) keeps clap's checks (required, conflicts, requirements) working for inputs.
 pub fn with_env_inputs(cmd: &Command, args: Vec<OsString>, env: &Env) -> Result<Vec<OsString>, clap::Error> {
+    // The subcommand invoked, however deep (`cellops evaluate merge`).
     let mut target = cmd;
     for a in args.iter().skip(1) {
         let a = a.to_string_lossy();
         if a.starts_with('-') {
             continue;
         }
-        if let Some(sub) = cmd.find_subcommand(a.as_ref()) {
-            target = sub;
+        match target.find_subcommand(a.as_ref()) {
+            Some(sub) => target = sub,
+            None => break,
         }
-        break;
     }
     let given = |long: &str| {
         args.iter().any(|a| {
@@ -241,6 +242,12 @@ mod tests {
     #[derive(Parser, Debug)]
     enum Umbrella {
         Build(BuildArgs),
+        #[command(subcommand)]
+        Evaluate(Nested),
+    }
+    #[derive(clap::Subcommand, Debug)]
+    enum Nested {
+        Merge(BuildArgs),
     }
     #[derive(clap::Args, Debug)]
     struct BuildArgs {
@@ -250,8 +257,16 @@ mod tests {
 
     #[test]
     fn subcommands_read_inputs_too() {
-        let Umbrella::Build(b) = try_parse_from(["x", "build"], &env(&[("INPUT_OUTPUT", "out")])).expect("parse");
+        let parsed = try_parse_from(["x", "build"], &env(&[("INPUT_OUTPUT", "out")])).expect("parse");
+        let Umbrella::Build(b) = parsed else {
+            panic!("{parsed:?}")
+        };
         assert_eq!(b.output, "out");
+        let parsed = try_parse_from(["x", "evaluate", "merge"], &env(&[("INPUT_OUTPUT", "deep")])).expect("parse");
+        let Umbrella::Evaluate(Nested::Merge(m)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(m.output, "deep");
     }
 
     #[derive(Parser, Debug)]

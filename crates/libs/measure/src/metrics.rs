@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::ops::AddAssign;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::assignment::maximise;
 
@@ -49,7 +49,7 @@ pub struct Overlap {
 }
 
 /// Foreground pixel counts, for Dice and IoU.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PixelCounts {
     /// Foreground in both.
     pub both: u64,
@@ -301,7 +301,7 @@ impl Overlap {
 }
 
 /// The aggregated Jaccard index's sums; add them over images to pool.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AjiCounts {
     /// Summed intersections.
     pub intersection: u64,
@@ -328,7 +328,7 @@ impl AddAssign for AjiCounts {
 }
 
 /// The counts of a matching; add them over images to pool.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MatchCounts {
     /// True positives.
     pub tp: usize,
@@ -357,7 +357,7 @@ impl AddAssign for MatchCounts {
 }
 
 /// The figures of a matching at one threshold (StarDist's names).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Matching {
     /// The IoU threshold τ.
     pub thresh: f64,
@@ -412,7 +412,7 @@ impl MatchCounts {
 }
 
 /// Everything measured for one image (or pooled over many), at the given thresholds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Foreground pixel counts.
     pub pixels: PixelCounts,

@@ -11,11 +11,15 @@
 //! `metrics.json`, `objects.csv`, `objects.json`, `images.csv`, `report.md`, `report.html`,
 //! `overlays/<image>.png`, `params.yaml` (the parameter file used) and, with a baseline,
 //! `diff.json`.
+//!
+//! On an Actions matrix, `--shard I/N` measures every N-th image and adds `shard.cbor`; `merge`
+//! joins the N shard folders into what one unsharded run writes, byte for byte ([`shard`]).
 
 pub mod baseline;
 pub mod html;
 pub mod inputs;
 pub mod report;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +32,7 @@ use cellops_dataset::staging::{StagingDir, StagingError};
 use cellops_formats::dataset::Subset;
 use cellops_formats::params::{self, ParamsError, ParamsFile};
 use cellops_measure::metrics::Scores;
-use cellops_measure::objects::{Cell, ImageMeasurement, summarised};
+use cellops_measure::objects::{ImageMeasurement, summarised};
 use cellops_unet::device::{self, Accelerator, DeviceError};
 use cellops_unet::inference::{PredictConfig, Predictor, Tta};
 use rayon::prelude::*;
@@ -40,6 +44,41 @@ pub use cellops_analysis::MaskReading;
 pub const REPORT_HTML: &str = "report.html";
 
 use crate::report::{Evaluation, ImageMetrics, ImageRecord, ParamsInfo, PostProcessingInfo, SourceInfo, Table, Totals};
+use crate::shard::{Measured, RunInfo, Shard};
+
+/// `evaluate` and its `merge` subcommand, as the binaries parse them.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Command {
+    /// `merge`, or none to evaluate.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    /// The evaluation's flags.
+    #[command(flatten)]
+    pub evaluate: Option<Args>,
+}
+
+/// The subcommands of `evaluate`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// Join the output folders of every `--shard I/N` run of one evaluation into what the
+    /// unsharded run writes (byte for byte; pooled figures from pooled counts).
+    Merge(MergeArgs),
+}
+
+/// Flags of `evaluate merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' output folders (each has shard.cbor), in any order.
+    #[arg(value_name = "DIR", required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Output folder for the merged reports.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// An earlier evaluation (its output folder or summary.json) to compare with.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+}
 
 /// Command-line flags (and action inputs) of `evaluate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -92,6 +131,10 @@ pub struct Args {
     /// Images with more pixels than this are refused before decoding.
     #[arg(long, value_name = "PIXELS", default_value_t = 100_000_000)]
     pub max_pixels: u64,
+    /// Measure only share I of N (every N-th image of the sorted list, from the I-th) and write
+    /// shard.cbor beside the reports, for `evaluate merge` (an Actions matrix of N jobs).
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 impl Args {
@@ -138,6 +181,9 @@ pub enum StageError {
     /// The Actions runtime could not write outputs or the summary.
     #[error(transparent)]
     Actions(#[from] ActionsError),
+    /// Shard records could not be merged.
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
 }
 
 /// The error for `segmentation.method: threshold` given together with `--model` or `--masks`.
@@ -168,7 +214,8 @@ impl StageFailure for StageError {
             StageError::Params(_)
             | StageError::Analysis(AnalysisError::Preprocessing { .. })
             | StageError::Baseline(_)
-            | StageError::Usage(_) => Exit::Usage,
+            | StageError::Usage(_)
+            | StageError::Shard(_) => Exit::Usage,
             StageError::Input(inputs::InputError::Missing { .. }) => Exit::Failure,
             StageError::Input(_) => Exit::Usage,
             StageError::Analysis(_) | StageError::Device(_) => Exit::Failure,
@@ -210,21 +257,14 @@ pub struct Finished {
     pub diff: Option<baseline::Diff>,
     /// The output folder.
     pub output: PathBuf,
+    /// The share measured, for a `--shard` run.
+    pub shard: Option<Shard>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
 
-/// One evaluated image: its record, report rows and scores, and its overlay (PNG).
-struct One {
-    record: ImageRecord,
-    rows: Vec<Vec<(String, Cell)>>,
-    scores: Option<Scores>,
-    classical: Option<Scores>,
-    overlay: Vec<u8>,
-}
-
-/// Analyses one image and draws its overlay.
-fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<One, StageError> {
+/// Analyses one image and draws its overlay (PNG).
+fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<(Measured, Vec<u8>), StageError> {
     let input = Input::read(
         &item.id,
         &item.image,
@@ -246,7 +286,7 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         path: PathBuf::from(format!("overlays/{}.png", item.id)),
         message: e.to_string(),
     })?;
-    Ok(One {
+    let measured = Measured {
         record: ImageRecord {
             summary,
             overlay: Some(format!("overlays/{}.png", item.id)),
@@ -257,8 +297,8 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         rows,
         scores,
         classical,
-        overlay: png,
-    })
+    };
+    Ok((measured, png))
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StageError> {
@@ -350,19 +390,15 @@ fn evaluate_all(
     args: &Args,
     runner: &Runner,
     overlays_dir: &Path,
-) -> Result<Vec<One>, StageError> {
+) -> Result<Vec<Measured>, StageError> {
     let progress = Progress::new(runner, items.len() as u64, "images");
-    let process = |item: &inputs::Item| -> Result<One, StageError> {
-        let mut one = evaluate_one(item, analyzer, args)?;
-        write(
-            overlays_dir,
-            &format!("{}.png", item.id),
-            &std::mem::take(&mut one.overlay),
-        )?;
+    let process = |item: &inputs::Item| -> Result<Measured, StageError> {
+        let (measured, overlay) = evaluate_one(item, analyzer, args)?;
+        write(overlays_dir, &format!("{}.png", item.id), &overlay)?;
         progress.inc();
-        Ok(one)
+        Ok(measured)
     };
-    let outcomes: Vec<Result<One, StageError>> = match analyzer.segmenter() {
+    let outcomes: Vec<Result<Measured, StageError>> = match analyzer.segmenter() {
         Segmenter::Model { .. } => items.iter().map(process).collect(),
         Segmenter::Masks(_) | Segmenter::Threshold => items.par_iter().map(process).collect(),
     };
@@ -389,7 +425,7 @@ struct Pooled {
 }
 
 /// Pools the images' rows, summaries and scores (the rows are moved out of `results`).
-fn pool(results: &mut [One]) -> Pooled {
+fn pool(results: &mut [Measured]) -> Pooled {
     let mut p = Pooled {
         objects: Table::default(),
         values: BTreeMap::new(),
@@ -440,12 +476,12 @@ fn html_page(
     overlays_dir: &Path,
     learning_curve: Option<String>,
     diff: Option<&baseline::Diff>,
-    args: &Args,
+    html_overlays: usize,
 ) -> String {
     let overlays: Vec<(String, Vec<u8>)> = evaluation
         .images
         .iter()
-        .take(args.html_overlays)
+        .take(html_overlays)
         .filter_map(|r| {
             std::fs::read(overlays_dir.join(format!("{}.png", r.summary.image)))
                 .ok()
@@ -482,8 +518,102 @@ fn report_outputs(runner: &Runner, o: &Path, evaluation: &Evaluation, markdown: 
     Ok(())
 }
 
-/// Runs the stage and reports through `runner`: find the inputs, analyse each image, write the
-/// reports (into a staging folder swapped in whole).
+/// What a run's reports hold, for its outputs and summary.
+struct Reported {
+    evaluation: Evaluation,
+    diff: Option<baseline::Diff>,
+    markdown: String,
+}
+
+/// Writes every report of `results` into `out` (whose `overlays/` already holds their
+/// overlays): what an unsharded run, a shard and a merge all write.
+fn write_reports(
+    out: &Path,
+    info: &RunInfo,
+    mut results: Vec<Measured>,
+    baseline: Option<(PathBuf, Evaluation)>,
+) -> Result<Reported, StageError> {
+    let pooled = pool(&mut results);
+    let evaluation = Evaluation {
+        format: report::FORMAT.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        params: info.params.clone(),
+        source: info.source.clone(),
+        images: results.into_iter().map(|r| r.record).collect(),
+        totals: pooled.totals,
+        metrics: pooled.scores.as_ref().map(ImageMetrics::of),
+        classical: pooled.classical.as_ref().map(ImageMetrics::of),
+        postprocessing: info.postprocessing.clone(),
+    };
+    let diff = baseline.map(|(path, before)| baseline::diff(path, &before, &evaluation));
+    let diff_md = diff.as_ref().map(|d| baseline::markdown(d, 20));
+    let markdown = report::markdown(&evaluation, diff_md.as_deref(), 30);
+    let page = html_page(
+        &evaluation,
+        &pooled.values,
+        &out.join("overlays"),
+        info.learning_curve.clone(),
+        diff.as_ref(),
+        info.html_overlays,
+    );
+    write(out, "summary.json", &json(&evaluation))?;
+    if let Some(m) = report::metrics_json(&evaluation) {
+        write(out, "metrics.json", &json(&m))?;
+    }
+    write(out, "objects.csv", pooled.objects.csv().as_bytes())?;
+    write(out, "objects.json", &json(&pooled.objects.json()))?;
+    write(out, "images.csv", report::images_table(&evaluation).csv().as_bytes())?;
+    write(out, "report.md", markdown.as_bytes())?;
+    write(out, REPORT_HTML, page.as_bytes())?;
+    write(out, "params.yaml", info.params_text.as_bytes())?;
+    if let Some(d) = &diff {
+        write(out, "diff.json", &json(d))?;
+    }
+    Ok(Reported {
+        evaluation,
+        diff,
+        markdown,
+    })
+}
+
+/// A staging folder for `output` with an empty `overlays/` in it.
+fn staging_for(output: &Path) -> Result<StagingDir, StageError> {
+    let staging = StagingDir::new(output)?;
+    let overlays = staging.path().join("overlays");
+    std::fs::create_dir_all(&overlays).map_err(|e| StageError::Write {
+        path: overlays,
+        message: e.to_string(),
+    })?;
+    Ok(staging)
+}
+
+/// What the reports say about the run as a whole.
+fn run_info(
+    args: &Args,
+    file: &ParamsFile,
+    analyzer: &Analyzer,
+    source: SourceInfo,
+    learning_curve: Option<String>,
+) -> RunInfo {
+    RunInfo {
+        params: ParamsInfo {
+            file: args.params.display().to_string(),
+            sha256: format!("{:x}", sha2::Sha256::digest(file.text.as_bytes())),
+            description: file.params.description.clone(),
+            pixel_size_um: file.params.pixel_size_um,
+        },
+        params_text: file.text.clone(),
+        source,
+        postprocessing: analyzer
+            .postprocessing()
+            .map(|applied| PostProcessingInfo::of(analyzer.segmenter().kind(), &applied)),
+        learning_curve,
+        html_overlays: args.html_overlays,
+    }
+}
+
+/// Runs the stage and reports through `runner`: find the inputs, analyse each image (of the
+/// share, with `--shard`), write the reports (into a staging folder swapped in whole).
 pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let started = Instant::now();
     // Read once: the text that is hashed, copied and searched for lines is the text parsed.
@@ -501,69 +631,89 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
     let (segmenter, source_info, learning_curve) = segmenter(args, &file, runner)?;
     let analyzer = Analyzer::new(file.params.clone(), segmenter);
+    let info = run_info(args, &file, &analyzer, source_info, learning_curve);
+    let positions: Vec<usize> = (0..items.len())
+        .filter(|&p| args.shard.is_none_or(|s| s.takes(p)))
+        .collect();
+    let share: Vec<inputs::Item> = positions.iter().map(|&p| items[p].clone()).collect();
+    let which = args
+        .shard
+        .map(|s| format!("shard {s}: {} of ", share.len()))
+        .unwrap_or_default();
     runner.info(&format!(
-        "evaluating {} images of {} under {}",
+        "evaluating {which}{} images of {} under {}",
         items.len(),
         args.images.display(),
         args.params.display()
     ))?;
-    let staging = StagingDir::new(&args.output)?;
+    let staging = staging_for(&args.output)?;
     let out = staging.path().to_owned();
-    let overlays_dir = out.join("overlays");
-    std::fs::create_dir_all(&overlays_dir).map_err(|e| StageError::Write {
-        path: overlays_dir.clone(),
-        message: e.to_string(),
-    })?;
-    let mut results = evaluate_all(&items, &analyzer, args, runner, &overlays_dir)?;
-    let pooled = pool(&mut results);
-    let evaluation = Evaluation {
-        format: report::FORMAT.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        params: ParamsInfo {
-            file: args.params.display().to_string(),
-            sha256: format!("{:x}", sha2::Sha256::digest(file.text.as_bytes())),
-            description: file.params.description.clone(),
-            pixel_size_um: file.params.pixel_size_um,
-        },
-        source: source_info,
-        images: results.iter().map(|r| r.record.clone()).collect(),
-        totals: pooled.totals,
-        metrics: pooled.scores.as_ref().map(ImageMetrics::of),
-        classical: pooled.classical.as_ref().map(ImageMetrics::of),
-        postprocessing: analyzer
-            .postprocessing()
-            .map(|applied| PostProcessingInfo::of(analyzer.segmenter().kind(), &applied)),
-    };
-    let diff = baseline.map(|(path, before)| baseline::diff(path, &before, &evaluation));
-    let diff_md = diff.as_ref().map(|d| baseline::markdown(d, 20));
-    let markdown = report::markdown(&evaluation, diff_md.as_deref(), 30);
-    let page = html_page(
-        &evaluation,
-        &pooled.values,
-        &overlays_dir,
-        learning_curve,
-        diff.as_ref(),
-        args,
-    );
-    write(&out, "summary.json", &json(&evaluation))?;
-    if let Some(m) = report::metrics_json(&evaluation) {
-        write(&out, "metrics.json", &json(&m))?;
+    let results = evaluate_all(&share, &analyzer, args, runner, &out.join("overlays"))?;
+    if let Some(shard) = args.shard {
+        let record = shard::Record {
+            format: shard::FORMAT.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            shard,
+            ids: items.iter().map(|i| i.id.clone()).collect(),
+            info: info.clone(),
+            images: positions
+                .iter()
+                .zip(&results)
+                .map(|(&position, measured)| shard::Placed {
+                    position,
+                    measured: measured.clone(),
+                })
+                .collect(),
+        };
+        let bytes = shard::encode(&record).map_err(|message| StageError::Write {
+            path: args.output.join(shard::RECORD),
+            message,
+        })?;
+        write(&out, shard::RECORD, &bytes)?;
     }
-    write(&out, "objects.csv", pooled.objects.csv().as_bytes())?;
-    write(&out, "objects.json", &json(&pooled.objects.json()))?;
-    write(&out, "images.csv", report::images_table(&evaluation).csv().as_bytes())?;
-    write(&out, "report.md", markdown.as_bytes())?;
-    write(&out, REPORT_HTML, page.as_bytes())?;
-    write(&out, "params.yaml", file.text.as_bytes())?;
-    if let Some(d) = &diff {
-        write(&out, "diff.json", &json(d))?;
-    }
+    let reported = write_reports(&out, &info, results, baseline)?;
     staging.commit(&args.output)?;
-    report_outputs(runner, &args.output, &evaluation, &markdown)?;
+    report_outputs(runner, &args.output, &reported.evaluation, &reported.markdown)?;
     Ok(Finished {
-        evaluation,
-        diff,
+        evaluation: reported.evaluation,
+        diff: reported.diff,
         output: args.output.clone(),
+        shard: args.shard,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Joins the shard folders of one run into the reports the unsharded run writes.
+pub fn merge(args: &MergeArgs, runner: &Runner) -> Result<Finished, StageError> {
+    let started = Instant::now();
+    let records = args
+        .shards
+        .iter()
+        .map(|dir| Ok((dir.clone(), shard::read(dir)?)))
+        .collect::<Result<Vec<_>, StageError>>()?;
+    let joined = shard::join(records)?;
+    let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
+    runner.info(&format!(
+        "merging {} shards: {} images",
+        args.shards.len(),
+        joined.images.len()
+    ))?;
+    let staging = staging_for(&args.output)?;
+    let out = staging.path().to_owned();
+    let mut results = Vec::with_capacity(joined.images.len());
+    for (dir, measured) in joined.images {
+        let id = &measured.record.summary.image;
+        write(&out.join("overlays"), &format!("{id}.png"), &shard::overlay(&dir, id)?)?;
+        results.push(measured);
+    }
+    let reported = write_reports(&out, &joined.info, results, baseline)?;
+    staging.commit(&args.output)?;
+    report_outputs(runner, &args.output, &reported.evaluation, &reported.markdown)?;
+    Ok(Finished {
+        evaluation: reported.evaluation,
+        diff: reported.diff,
+        output: args.output.clone(),
+        shard: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -571,7 +721,11 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
 /// The line that ends a successful run.
 pub fn headline(f: &Finished) -> String {
     let e = &f.evaluation;
-    let mut s = format!("evaluated {} images: {} nuclei", e.totals.images, e.totals.nuclei);
+    let share = f.shard.map(|s| format!("shard {s}: ")).unwrap_or_default();
+    let mut s = format!(
+        "{share}evaluated {} images: {} nuclei",
+        e.totals.images, e.totals.nuclei
+    );
     if let (Some(p), Some(h)) = (e.totals.positive_percent, e.totals.h_score) {
         s.push_str(&format!(", {p:.1} % positive, H-score {h:.0}"));
     }
@@ -597,4 +751,19 @@ pub fn headline(f: &Finished) -> String {
 /// Runs the stage and ends it the way every stage ends (annotation and exit code on failure).
 pub fn execute(args: &Args, runner: &Runner) -> Exit {
     conclude(runner, run(args, runner), |done| (headline(done), Exit::Success))
+}
+
+/// Runs `evaluate` or `evaluate merge`, as the command line says, and ends it the same way.
+pub fn execute_command(command: &Command, runner: &Runner) -> Exit {
+    match (&command.action, &command.evaluate) {
+        (Some(Action::Merge(m)), _) => conclude(runner, merge(m, runner), |done| (headline(done), Exit::Success)),
+        (None, Some(args)) => execute(args, runner),
+        (None, None) => conclude(
+            runner,
+            Err::<Finished, _>(StageError::Usage(
+                "give --images, --params and --output, or `merge DIR… --output DIR`".into(),
+            )),
+            |done| (headline(done), Exit::Success),
+        ),
+    }
 }

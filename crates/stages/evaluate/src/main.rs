@@ -11,7 +11,7 @@ use clap::Parser;
 #[command(name = "cellops-evaluate", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
-    args: cellops_evaluate::Args,
+    command: cellops_evaluate::Command,
 }
 
 fn main() -> ExitCode {
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code.into(),
     };
-    let code = cellops_evaluate::execute(&cli.args, &runner);
+    let code = cellops_evaluate::execute_command(&cli.command, &runner);
     let _ = runner.finish();
     code.into()
 }

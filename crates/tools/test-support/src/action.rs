@@ -39,6 +39,18 @@ pub fn run_action(
     inputs: &[(&str, &str)],
     env: &[(&str, &str)],
 ) -> std::io::Result<ActionRun> {
+    run_action_with_args(binary, &[], dir, inputs, env)
+}
+
+/// [`run_action`] with command-line arguments before the inputs (a subcommand and its
+/// positional arguments, as an action's script passes them).
+pub fn run_action_with_args(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> std::io::Result<ActionRun> {
     let (gh_out, gh_sum) = (dir.join("github_output"), dir.join("step_summary.md"));
     for f in [&gh_out, &gh_sum] {
         match std::fs::remove_file(f) {
@@ -47,7 +59,8 @@ pub fn run_action(
         }
     }
     let mut cmd = Command::new(binary);
-    cmd.current_dir(dir)
+    cmd.args(args)
+        .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GITHUB_ACTIONS", "true")
