@@ -307,7 +307,7 @@ impl Layout {
     pub(crate) fn current(&self) -> String {
         format!("{}/current", self.base)
     }
-    fn lock(&self) -> String {
+    pub(crate) fn lock(&self) -> String {
         format!("{}/.lock", self.base)
     }
     pub(crate) fn log(&self) -> String {
@@ -439,31 +439,82 @@ fn deploy_locked(
     cfg: &DeployConfig,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Outcome, DeployError> {
+    let plan = plan(remote, l, files)?;
+    if !cfg.force && plan.unchanged {
+        let current = plan.previous.clone().unwrap_or_default();
+        return unchanged(remote, l, cfg, &current, files.len());
+    }
+    let id = release_id(plan.now, &plan.content, cfg.provenance.git_sha.as_deref());
+    let staged = stage(remote, l, files, cfg, &plan, &id, progress)?;
+    let mut outcome = switch(remote, l, cfg, staged)?;
+    outcome.pruned = prune(remote, l, cfg.keep_releases, &outcome.id)?;
+    Ok(outcome)
+}
+
+/// What a host has before a deploy: its current release, that release's files, and the new
+/// content's hash and earliest release time there.
+pub(crate) struct Plan {
+    pub(crate) previous: Option<String>,
+    pub(crate) old: std::collections::HashMap<String, FileEntry>,
+    pub(crate) content: String,
+    /// Every file equals the current release's.
+    pub(crate) unchanged: bool,
+    /// The earliest time part of a new release's id that sorts after every release there.
+    pub(crate) now: u64,
+}
+
+/// Reads what a deploy of `files` needs to know about the host (under its lock).
+pub(crate) fn plan(remote: &mut dyn Remote, l: &Layout, files: &[SourceFile]) -> Result<Plan, DeployError> {
     remove_interrupted_uploads(remote, l)?;
     let previous = current_id(remote, l)?;
-    let old: std::collections::HashMap<String, FileEntry> = previous
-        .as_deref()
-        .and_then(|p| read_record(remote, l, p))
+    let record = previous.as_deref().and_then(|p| read_record(remote, l, p));
+    let content = content_hash(files);
+    let unchanged = record.as_ref().is_some_and(|r| r.content_sha256 == content);
+    let old = record
         .map(|r| r.files.into_iter().map(|f| (f.path.clone(), f)).collect())
         .unwrap_or_default();
-    let content = content_hash(files);
-    if !cfg.force
-        && let Some(current) = previous.as_deref()
-        && read_record(remote, l, current).is_some_and(|r| r.content_sha256 == content)
-    {
-        return unchanged(remote, l, cfg, current, files.len());
-    }
     let now = release_time(remote, l, &content)?;
-    let id = release_id(now, &content, cfg.provenance.git_sha.as_deref());
+    Ok(Plan {
+        previous,
+        old,
+        content,
+        unchanged,
+        now,
+    })
+}
+
+/// A release uploaded, verified and published under `releases/` on a host, not yet current.
+#[derive(Debug, Clone)]
+pub(crate) struct Staged {
+    pub(crate) id: String,
+    pub(crate) path: String,
+    pub(crate) previous: Option<String>,
+    files_total: usize,
+    files_sent: usize,
+    files_linked: usize,
+    pub(crate) bytes_sent: u64,
+}
+
+/// Uploads the files that changed since `plan.previous` (hard-linking the others) into a hidden
+/// folder, verifies every upload and publishes it as release `id` — without making it current.
+pub(crate) fn stage(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    files: &[SourceFile],
+    cfg: &DeployConfig,
+    plan: &Plan,
+    id: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Staged, DeployError> {
     let partial = format!("{}/.partial-{id}", l.releases());
     let (mut link, mut send) = (Vec::new(), Vec::new());
     for f in files {
-        match old.get(&f.rel) {
+        match plan.old.get(&f.rel) {
             Some(o) if o.sha256 == f.sha256 && o.size == f.size => link.push(f.rel.clone()),
             _ => send.push(f),
         }
     }
-    let record = new_record(&id, now, cfg, previous.clone(), content, files);
+    let record = new_record(id, plan.now, cfg, plan.previous.clone(), plan.content.clone(), files);
     let mut record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
     record_json.push(b'\n');
     let needed: u64 = send.iter().map(|f| f.size).sum::<u64>() + record_json.len() as u64;
@@ -471,16 +522,36 @@ fn deploy_locked(
     // Everything goes into the hidden partial folder first; it becomes a release only once every
     // uploaded file has been verified on the server.
     remote.mkdir_all(&partial).map_err(ctx(format!("creating {partial}")))?;
-    if let Some(p) = previous.as_deref() {
+    if let Some(p) = plan.previous.as_deref() {
         remote
             .link_files(&l.release(p), &partial, &link)
             .map_err(ctx("linking unchanged files"))?;
     }
     let bytes_sent = upload_verified(remote, &partial, &send, record_json, progress)?;
-    let final_dir = l.release(&id);
+    let path = l.release(id);
     remote
-        .rename(&partial, &final_dir)
-        .map_err(ctx(format!("publishing {final_dir}")))?;
+        .rename(&partial, &path)
+        .map_err(ctx(format!("publishing {path}")))?;
+    Ok(Staged {
+        id: id.to_owned(),
+        path,
+        previous: plan.previous.clone(),
+        files_total: files.len(),
+        files_sent: send.len(),
+        files_linked: link.len(),
+        bytes_sent,
+    })
+}
+
+/// Makes a staged release current, logs it and runs the health checks (switching back when one
+/// fails); old releases are pruned by the caller.
+pub(crate) fn switch(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    cfg: &DeployConfig,
+    staged: Staged,
+) -> Result<Outcome, DeployError> {
+    let Staged { id, path, previous, .. } = &staged;
     remote
         .replace_symlink(&l.current(), &format!("releases/{id}"))
         .map_err(ctx("switching current"))?;
@@ -494,33 +565,32 @@ fn deploy_locked(
             actor: cfg.provenance.actor.clone(),
             git_sha: cfg.provenance.git_sha.clone(),
             run: cfg.provenance.run.clone(),
-            files: files.len(),
-            files_sent: send.len(),
-            bytes_sent,
+            files: staged.files_total,
+            files_sent: staged.files_sent,
+            bytes_sent: staged.bytes_sent,
             gates: cfg.provenance.gates.clone(),
             reason: cfg.provenance.reason.clone(),
         },
     )?;
-    let health = health_check(remote, l, cfg, &id, previous.as_deref(), &final_dir)?;
-    let pruned = prune(remote, l, cfg.keep_releases, &id)?;
+    let health = health_check(remote, l, cfg, id, previous.as_deref(), path)?;
     Ok(Outcome {
-        path: final_dir,
-        files_total: files.len(),
-        files_sent: send.len(),
-        files_linked: link.len(),
-        bytes_sent,
-        previous,
-        pruned,
+        path: staged.path,
+        files_total: staged.files_total,
+        files_sent: staged.files_sent,
+        files_linked: staged.files_linked,
+        bytes_sent: staged.bytes_sent,
+        previous: staged.previous,
         health,
         broke_stale_lock: None,
         unchanged: false,
-        id,
+        id: staged.id,
+        pruned: Vec::new(),
     })
 }
 
 /// A deploy of exactly the current release's content: nothing sent, `current` kept, the attempt
 /// logged.
-fn unchanged(
+pub(crate) fn unchanged(
     remote: &mut dyn Remote,
     l: &Layout,
     cfg: &DeployConfig,
@@ -709,7 +779,7 @@ fn health_check(
             .run(&cmd, final_dir, cfg.health_timeout + Duration::from_secs(5))
             .map_err(ctx("running the health check"))?;
         if !out.success() {
-            switch_back(remote, l, cfg, id, previous)?;
+            switch_back(remote, l, cfg, id, previous, RollbackReason::HealthCheckFailed)?;
             return Err(DeployError::HealthCheck {
                 id: id.to_owned(),
                 output: out,
@@ -751,12 +821,13 @@ pub(crate) fn follow(remote: &mut dyn Remote, l: &Layout, cfg: &DeployConfig, ta
 
 /// Points `current` back at `previous` (or removes it), asks the service to follow, and logs the
 /// rollback of `id`.
-fn switch_back(
+pub(crate) fn switch_back(
     remote: &mut dyn Remote,
     l: &Layout,
     cfg: &DeployConfig,
     id: &str,
     previous: Option<&str>,
+    reason: RollbackReason,
 ) -> Result<(), DeployError> {
     match previous {
         Some(p) => remote
@@ -779,7 +850,7 @@ fn switch_back(
             release: previous.map(str::to_owned),
             from: Some(id.to_owned()),
             time: rfc3339(now_secs()),
-            reason: RollbackReason::HealthCheckFailed,
+            reason,
             actor: cfg.provenance.actor.clone(),
             run: cfg.provenance.run.clone(),
         },
@@ -787,7 +858,12 @@ fn switch_back(
 }
 
 /// Removes all but the newest `keep` releases (never `current`, nor one an alias points to).
-fn prune(remote: &mut dyn Remote, l: &Layout, keep: usize, current: &str) -> Result<Vec<String>, DeployError> {
+pub(crate) fn prune(
+    remote: &mut dyn Remote,
+    l: &Layout,
+    keep: usize,
+    current: &str,
+) -> Result<Vec<String>, DeployError> {
     let ids = release_ids(remote, l)?;
     let pinned: Vec<String> = crate::registry::aliases(remote, &l.base)?
         .into_values()

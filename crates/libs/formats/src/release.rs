@@ -260,6 +260,9 @@ pub enum RollbackReason {
     /// Someone asked for it.
     #[serde(rename = "requested")]
     Requested,
+    /// Another host of the fleet failed its stage or switch: no host keeps the new release.
+    #[serde(rename = "another host failed")]
+    FleetHostFailed,
 }
 
 /// The sha256 of a reader, hex, and its length.

@@ -4,8 +4,10 @@
 //!
 //! Inputs (flags, or `INPUT_*` in a workflow), as in the paper's deploy.yml and appleboy's actions:
 //! `host`, `port`, `username`, `key`, `passphrase`, `known-hosts`, `fingerprint`, `target`,
-//! `source`, `include`, `keep-releases`, `health-check`, `service-socket`, `command` (`deploy`, `rollback`, `list`).
-//! Outputs: `release-id`, `path`, `files-sent`, `bytes-sent`.
+//! `source`, `include`, `keep-releases`, `health-check`, `service-socket`, `command` (`deploy`, `rollback`, `list`),
+//! `hosts-file`. Several targets (one per line, or a hosts file) make a fleet deploy, all or
+//! nothing ([`cellops_deploy::fleet`]).
+//! Outputs: `release-id`, `path`, `files-sent`, `bytes-sent` (summed over a fleet's hosts), `hosts`.
 //!
 //! Files keep their paths relative to `--root` (default: the working directory, the repository
 //! root in a workflow): `cell-params/he.yaml` is `releases/<id>/cell-params/he.yaml` on the server.
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
 use cellops_deploy::flags::{SshArgs, split_list};
+use cellops_deploy::fleet::{self, FleetError, FleetOutcome, Host};
 use cellops_deploy::release::{self, DeployConfig, DeployError, Outcome, Provenance, ReleaseInfo, SourceFile};
 use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
 use cellops_deploy::ssh::{self, ConnectError, HostCheck, SshOptions};
@@ -59,9 +62,15 @@ pub struct Args {
     /// What to do [default: deploy].
     #[arg(long, value_enum)]
     pub command: Option<Command>,
-    /// Where to: ssh://user@host:port/base/path, file:///path, or /base/path on --host.
-    #[arg(long, value_name = "URL")]
-    pub target: String,
+    /// Where to: ssh://user@host:port/base/path, file:///path, or /base/path on --host. Given
+    /// more than once (or one per line), a deploy goes to every target, all or nothing: staged
+    /// on all, then switched on all, and switched back everywhere if any host fails.
+    #[arg(long, value_name = "URL", required_unless_present = "hosts_file")]
+    pub target: Vec<String>,
+    /// A file of deploy targets, one per line (`#` comments): what the Terraform output
+    /// `deploy_targets` writes for a fleet. Adds to --target.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
     /// How to reach the server.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -167,6 +176,9 @@ pub enum StageError {
     /// The deploy failed.
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// The deploy to a fleet failed (no host keeps the new release).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// The tunnel could not open or stopped.
     #[error(transparent)]
     Tunnel(#[from] cellops_deploy::tunnel::TunnelError),
@@ -194,6 +206,7 @@ impl StageFailure for StageError {
             StageError::Tunnel(_) => "tunnel failed",
             StageError::Deploy(DeployError::HealthCheck { .. }) => "health check failed, rolled back",
             StageError::Deploy(DeployError::Locked { .. }) => "deploy locked",
+            StageError::Fleet(_) => "fleet deploy failed, no host switched",
             StageError::Invalid(_) => "invalid cell parameters",
             StageError::Bundle(_) => "invalid model bundle",
             _ => "deploy-cell-params",
@@ -207,6 +220,8 @@ impl StageFailure for StageError {
 pub enum Done {
     /// A deploy.
     Deployed(Box<Outcome>, String),
+    /// A deploy to a fleet.
+    Fleet(Box<FleetOutcome>),
     /// A rollback: from, to.
     RolledBack(Option<String>, String, String),
     /// The releases.
@@ -409,9 +424,51 @@ fn ssh_options(
     Ok(opts)
 }
 
+/// Every target: each line of each --target and of --hosts-file (blank lines and `#` comments
+/// skipped), in order, each once.
+pub fn targets(args: &Args) -> Result<Vec<String>, StageError> {
+    let mut lines: Vec<String> = args.target.iter().flat_map(|t| t.lines()).map(str::to_owned).collect();
+    if let Some(file) = &args.hosts_file {
+        let text = std::fs::read_to_string(file).map_err(|e| local(file, e))?;
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if out.iter().any(|o| o == t) {
+            return Err(StageError::Usage(format!("target `{t}` is given twice")));
+        }
+        out.push(t.to_owned());
+    }
+    if out.is_empty() {
+        return Err(StageError::Usage("no target: give --target or --hosts-file".into()));
+    }
+    Ok(out)
+}
+
+/// The one target of a command that takes one.
+fn single_target(args: &Args) -> Result<String, StageError> {
+    let mut all = targets(args)?;
+    if all.len() > 1 {
+        return Err(StageError::Usage(format!(
+            "{} targets given; only a deploy goes to several (give one --target for the others)",
+            all.len()
+        )));
+    }
+    Ok(all.remove(0))
+}
+
 /// Connects to the target (SSH) or opens the folder (`file://`); returns it and its base path.
-pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote>, String), StageError> {
-    match target::parse(&args.target)? {
+pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote + Send>, String), StageError> {
+    open_target(args, runner, &single_target(args)?)
+}
+
+/// Connects to `target` with the SSH flags of `args`.
+fn open_target(args: &Args, runner: &Runner, target: &str) -> Result<(Box<dyn Remote + Send>, String), StageError> {
+    match target::parse(target)? {
         Target::File { base } => {
             let base = if base.is_absolute() {
                 base
@@ -492,7 +549,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
 
 /// `tunnel`: forwards `--local` to `127.0.0.1:<service-port>` on the server until stopped.
 fn run_tunnel(args: &Args, runner: &Runner) -> Result<Done, StageError> {
-    let Target::Ssh { user, host, port, .. } = target::parse(&args.target)? else {
+    let Target::Ssh { user, host, port, .. } = target::parse(&single_target(args)?)? else {
         return Err(StageError::Usage("a tunnel needs an ssh:// target".into()));
     };
     let opts = ssh_options(args, runner, user, host, port)?;
@@ -518,6 +575,10 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
         files.len(),
         human_bytes(total)
     ))?;
+    let all = targets(args)?;
+    if all.len() > 1 {
+        return run_fleet(args, runner, cfg, &all, files, bundles);
+    }
     let (mut remote, base) = open(args, runner)?;
     let gates = registry::deploy_gates(remote.as_mut(), &base, &files, args.max_regression);
     registry::judge_gates(runner, &gates, args)?;
@@ -551,6 +612,93 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
     let where_ = format!("{}{}", remote.describe(), base);
     runner.append_summary(&summary(&outcome, &where_))?;
     Ok(Done::Deployed(Box::new(outcome), where_))
+}
+
+/// A deploy to several targets, all or nothing ([`fleet::deploy`]); the promotion gates are judged
+/// against the first host's releases.
+fn run_fleet(
+    args: &Args,
+    runner: &Runner,
+    cfg: DeployConfig,
+    targets: &[String],
+    files: Vec<SourceFile>,
+    bundles: Vec<String>,
+) -> Result<Done, StageError> {
+    let mut hosts = Vec::with_capacity(targets.len());
+    for t in targets {
+        let (remote, base) = open_target(args, runner, t)?;
+        hosts.push(Host {
+            name: t.clone(),
+            remote,
+            base,
+        });
+    }
+    runner.info(&format!("deploying to {} hosts, all or nothing", hosts.len()))?;
+    let first = &mut hosts[0];
+    let gates = registry::deploy_gates(first.remote.as_mut(), &first.base, &files, args.max_regression);
+    registry::judge_gates(runner, &gates, args)?;
+    let cfg = DeployConfig {
+        provenance: Provenance {
+            gates,
+            reason: args.reason.clone().filter(|_| args.force),
+            ..provenance(bundles)
+        },
+        ..cfg
+    };
+    let total: u64 = files.iter().map(|f| f.size).sum::<u64>() * hosts.len() as u64;
+    let progress = Progress::new(runner, total, "bytes");
+    let mut lines = Vec::new();
+    let outcome = fleet::deploy(&mut hosts, &files, &cfg, &|k| progress.inc_by(k), &mut |e| {
+        lines.push(match e {
+            fleet::Event::Staged { host, bytes_sent } => format!("staged on {host} ({})", human_bytes(bytes_sent)),
+            fleet::Event::AllStaged { id } => format!("{id} staged on every host; switching"),
+            fleet::Event::Switched { host } => format!("{host} switched and healthy"),
+        })
+    });
+    progress.finish();
+    for l in &lines {
+        runner.info(l)?;
+    }
+    let outcome = outcome?;
+    let sum = |f: fn(&Outcome) -> u64| outcome.hosts.iter().map(|(_, o)| f(o)).sum::<u64>().to_string();
+    let mut previous: Vec<&str> = outcome
+        .hosts
+        .iter()
+        .filter_map(|(_, o)| o.previous.as_deref())
+        .collect();
+    previous.dedup();
+    runner.set_output("release-id", &outcome.id)?;
+    runner.set_output("path", &outcome.hosts[0].1.path)?;
+    runner.set_output("files-sent", &sum(|o| o.files_sent as u64))?;
+    runner.set_output("bytes-sent", &sum(|o| o.bytes_sent))?;
+    runner.set_output("previous", &previous.join(","))?;
+    runner.set_output("hosts", &outcome.hosts.len().to_string())?;
+    runner.append_summary(&fleet_summary(&outcome))?;
+    Ok(Done::Fleet(Box::new(outcome)))
+}
+
+fn fleet_summary(f: &FleetOutcome) -> String {
+    let what = if f.unchanged { "Unchanged" } else { "Deployed" };
+    let mut md = format!(
+        "## {what}: release `{}` on {} hosts
+
+| host | previous | files sent | bytes sent | health |\n|---|---|---|---|---|\n",
+        f.id,
+        f.hosts.len()
+    );
+    for (host, o) in &f.hosts {
+        let _ = writeln!(
+            md,
+            "| `{host}` | {} | {} | {} | {} |",
+            o.previous.as_deref().unwrap_or("–"),
+            o.files_sent,
+            human_bytes(o.bytes_sent),
+            o.health
+                .as_ref()
+                .map_or("–", |h| if h.success() { "passed" } else { "failed" })
+        );
+    }
+    md
 }
 
 /// `rollback`: points `current` back at an earlier release and reports it.
@@ -670,6 +818,15 @@ pub fn headline(d: &Done) -> String {
         Done::Deployed(o, target) => format!(
             "deployed release {} to {target}: {} files, {} sent ({} bytes), {} linked",
             o.id, o.files_total, o.files_sent, o.bytes_sent, o.files_linked
+        ),
+        Done::Fleet(f) if f.unchanged => {
+            format!("unchanged, release {} on {} hosts: nothing sent", f.id, f.hosts.len())
+        }
+        Done::Fleet(f) => format!(
+            "deployed release {} to {} hosts, all switched: {} bytes sent",
+            f.id,
+            f.hosts.len(),
+            f.hosts.iter().map(|(_, o)| o.bytes_sent).sum::<u64>()
         ),
         Done::RolledBack(from, to, target) => format!(
             "rolled back {target}: current {} -> {to}",

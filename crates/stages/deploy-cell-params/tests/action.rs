@@ -294,3 +294,58 @@ fn deploys_over_ssh_with_the_key_from_a_secret_masked() {
     assert_eq!(run.code(), 0, "{}", run.stdout());
     assert!(run.stdout().contains("::warning title=INSECURE"), "{}", run.stdout());
 }
+
+#[test]
+fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    let first = Sshd::start(&tmp.path().join("sshd-0")).expect("sshd");
+    let public = std::fs::read_to_string(tmp.path().join("sshd-0/client_ed25519.pub")).expect("public key");
+    let mut servers = vec![first];
+    for i in 1..3 {
+        let s = Sshd::start(&tmp.path().join(format!("sshd-{i}"))).expect("sshd");
+        s.authorize(public.trim()).expect("authorize");
+        servers.push(s);
+    }
+    let url = |i: usize| {
+        let s = &servers[i];
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            s.user,
+            s.port,
+            tmp.path().join(format!("host-{i}")).display()
+        )
+    };
+    // Two targets as the input's lines, the third from a hosts file (as Terraform writes it).
+    let hosts_file = tmp.path().join("hosts.txt");
+    std::fs::write(&hosts_file, format!("# deploy targets\n{}\n", url(2))).expect("hosts");
+    let known: Vec<String> = servers.iter().map(Sshd::known_hosts_line).collect();
+    let (targets, known, hosts) = (
+        format!("{}\n{}\n", url(0), url(1)),
+        known.join("\n"),
+        hosts_file.display().to_string(),
+    );
+    let inputs = [
+        ("key", servers[0].client_key.as_str()),
+        ("known-hosts", known.as_str()),
+        ("target", targets.as_str()),
+        ("hosts-file", hosts.as_str()),
+        ("health-check", "test -f cell-params/he.yaml"),
+    ];
+    let run = run_action(&r, &inputs);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(run.outputs["hosts"], "3");
+    let id = &run.outputs["release-id"];
+    for i in 0..3 {
+        let current = std::fs::read_link(tmp.path().join(format!("host-{i}/current"))).expect("current");
+        assert_eq!(current, Path::new("releases").join(id), "host {i}");
+    }
+    assert_eq!(run.outputs["files-sent"], "6", "two parameter files on each host");
+    assert!(run.summary.contains("on 3 hosts"), "{}", run.summary);
+    // A rollback takes one target: several are refused, not half-done.
+    let mut rollback = inputs.to_vec();
+    rollback.push(("command", "rollback"));
+    let run = run_action(&r, &rollback);
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(run.stdout().contains("3 targets given"), "{}", run.stdout());
+}

@@ -1,0 +1,246 @@
+//! A fleet deploy against three real OpenSSH servers on 127.0.0.1 (separate ports and folders):
+//! all healthy, all switched to one id; one refusing the upload, one failing its health check,
+//! one killed between the phases — and no host on the new release afterwards.
+
+#![allow(clippy::too_many_lines, reason = "a test reads top to bottom as one scenario")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cellops_deploy::fleet::{self, Event, FleetError, Host, Phase};
+use cellops_deploy::release::{DeployConfig, SourceFile};
+use cellops_deploy::remote::sha256_of;
+use cellops_deploy::ssh::{self, Auth, HostCheck, SshOptions};
+use cellops_test_support::sshd::Sshd;
+
+fn source(root: &Path, files: &[(&str, &[u8])]) -> Vec<SourceFile> {
+    let mut out = Vec::new();
+    for (rel, bytes) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        std::fs::write(&p, bytes).expect("write");
+        let (size, sha256) = sha256_of(std::fs::File::open(&p).expect("open")).expect("hash");
+        out.push(SourceFile {
+            rel: (*rel).to_owned(),
+            path: p,
+            size,
+            sha256,
+        });
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    out
+}
+
+/// Three servers; the first one's client key is authorised on all.
+struct Fleet {
+    servers: Vec<Sshd>,
+    bases: Vec<PathBuf>,
+}
+
+impl Fleet {
+    fn start(root: &Path) -> Self {
+        let first = Sshd::start(&root.join("sshd-0")).expect("sshd");
+        let public = std::fs::read_to_string(root.join("sshd-0/client_ed25519.pub")).expect("public key");
+        let mut servers = vec![first];
+        for i in 1..3 {
+            let s = Sshd::start(&root.join(format!("sshd-{i}"))).expect("sshd");
+            s.authorize(public.trim()).expect("authorize");
+            servers.push(s);
+        }
+        let bases = (0..3).map(|i| root.join(format!("host-{i}"))).collect();
+        Self { servers, bases }
+    }
+
+    fn hosts(&self) -> Vec<Host> {
+        let key = self.servers[0].client_key.clone();
+        self.servers
+            .iter()
+            .zip(&self.bases)
+            .map(|(s, base)| {
+                let opts = SshOptions {
+                    host: "127.0.0.1".into(),
+                    port: s.port,
+                    username: s.user.clone(),
+                    auth: Auth::Key {
+                        private_key: key.clone(),
+                        passphrase: None,
+                    },
+                    host_check: HostCheck::KnownHosts(s.known_hosts_line()),
+                    connect_timeout: Duration::from_secs(5),
+                    io_timeout: Duration::from_secs(20),
+                };
+                Host {
+                    name: format!("127.0.0.1:{}", s.port),
+                    remote: Box::new(ssh::connect(&opts).expect("connect")),
+                    base: base.display().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The release `current` names on each host.
+    fn currents(&self) -> Vec<Option<String>> {
+        self.bases
+            .iter()
+            .map(|b| {
+                std::fs::read_link(b.join("current"))
+                    .ok()
+                    .map(|t| t.file_name().expect("name").to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+
+    fn audit(&self, i: usize) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.bases[i].join("deployments.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    fn releases(&self, i: usize) -> Vec<String> {
+        let mut r: Vec<String> = std::fs::read_dir(self.bases[i].join("releases"))
+            .expect("releases")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        r.sort();
+        r
+    }
+}
+
+fn deploy(
+    hosts: &mut [Host],
+    files: &[SourceFile],
+    cfg: &DeployConfig,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<fleet::FleetOutcome, FleetError> {
+    fleet::deploy(hosts, files, cfg, &|_| {}, on_event)
+}
+
+#[test]
+fn a_fleet_switches_all_or_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let mut fleet = Fleet::start(root);
+    let src = root.join("src");
+    let cfg = DeployConfig {
+        health_check: Some("test -f cell-params/he.yaml && test ! -e ../../unhealthy".into()),
+        health_timeout: Duration::from_secs(10),
+        ..DeployConfig::default()
+    };
+
+    // All healthy: one id everywhere, one audit line per host.
+    let v1 = source(
+        &src,
+        &[("cell-params/he.yaml", b"description: a\npixel_size_um: 0.5\n")],
+    );
+    let mut events = Vec::new();
+    let done = deploy(&mut fleet.hosts(), &v1, &cfg, &mut |e| events.push(format!("{e:?}"))).expect("deploy");
+    assert!(!done.unchanged);
+    assert_eq!(done.hosts.len(), 3);
+    assert!(done.hosts.iter().all(|(_, o)| o.id == done.id));
+    assert_eq!(fleet.currents(), vec![Some(done.id.clone()); 3]);
+    for i in 0..3 {
+        let log = fleet.audit(i);
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0]["release"], done.id.as_str());
+    }
+    let staged_at = events
+        .iter()
+        .position(|e| e.starts_with("AllStaged"))
+        .expect("all staged");
+    assert_eq!(events.iter().filter(|e| e.starts_with("Staged")).count(), 3);
+    assert!(
+        events[..staged_at].iter().all(|e| e.starts_with("Staged")),
+        "{events:?}"
+    );
+    let v1_id = done.id;
+
+    // Nothing changed anywhere: nothing made.
+    let same = deploy(&mut fleet.hosts(), &v1, &cfg, &mut |_| {}).expect("deploy");
+    assert!(same.unchanged);
+    assert_eq!(same.id, v1_id);
+
+    // A new release that fails its health check on host 1: host 0 is switched back, host 2 never
+    // switched, and nothing of it stays where it never was current.
+    let v2 = source(
+        &src,
+        &[("cell-params/he.yaml", b"description: b\npixel_size_um: 0.5\n")],
+    );
+    std::fs::write(fleet.bases[1].join("unhealthy"), b"").expect("marker");
+    let err = deploy(&mut fleet.hosts(), &v2, &cfg, &mut |_| {}).expect_err("health check fails on host 1");
+    let host1 = format!("127.0.0.1:{}", fleet.servers[1].port);
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert_eq!(
+        (err.failures[0].host.as_str(), err.failures[0].phase),
+        (host1.as_str(), Phase::Switch)
+    );
+    assert_eq!(err.switched_back, vec![format!("127.0.0.1:{}", fleet.servers[0].port)]);
+    assert!(err.stuck.is_empty(), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&host1) && message.contains("health check failed"),
+        "{message}"
+    );
+    assert_eq!(fleet.currents(), vec![Some(v1_id.clone()); 3]);
+    let failed_id = err.id.clone().expect("id");
+    assert!(
+        !fleet.releases(2).contains(&failed_id),
+        "never current on host 2: removed"
+    );
+    let back = fleet.audit(0);
+    assert_eq!(back.last().expect("line")["reason"], "another host failed", "{back:?}");
+    std::fs::remove_file(fleet.bases[1].join("unhealthy")).expect("marker");
+
+    // A host that refuses the upload (its `tar` fails): nothing switched, nothing staged left.
+    let fake = root.join("fake-bin");
+    std::fs::create_dir_all(&fake).expect("dir");
+    let tar = fake.join("tar");
+    std::fs::write(&tar, "#!/bin/sh\necho 'tar: refused by policy' >&2\nexit 2\n").expect("tar");
+    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    fleet.servers[2]
+        .configure(&format!("SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin", fake.display()))
+        .expect("restart");
+    let err = deploy(&mut fleet.hosts(), &v2, &cfg, &mut |_| {}).expect_err("host 2 refuses");
+    let host2 = format!("127.0.0.1:{}", fleet.servers[2].port);
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert_eq!(
+        (err.failures[0].host.as_str(), err.failures[0].phase),
+        (host2.as_str(), Phase::Stage)
+    );
+    assert!(err.to_string().contains("refused by policy"), "{err}");
+    assert_eq!(fleet.currents(), vec![Some(v1_id.clone()); 3]);
+    for i in 0..3 {
+        assert_eq!(fleet.releases(i), vec![v1_id.clone()], "host {i}");
+    }
+    fleet.servers[2].configure("").expect("restart");
+
+    // A host killed between the phases: the others are switched back.
+    let mut hosts = fleet.hosts();
+    let victim = format!("127.0.0.1:{}", fleet.servers[2].port);
+    let err = {
+        let server = &mut fleet.servers[2];
+        deploy(&mut hosts, &v2, &cfg, &mut |e| {
+            if matches!(e, Event::AllStaged { .. }) {
+                server.kill();
+            }
+        })
+        .expect_err("host 2 is gone")
+    };
+    assert_eq!(
+        (err.failures[0].host.as_str(), err.failures[0].phase),
+        (victim.as_str(), Phase::Switch)
+    );
+    assert_eq!(err.switched_back.len(), 2, "{err}");
+    // Unreachable, it cannot be checked: the error says so rather than claim it is clean.
+    assert_eq!(
+        err.stuck.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+        vec![victim.as_str()]
+    );
+    assert_eq!(fleet.currents(), vec![Some(v1_id.clone()); 3]);
+    // It comes back (its lock is stale by then or taken over) and the next deploy lands everywhere.
+    fleet.servers[2].restart().expect("restart");
+    std::fs::remove_dir_all(fleet.bases[2].join(".lock")).expect("the dead host's lock");
+    let done = deploy(&mut fleet.hosts(), &v2, &cfg, &mut |_| {}).expect("deploy");
+    assert_eq!(fleet.currents(), vec![Some(done.id.clone()); 3]);
+}
