@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod geojson;
 pub mod overlay;
 pub mod segment;
 
@@ -357,6 +358,14 @@ impl Analyzer {
             analysed.truth.as_deref(),
             |l| colours.get(&l).copied(),
         )
+    }
+
+    /// The nuclei as a GeoJSON FeatureCollection that QuPath imports as detections (polygons in
+    /// the image's pixels, classes coloured as in [`Analyzer::overlay`], the report's columns as
+    /// measurements).
+    pub fn geojson(&self, input: &Input, analysed: &Analysed) -> serde_json::Value {
+        let size_names: Vec<String> = self.params.classes.size.iter().map(|c| c.name.clone()).collect();
+        geojson::feature_collection(&analysed.measurement, input.image.raster.width as usize, &size_names)
     }
 
     /// Instance labels of an image from the segmenter, and the model's scale and uncertainty

@@ -125,6 +125,16 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     image::guess_format(bytes).ok().and_then(Format::from_image)
 }
 
+/// An image file's width and height, from its header alone (`None` when it cannot be read).
+pub fn dimensions(path: &Path) -> Option<(u32, u32)> {
+    ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// Decodes PNG, TIFF, BMP or JPEG bytes, refusing images over `max_pixels` before decoding them.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
     let format = sniff(bytes).ok_or(DecodeError::UnknownFormat)?;
@@ -182,6 +192,56 @@ fn from_dynamic(img: DynamicImage) -> Result<Raster, DecodeError> {
     })
 }
 
+/// How a label image is stored: a 16-bit grey PNG when every label fits in 16 bits, else a
+/// 32-bit grey TIFF — files napari and Fiji open as label images, each label unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelFile {
+    /// 16-bit grey PNG.
+    Png16,
+    /// 32-bit unsigned grey TIFF.
+    Tiff32,
+}
+
+impl LabelFile {
+    /// The file extension (`png` or `tif`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            LabelFile::Png16 => "png",
+            LabelFile::Tiff32 => "tif",
+        }
+    }
+}
+
+/// Encodes instance labels (row-major, `width` × `height`, 0 for background) without changing
+/// any label: as a 16-bit PNG when the largest is at most 65535, else as a 32-bit TIFF.
+///
+/// ```
+/// use cellops_dataset::io::{LabelFile, encode_labels};
+/// assert_eq!(encode_labels(&[0, 7, 65_535, 1], 2, 2).unwrap().1, LabelFile::Png16);
+/// assert_eq!(encode_labels(&[0, 70_000], 2, 1).unwrap().1, LabelFile::Tiff32);
+/// ```
+pub fn encode_labels(labels: &[u32], width: u32, height: u32) -> Result<(Vec<u8>, LabelFile), String> {
+    if labels.len() != width as usize * height as usize {
+        return Err(format!("{} labels for a {width}×{height} image", labels.len()));
+    }
+    if labels.iter().all(|&l| l <= u32::from(u16::MAX)) {
+        let raster = Raster {
+            width,
+            height,
+            channels: 1,
+            samples: Samples::U16(labels.iter().map(|&l| l as u16).collect()),
+        };
+        return encode_png(&raster)
+            .map(|b| (b, LabelFile::Png16))
+            .map_err(|e| e.to_string());
+    }
+    let mut out = Cursor::new(Vec::new());
+    tiff::encoder::TiffEncoder::new(&mut out)
+        .and_then(|mut t| t.write_image::<tiff::encoder::colortype::Gray32>(width, height, labels))
+        .map_err(|e| e.to_string())?;
+    Ok((out.into_inner(), LabelFile::Tiff32))
+}
+
 /// Encodes an image as PNG (deterministic: the same pixels always give the same bytes).
 pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
     use image::ExtendedColorType as C;
@@ -208,4 +268,28 @@ pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
     );
     image::ImageEncoder::write_image(encoder, bytes, raster.width, raster.height, color)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_images_keep_every_label() {
+        let small: Vec<u32> = vec![0, 1, 65_535, 300, 2, 0];
+        let (png, kind) = encode_labels(&small, 3, 2).expect("png");
+        assert_eq!(kind, LabelFile::Png16);
+        let back = decode(&png, u64::MAX).expect("decode").raster;
+        assert_eq!(back.samples, Samples::U16(small.iter().map(|&l| l as u16).collect()));
+        let large: Vec<u32> = vec![0, 65_536, 4_000_000_000, 7];
+        let (tif, kind) = encode_labels(&large, 2, 2).expect("tiff");
+        assert_eq!(kind, LabelFile::Tiff32);
+        let mut d = tiff::decoder::Decoder::new(Cursor::new(tif)).expect("tiff");
+        assert_eq!(d.colortype().expect("colour"), tiff::ColorType::Gray(32));
+        match d.read_image().expect("read") {
+            tiff::decoder::DecodingResult::U32(v) => assert_eq!(v, large),
+            _ => panic!("not 32-bit"),
+        }
+        assert!(encode_labels(&[1, 2, 3], 2, 2).is_err(), "too few labels for the size");
+    }
 }

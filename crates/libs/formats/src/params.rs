@@ -62,6 +62,22 @@ pub struct CellParams {
     /// Size classes of nuclei and the rules that classify whole images.
     #[serde(default)]
     pub classes: Classes,
+    /// Files written per image besides the tables and overlays (for napari, Fiji and QuPath).
+    #[serde(default)]
+    pub outputs: Outputs,
+}
+
+/// Per-image files `evaluate` writes besides the tables and overlays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outputs {
+    /// The instance labels (`labels/<image>.png`, 16-bit, or `.tif`, 32-bit, when a label
+    /// exceeds 65535), each nucleus' label its `ObjectNumber`: napari and Fiji open them as
+    /// they are.
+    pub labels: bool,
+    /// The nuclei as polygons (`geojson/<image>.geojson`), which QuPath imports as detections
+    /// with their class and measurements.
+    pub geojson: bool,
 }
 
 /// The preprocessing the model expects. Fields left out are taken from the model bundle; fields

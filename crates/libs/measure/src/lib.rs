@@ -9,6 +9,7 @@
 //! of touching nuclei ([`instances`]: boundary seeds, or [`distance`] transform + [`watershed`]).
 
 pub mod assignment;
+pub mod contour;
 pub mod distance;
 pub mod instances;
 pub mod intensity;

@@ -9,10 +9,10 @@
 //!
 //! Files in `<output>/` (written to a staging folder and swapped in whole): `summary.json`,
 //! `metrics.json`, `objects.csv`, `objects.json`, `images.csv`, `report.md`, `report.html`,
-//! `overlays/<image>.png`, `params.yaml` (the parameter file used) and, with a baseline,
-//! `diff.json`.
+//! `overlays/<image>.png`, `params.yaml` (the parameter file used), with a baseline `diff.json`,
+//! and on request `labels/<image>.png|tif` and `geojson/<image>.geojson`.
 //!
-//! On an Actions matrix, `--shard I/N` measures every N-th image and adds `shard.cbor`; `merge`
+//! On an Actions matrix, `--shard I/N` measures a balanced share and adds `shard.cbor`; `merge`
 //! joins the N shard folders into what one unsharded run writes, byte for byte ([`shard`]).
 
 pub mod baseline;
@@ -131,8 +131,18 @@ pub struct Args {
     /// Images with more pixels than this are refused before decoding.
     #[arg(long, value_name = "PIXELS", default_value_t = 100_000_000)]
     pub max_pixels: u64,
-    /// Measure only share I of N (every N-th image of the sorted list, from the I-th) and write
-    /// shard.cbor beside the reports, for `evaluate merge` (an Actions matrix of N jobs).
+    /// Also write each image's instance labels (labels/<image>.png, 16-bit, or .tif, 32-bit),
+    /// each nucleus' label its ObjectNumber, for napari and Fiji (also `outputs.labels` in the
+    /// parameter file).
+    #[arg(long)]
+    pub labels: bool,
+    /// Also write each image's nuclei as GeoJSON polygons (geojson/<image>.geojson) that QuPath
+    /// imports as detections (also `outputs.geojson` in the parameter file).
+    #[arg(long)]
+    pub geojson: bool,
+    /// Measure only share I of N (the N shares balanced by pixel count, the same on every
+    /// machine) and write shard.cbor beside the reports, for `evaluate merge` (an Actions matrix
+    /// of N jobs).
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
 }
@@ -263,8 +273,12 @@ pub struct Finished {
     pub seconds: f64,
 }
 
-/// Analyses one image and draws its overlay (PNG).
-fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<(Measured, Vec<u8>), StageError> {
+/// The files written for one image, by path relative to the output folder.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Analyses one image and encodes its files: the overlay (PNG) and, when asked for, the label
+/// image and the GeoJSON of its nuclei.
+fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<(Measured, Files), StageError> {
     let input = Input::read(
         &item.id,
         &item.image,
@@ -273,7 +287,30 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         args.max_pixels,
     )?;
     let analysed = analyzer.analyse(&input)?;
-    let drawn = analyzer.overlay(&input, &analysed);
+    let id = &item.id;
+    let failed = |rel: &str, message: String| StageError::Write {
+        path: PathBuf::from(rel),
+        message,
+    };
+    let mut files: Files = Vec::new();
+    let overlay = format!("overlays/{id}.png");
+    let png = io::encode_png(&analyzer.overlay(&input, &analysed)).map_err(|e| failed(&overlay, e.to_string()))?;
+    files.push((overlay.clone(), png));
+    let wanted = outputs(args, analyzer);
+    let labels = if wanted.labels {
+        let (w, h) = (input.image.raster.width, input.image.raster.height);
+        let (bytes, kind) = io::encode_labels(&analysed.measurement.labels, w, h).map_err(|m| failed(id, m))?;
+        let rel = format!("labels/{id}.{}", kind.extension());
+        files.push((rel.clone(), bytes));
+        Some(rel)
+    } else {
+        None
+    };
+    let geojson = wanted.geojson.then(|| {
+        let rel = format!("geojson/{id}.geojson");
+        files.push((rel.clone(), json(&analyzer.geojson(&input, &analysed))));
+        rel
+    });
     let Analysed {
         measurement,
         scale,
@@ -282,14 +319,12 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         ..
     } = analysed;
     let ImageMeasurement { rows, summary, .. } = measurement;
-    let png = io::encode_png(&drawn).map_err(|e| StageError::Write {
-        path: PathBuf::from(format!("overlays/{}.png", item.id)),
-        message: e.to_string(),
-    })?;
     let measured = Measured {
         record: ImageRecord {
             summary,
-            overlay: Some(format!("overlays/{}.png", item.id)),
+            overlay: Some(overlay),
+            labels,
+            geojson,
             metrics: scores.as_ref().map(ImageMetrics::of),
             classical: classical.as_ref().map(ImageMetrics::of),
             scale,
@@ -298,7 +333,28 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         scores,
         classical,
     };
-    Ok((measured, png))
+    Ok((measured, files))
+}
+
+/// The per-image files asked for, by the flags or the parameter file.
+fn outputs(args: &Args, analyzer: &Analyzer) -> params::Outputs {
+    let file = analyzer.params().outputs;
+    params::Outputs {
+        labels: args.labels || file.labels,
+        geojson: args.geojson || file.geojson,
+    }
+}
+
+/// Writes `bytes` to `rel` under `dir`, making its folder.
+fn write_file(dir: &Path, rel: &str, bytes: &[u8]) -> Result<(), StageError> {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| StageError::Write {
+            path: parent.to_owned(),
+            message: e.to_string(),
+        })?;
+    }
+    write(dir, rel, bytes)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StageError> {
@@ -382,19 +438,21 @@ fn segmenter(
 }
 
 /// Evaluates every item (a model image by image, as it already uses every core; masks and
-/// thresholds an image per core), writing overlays into `overlays_dir`. Every bad image is
+/// thresholds an image per core), writing each image's files under `out`. Every bad image is
 /// reported (an annotation on its file), not just the first; the first one ends the stage.
 fn evaluate_all(
     items: &[inputs::Item],
     analyzer: &Analyzer,
     args: &Args,
     runner: &Runner,
-    overlays_dir: &Path,
+    out: &Path,
 ) -> Result<Vec<Measured>, StageError> {
     let progress = Progress::new(runner, items.len() as u64, "images");
     let process = |item: &inputs::Item| -> Result<Measured, StageError> {
-        let (measured, overlay) = evaluate_one(item, analyzer, args)?;
-        write(overlays_dir, &format!("{}.png", item.id), &overlay)?;
+        let (measured, files) = evaluate_one(item, analyzer, args)?;
+        for (rel, bytes) in files {
+            write_file(out, &rel, &bytes)?;
+        }
         progress.inc();
         Ok(measured)
     };
@@ -612,6 +670,25 @@ fn run_info(
     }
 }
 
+/// The positions of the images that `shard` measures (all of them without one); shares are
+/// balanced by pixel count, read from each image's header (its file size when unreadable).
+fn share_of(shard: Option<Shard>, items: &[inputs::Item]) -> Vec<usize> {
+    let Some(shard) = shard else {
+        return (0..items.len()).collect();
+    };
+    let work: Vec<u64> = items
+        .iter()
+        .map(|i| {
+            io::dimensions(&i.image).map_or_else(
+                || std::fs::metadata(&i.image).map_or(1, |m| m.len()),
+                |(w, h)| u64::from(w) * u64::from(h),
+            )
+        })
+        .collect();
+    let assigned = shard::assign(&work, shard.count);
+    (0..items.len()).filter(|&p| assigned[p] == shard.index).collect()
+}
+
 /// Runs the stage and reports through `runner`: find the inputs, analyse each image (of the
 /// share, with `--shard`), write the reports (into a staging folder swapped in whole).
 pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
@@ -632,9 +709,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let (segmenter, source_info, learning_curve) = segmenter(args, &file, runner)?;
     let analyzer = Analyzer::new(file.params.clone(), segmenter);
     let info = run_info(args, &file, &analyzer, source_info, learning_curve);
-    let positions: Vec<usize> = (0..items.len())
-        .filter(|&p| args.shard.is_none_or(|s| s.takes(p)))
-        .collect();
+    let positions = share_of(args.shard, &items);
     let share: Vec<inputs::Item> = positions.iter().map(|&p| items[p].clone()).collect();
     let which = args
         .shard
@@ -648,7 +723,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     ))?;
     let staging = staging_for(&args.output)?;
     let out = staging.path().to_owned();
-    let results = evaluate_all(&share, &analyzer, args, runner, &out.join("overlays"))?;
+    let results = evaluate_all(&share, &analyzer, args, runner, &out)?;
     if let Some(shard) = args.shard {
         let record = shard::Record {
             format: shard::FORMAT.into(),
@@ -702,8 +777,9 @@ pub fn merge(args: &MergeArgs, runner: &Runner) -> Result<Finished, StageError> 
     let out = staging.path().to_owned();
     let mut results = Vec::with_capacity(joined.images.len());
     for (dir, measured) in joined.images {
-        let id = &measured.record.summary.image;
-        write(&out.join("overlays"), &format!("{id}.png"), &shard::overlay(&dir, id)?)?;
+        for rel in shard::files(&measured.record) {
+            write_file(&out, &rel, &shard::file(&dir, &rel)?)?;
+        }
         results.push(measured);
     }
     let reported = write_reports(&out, &joined.info, results, baseline)?;

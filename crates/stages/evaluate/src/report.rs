@@ -79,6 +79,12 @@ pub struct ImageRecord {
     /// The overlay PNG, relative to the output folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<String>,
+    /// The label image (`outputs.labels`), relative to the output folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+    /// The nuclei as GeoJSON (`outputs.geojson`), relative to the output folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geojson: Option<String>,
     /// Segmentation scores against the ground truth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ImageMetrics>,

@@ -1,5 +1,5 @@
 //! Evaluation spread over machines: `--shard I/N` measures a deterministic share of the images
-//! (every N-th, from the I-th, of the sorted list) and leaves beside its reports a
+//! (the N shares balanced by pixel count, [`assign`]) and leaves beside its reports a
 //! [`RECORD`] of everything measured; `merge` joins the records of all N shards into exactly what
 //! one unsharded run writes — the same files, byte for byte, with pooled figures recomputed
 //! from the pooled counts.
@@ -22,7 +22,7 @@ pub const RECORD: &str = "shard.cbor";
 /// The shard record's format tag.
 pub const FORMAT: &str = "cellops.evaluation-shard/1";
 
-/// One share of N: the images whose position in the sorted list is `index - 1` modulo `count`.
+/// One share of N (which images it takes: [`assign`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     /// Which share, from 1.
@@ -51,11 +51,28 @@ impl Shard {
         }
         Ok(Self { index, count })
     }
+}
 
-    /// Whether the image at `position` (from 0) of the sorted list is in this share.
-    pub fn takes(&self, position: usize) -> bool {
-        position % self.count == self.index - 1
+/// The share (from 1) of each image, given each image's work (its pixel count): the largest
+/// first, each to the share with the least work so far (the lowest index on ties) — the same on
+/// every machine for the same images, and within one image's work of balanced.
+///
+/// ```
+/// use cellops_evaluate::shard::assign;
+/// assert_eq!(assign(&[1, 9, 4, 4], 2), vec![2, 1, 2, 2]);
+/// assert_eq!(assign(&[5, 5, 5], 1), vec![1, 1, 1]);
+/// ```
+pub fn assign(work: &[u64], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(work[i]), i));
+    let mut load = vec![0u64; count.max(1)];
+    let mut share = vec![0; work.len()];
+    for i in order {
+        let least = (0..load.len()).min_by_key(|&k| (load[k], k)).unwrap_or(0);
+        load[least] += work[i].max(1);
+        share[i] = least + 1;
     }
+    share
 }
 
 impl std::fmt::Display for Shard {
@@ -237,18 +254,16 @@ fn plain_name(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
 }
 
-/// Checks that `record`'s images are exactly its share of `ids`, each named by its id.
+/// Checks that `record`'s images are images of `ids`, in order, each named by its id.
 fn check_share(path: &Path, record: &Record) -> Result<(), ShardError> {
     let invalid = |message: String| ShardError::Invalid {
         path: path.to_owned(),
         message,
     };
-    let expected = (0..record.ids.len()).filter(|&p| record.shard.takes(p));
-    let given = record.images.iter().map(|p| p.position);
-    if !expected.eq(given) {
+    let positions: Vec<usize> = record.images.iter().map(|p| p.position).collect();
+    if positions.windows(2).any(|w| w[0] >= w[1]) || positions.last().is_some_and(|&p| p >= record.ids.len()) {
         return Err(invalid(format!(
-            "its images are not share {} of the run's {} (in order)",
-            record.shard,
+            "its images are not images of the run's {} in order",
             record.ids.len()
         )));
     }
@@ -332,22 +347,54 @@ pub fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, ShardError> {
         })
         .collect();
     images.sort_by_key(|(position, ..)| *position);
+    // Every image in exactly one share.
+    let positions: Vec<usize> = images.iter().map(|(p, ..)| *p).collect();
+    if let Some(p) = (0..first.ids.len()).find(|&p| positions.get(p) != Some(&p)) {
+        let id = cellops_formats::error::excerpt(&first.ids[p]);
+        let how = if positions.contains(&p) {
+            "in two shards"
+        } else {
+            "in no shard"
+        };
+        return Err(ShardError::Invalid {
+            path: first_dir,
+            message: format!("image `{id}` is {how}: shards of different runs"),
+        });
+    }
     Ok(Joined {
         info: first.info,
         images: images.into_iter().map(|(_, dir, m)| (dir, m)).collect(),
     })
 }
 
-/// Reads the overlay of image `id` from a shard's output folder (a link out of it is refused).
-pub fn overlay(dir: &Path, id: &str) -> Result<Vec<u8>, ShardError> {
-    let path = dir.join("overlays").join(format!("{id}.png"));
+/// The files a record lists for its image (overlay, labels, GeoJSON), each checked to be one of
+/// the names `evaluate` gives them — nothing else is copied from a shard's folder.
+pub fn files(record: &ImageRecord) -> Vec<String> {
+    let id = &record.summary.image;
+    let allowed = [
+        format!("overlays/{id}.png"),
+        format!("labels/{id}.png"),
+        format!("labels/{id}.tif"),
+        format!("geojson/{id}.geojson"),
+    ];
+    [&record.overlay, &record.labels, &record.geojson]
+        .into_iter()
+        .flatten()
+        .filter(|rel| allowed.contains(rel))
+        .cloned()
+        .collect()
+}
+
+/// Reads the file `rel` of a shard's output folder (a link out of it is refused).
+pub fn file(dir: &Path, rel: &str) -> Result<Vec<u8>, ShardError> {
+    let path = dir.join(rel);
     let failed = |message: String| ShardError::Read {
         path: path.clone(),
         message,
     };
     match Tree::new(dir)?.check(&path)? {
         Entry::File => std::fs::read(&path).map_err(|e| failed(format!("cannot read: {e}"))),
-        _ => Err(failed("not a file".into())),
+        Entry::Folder => Err(failed("not a file".into())),
     }
 }
 
@@ -356,14 +403,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shares_partition_the_images() {
+    fn shares_are_balanced_by_work() {
+        let work: Vec<u64> = (0..40).map(|i| (i * 7919 % 97 + 1) * 1000).collect();
         for count in 1..=7 {
-            for position in 0..20 {
-                let takers = (1..=count)
-                    .filter(|&index| Shard { index, count }.takes(position))
-                    .count();
-                assert_eq!(takers, 1);
-            }
+            let share = assign(&work, count);
+            assert!(share.iter().all(|&s| (1..=count).contains(&s)));
+            let loads: Vec<u64> = (1..=count)
+                .map(|s| share.iter().zip(&work).filter(|(k, _)| **k == s).map(|(_, w)| w).sum())
+                .collect();
+            let (max, min) = (loads.iter().max().unwrap_or(&0), loads.iter().min().unwrap_or(&0));
+            assert!(max - min <= *work.iter().max().unwrap_or(&0), "{count}: {loads:?}");
         }
         assert_eq!(Shard::parse(" 1 / 1 "), Ok(Shard { index: 1, count: 1 }));
         assert!(Shard::parse("1/0").is_err() && Shard::parse("a/2").is_err() && Shard::parse("-1/2").is_err());

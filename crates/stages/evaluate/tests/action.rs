@@ -528,3 +528,100 @@ fn the_shipped_model_segments_sixteen_bit_tiffs_and_says_which_post_processing_a
             .all(|i| i["scale"].as_f64().is_some())
     );
 }
+
+/// Shoelace area of a GeoJSON polygon's rings (outer minus holes).
+fn polygon_area(rings: &[serde_json::Value]) -> f64 {
+    rings
+        .iter()
+        .map(|ring| {
+            let pts: Vec<(f64, f64)> = ring
+                .as_array()
+                .expect("ring")
+                .iter()
+                .map(|p| (p[0].as_f64().expect("x"), p[1].as_f64().expect("y")))
+                .collect();
+            assert_eq!(pts.first(), pts.last(), "a closed ring");
+            pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum::<f64>() / 2.0
+        })
+        .sum()
+}
+
+#[test]
+fn label_images_and_geojson_match_the_objects_table() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    let p = params(tmp.path(), "p.yaml", &format!("{PLAIN}outputs:\n  labels: true\n"));
+    let out = tmp.path().join("eval");
+    let run = run_action(
+        tmp.path(),
+        &[
+            ("images", &s(&data)),
+            ("masks", &s(&data.join("masks"))),
+            ("params", &s(&p)),
+            ("output", &s(&out)),
+            ("geojson", "true"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let objects: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("objects.json")).expect("objects")).expect("json");
+    let images: Vec<String> = std::fs::read_dir(data.join("original"))
+        .expect("originals")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(images.len(), 6);
+    for id in &images {
+        let rows: Vec<&serde_json::Value> = objects.iter().filter(|r| r["Image"] == id.as_str()).collect();
+        assert!(!rows.is_empty(), "{id}");
+        // The label image: 16-bit, each nucleus' pixels under its ObjectNumber.
+        let labels = image::open(out.join(format!("labels/{id}.png")))
+            .expect("labels")
+            .to_luma16();
+        for r in &rows {
+            let number = r["ObjectNumber"].as_u64().expect("number");
+            let pixels = labels.pixels().filter(|p| u64::from(p[0]) == number).count() as f64;
+            assert_eq!(
+                pixels,
+                r["AreaShape_Area"].as_f64().expect("area"),
+                "{id} nucleus {number}"
+            );
+        }
+        // The GeoJSON: one detection per nucleus, its polygon's area its pixel count.
+        let fc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("geojson/{id}.geojson"))).expect("geojson"))
+                .expect("json");
+        assert_eq!(fc["type"], "FeatureCollection");
+        let features = fc["features"].as_array().expect("features");
+        assert_eq!(features.len(), rows.len(), "{id}");
+        for f in features {
+            let props = &f["properties"];
+            assert_eq!(props["objectType"], "detection");
+            assert!(
+                matches!(props["classification"]["name"].as_str(), Some("small" | "large")),
+                "{props}"
+            );
+            assert_eq!(props["classification"]["color"].as_array().map(Vec::len), Some(3));
+            let m = &props["measurements"];
+            let area = match f["geometry"]["type"].as_str() {
+                Some("Polygon") => polygon_area(f["geometry"]["coordinates"].as_array().expect("rings")),
+                Some("MultiPolygon") => f["geometry"]["coordinates"]
+                    .as_array()
+                    .expect("polygons")
+                    .iter()
+                    .map(|p| polygon_area(p.as_array().expect("rings")))
+                    .sum(),
+                other => panic!("geometry {other:?}"),
+            };
+            assert_eq!(area, m["AreaShape_Area"].as_f64().expect("area"), "{id}: {m}");
+        }
+    }
+    let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+    assert!(summary.contains("\"labels\": \"labels/") && summary.contains("\"geojson\": \"geojson/"));
+}

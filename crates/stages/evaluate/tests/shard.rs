@@ -98,7 +98,12 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
     let root = tmp.path();
     let (data, params) = setup(root);
     let (data_s, params_s) = (s(&data), s(&params));
-    let common = [("images", data_s.as_str()), ("params", params_s.as_str())];
+    let common = [
+        ("images", data_s.as_str()),
+        ("params", params_s.as_str()),
+        ("labels", "true"),
+        ("geojson", "true"),
+    ];
     // A baseline from other parameters, so the merge's diff is not empty.
     let other = root.join("other.yaml");
     std::fs::write(&other, format!("{THRESHOLD}filters:\n  min_area_um2: 20\n")).expect("params");

@@ -93,6 +93,19 @@ fn measure_answers_what_evaluate_reports_and_metadata_follows_the_protocol() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }
+    // The nuclei as GeoJSON: what evaluate --geojson wrote.
+    let answer = ureq::post(&url)
+        .set("Accept", "application/geo+json")
+        .send_bytes(&bytes)
+        .expect("GeoJSON answer");
+    assert_eq!(answer.header("content-type"), Some("application/geo+json"));
+    let served: serde_json::Value = serde_json::from_str(&answer.into_string().expect("text")).expect("json");
+    let written: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join(format!("eval/geojson/{stem}.geojson"))).expect("evaluate's GeoJSON"),
+    )
+    .expect("json");
+    assert_eq!(served, written, "the same polygons as evaluate's");
+    assert_eq!(served["features"].as_array().map(Vec::len), Some(nuclei));
     // summary.json's image records hold the summary's fields flattened, beside the overlay's path.
     let summary_fields = measured["summary"].as_object().expect("summary");
     assert!(summary_fields.len() > 5, "{summary_fields:?}");

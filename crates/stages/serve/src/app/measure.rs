@@ -1,7 +1,7 @@
 //! `POST /v2/models/{name}[/versions/{version}]/measure?params=<image type>`: one raw image in
 //! (PNG, TIFF, JPEG, BMP), the per-image summary and one row per nucleus out — JSON, CSV with
-//! `Accept: text/csv`, or the contour overlay with `overlay=png` — by the same analysis as
-//! `evaluate`.
+//! `Accept: text/csv`, the nuclei as QuPath's GeoJSON with `Accept: application/geo+json`, or the
+//! contour overlay with `overlay=png` — by the same analysis as `evaluate`.
 
 use std::sync::Arc;
 
@@ -68,7 +68,23 @@ pub struct Measured {
 enum Answer {
     Numbers(Box<Measured>, Table),
     Overlay(Vec<u8>),
+    GeoJson(serde_json::Value),
 }
+
+/// What the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// The numbers (JSON, or CSV by `Accept`).
+    Numbers,
+    /// The contour overlay (`overlay=png`).
+    Overlay,
+    /// The nuclei as GeoJSON polygons (`Accept: application/geo+json`), as `evaluate --geojson`
+    /// writes them.
+    GeoJson,
+}
+
+/// The media type of GeoJSON (RFC 7946).
+const GEOJSON: &str = "application/geo+json";
 
 pub(crate) async fn measure(
     State(s): State<Arc<Service>>,
@@ -106,10 +122,23 @@ pub(crate) async fn measure(
     let names = provenance(&release.id, &model.version);
     let id = q.name.unwrap_or_else(|| "upload".to_owned());
     let state = Arc::clone(&s);
-    let overlay = q.overlay.is_some();
-    let answer = work(&s, move || analyse(&state, &release, &image_type, &id, &body, overlay)).await?;
+    let wants_geojson = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(GEOJSON));
+    let wanted = match (q.overlay, wants_geojson) {
+        (Some(_), _) => Wanted::Overlay,
+        (None, true) => Wanted::GeoJson,
+        (None, false) => Wanted::Numbers,
+    };
+    let answer = work(&s, move || analyse(&state, &release, &image_type, &id, &body, wanted)).await?;
     Ok(match answer {
         Answer::Overlay(png) => (AppendHeaders(names), [(CONTENT_TYPE, "image/png")], png).into_response(),
+        Answer::GeoJson(v) => {
+            let mut bytes = serde_json::to_vec(&v).unwrap_or_default();
+            bytes.push(b'\n');
+            (AppendHeaders(names), [(CONTENT_TYPE, GEOJSON)], bytes).into_response()
+        }
         Answer::Numbers(_, table) if wants_csv(&headers) => csv_response(&table, names),
         Answer::Numbers(m, _) => (AppendHeaders(names), Json(*m)).into_response(),
     })
@@ -140,26 +169,27 @@ fn image_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 /// Decodes and analyses one uploaded image (on a worker); the answer and its rows as a table
-/// (for CSV), or its overlay.
+/// (for CSV), its overlay, or its nuclei as GeoJSON.
 fn analyse(
     s: &Arc<Service>,
     release: &Arc<Release>,
     image_type: &str,
     id: &str,
     body: &[u8],
-    overlay: bool,
+    wanted: Wanted,
 ) -> Result<Answer, Refusal> {
     let input = decode(id, body, s.limits.max_pixels)?;
     let t = release
         .image_type(image_type)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no image type `{image_type}`")))?;
     let analysed = t.analyzer.analyse(&input).map_err(analysis_refusal)?;
-    if overlay {
+    if wanted == Wanted::Overlay {
         let drawn = t.analyzer.overlay(&input, &analysed);
         let png = cellops_dataset::io::encode_png(&drawn)
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the overlay: {e}")))?;
         return Ok(Answer::Overlay(png));
     }
+    let geojson = (wanted == Wanted::GeoJson).then(|| t.analyzer.geojson(&input, &analysed));
     shadow(s, release, image_type, &input, &analysed);
     let uncertain = analysed.uncertain();
     let version = release.model(&t.model).map(|m| m.version.clone()).unwrap_or_default();
@@ -174,6 +204,9 @@ fn analyse(
     });
     let m = analysed.measurement;
     observe(&s.metrics, image_type, &m.summary, &m.rows, uncertain);
+    if let Some(v) = geojson {
+        return Ok(Answer::GeoJson(v));
+    }
     let mut table = Table::default();
     for row in m.rows {
         table.push(row);

@@ -218,6 +218,7 @@ pub fn evaluate(images: &Path, params: &Path, bundle: &Path, out: &Path) -> (Vec
     let mut args = cellops_evaluate::Args::new(images, params, out).expect("evaluate args");
     args.model = Some(bundle.to_owned());
     args.device = cellops_unet::device::Accelerator::Cpu;
+    args.geojson = true;
     let runner = cellops_actions::Runner::new(
         &cellops_actions::Env::default(),
         Box::new(std::io::sink()),
