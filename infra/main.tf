@@ -1,5 +1,6 @@
-# The droplet deploy-cell-params deploys to: one Ubuntu LTS droplet, its deploy key, a firewall
-# that opens SSH only to the declared networks, and a pinned SSH host key.
+# The droplets deploy-cell-params deploys to: one Ubuntu LTS droplet (or a fleet of droplet_count in
+# a VPC, behind a load balancer when the HTTPS service is on), its deploy key, a firewall that opens
+# SSH only to the declared networks, and a pinned SSH host key (shared by the fleet's droplets).
 
 locals {
   # The deploy key as the deploy user's authorized_keys line.
@@ -14,13 +15,18 @@ locals {
 
   # Web ports exist only when some network may reach them: 80 for the reports server, 443 for
   # the HTTPS front of the service.
-  http_ports = length(var.http_allowed_cidrs) > 0 ? compact([var.serve_reports ? "80" : "", var.serve_public ? "443" : ""]) : []
+  http_ports = length(var.http_allowed_cidrs) > 0 ? compact([var.serve_reports ? "80" : "", var.serve_public && var.droplet_count == 1 ? "443" : ""]) : []
 
   # The HTTPS service: its name, and the given certificate or the generated self-signed one.
   service_domain          = var.service_domain != "" ? var.service_domain : var.name
   service_tls_certificate = !var.serve_public ? "" : var.service_tls_certificate != null ? var.service_tls_certificate : one(tls_self_signed_cert.service[*].cert_pem)
   service_tls_private_key = !var.serve_public ? "" : var.service_tls_private_key != null ? var.service_tls_private_key : one(tls_private_key.service[*].private_key_pem)
   service_token           = var.serve_public ? one(random_password.service_token[*].result) : ""
+
+  # A fleet lives in a VPC of its own; with the HTTPS service on, a load balancer fronts it and the
+  # droplets' own port 443 stays closed.
+  fleet         = var.droplet_count > 1
+  load_balanced = local.fleet && var.serve_public
 }
 
 # The droplet's SSH host key, generated here so that its fingerprint and the known_hosts line are
@@ -70,8 +76,17 @@ resource "digitalocean_ssh_key" "deploy" {
   public_key = local.deploy_public_key
 }
 
+resource "digitalocean_vpc" "cellops" {
+  count    = local.fleet ? 1 : 0
+  name     = "${var.name}-vpc"
+  region   = var.region
+  ip_range = var.vpc_ip_range
+}
+
 resource "digitalocean_droplet" "cellops" {
-  name       = var.name
+  count      = var.droplet_count
+  name       = local.fleet ? "${var.name}-${count.index + 1}" : var.name
+  vpc_uuid   = one(digitalocean_vpc.cellops[*].id)
   region     = var.region
   image      = var.image
   size       = var.droplet_size
@@ -96,6 +111,7 @@ resource "digitalocean_droplet" "cellops" {
     serve_memory_max = var.serve_memory_max
     serve_public     = var.serve_public
     public_port      = var.serve_public_port
+    private_port     = local.load_balanced ? var.serve_private_port : 0
     http_allowed     = var.http_allowed_cidrs
     service_domain   = local.service_domain
     service_cert     = local.service_tls_certificate
@@ -106,7 +122,7 @@ resource "digitalocean_droplet" "cellops" {
 
 resource "digitalocean_firewall" "cellops" {
   name        = "${var.name}-firewall"
-  droplet_ids = [digitalocean_droplet.cellops.id]
+  droplet_ids = digitalocean_droplet.cellops[*].id
 
   # SSH, for deploy-cell-params and the operator, from the declared networks only.
   inbound_rule {
@@ -123,6 +139,16 @@ resource "digitalocean_firewall" "cellops" {
       protocol         = "tcp"
       port_range       = inbound_rule.value
       source_addresses = var.http_allowed_cidrs
+    }
+  }
+
+  # A load-balanced fleet: the private listener, from the load balancer only.
+  dynamic "inbound_rule" {
+    for_each = local.load_balanced ? [var.serve_private_port] : []
+    content {
+      protocol                  = "tcp"
+      port_range                = tostring(inbound_rule.value)
+      source_load_balancer_uids = [digitalocean_loadbalancer.cellops[0].id]
     }
   }
 
@@ -163,6 +189,56 @@ resource "digitalocean_firewall" "cellops" {
       condition     = !var.serve_public || var.serve_public_port != var.serve_port
       error_message = "The ports serve_public_port and serve_port must differ: the public listener (token required) and the loopback one (reached through SSH) are two sockets."
     }
+    precondition {
+      condition     = !local.load_balanced || !contains([var.serve_port, var.serve_public_port], var.serve_private_port)
+      error_message = "The port serve_private_port must differ from serve_port and serve_public_port: the private listener is a third socket."
+    }
+  }
+}
+
+# A load-balanced fleet: the service's certificate on the load balancer, which terminates HTTPS
+# for http_allowed_cidrs and forwards plain HTTP over the VPC to each droplet's private listener.
+resource "digitalocean_certificate" "service" {
+  # Named by the certificate's hash: create_before_destroy needs the new one under another name.
+  count            = local.load_balanced ? 1 : 0
+  name             = "${var.name}-service-${substr(sha256(local.service_tls_certificate), 0, 8)}"
+  type             = "custom"
+  private_key      = local.service_tls_private_key
+  leaf_certificate = local.service_tls_certificate
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "digitalocean_loadbalancer" "cellops" {
+  count       = local.load_balanced ? 1 : 0
+  name        = "${var.name}-lb"
+  region      = var.region
+  vpc_uuid    = digitalocean_vpc.cellops[0].id
+  droplet_ids = digitalocean_droplet.cellops[*].id
+
+  forwarding_rule {
+    entry_protocol   = "https"
+    entry_port       = 443
+    target_protocol  = "http"
+    target_port      = var.serve_private_port
+    certificate_name = digitalocean_certificate.service[0].name
+  }
+
+  # A droplet whose service is not ready (loading, draining, refusing a release) gets no traffic.
+  healthcheck {
+    protocol                 = "http"
+    port                     = var.serve_private_port
+    path                     = "/v2/health/ready"
+    check_interval_seconds   = 10
+    response_timeout_seconds = 5
+    healthy_threshold        = 2
+    unhealthy_threshold      = 3
+  }
+
+  firewall {
+    allow = [for c in var.http_allowed_cidrs : "cidr:${c}"]
   }
 }
 

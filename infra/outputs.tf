@@ -1,13 +1,13 @@
 # What the repository secrets are filled from (README.md, "Repository secrets").
 
 output "ipv4_address" {
-  description = "Public IPv4 address of the droplet: the SSH_HOST secret."
-  value       = digitalocean_droplet.cellops.ipv4_address
+  description = "Public IPv4 address of the droplet (the first one of a fleet): the SSH_HOST secret."
+  value       = digitalocean_droplet.cellops[0].ipv4_address
 }
 
 output "ipv6_address" {
-  description = "Public IPv6 address of the droplet (empty unless ipv6 = true)."
-  value       = digitalocean_droplet.cellops.ipv6_address
+  description = "Public IPv6 address of the droplet (the first one of a fleet; empty unless ipv6 = true)."
+  value       = digitalocean_droplet.cellops[0].ipv6_address
 }
 
 output "host_key_fingerprint" {
@@ -16,13 +16,28 @@ output "host_key_fingerprint" {
 }
 
 output "known_hosts_line" {
-  description = "The droplet's line for known_hosts (<ip> ssh-ed25519 AAAA...): the SSH_KNOWN_HOSTS secret."
-  value       = "${digitalocean_droplet.cellops.ipv4_address} ${trimspace(tls_private_key.host.public_key_openssh)}"
+  description = "The droplet's line for known_hosts (<ip> ssh-ed25519 AAAA...; the first droplet of a fleet): the SSH_KNOWN_HOSTS secret of a single droplet."
+  value       = "${digitalocean_droplet.cellops[0].ipv4_address} ${trimspace(tls_private_key.host.public_key_openssh)}"
+}
+
+output "known_hosts" {
+  description = "Every droplet's known_hosts line, one per line: the SSH_KNOWN_HOSTS secret of a fleet."
+  value       = join("\n", [for d in digitalocean_droplet.cellops : "${d.ipv4_address} ${trimspace(tls_private_key.host.public_key_openssh)}"])
 }
 
 output "ssh_target" {
-  description = "Where deploy-cell-params deploys to: ssh://<deploy_user>@<ipv4>:22<base_path>."
-  value       = "ssh://${var.deploy_user}@${digitalocean_droplet.cellops.ipv4_address}:22${var.base_path}"
+  description = "Where deploy-cell-params deploys to: ssh://<deploy_user>@<ipv4>:22<base_path> (the first droplet of a fleet)."
+  value       = "ssh://${var.deploy_user}@${digitalocean_droplet.cellops[0].ipv4_address}:22${var.base_path}"
+}
+
+output "deploy_targets" {
+  description = "Every droplet's deploy target, one per line: deploy-cell-params' target input (or terraform output -raw deploy_targets > hosts.txt for hosts-file) deploys to all of them, all or nothing."
+  value       = join("\n", [for d in digitalocean_droplet.cellops : "ssh://${var.deploy_user}@${d.ipv4_address}:22${var.base_path}"])
+}
+
+output "load_balancer_ip" {
+  description = "Public IPv4 address of a load-balanced fleet's load balancer, where the HTTPS service is reached (empty otherwise)."
+  value       = one(digitalocean_loadbalancer.cellops[*].ip)
 }
 
 output "deploy_user" {

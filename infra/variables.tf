@@ -11,6 +11,30 @@ variable "name" {
   }
 }
 
+variable "droplet_count" {
+  description = "Droplets deployed to as one fleet (deploy-cell-params with the output deploy_targets, all or nothing). More than one puts them in a VPC of their own, numbered <name>-1, <name>-2, ...; with serve_public, a DigitalOcean load balancer terminates HTTPS with the service's certificate and forwards to each droplet's private listener, health-checking its readiness."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.droplet_count >= 1 && var.droplet_count <= 10 && floor(var.droplet_count) == var.droplet_count
+    error_message = "The droplet count must be a whole number from 1 to 10."
+  }
+}
+
+variable "vpc_ip_range" {
+  description = "Private network of a fleet (droplet_count > 1), in CIDR notation; it must not overlap another VPC of the account in the region."
+  type        = string
+  default     = "10.117.0.0/24"
+  nullable    = false
+
+  validation {
+    condition     = can(cidrhost(var.vpc_ip_range, 0)) && startswith(var.vpc_ip_range, "10.")
+    error_message = "The VPC range must be a private 10.x.x.x network in CIDR notation, such as 10.117.0.0/24."
+  }
+}
+
 variable "region" {
   description = "DigitalOcean region slug (`doctl compute region list`), for example fra1, ams3, lon1 or nyc3."
   type        = string
@@ -183,6 +207,18 @@ variable "serve_public_port" {
   validation {
     condition     = var.serve_public_port >= 1024 && var.serve_public_port <= 65535 && floor(var.serve_public_port) == var.serve_public_port
     error_message = "The public listener's port must be a whole number from 1024 to 65535."
+  }
+}
+
+variable "serve_private_port" {
+  description = "Port of the service's private listener on each droplet's VPC address in a load-balanced fleet: readiness and liveness answer without the token (the load balancer's health check), everything else needs it. Only the load balancer may reach it."
+  type        = number
+  default     = 8082
+  nullable    = false
+
+  validation {
+    condition     = var.serve_private_port >= 1024 && var.serve_private_port <= 65535 && floor(var.serve_private_port) == var.serve_private_port
+    error_message = "The private listener's port must be a whole number from 1024 to 65535."
   }
 }
 

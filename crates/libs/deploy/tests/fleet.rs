@@ -9,27 +9,11 @@ use std::time::Duration;
 
 use cellops_deploy::fleet::{self, Event, FleetError, Host, Phase};
 use cellops_deploy::release::{DeployConfig, SourceFile};
-use cellops_deploy::remote::sha256_of;
 use cellops_deploy::ssh::{self, Auth, HostCheck, SshOptions};
 use cellops_test_support::sshd::Sshd;
 
-fn source(root: &Path, files: &[(&str, &[u8])]) -> Vec<SourceFile> {
-    let mut out = Vec::new();
-    for (rel, bytes) in files {
-        let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        std::fs::write(&p, bytes).expect("write");
-        let (size, sha256) = sha256_of(std::fs::File::open(&p).expect("open")).expect("hash");
-        out.push(SourceFile {
-            rel: (*rel).to_owned(),
-            path: p,
-            size,
-            sha256,
-        });
-    }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    out
-}
+mod support;
+use support::source;
 
 /// Three servers; the first one's client key is authorised on all.
 struct Fleet {

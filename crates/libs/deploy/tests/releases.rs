@@ -6,28 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cellops_deploy::release::{self, DeployConfig, DeployError, SourceFile};
-use cellops_deploy::remote::{LocalRemote, Remote, sha256_of};
+use cellops_deploy::release::{self, DeployConfig, DeployError};
+use cellops_deploy::remote::{LocalRemote, Remote};
 use cellops_deploy::ssh::{self, Auth, ConnectError, HostCheck, SshOptions};
 use cellops_test_support::sshd::{Sshd, keygen};
 
-fn source(root: &Path, files: &[(&str, &[u8])]) -> Vec<SourceFile> {
-    let mut out = Vec::new();
-    for (rel, bytes) in files {
-        let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        std::fs::write(&p, bytes).expect("write");
-        let (size, sha256) = sha256_of(std::fs::File::open(&p).expect("open")).expect("hash");
-        out.push(SourceFile {
-            rel: (*rel).to_owned(),
-            path: p,
-            size,
-            sha256,
-        });
-    }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    out
-}
+mod support;
+use support::source;
 
 fn options(s: &Sshd, auth: Auth, host_check: HostCheck) -> SshOptions {
     SshOptions {

@@ -177,6 +177,10 @@ pub struct PublicListener {
     pub listen: SocketAddr,
     /// A file holding the bearer token (one word, at least 16 characters, mode 600).
     pub token_file: std::path::PathBuf,
+    /// A listener for a load balancer on the private network (a fleet): liveness and readiness
+    /// answer without the token there, for its health check; everything else needs the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_listen: Option<SocketAddr>,
 }
 
 /// Limits of the service: every refusal names the one it met and its value.

@@ -580,16 +580,7 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
         return run_fleet(args, runner, cfg, &all, files, bundles);
     }
     let (mut remote, base) = open(args, runner)?;
-    let gates = registry::deploy_gates(remote.as_mut(), &base, &files, args.max_regression);
-    registry::judge_gates(runner, &gates, args)?;
-    let cfg = DeployConfig {
-        provenance: Provenance {
-            gates,
-            reason: args.reason.clone().filter(|_| args.force),
-            ..provenance(bundles)
-        },
-        ..cfg
-    };
+    let cfg = gated(args, runner, cfg, remote.as_mut(), &base, &files, bundles)?;
     let progress = Progress::new(runner, total, "bytes");
     let outcome = release::deploy(remote.as_mut(), &base, &files, &cfg, &mut |k| progress.inc_by(k));
     progress.finish();
@@ -614,6 +605,29 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
     Ok(Done::Deployed(Box::new(outcome), where_))
 }
 
+/// `cfg` with who deploys what (the bundles) and the promotion gates of the models it changes,
+/// judged against the releases on `remote` (a fleet's first host): a failing gate stops here.
+fn gated(
+    args: &Args,
+    runner: &Runner,
+    cfg: DeployConfig,
+    remote: &mut dyn Remote,
+    base: &str,
+    files: &[SourceFile],
+    bundles: Vec<String>,
+) -> Result<DeployConfig, StageError> {
+    let gates = registry::deploy_gates(remote, base, files, args.max_regression);
+    registry::judge_gates(runner, &gates, args)?;
+    Ok(DeployConfig {
+        provenance: Provenance {
+            gates,
+            reason: args.reason.clone().filter(|_| args.force),
+            ..provenance(bundles)
+        },
+        ..cfg
+    })
+}
+
 /// A deploy to several targets, all or nothing ([`fleet::deploy`]); the promotion gates are judged
 /// against the first host's releases.
 fn run_fleet(
@@ -635,16 +649,7 @@ fn run_fleet(
     }
     runner.info(&format!("deploying to {} hosts, all or nothing", hosts.len()))?;
     let first = &mut hosts[0];
-    let gates = registry::deploy_gates(first.remote.as_mut(), &first.base, &files, args.max_regression);
-    registry::judge_gates(runner, &gates, args)?;
-    let cfg = DeployConfig {
-        provenance: Provenance {
-            gates,
-            reason: args.reason.clone().filter(|_| args.force),
-            ..provenance(bundles)
-        },
-        ..cfg
-    };
+    let cfg = gated(args, runner, cfg, first.remote.as_mut(), &first.base, &files, bundles)?;
     let total: u64 = files.iter().map(|f| f.size).sum::<u64>() * hosts.len() as u64;
     let progress = Progress::new(runner, total, "bytes");
     let mut lines = Vec::new();

@@ -287,30 +287,7 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         args.max_pixels,
     )?;
     let analysed = analyzer.analyse(&input)?;
-    let id = &item.id;
-    let failed = |rel: &str, message: String| StageError::Write {
-        path: PathBuf::from(rel),
-        message,
-    };
-    let mut files: Files = Vec::new();
-    let overlay = format!("overlays/{id}.png");
-    let png = io::encode_png(&analyzer.overlay(&input, &analysed)).map_err(|e| failed(&overlay, e.to_string()))?;
-    files.push((overlay.clone(), png));
-    let wanted = outputs(args, analyzer);
-    let labels = if wanted.labels {
-        let (w, h) = (input.image.raster.width, input.image.raster.height);
-        let (bytes, kind) = io::encode_labels(&analysed.measurement.labels, w, h).map_err(|m| failed(id, m))?;
-        let rel = format!("labels/{id}.{}", kind.extension());
-        files.push((rel.clone(), bytes));
-        Some(rel)
-    } else {
-        None
-    };
-    let geojson = wanted.geojson.then(|| {
-        let rel = format!("geojson/{id}.geojson");
-        files.push((rel.clone(), json(&analyzer.geojson(&input, &analysed))));
-        rel
-    });
+    let (files, named) = encode_files(&item.id, &input, &analysed, analyzer, outputs(args, analyzer))?;
     let Analysed {
         measurement,
         scale,
@@ -322,9 +299,9 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
     let measured = Measured {
         record: ImageRecord {
             summary,
-            overlay: Some(overlay),
-            labels,
-            geojson,
+            overlay: Some(named.overlay),
+            labels: named.labels,
+            geojson: named.geojson,
             metrics: scores.as_ref().map(ImageMetrics::of),
             classical: classical.as_ref().map(ImageMetrics::of),
             scale,
@@ -334,6 +311,53 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         classical,
     };
     Ok((measured, files))
+}
+
+/// Where an image's files went, relative to the output folder.
+struct Named {
+    overlay: String,
+    labels: Option<String>,
+    geojson: Option<String>,
+}
+
+/// Encodes an image's files: the overlay always, the label image and the GeoJSON when `wanted`.
+fn encode_files(
+    id: &str,
+    input: &Input,
+    analysed: &Analysed,
+    analyzer: &Analyzer,
+    wanted: params::Outputs,
+) -> Result<(Files, Named), StageError> {
+    let failed = |rel: &str, message: String| StageError::Write {
+        path: PathBuf::from(rel),
+        message,
+    };
+    let mut files: Files = Vec::new();
+    let overlay = format!("overlays/{id}.png");
+    let png = io::encode_png(&analyzer.overlay(input, analysed)).map_err(|e| failed(&overlay, e.to_string()))?;
+    files.push((overlay.clone(), png));
+    let labels = if wanted.labels {
+        let (w, h) = (input.image.raster.width, input.image.raster.height);
+        let (bytes, kind) = io::encode_labels(&analysed.measurement.labels, w, h).map_err(|m| failed(id, m))?;
+        let rel = format!("labels/{id}.{}", kind.extension());
+        files.push((rel.clone(), bytes));
+        Some(rel)
+    } else {
+        None
+    };
+    let geojson = wanted.geojson.then(|| {
+        let rel = format!("geojson/{id}.geojson");
+        files.push((rel.clone(), json(&analyzer.geojson(input, analysed))));
+        rel
+    });
+    Ok((
+        files,
+        Named {
+            overlay,
+            labels,
+            geojson,
+        },
+    ))
 }
 
 /// The per-image files asked for, by the flags or the parameter file.
@@ -747,13 +771,25 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         write(&out, shard::RECORD, &bytes)?;
     }
     let reported = write_reports(&out, &info, results, baseline)?;
-    staging.commit(&args.output)?;
-    report_outputs(runner, &args.output, &reported.evaluation, &reported.markdown)?;
+    publish(staging, &args.output, runner, reported, args.shard, started)
+}
+
+/// Swaps the staged reports in as `output` and sets the step's outputs and summary.
+fn publish(
+    staging: StagingDir,
+    output: &Path,
+    runner: &Runner,
+    reported: Reported,
+    shard: Option<Shard>,
+    started: Instant,
+) -> Result<Finished, StageError> {
+    staging.commit(output)?;
+    report_outputs(runner, output, &reported.evaluation, &reported.markdown)?;
     Ok(Finished {
         evaluation: reported.evaluation,
         diff: reported.diff,
-        output: args.output.clone(),
-        shard: args.shard,
+        output: output.to_owned(),
+        shard,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -783,15 +819,7 @@ pub fn merge(args: &MergeArgs, runner: &Runner) -> Result<Finished, StageError> 
         results.push(measured);
     }
     let reported = write_reports(&out, &joined.info, results, baseline)?;
-    staging.commit(&args.output)?;
-    report_outputs(runner, &args.output, &reported.evaluation, &reported.markdown)?;
-    Ok(Finished {
-        evaluation: reported.evaluation,
-        diff: reported.diff,
-        output: args.output.clone(),
-        shard: None,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    publish(staging, &args.output, runner, reported, None, started)
 }
 
 /// The line that ends a successful run.

@@ -83,14 +83,33 @@ impl Token {
     }
 }
 
-/// `router` with every route but liveness behind the token.
-pub fn require(router: Router, token: Token) -> Router {
-    router.layer(middleware::from_fn_with_state(Arc::new(token), check))
+/// The routes a token-guarded listener answers without the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Liveness only (the public listener behind nginx).
+    Liveness,
+    /// Liveness and readiness (the private listener a load balancer health-checks).
+    Health,
 }
 
-async fn check(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+impl Open {
+    fn admits(self, path: &str) -> bool {
+        match self {
+            Open::Liveness => path == "/v2/health/live",
+            Open::Health => matches!(path, "/v2/health/live" | "/v2/health/ready"),
+        }
+    }
+}
+
+/// `router` with every route but the `open` ones behind the token.
+pub fn require(router: Router, token: Token, open: Open) -> Router {
+    router.layer(middleware::from_fn_with_state(Arc::new((token, open)), check))
+}
+
+async fn check(State(guard): State<Arc<(Token, Open)>>, request: Request, next: Next) -> Response {
+    let (token, open) = &*guard;
     let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if request.uri().path() == "/v2/health/live" || token.accepts(header) {
+    if open.admits(request.uri().path()) || token.accepts(header) {
         return next.run(request).await;
     }
     (

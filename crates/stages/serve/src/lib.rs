@@ -95,7 +95,11 @@ pub struct Args {
     /// public.listen].
     #[arg(long, value_name = "ADDR", requires = "token_file")]
     pub public_listen: Option<SocketAddr>,
-    /// The public listener's token file (mode 600) [serve.json: public.token_file].
+    /// A third listener for a load balancer on the private network: readiness and liveness
+    /// without the token, everything else with it [serve.json: public.private_listen].
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    pub private_listen: Option<SocketAddr>,
+    /// The public (and private) listener's token file (mode 600) [serve.json: public.token_file].
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// Where the Monitor's evidence is kept (one file of per-image features a UTC day, no
@@ -231,10 +235,10 @@ pub(crate) fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
 /// A bound listener, and the token it needs (the public one).
 struct Listener {
     socket: std::net::TcpListener,
-    token: Option<auth::Token>,
+    token: Option<(auth::Token, auth::Open)>,
 }
 
-fn bind(address: SocketAddr, token: Option<auth::Token>) -> Result<(Listener, SocketAddr), ServeError> {
+fn bind(address: SocketAddr, token: Option<(auth::Token, auth::Open)>) -> Result<(Listener, SocketAddr), ServeError> {
     let socket = std::net::TcpListener::bind(address).map_err(io("listening"))?;
     socket.set_nonblocking(true).map_err(io("listening"))?;
     let bound = socket.local_addr().map_err(io("listening"))?;
@@ -247,7 +251,27 @@ struct Prepared {
     listeners: Vec<Listener>,
     address: SocketAddr,
     public: Option<SocketAddr>,
+    private: Option<SocketAddr>,
     device: &'static str,
+}
+
+/// The token-guarded listeners: the public one and the private one, from the flags when given,
+/// else from serve.json's `public`.
+fn guarded_listeners(args: &Args, config: &ServeConfig) -> Vec<(SocketAddr, PathBuf, auth::Open)> {
+    let token_file = args
+        .token_file
+        .clone()
+        .or_else(|| config.public.as_ref().map(|p| p.token_file.clone()));
+    let Some(token_file) = token_file else {
+        return Vec::new();
+    };
+    let from_file = config.public.as_ref();
+    let public = args.public_listen.or(from_file.map(|p| p.listen));
+    let private = args.private_listen.or(from_file.and_then(|p| p.private_listen));
+    [(public, auth::Open::Liveness), (private, auth::Open::Health)]
+        .into_iter()
+        .filter_map(|(a, open)| a.map(|a| (a, token_file.clone(), open)))
+        .collect()
 }
 
 /// Reads the settings, picks the device and binds the listener; `events` gets reload lines.
@@ -284,23 +308,21 @@ fn prepare(args: &Args, events: Option<tokio::sync::mpsc::UnboundedSender<String
     let service = Service::new(release, selected.device, verification, parts, events);
     let (listener, address) = bind(listen, None)?;
     let mut listeners = vec![listener];
-    let public = match (args.public_listen, args.token_file.clone()) {
-        (Some(a), Some(t)) => Some((a, t)),
-        _ => config.public.map(|p| (p.listen, p.token_file)),
-    };
-    let public = match public {
-        Some((a, token_file)) => {
-            let (l, bound) = bind(a, Some(auth::Token::read(&token_file)?))?;
-            listeners.push(l);
-            Some(bound)
+    let (mut public, mut private) = (None, None);
+    for (a, token_file, open) in guarded_listeners(args, &config) {
+        let (l, bound) = bind(a, Some((auth::Token::read(&token_file)?, open)))?;
+        listeners.push(l);
+        match open {
+            auth::Open::Liveness => public = Some(bound),
+            auth::Open::Health => private = Some(bound),
         }
-        None => None,
-    };
+    }
     Ok(Prepared {
         service: Arc::new(service),
         listeners,
         address,
         public,
+        private,
         device: selected.kind.as_str(),
     })
 }
@@ -319,7 +341,7 @@ async fn serve_until(
     for l in listeners {
         let socket = tokio::net::TcpListener::from_std(l.socket).map_err(io("listening"))?;
         let router = match l.token {
-            Some(token) => auth::require(app::router(Arc::clone(&service)), token),
+            Some((token, open)) => auth::require(app::router(Arc::clone(&service)), token, open),
             None => app::router(Arc::clone(&service)),
         };
         let header_timeout = Duration::from_secs_f64(service.limits.header_timeout_s);
@@ -387,6 +409,11 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Served, ServeError> {
         }
         signals::reload_on_hangup(Arc::clone(&service));
         let ready = Arc::clone(&service);
+        if let Some(private) = p.private {
+            runner.info(&format!(
+                "private listener on http://{private} (health without the token, the rest with it)"
+            ))?;
+        }
         if let Some(public) = p.public {
             runner.info(&format!("public listener on http://{public} (bearer token required)"))?;
         }

@@ -344,7 +344,7 @@ fn the_page_is_self_contained_and_what_it_reads_is_served() {
 }
 
 #[test]
-fn the_public_listener_needs_the_token_and_loopback_does_not() {
+fn the_public_and_private_listeners_need_the_token_and_loopback_does_not() {
     use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().expect("tmp");
     let release = release(tmp.path());
@@ -356,17 +356,22 @@ fn the_public_listener_needs_the_token_and_loopback_does_not() {
         &[
             "--public-listen",
             "127.0.0.1:0",
+            "--private-listen",
+            "127.0.0.1:0",
             "--token-file",
             token.to_str().expect("utf-8"),
         ],
     );
-    let public = server
-        .log
-        .split("public listener on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the public address is printed")
-        .to_owned();
+    let address = |which: &str| {
+        server
+            .log
+            .split(&format!("{which} listener on "))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the address is printed")
+            .to_owned()
+    };
+    let (public, private) = (address("public"), address("private"));
     assert!(!server.log.contains("correct-horse"), "the token is never printed");
     let ready = |base: &str, auth: Option<&str>| {
         let mut r = ureq::get(&format!("{base}/v2/health/ready"));
@@ -382,6 +387,11 @@ fn the_public_listener_needs_the_token_and_loopback_does_not() {
     assert_eq!(ready(&public, Some("Bearer wrong-horse-battery-staple")).0, 401);
     assert_eq!(ready(&public, Some("Bearer correct-horse-battery-staple")).0, 200);
     assert_eq!(get(&format!("{public}/v2/health/live")).0, 200, "liveness stays open");
+    // The private listener (a load balancer's health check): health open, work behind the token.
+    assert_eq!(ready(&private, None).0, 200, "readiness without the token");
+    assert_eq!(get(&format!("{private}/v2/health/live")).0, 200);
+    let (status, body) = get(&format!("{private}/v2/models/nuclei"));
+    assert_eq!(status, 401, "{body}");
 }
 
 #[test]

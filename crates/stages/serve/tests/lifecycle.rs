@@ -262,20 +262,24 @@ fn sigterm_under_load_answers_every_request_already_asked_then_exits() {
 #[test]
 fn the_droplets_unit_starts_the_binary_with_flags_it_takes() {
     let template = std::fs::read_to_string(support::repo().join("infra/cloud-init.yaml.tftpl")).unwrap();
-    // One ExecStart with the public listener behind nginx, one without.
+    // One ExecStart with the public listener behind nginx, one with the private listener of a
+    // load-balanced fleet as well, one without either.
     let lines: Vec<&str> = template
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("ExecStart=${base_path}/current/bin/cellops-serve"))
         .collect();
-    assert_eq!(lines.len(), 2, "the unit's ExecStart lines: {lines:?}");
+    assert_eq!(lines.len(), 3, "the unit's ExecStart lines: {lines:?}");
     assert!(lines.iter().any(|l| l.contains("--public-listen")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("--private-listen")), "{lines:?}");
     for line in lines {
         // Terraform's values, and the credentials folder systemd puts for %d.
         let line = line
             .replace("${base_path}", "/srv/cellops")
             .replace("${serve_port}", "8080")
             .replace("${public_port}", "8081")
+            // systemd's value from the EnvironmentFile the metadata script writes.
+            .replace("$${PRIVATE_LISTEN}", "10.117.0.2:8082")
             .replace("%d", "/run/credentials/cellops-serve.service");
         assert!(!line.contains("${"), "a template value this test does not fill: {line}");
         let args: Vec<&str> = line.split_whitespace().skip(1).collect();

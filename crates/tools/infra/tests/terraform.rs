@@ -328,7 +328,9 @@ fn droplet_uses_the_variables_and_a_big_enough_size() {
     let config = Config::load();
     let droplet = config.droplet();
     for (key, expected) in [
-        ("name", "var.name"),
+        ("count", "var.droplet_count"),
+        ("name", "local.fleet ? \"${var.name}-${count.index + 1}\" : var.name"),
+        ("vpc_uuid", "one(digitalocean_vpc.cellops[*].id)"),
         ("region", "var.region"),
         ("image", "var.image"),
         ("size", "var.droplet_size"),
@@ -421,14 +423,10 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
     let config = Config::load();
     let firewall = config.firewall();
     let droplet_label = labels_of(config.droplet())[1].to_owned();
-    let droplet_ids = match required_attr(firewall, "droplet_ids") {
-        Expression::Array(items) => items.iter().map(src).collect::<Vec<_>>(),
-        other => panic!("droplet_ids should be a list, is {other}"),
-    };
     assert_eq!(
-        droplet_ids,
-        [format!("digitalocean_droplet.{droplet_label}.id")],
-        "the firewall applies to the droplet"
+        src(required_attr(firewall, "droplet_ids")),
+        format!("digitalocean_droplet.{droplet_label}[*].id"),
+        "the firewall applies to every droplet"
     );
 
     // Static inbound rules: exactly SSH from var.ssh_allowed_cidrs.
@@ -446,12 +444,34 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
         "the SSH rule has protocol, port_range, source_addresses only"
     );
 
-    // Dynamic inbound rules: only HTTP/HTTPS from var.http_allowed_cidrs, none when it is empty.
+    // Dynamic inbound rules: HTTP/HTTPS from var.http_allowed_cidrs (none when it is empty), and a
+    // load-balanced fleet's private listener from its load balancer only.
     let dynamic: Vec<&Block> = sub_blocks(firewall, "dynamic").collect();
     for block in &dynamic {
         assert_eq!(labels_of(block), ["inbound_rule"], "only inbound rules are dynamic");
     }
-    assert_eq!(dynamic.len(), 1, "one dynamic inbound rule (HTTP)");
+    assert_eq!(
+        dynamic.len(),
+        2,
+        "two dynamic inbound rules (HTTP, the load balancer's)"
+    );
+    let lb_rule = dynamic[1];
+    assert_eq!(
+        src(required_attr(lb_rule, "for_each")),
+        "local.load_balanced ? [var.serve_private_port] : []"
+    );
+    let lb_content: Vec<&Block> = sub_blocks(lb_rule, "content").collect();
+    let uids = match required_attr(lb_content[0], "source_load_balancer_uids") {
+        Expression::Array(items) => items.iter().map(src).collect::<Vec<_>>(),
+        other => panic!("source_load_balancer_uids should be a list, is {other}"),
+    };
+    assert_eq!(
+        uids,
+        ["digitalocean_loadbalancer.cellops[0].id"],
+        "only the load balancer reaches the private listener"
+    );
+    assert!(attr(lb_content[0].body(), "source_addresses").is_none());
+    let dynamic = &dynamic[..1];
     let http = dynamic[0];
     let for_each = src(required_attr(http, "for_each"));
     let ports_expr = match for_each.strip_prefix("local.") {
@@ -477,7 +497,7 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
         ports,
         BTreeSet::from([
             "var.serve_reports ? \"80\" : \"\"".to_owned(),
-            "var.serve_public ? \"443\" : \"\"".to_owned(),
+            "var.serve_public && var.droplet_count == 1 ? \"443\" : \"\"".to_owned(),
         ]),
         "web ports"
     );
@@ -498,7 +518,7 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
     // No literal "everyone" anywhere in the inbound rules.
     let inbound_src: String = inbound
         .iter()
-        .chain(&dynamic)
+        .chain(dynamic)
         .flat_map(|b| {
             b.body()
                 .attributes()
@@ -749,6 +769,8 @@ struct Sample {
     serve_public: bool,
     /// `http_allowed_cidrs`.
     allowed: Vec<&'static str>,
+    /// The private listener's port on a load-balanced fleet (0: none).
+    private_port: u64,
 }
 
 impl Sample {
@@ -759,6 +781,7 @@ impl Sample {
             serve_service,
             serve_public: false,
             allowed: vec!["203.0.113.0/24"],
+            private_port: 0,
         }
     }
 }
@@ -794,6 +817,7 @@ fn render(sample: &Sample) -> Json {
             "serve_memory_max" => ctx.declare_var("serve_memory_max", "75%"),
             "serve_public" => ctx.declare_var("serve_public", sample.serve_public),
             "public_port" => ctx.declare_var("public_port", PUBLIC_PORT),
+            "private_port" => ctx.declare_var("private_port", sample.private_port),
             "http_allowed" => ctx.declare_var("http_allowed", sample.allowed.clone()),
             "service_domain" => ctx.declare_var("service_domain", DOMAIN),
             "service_cert" => ctx.declare_var("service_cert", if sample.serve_public { CERT } else { "" }),
@@ -996,6 +1020,120 @@ fn cloud_init_renders_to_the_expected_cloud_config() {
             }
         }
     }
+}
+
+#[test]
+fn a_fleet_gets_a_vpc_a_load_balancer_and_its_private_listener() {
+    let config = Config::load();
+    let vpc = config.block("resource", &["digitalocean_vpc", "cellops"]);
+    assert_eq!(src(required_attr(vpc, "count")), "local.fleet ? 1 : 0");
+    assert_eq!(src(required_attr(vpc, "ip_range")), "var.vpc_ip_range");
+    assert_eq!(src(config.local("fleet")), "var.droplet_count > 1");
+    assert_eq!(src(config.local("load_balanced")), "local.fleet && var.serve_public");
+
+    let lb = config.block("resource", &["digitalocean_loadbalancer", "cellops"]);
+    assert_eq!(src(required_attr(lb, "count")), "local.load_balanced ? 1 : 0");
+    assert_eq!(
+        src(required_attr(lb, "droplet_ids")),
+        "digitalocean_droplet.cellops[*].id"
+    );
+    assert_eq!(src(required_attr(lb, "vpc_uuid")), "digitalocean_vpc.cellops[0].id");
+    let rules: Vec<&Block> = sub_blocks(lb, "forwarding_rule").collect();
+    assert_eq!(rules.len(), 1, "HTTPS only");
+    let rule = rules[0];
+    assert_eq!(string_attr(rule, "entry_protocol"), "https");
+    assert_eq!(src(required_attr(rule, "entry_port")), "443");
+    assert_eq!(string_attr(rule, "target_protocol"), "http");
+    assert_eq!(src(required_attr(rule, "target_port")), "var.serve_private_port");
+    assert_eq!(
+        src(required_attr(rule, "certificate_name")),
+        "digitalocean_certificate.service[0].name"
+    );
+    let health: Vec<&Block> = sub_blocks(lb, "healthcheck").collect();
+    assert_eq!(health.len(), 1);
+    assert_eq!(
+        string_attr(health[0], "path"),
+        "/v2/health/ready",
+        "readiness, not liveness"
+    );
+    assert_eq!(src(required_attr(health[0], "port")), "var.serve_private_port");
+    let firewall: Vec<&Block> = sub_blocks(lb, "firewall").collect();
+    assert!(
+        src(required_attr(firewall[0], "allow")).contains("var.http_allowed_cidrs"),
+        "the load balancer admits the declared networks only"
+    );
+    let cert = config.block("resource", &["digitalocean_certificate", "service"]);
+    assert_eq!(string_attr(cert, "type"), "custom");
+    assert_eq!(
+        src(required_attr(cert, "leaf_certificate")),
+        "local.service_tls_certificate"
+    );
+    assert_eq!(src(required_attr(cert, "private_key")), "local.service_tls_private_key");
+
+    // The droplets' template gets the private port only behind a load balancer.
+    let (_, vars) = templatefile_call(&config);
+    assert_eq!(
+        src(vars["private_port"]),
+        "local.load_balanced ? var.serve_private_port : 0"
+    );
+    let outputs = config.outputs();
+    for (name, needle) in [
+        ("deploy_targets", "for d in digitalocean_droplet.cellops"),
+        ("known_hosts", "for d in digitalocean_droplet.cellops"),
+        ("load_balancer_ip", "digitalocean_loadbalancer.cellops[*].ip"),
+    ] {
+        let value = src(required_attr(outputs[name], "value"));
+        assert!(value.contains(needle), "output {name}: {value}");
+    }
+
+    // Rendered: the unit listens privately on the address the metadata script wrote.
+    let cc = render(&Sample {
+        serve_public: true,
+        private_port: 8082,
+        ..Sample::new(false, false, true)
+    });
+    let files: BTreeMap<&str, &str> = list(&cc, "write_files")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().expect("path"),
+                f["content"].as_str().expect("content"),
+            )
+        })
+        .collect();
+    let unit = files["/etc/systemd/system/cellops-serve.service"];
+    assert!(
+        unit.lines()
+            .any(|l| l == "EnvironmentFile=/etc/cellops-serve/private.env"),
+        "{unit}"
+    );
+    let exec: Vec<&str> = unit.lines().filter(|l| l.starts_with("ExecStart=")).collect();
+    assert_eq!(exec.len(), 1);
+    assert!(
+        exec[0].contains(" --private-listen ${PRIVATE_LISTEN} --token-file %d/token"),
+        "{}",
+        exec[0]
+    );
+    let script = files["/usr/local/sbin/cellops-private-address"];
+    assert!(
+        script.contains("169.254.169.254/metadata/v1/interfaces/private/0/ipv4/address"),
+        "{script}"
+    );
+    assert!(script.contains("PRIVATE_LISTEN=%s:8082"), "{script}");
+    assert!(
+        list(&cc, "runcmd")
+            .iter()
+            .any(|c| c.as_array().and_then(|a| a.first()).and_then(Json::as_str)
+                == Some("/usr/local/sbin/cellops-private-address")),
+        "the script runs at first boot"
+    );
+    // Without a fleet, none of it.
+    let single = render(&Sample {
+        serve_public: true,
+        ..Sample::new(false, false, true)
+    });
+    let text = serde_json::to_string(&single).expect("json");
+    assert!(!text.contains("private-listen") && !text.contains("cellops-private-address"));
 }
 
 /// The service's users, units and commands, present exactly when `serve_service` is on.
