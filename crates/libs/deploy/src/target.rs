@@ -113,6 +113,47 @@ pub fn parse(target: &str) -> Result<Target, TargetError> {
     Err(err("a server base path must be absolute"))
 }
 
+/// Every target of a fleet: each line of each `given` value (an action input may hold one per
+/// line) and of `hosts_file` (what Terraform's `deploy_targets` output writes), blank lines and
+/// `#` comments skipped, in order; a target given twice, or none at all, is an error.
+///
+/// ```
+/// use cellops_deploy::target::list;
+/// let given = ["ssh://a/srv\n# b is down\nssh://c/srv".to_owned()];
+/// assert_eq!(list(&given, None).unwrap(), ["ssh://a/srv", "ssh://c/srv"]);
+/// assert!(list(&["/srv".into(), " /srv ".into()], None).is_err());
+/// ```
+pub fn list(given: &[String], hosts_file: Option<&std::path::Path>) -> Result<Vec<String>, TargetError> {
+    let err = |target: &str, message: String| TargetError {
+        target: target.to_owned(),
+        message,
+    };
+    let mut lines: Vec<String> = given.iter().flat_map(|t| t.lines()).map(str::to_owned).collect();
+    if let Some(file) = hosts_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err(&file.display().to_string(), format!("cannot read the hosts file: {e}")))?;
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if out.iter().any(|o| o == t) {
+            return Err(err(t, "given twice".into()));
+        }
+        out.push(t.to_owned());
+    }
+    if out.is_empty() {
+        return Err(err(
+            "(none)",
+            "give --target (one per line for several) or --hosts-file".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

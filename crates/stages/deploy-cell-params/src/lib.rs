@@ -424,29 +424,9 @@ fn ssh_options(
     Ok(opts)
 }
 
-/// Every target: each line of each --target and of --hosts-file (blank lines and `#` comments
-/// skipped), in order, each once.
+/// Every target: each line of each --target and of --hosts-file, each once.
 pub fn targets(args: &Args) -> Result<Vec<String>, StageError> {
-    let mut lines: Vec<String> = args.target.iter().flat_map(|t| t.lines()).map(str::to_owned).collect();
-    if let Some(file) = &args.hosts_file {
-        let text = std::fs::read_to_string(file).map_err(|e| local(file, e))?;
-        lines.extend(text.lines().map(str::to_owned));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for t in lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        if out.iter().any(|o| o == t) {
-            return Err(StageError::Usage(format!("target `{t}` is given twice")));
-        }
-        out.push(t.to_owned());
-    }
-    if out.is_empty() {
-        return Err(StageError::Usage("no target: give --target or --hosts-file".into()));
-    }
-    Ok(out)
+    Ok(target::list(&args.target, args.hosts_file.as_deref())?)
 }
 
 /// The one target of a command that takes one.

@@ -27,15 +27,20 @@ use cellops_formats::monitor::{HEARTBEAT, Heartbeat, MonitorConfig};
 
 use crate::checks::{Context, Finding, Severity};
 use crate::collect::{Droplet, Service};
-use crate::report::Report;
+use crate::report::{Checked, Report};
 
 /// Command-line flags (and action inputs) of `monitor`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Monitor")]
 pub struct Args {
     /// The deploy's target: ssh://user@host:port/base/path (or file:///path with --service-url).
-    #[arg(long, value_name = "URL")]
-    pub target: String,
+    /// Given more than once (or one per line), every host of a fleet is checked: one report
+    /// with each host's, the worst status deciding the exit code.
+    #[arg(long, value_name = "URL", required_unless_present = "hosts_file")]
+    pub target: Vec<String>,
+    /// A file of targets, one per line (`#` comments): Terraform's `deploy_targets` output.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
     /// How to reach the server.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -225,8 +230,8 @@ fn leave_heartbeat(remote: &mut dyn Remote, base: &str, now: u64, status: Severi
     })
 }
 
-/// Runs the checks and writes the report; the report says what was found.
-pub fn run(args: &Args, runner: &Runner) -> Result<Report, StageError> {
+/// Runs the checks on every target and writes the report; the report says what was found.
+pub fn run(args: &Args, runner: &Runner) -> Result<Checked, StageError> {
     for secret in args.ssh.secrets() {
         for line in secret.lines().map(str::trim).filter(|l| l.len() >= 4) {
             runner.mask(line)?;
@@ -236,10 +241,36 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Report, StageError> {
         Some(path) => MonitorConfig::read(path)?,
         None => MonitorConfig::default(),
     };
-    let target = target::parse(&args.target)?;
+    let targets = target::list(&args.target, args.hosts_file.as_deref())?;
+    if targets.len() > 1 && args.service_url.is_some() {
+        return Err(StageError::Usage(
+            "--service-url names one service: a fleet's are asked through each host's tunnel".into(),
+        ));
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let reports = targets
+        .iter()
+        .map(|t| check(args, &config, t, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let checked = Checked { reports };
+    checked.write(&args.output).map_err(|source| StageError::Write {
+        path: args.output.clone(),
+        source,
+    })?;
+    checked.publish(runner, &args.output)?;
+    if args.issues {
+        for report in &checked.reports {
+            file_issues(args, runner, report)?;
+        }
+    }
+    Ok(checked)
+}
+
+/// Checks one target: the droplet over SSH, the service through its tunnel.
+fn check(args: &Args, config: &MonitorConfig, given: &str, now: u64) -> Result<Report, StageError> {
+    let target = target::parse(given)?;
     let mut remote = open(args, &target)?;
     let droplet = match &mut remote {
         Ok((r, base)) => collect::droplet(r.as_mut(), base),
@@ -252,7 +283,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Report, StageError> {
         Err(_) => None,
     };
     let cx = Context {
-        config: &config,
+        config,
         now,
         rollback_to: rollback_to.as_deref(),
     };
@@ -265,16 +296,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Report, StageError> {
         findings.extend(leave_heartbeat(r.as_mut(), base, now, worst));
     }
     let models = served_models(&service);
-    let report = Report::new(&args.target, now, (current, rollback_to), models, findings);
-    report.write(&args.output).map_err(|source| StageError::Write {
-        path: args.output.clone(),
-        source,
-    })?;
-    report.publish(runner, &args.output)?;
-    if args.issues {
-        file_issues(args, runner, &report)?;
-    }
-    Ok(report)
+    Ok(Report::new(given, now, (current, rollback_to), models, findings))
 }
 
 /// The models readiness names, with their bundle ids.
@@ -328,7 +350,7 @@ fn file_issues(args: &Args, runner: &Runner, report: &Report) -> Result<(), Stag
 /// Runs the stage and concludes as every stage does: exit 1 on an alert.
 pub fn execute(args: &Args, runner: &Runner) -> Exit {
     conclude(runner, run(args, runner), |r| {
-        let exit = if r.status == Severity::Alert {
+        let exit = if r.status() == Severity::Alert {
             Exit::Failure
         } else {
             Exit::Success

@@ -116,19 +116,17 @@ impl Report {
 
     /// Writes the JSON report to `path` (beside it first, then renamed: never half-written).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let partial = path.with_file_name(format!(".{name}.partial"));
-        std::fs::write(&partial, bytes)?;
-        std::fs::rename(&partial, path)
+        write_json(self, path)
     }
 
-    /// The step summary, an annotation per warning and alert, and the outputs.
-    pub fn publish(&self, runner: &Runner, path: &Path) -> Result<(), ActionsError> {
+    /// An annotation per warning and alert (naming the target when `fleet`), and the report in
+    /// the step summary.
+    pub fn publish_findings(&self, runner: &Runner, fleet: bool) -> Result<(), ActionsError> {
+        let on = if fleet {
+            format!(" on {}", self.target)
+        } else {
+            String::new()
+        };
         for f in self.findings.iter().filter(|f| f.severity >= Severity::Warn) {
             let level = if f.severity == Severity::Alert {
                 Level::Error
@@ -136,13 +134,103 @@ impl Report {
                 Level::Warning
             };
             let title = match &f.subject {
-                Some(s) => format!("monitor: {} ({s})", f.check),
-                None => format!("monitor: {}", f.check),
+                Some(s) => format!("monitor: {} ({s}){on}", f.check),
+                None => format!("monitor: {}{on}", f.check),
             };
             runner.annotate(&Annotation::new(level, f.message.clone()).title(&title))?;
         }
-        runner.append_summary(&self.markdown())?;
-        runner.set_output("status", status_name(self.status))?;
+        runner.append_summary(&self.markdown())
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` (beside it first, then renamed: never half-written).
+fn write_json<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+/// What one run found: a report per target (one, or every host of a fleet).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The reports, in the targets' order.
+    pub reports: Vec<Report>,
+}
+
+/// The JSON report of a fleet: the worst status and every host's report.
+#[derive(Serialize)]
+struct FleetReport<'a> {
+    #[serde(serialize_with = "status")]
+    status: Severity,
+    time: &'a str,
+    hosts: &'a [Report],
+}
+
+impl Checked {
+    /// The worst status over the targets.
+    pub fn status(&self) -> Severity {
+        self.reports.iter().map(|r| r.status).max().unwrap_or(Severity::Ok)
+    }
+
+    /// The alert kinds over the targets, without repeats.
+    pub fn alerts(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        for k in self.reports.iter().flat_map(Report::alerts) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        kinds
+    }
+
+    /// The line that ends the run.
+    pub fn headline(&self) -> String {
+        match self.reports.as_slice() {
+            [one] => one.headline(),
+            many => {
+                let hosts: Vec<String> = many
+                    .iter()
+                    .map(|r| format!("{} {}", r.target, status_name(r.status)))
+                    .collect();
+                format!(
+                    "monitor: {} over {} hosts ({})",
+                    status_name(self.status()),
+                    many.len(),
+                    hosts.join(", ")
+                )
+            }
+        }
+    }
+
+    /// Writes the JSON report: one target's report as it is, a fleet's as
+    /// `{"status", "time", "hosts": [...]}`.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        match self.reports.as_slice() {
+            [one] => one.write(path),
+            many => write_json(
+                &FleetReport {
+                    status: self.status(),
+                    time: many.first().map_or("", |r| r.time.as_str()),
+                    hosts: many,
+                },
+                path,
+            ),
+        }
+    }
+
+    /// The step summary, an annotation per warning and alert, and the outputs.
+    pub fn publish(&self, runner: &Runner, path: &Path) -> Result<(), ActionsError> {
+        let fleet = self.reports.len() > 1;
+        for r in &self.reports {
+            r.publish_findings(runner, fleet)?;
+        }
+        runner.set_output("status", status_name(self.status()))?;
         runner.set_output("alerts", &self.alerts().join(","))?;
         runner.set_output("report", &path.display().to_string())
     }

@@ -255,3 +255,39 @@ fn each_failure_is_detected_and_named() {
     assert_eq!(issues.iter().filter(|i| i.title.contains(": live alert")).count(), 1);
     assert!(issues.iter().all(|i| i.labels == ["cellops-monitor"]));
 }
+
+#[test]
+fn a_fleet_is_checked_host_by_host_and_the_worst_decides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&tmp.path().join("sshd")).unwrap();
+    let (healthy, empty) = (tmp.path().join("droplet-1"), tmp.path().join("droplet-2"));
+    deploy(&lab(tmp.path()), &healthy);
+    std::fs::create_dir_all(&empty).unwrap();
+    let service = serve(&healthy, &tmp.path().join("state"));
+    let target = |base: &Path| format!("ssh://{}@127.0.0.1:{}{}", sshd.user, sshd.port, base.display());
+    // One target as the input's line, the other from a hosts file.
+    let hosts = tmp.path().join("hosts.txt");
+    std::fs::write(&hosts, format!("# fleet\n{}\n", target(&empty))).unwrap();
+    let mut args = cellops_monitor::Args::new(&target(&healthy)).unwrap();
+    args.hosts_file = Some(hosts);
+    args.ssh.key = Some(sshd.client_key.clone());
+    args.ssh.known_hosts = Some(sshd.known_hosts_line());
+    args.service_port = service.address.port();
+    args.output = tmp.path().join("report.json");
+    std::fs::write(tmp.path().join("monitor.yaml"), ANY_DISK).unwrap();
+    args.config = Some(tmp.path().join("monitor.yaml"));
+    let exit = cellops_monitor::execute(&args, &quiet());
+    let report: Value = serde_json::from_slice(&std::fs::read(&args.output).unwrap()).unwrap();
+    assert_eq!(exit, Exit::Failure, "{report:#}");
+    assert_eq!(report["status"], "alert", "{report:#}");
+    let hosts = report["hosts"].as_array().expect("a report per host");
+    assert_eq!(hosts.len(), 2);
+    assert_eq!(hosts[0]["target"], target(&healthy).as_str());
+    assert_eq!(hosts[0]["status"], "ok", "{:#}", hosts[0]);
+    assert_eq!(
+        hosts[1]["status"], "alert",
+        "the host without a release: {:#}",
+        hosts[1]
+    );
+    assert_eq!(severity_of(&hosts[1], "release"), "alert", "{:#}", hosts[1]);
+}
