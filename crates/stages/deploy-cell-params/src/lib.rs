@@ -434,7 +434,7 @@ fn single_target(args: &Args) -> Result<String, StageError> {
     let mut all = targets(args)?;
     if all.len() > 1 {
         return Err(StageError::Usage(format!(
-            "{} targets given; only a deploy goes to several (give one --target for the others)",
+            "{} targets given; only deploy, list, history, which and verify take several (promote and rollback one host at a time)",
             all.len()
         )));
     }
@@ -515,6 +515,15 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         provenance: Provenance::default(),
         force: args.force,
     };
+    if matches!(
+        command,
+        Command::List | Command::History | Command::Which | Command::Verify
+    ) {
+        let all = targets(args)?;
+        if all.len() > 1 {
+            return each_host(args, runner, command, &all);
+        }
+    }
     match command {
         Command::Deploy => run_deploy(args, runner, cfg),
         Command::Rollback => run_rollback(args, runner, cfg),
@@ -525,6 +534,31 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Done, StageError> {
         Command::Promote => registry::run_promote(args, runner, cfg),
         Command::Verify => registry::run_verify(args, runner),
     }
+}
+
+/// A read-only registry command (`list`, `history`, `which`, `verify`) on every host of a fleet,
+/// one after another, each in its own section of the log and summary; the first failure stops.
+fn each_host(args: &Args, runner: &Runner, command: Command, hosts: &[String]) -> Result<Done, StageError> {
+    let mut lines = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let one = Args {
+            target: vec![host.clone()],
+            hosts_file: None,
+            action: Some(command),
+            command: None,
+            ..args.clone()
+        };
+        runner.append_summary(&format!("### {host}\n\n"))?;
+        let _group = runner.group(host)?;
+        let done = match command {
+            Command::List => run_list(&one, runner)?,
+            Command::History => registry::run_history(&one, runner)?,
+            Command::Which => registry::run_which(&one, runner)?,
+            _ => registry::run_verify(&one, runner)?,
+        };
+        lines.push(format!("{host}: {}", headline(&done)));
+    }
+    Ok(Done::Registry(lines.join("\n")))
 }
 
 /// `tunnel`: forwards `--local` to `127.0.0.1:<service-port>` on the server until stopped.
@@ -645,12 +679,25 @@ fn run_fleet(
         runner.info(l)?;
     }
     let outcome = outcome?;
+    for (host, o) in &outcome.hosts {
+        if let Some(lock) = &o.broke_stale_lock {
+            runner.annotate(&Annotation::new(
+                Level::Warning,
+                format!(
+                    "took over a stale deploy lock on {host} held by {} since {}",
+                    lock.actor.as_deref().unwrap_or(&lock.host),
+                    lock.since_utc
+                ),
+            ))?;
+        }
+    }
     let sum = |f: fn(&Outcome) -> u64| outcome.hosts.iter().map(|(_, o)| f(o)).sum::<u64>().to_string();
     let mut previous: Vec<&str> = outcome
         .hosts
         .iter()
         .filter_map(|(_, o)| o.previous.as_deref())
         .collect();
+    previous.sort_unstable();
     previous.dedup();
     runner.set_output("release-id", &outcome.id)?;
     runner.set_output("path", &outcome.hosts[0].1.path)?;
@@ -665,9 +712,7 @@ fn run_fleet(
 fn fleet_summary(f: &FleetOutcome) -> String {
     let what = if f.unchanged { "Unchanged" } else { "Deployed" };
     let mut md = format!(
-        "## {what}: release `{}` on {} hosts
-
-| host | previous | files sent | bytes sent | health |\n|---|---|---|---|---|\n",
+        "## {what}: release `{}` on {} hosts\n\n| host | previous | files sent | bytes sent | health |\n|---|---|---|---|---|\n",
         f.id,
         f.hosts.len()
     );

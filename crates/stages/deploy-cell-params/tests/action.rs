@@ -342,6 +342,15 @@ fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
     }
     assert_eq!(run.outputs["files-sent"], "6", "two parameter files on each host");
     assert!(run.summary.contains("on 3 hosts"), "{}", run.summary);
+    // The registry's read-only commands go over every host.
+    let mut list = inputs.to_vec();
+    list.push(("command", "list"));
+    let run = run_action(&r, &list);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    for i in 0..3 {
+        assert!(run.summary.contains(&format!("### {}", url(i))), "{}", run.summary);
+    }
+    assert_eq!(run.summary.matches(id.as_str()).count(), 3, "{}", run.summary);
     // A rollback takes one target: several are refused, not half-done.
     let mut rollback = inputs.to_vec();
     rollback.push(("command", "rollback"));
