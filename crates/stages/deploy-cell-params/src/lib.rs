@@ -29,6 +29,7 @@ use cellops_formats::FileError;
 use cellops_formats::bundle;
 use cellops_formats::links::{Entry, Tree};
 use cellops_formats::params::{CellParams, ParamsError};
+use cellops_formats::release::LockOwner;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -599,15 +600,8 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
     let outcome = release::deploy(remote.as_mut(), &base, &files, &cfg, &mut |k| progress.inc_by(k));
     progress.finish();
     let outcome = outcome?;
-    if let Some(o) = &outcome.broke_stale_lock {
-        runner.annotate(&Annotation::new(
-            Level::Warning,
-            format!(
-                "took over a stale deploy lock held by {} since {}",
-                o.actor.as_deref().unwrap_or(&o.host),
-                o.since_utc
-            ),
-        ))?;
+    if let Some(lock) = &outcome.broke_stale_lock {
+        stale_lock_taken(runner, lock, "")?;
     }
     runner.set_output("release-id", &outcome.id)?;
     runner.set_output("path", &outcome.path)?;
@@ -617,6 +611,19 @@ fn run_deploy(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, S
     let where_ = format!("{}{}", remote.describe(), base);
     runner.append_summary(&summary(&outcome, &where_))?;
     Ok(Done::Deployed(Box::new(outcome), where_))
+}
+
+/// Warns that a stale deploy lock (`on` names the host of a fleet) was taken over.
+fn stale_lock_taken(runner: &Runner, lock: &LockOwner, on: &str) -> Result<(), StageError> {
+    runner.annotate(&Annotation::new(
+        Level::Warning,
+        format!(
+            "took over a stale deploy lock{on} held by {} since {}",
+            lock.actor.as_deref().unwrap_or(&lock.host),
+            lock.since_utc
+        ),
+    ))?;
+    Ok(())
 }
 
 /// `cfg` with who deploys what (the bundles) and the promotion gates of the models it changes,
@@ -681,14 +688,7 @@ fn run_fleet(
     let outcome = outcome?;
     for (host, o) in &outcome.hosts {
         if let Some(lock) = &o.broke_stale_lock {
-            runner.annotate(&Annotation::new(
-                Level::Warning,
-                format!(
-                    "took over a stale deploy lock on {host} held by {} since {}",
-                    lock.actor.as_deref().unwrap_or(&lock.host),
-                    lock.since_utc
-                ),
-            ))?;
+            stale_lock_taken(runner, lock, &format!(" on {host}"))?;
         }
     }
     let sum = |f: fn(&Outcome) -> u64| outcome.hosts.iter().map(|(_, o)| f(o)).sum::<u64>().to_string();
