@@ -358,3 +358,24 @@ fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
     assert_eq!(run.code(), 2, "{}", run.stdout());
     assert!(run.stdout().contains("3 targets given"), "{}", run.stdout());
 }
+
+#[test]
+fn a_full_disk_on_the_server_fails_the_deploy_before_anything_is_switched() {
+    use cellops_test_support::tmpfs::Tmpfs;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    std::fs::write(r.join("models/unet/bundle/model.safetensors"), vec![7u8; 400_000]).expect("write");
+    let Some(disk) = Tmpfs::mount(tmp.path(), "full", 128 * 1024) else {
+        return;
+    };
+    let server = disk.path.join("server");
+    let target = format!("file://{}", server.display());
+    let run = run_action(&r, &[("target", target.as_str()), ("include", "models/unet/bundle/**")]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(run.stdout().contains("not enough space"), "{}", run.stdout());
+    assert!(!server.join("current").exists(), "nothing switched");
+    let releases: Vec<_> = std::fs::read_dir(server.join("releases"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(releases.is_empty(), "no release, no partial upload left: {releases:?}");
+}

@@ -625,3 +625,29 @@ fn label_images_and_geojson_match_the_objects_table() {
     let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
     assert!(summary.contains("\"labels\": \"labels/") && summary.contains("\"geojson\": \"geojson/"));
 }
+
+#[test]
+fn a_full_disk_fails_the_run_by_name_and_leaves_nothing_half_written() {
+    use cellops_test_support::tmpfs::Tmpfs;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    let p = params(tmp.path(), "p.yaml", PLAIN);
+    // 48 KiB: the overlays alone do not fit.
+    let Some(disk) = Tmpfs::mount(tmp.path(), "full", 48 * 1024) else {
+        return;
+    };
+    let out = disk.path.join("eval");
+    let run = run_action(
+        tmp.path(),
+        &[
+            ("images", &s(&data)),
+            ("masks", &s(&data.join("masks"))),
+            ("params", &s(&p)),
+            ("output", &s(&out)),
+        ],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stdout());
+    assert!(run.stdout().contains("No space left on device"), "{}", run.stdout());
+    let left: Vec<_> = std::fs::read_dir(&disk.path).expect("list").collect();
+    assert!(left.is_empty(), "nothing half-written: {left:?}");
+}

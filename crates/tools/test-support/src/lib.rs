@@ -7,6 +7,7 @@
 //! - [`github`]: a mock of the GitHub REST API on 127.0.0.1 (wiremock) that octocrab is pointed at.
 //! - [`nginx`]: a real nginx on 127.0.0.1 running the server blocks a test gives.
 //! - [`images`]: the changes drift scenarios make to synthetic images.
+//! - [`tmpfs`]: a small tmpfs, a disk that fills up on demand.
 
 pub mod action;
 pub mod browser;
@@ -14,6 +15,7 @@ pub mod github;
 pub mod images;
 pub mod nginx;
 pub mod sshd;
+pub mod tmpfs;
 
 /// A port on 127.0.0.1 that was free a moment ago (another process may take it before the
 /// caller binds it: harnesses retry or check that their own process listens).
