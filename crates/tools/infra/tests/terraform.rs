@@ -1758,6 +1758,10 @@ fn the_fmt_checker_catches_what_terraform_fmt_would_change() {
     // Interpolation-only string.
     let interp = good.replace("\"${var.x}-y\"", "\"${var.x}\"");
     assert!(!fmt_problems(&interp).is_empty());
+    // A comment line ends an alignment group: `count` alone keeps one space, as terraform fmt
+    // demands.
+    let split = "resource \"a\" \"b\" {\n  count            = 1\n  # why\n  name             = \"n\"\n  leaf_certificate = \"c\"\n}\n";
+    assert_eq!(fmt_problems(split).len(), 1, "{:?}", fmt_problems(split));
     // Whitespace.
     assert!(!whitespace_problems("a = 1 \n").is_empty());
     assert!(!whitespace_problems("a\t= 1\n").is_empty());
