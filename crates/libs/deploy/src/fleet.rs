@@ -62,6 +62,8 @@ pub enum Phase {
     Switch,
     /// Removing old releases after every host switched.
     Prune,
+    /// Switching `current` back to an earlier release (a fleet's rollback).
+    Rollback,
 }
 
 impl Phase {
@@ -73,6 +75,7 @@ impl Phase {
             Phase::Stage => "stage",
             Phase::Switch => "switch",
             Phase::Prune => "prune",
+            Phase::Rollback => "roll back",
         }
     }
 }
@@ -128,7 +131,10 @@ impl FleetError {
             s.push_str(&format!(". {id} is current on every host"));
             return s;
         }
-        if self.stuck.is_empty() {
+        let rolling_back = self.failures.iter().any(|f| f.phase == Phase::Rollback);
+        if self.stuck.is_empty() && rolling_back {
+            s.push_str(". Every host is on the release it was on before");
+        } else if self.stuck.is_empty() {
             s.push_str(&format!(". No host is on {id}"));
         } else {
             let stuck: Vec<String> = self.stuck.iter().map(|(h, why)| format!("{h} ({why})")).collect();
@@ -440,4 +446,81 @@ fn unchanged(
         unchanged: true,
         hosts: done,
     })
+}
+
+/// Switches every host back to release `to` (default: the one before the hosts' current release,
+/// which must then be the same everywhere), all or nothing: every host is checked to have the
+/// release first, and if a switch fails the hosts already switched go back. Returns each host's
+/// `(from, to)`.
+pub fn rollback(
+    hosts: &mut [Host],
+    to: Option<&str>,
+    cfg: &DeployConfig,
+) -> Result<Vec<(String, Option<String>, String)>, FleetError> {
+    let mut listed = Vec::with_capacity(hosts.len());
+    for h in hosts.iter_mut() {
+        let releases =
+            release::list(h.remote.as_mut(), &h.base).map_err(|e| FleetError::one(&h.name, Phase::Rollback, e))?;
+        listed.push(releases);
+    }
+    let current = |r: &[release::ReleaseInfo]| r.iter().find(|x| x.current).map(|x| x.id.clone());
+    let target = match to {
+        Some(t) => t.to_owned(),
+        None => {
+            let first = current(&listed[0]);
+            if let Some((h, r)) = hosts.iter().zip(&listed).find(|(_, r)| current(r) != first) {
+                let show = |c: Option<String>| c.unwrap_or_else(|| "none".into());
+                let message = format!(
+                    "the hosts are on different releases ({} here, {} on {}): give the release to switch to",
+                    show(current(r)),
+                    show(first.clone()),
+                    hosts[0].name
+                );
+                return Err(FleetError::one(
+                    &h.name,
+                    Phase::Rollback,
+                    DeployError::NothingToRollBack(message),
+                ));
+            }
+            let ids: Vec<&String> = listed[0].iter().map(|r| &r.id).collect();
+            let at = ids.iter().position(|i| Some(*i) == first.as_ref()).unwrap_or(ids.len());
+            match at.checked_sub(1).map(|p| ids[p].clone()) {
+                Some(t) => t,
+                None => {
+                    let why = DeployError::NothingToRollBack("no release before the current one".into());
+                    return Err(FleetError::one(&hosts[0].name, Phase::Rollback, why));
+                }
+            }
+        }
+    };
+    for (h, r) in hosts.iter().zip(&listed) {
+        if !r.iter().any(|x| x.id == target) {
+            let why = DeployError::NoSuchRelease {
+                id: target.clone(),
+                available: r.iter().map(|x| x.id.clone()).collect(),
+            };
+            return Err(FleetError::one(&h.name, Phase::Rollback, why));
+        }
+    }
+    let mut done: Vec<(String, Option<String>, String)> = Vec::with_capacity(hosts.len());
+    for i in 0..hosts.len() {
+        let h = &mut hosts[i];
+        match release::rollback(h.remote.as_mut(), &h.base, Some(&target), cfg) {
+            Ok((from, to)) => done.push((h.name.clone(), from, to)),
+            Err(error) => {
+                let mut failed = FleetError::one(&h.name, Phase::Rollback, error);
+                failed.id = Some(target.clone());
+                for (j, (name, from, _)) in done.iter().enumerate() {
+                    let back = from.as_deref();
+                    match back.map(|b| release::rollback(hosts[j].remote.as_mut(), &hosts[j].base, Some(b), cfg)) {
+                        Some(Ok(_)) => failed.switched_back.push(name.clone()),
+                        Some(Err(e)) => failed.stuck.push((name.clone(), e.to_string())),
+                        None => failed.stuck.push((name.clone(), "it had no release before".into())),
+                    }
+                }
+                return Err(failed);
+            }
+        }
+    }
+    Ok(done)
 }

@@ -227,4 +227,40 @@ fn a_fleet_switches_all_or_nothing() {
     std::fs::remove_dir_all(fleet.bases[2].join(".lock")).expect("the dead host's lock");
     let done = deploy(&mut fleet.hosts(), &v2, &cfg, &mut |_| {}).expect("deploy");
     assert_eq!(fleet.currents(), vec![Some(done.id.clone()); 3]);
+
+    // A fleet rollback that one host refuses half-way (another deploy holds its lock) leaves
+    // every host where it was; an unreachable host stops it before anything moves.
+    let v2_id = done.id;
+    let lock = fleet.bases[2].join(".lock");
+    std::fs::create_dir_all(&lock).expect("lock");
+    let owner = format!(
+        "{{\"host\":\"ci\",\"pid\":1,\"since\":{},\"since_utc\":\"now\"}}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+    );
+    std::fs::write(lock.join("owner.json"), owner).expect("owner");
+    let err = fleet::rollback(&mut fleet.hosts(), Some(&v1_id), &cfg).expect_err("host 2 is locked");
+    assert_eq!(err.failures[0].phase, Phase::Rollback, "{err}");
+    assert_eq!(err.switched_back.len(), 2, "{err}");
+    assert!(err.to_string().contains("on the release it was on before"), "{err}");
+    assert_eq!(fleet.currents(), vec![Some(v2_id.clone()); 3]);
+    std::fs::remove_dir_all(&lock).expect("unlock");
+    let mut hosts = fleet.hosts();
+    fleet.servers[2].kill();
+    let err = fleet::rollback(&mut hosts, None, &cfg).expect_err("host 2 is gone");
+    assert!(
+        err.switched_back.is_empty() && err.stuck.is_empty(),
+        "nothing moved: {err}"
+    );
+    assert_eq!(fleet.currents(), vec![Some(v2_id.clone()); 3]);
+    fleet.servers[2].restart().expect("restart");
+    let moved = fleet::rollback(&mut fleet.hosts(), None, &cfg).expect("rollback");
+    assert!(
+        moved
+            .iter()
+            .all(|(_, from, to)| from.as_deref() == Some(v2_id.as_str()) && *to == v1_id)
+    );
+    assert_eq!(fleet.currents(), vec![Some(v1_id.clone()); 3]);
 }

@@ -435,7 +435,7 @@ fn single_target(args: &Args) -> Result<String, StageError> {
     let mut all = targets(args)?;
     if all.len() > 1 {
         return Err(StageError::Usage(format!(
-            "{} targets given; only deploy, list, history, which and verify take several (promote and rollback one host at a time)",
+            "{} targets given; deploy, rollback, list, history, which and verify take several, promote one host at a time",
             all.len()
         )));
     }
@@ -733,6 +733,10 @@ fn fleet_summary(f: &FleetOutcome) -> String {
 
 /// `rollback`: points `current` back at an earlier release and reports it.
 fn run_rollback(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, StageError> {
+    let all = targets(args)?;
+    if all.len() > 1 {
+        return run_fleet_rollback(args, runner, cfg, &all);
+    }
     let (mut remote, base) = open(args, runner)?;
     let cfg = DeployConfig {
         provenance: provenance(Vec::new()),
@@ -751,6 +755,41 @@ fn run_rollback(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done,
         from.as_deref().unwrap_or("(none)")
     ))?;
     Ok(Done::RolledBack(from, to, format!("{}{base}", remote.describe())))
+}
+
+/// `rollback` on every host of a fleet, all or nothing ([`fleet::rollback`]).
+fn run_fleet_rollback(args: &Args, runner: &Runner, cfg: DeployConfig, targets: &[String]) -> Result<Done, StageError> {
+    let cfg = DeployConfig {
+        provenance: provenance(Vec::new()),
+        ..cfg
+    };
+    let mut hosts = Vec::with_capacity(targets.len());
+    for t in targets {
+        let (remote, base) = open_target(args, runner, t)?;
+        hosts.push(Host {
+            name: t.clone(),
+            remote,
+            base,
+        });
+    }
+    let moved = fleet::rollback(&mut hosts, args.to.as_deref(), &cfg)?;
+    let to = moved.first().map(|(_, _, to)| to.clone()).unwrap_or_default();
+    let mut md = format!(
+        "## Rolled back {} hosts to **{to}**
+
+| host | from |
+|---|---|
+",
+        moved.len()
+    );
+    for (host, from, _) in &moved {
+        let _ = writeln!(md, "| `{host}` | {} |", from.as_deref().unwrap_or("(none)"));
+    }
+    runner.set_output("release-id", &to)?;
+    runner.set_output("hosts", &moved.len().to_string())?;
+    runner.append_summary(&md)?;
+    let from = moved.first().and_then(|(_, f, _)| f.clone());
+    Ok(Done::RolledBack(from, to, format!("{} hosts", moved.len())))
 }
 
 /// `list`: prints the releases, newest first, and sets the outputs to the current one.

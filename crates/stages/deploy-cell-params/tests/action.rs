@@ -351,10 +351,28 @@ fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
         assert!(run.summary.contains(&format!("### {}", url(i))), "{}", run.summary);
     }
     assert_eq!(run.summary.matches(id.as_str()).count(), 3, "{}", run.summary);
-    // A rollback takes one target: several are refused, not half-done.
+    // A second release everywhere, then a rollback of the whole fleet to the first.
+    std::fs::write(
+        r.join("cell-params/he.yaml"),
+        "description: H&E v2\npixel_size_um: 0.25\n",
+    )
+    .expect("write");
+    let second = run_action(&r, &inputs);
+    assert_eq!(second.code(), 0, "{}", second.stdout());
+    assert_ne!(&second.outputs["release-id"], id);
     let mut rollback = inputs.to_vec();
     rollback.push(("command", "rollback"));
     let run = run_action(&r, &rollback);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(&run.outputs["release-id"], id);
+    for i in 0..3 {
+        let current = std::fs::read_link(tmp.path().join(format!("host-{i}/current"))).expect("current");
+        assert_eq!(current, Path::new("releases").join(id), "host {i} rolled back");
+    }
+    // Promotion goes host by host: several targets are refused, not half-done.
+    let mut promote = inputs.to_vec();
+    promote.extend([("command", "promote"), ("alias", "staging"), ("release", id.as_str())]);
+    let run = run_action(&r, &promote);
     assert_eq!(run.code(), 2, "{}", run.stdout());
     assert!(run.stdout().contains("3 targets given"), "{}", run.stdout());
 }
