@@ -451,57 +451,13 @@ fn unchanged(
 /// Switches every host back to release `to` (default: the one before the hosts' current release,
 /// which must then be the same everywhere), all or nothing: every host is checked to have the
 /// release first, and if a switch fails the hosts already switched go back. Returns each host's
-/// `(from, to)`.
+/// `(host, from, to)`.
 pub fn rollback(
     hosts: &mut [Host],
     to: Option<&str>,
     cfg: &DeployConfig,
 ) -> Result<Vec<(String, Option<String>, String)>, FleetError> {
-    let mut listed = Vec::with_capacity(hosts.len());
-    for h in hosts.iter_mut() {
-        let releases =
-            release::list(h.remote.as_mut(), &h.base).map_err(|e| FleetError::one(&h.name, Phase::Rollback, e))?;
-        listed.push(releases);
-    }
-    let current = |r: &[release::ReleaseInfo]| r.iter().find(|x| x.current).map(|x| x.id.clone());
-    let target = match to {
-        Some(t) => t.to_owned(),
-        None => {
-            let first = current(&listed[0]);
-            if let Some((h, r)) = hosts.iter().zip(&listed).find(|(_, r)| current(r) != first) {
-                let show = |c: Option<String>| c.unwrap_or_else(|| "none".into());
-                let message = format!(
-                    "the hosts are on different releases ({} here, {} on {}): give the release to switch to",
-                    show(current(r)),
-                    show(first.clone()),
-                    hosts[0].name
-                );
-                return Err(FleetError::one(
-                    &h.name,
-                    Phase::Rollback,
-                    DeployError::NothingToRollBack(message),
-                ));
-            }
-            let ids: Vec<&String> = listed[0].iter().map(|r| &r.id).collect();
-            let at = ids.iter().position(|i| Some(*i) == first.as_ref()).unwrap_or(ids.len());
-            match at.checked_sub(1).map(|p| ids[p].clone()) {
-                Some(t) => t,
-                None => {
-                    let why = DeployError::NothingToRollBack("no release before the current one".into());
-                    return Err(FleetError::one(&hosts[0].name, Phase::Rollback, why));
-                }
-            }
-        }
-    };
-    for (h, r) in hosts.iter().zip(&listed) {
-        if !r.iter().any(|x| x.id == target) {
-            let why = DeployError::NoSuchRelease {
-                id: target.clone(),
-                available: r.iter().map(|x| x.id.clone()).collect(),
-            };
-            return Err(FleetError::one(&h.name, Phase::Rollback, why));
-        }
-    }
+    let target = rollback_target(hosts, to)?;
     let mut done: Vec<(String, Option<String>, String)> = Vec::with_capacity(hosts.len());
     for i in 0..hosts.len() {
         let h = &mut hosts[i];
@@ -523,4 +479,53 @@ pub fn rollback(
         }
     }
     Ok(done)
+}
+
+/// The release a fleet's rollback switches to, checked on every host before anything moves:
+/// `to`, or the one before the current release that every host must share; present everywhere.
+fn rollback_target(hosts: &mut [Host], to: Option<&str>) -> Result<String, FleetError> {
+    let mut listed = Vec::with_capacity(hosts.len());
+    for h in hosts.iter_mut() {
+        let releases =
+            release::list(h.remote.as_mut(), &h.base).map_err(|e| FleetError::one(&h.name, Phase::Rollback, e))?;
+        listed.push(releases);
+    }
+    let refused = |host: &str, why: DeployError| FleetError::one(host, Phase::Rollback, why);
+    let current = |r: &[release::ReleaseInfo]| r.iter().find(|x| x.current).map(|x| x.id.clone());
+    let target = match to {
+        Some(t) => t.to_owned(),
+        None => {
+            let first = current(&listed[0]);
+            if let Some((h, r)) = hosts.iter().zip(&listed).find(|(_, r)| current(r) != first) {
+                let show = |c: Option<String>| c.unwrap_or_else(|| "none".into());
+                let why = format!(
+                    "the hosts are on different releases ({} here, {} on {}): give the release to switch to",
+                    show(current(r)),
+                    show(first.clone()),
+                    hosts[0].name
+                );
+                return Err(refused(&h.name, DeployError::NothingToRollBack(why)));
+            }
+            let ids: Vec<&String> = listed[0].iter().map(|r| &r.id).collect();
+            let at = ids.iter().position(|i| Some(*i) == first.as_ref()).unwrap_or(ids.len());
+            let Some(before) = at.checked_sub(1).map(|p| ids[p].clone()) else {
+                let why = DeployError::NothingToRollBack("no release before the current one".into());
+                return Err(refused(&hosts[0].name, why));
+            };
+            before
+        }
+    };
+    for (h, r) in hosts.iter().zip(&listed) {
+        if !r.iter().any(|x| x.id == target) {
+            let available = r.iter().map(|x| x.id.clone()).collect();
+            return Err(refused(
+                &h.name,
+                DeployError::NoSuchRelease {
+                    id: target.clone(),
+                    available,
+                },
+            ));
+        }
+    }
+    Ok(target)
 }
