@@ -15,7 +15,7 @@ locals {
 
   # Web ports exist only when some network may reach them: 80 for the reports server, 443 for
   # the HTTPS front of the service.
-  http_ports = length(var.http_allowed_cidrs) > 0 ? compact([var.serve_reports ? "80" : "", var.serve_public && var.droplet_count == 1 ? "443" : ""]) : []
+  http_ports = length(var.http_allowed_cidrs) > 0 ? compact([var.serve_reports ? "80" : "", var.serve_public && !local.fleet ? "443" : ""]) : []
 
   # The HTTPS service: its name, and the given certificate or the generated self-signed one.
   service_domain          = var.service_domain != "" ? var.service_domain : var.name

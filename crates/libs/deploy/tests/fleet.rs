@@ -23,14 +23,7 @@ struct Fleet {
 
 impl Fleet {
     fn start(root: &Path) -> Self {
-        let first = Sshd::start(&root.join("sshd-0")).expect("sshd");
-        let public = std::fs::read_to_string(root.join("sshd-0/client_ed25519.pub")).expect("public key");
-        let mut servers = vec![first];
-        for i in 1..3 {
-            let s = Sshd::start(&root.join(format!("sshd-{i}"))).expect("sshd");
-            s.authorize(public.trim()).expect("authorize");
-            servers.push(s);
-        }
+        let servers = Sshd::fleet(root, 3).expect("sshd");
         let bases = (0..3).map(|i| root.join(format!("host-{i}"))).collect();
         Self { servers, bases }
     }

@@ -447,6 +447,21 @@ pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote + Send>, Str
     open_target(args, runner, &single_target(args)?)
 }
 
+/// Connects to every target of a fleet, in order.
+fn open_hosts(args: &Args, runner: &Runner, targets: &[String]) -> Result<Vec<Host>, StageError> {
+    targets
+        .iter()
+        .map(|t| {
+            let (remote, base) = open_target(args, runner, t)?;
+            Ok(Host {
+                name: t.clone(),
+                remote,
+                base,
+            })
+        })
+        .collect()
+}
+
 /// Connects to `target` with the SSH flags of `args`.
 fn open_target(args: &Args, runner: &Runner, target: &str) -> Result<(Box<dyn Remote + Send>, String), StageError> {
     match target::parse(target)? {
@@ -659,15 +674,7 @@ fn run_fleet(
     files: Vec<SourceFile>,
     bundles: Vec<String>,
 ) -> Result<Done, StageError> {
-    let mut hosts = Vec::with_capacity(targets.len());
-    for t in targets {
-        let (remote, base) = open_target(args, runner, t)?;
-        hosts.push(Host {
-            name: t.clone(),
-            remote,
-            base,
-        });
-    }
+    let mut hosts = open_hosts(args, runner, targets)?;
     runner.info(&format!("deploying to {} hosts, all or nothing", hosts.len()))?;
     let first = &mut hosts[0];
     let cfg = gated(args, runner, cfg, first.remote.as_mut(), &first.base, &files, bundles)?;
@@ -763,15 +770,7 @@ fn run_fleet_rollback(args: &Args, runner: &Runner, cfg: DeployConfig, targets: 
         provenance: provenance(Vec::new()),
         ..cfg
     };
-    let mut hosts = Vec::with_capacity(targets.len());
-    for t in targets {
-        let (remote, base) = open_target(args, runner, t)?;
-        hosts.push(Host {
-            name: t.clone(),
-            remote,
-            base,
-        });
-    }
+    let mut hosts = open_hosts(args, runner, targets)?;
     let moved = fleet::rollback(&mut hosts, args.to.as_deref(), &cfg)?;
     let to = moved.first().map(|(_, _, to)| to.clone()).unwrap_or_default();
     let mut md = format!(

@@ -299,14 +299,7 @@ fn deploys_over_ssh_with_the_key_from_a_secret_masked() {
 fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
     let tmp = tempfile::tempdir().expect("tmp");
     let r = repo(tmp.path());
-    let first = Sshd::start(&tmp.path().join("sshd-0")).expect("sshd");
-    let public = std::fs::read_to_string(tmp.path().join("sshd-0/client_ed25519.pub")).expect("public key");
-    let mut servers = vec![first];
-    for i in 1..3 {
-        let s = Sshd::start(&tmp.path().join(format!("sshd-{i}"))).expect("sshd");
-        s.authorize(public.trim()).expect("authorize");
-        servers.push(s);
-    }
+    let servers = Sshd::fleet(tmp.path(), 3).expect("sshd");
     let url = |i: usize| {
         let s = &servers[i];
         format!(

@@ -748,30 +748,43 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let staging = staging_for(&args.output)?;
     let out = staging.path().to_owned();
     let results = evaluate_all(&share, &analyzer, args, runner, &out)?;
-    if let Some(shard) = args.shard {
-        let record = shard::Record {
-            format: shard::FORMAT.into(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            shard,
-            ids: items.iter().map(|i| i.id.clone()).collect(),
-            info: info.clone(),
-            images: positions
-                .iter()
-                .zip(&results)
-                .map(|(&position, measured)| shard::Placed {
-                    position,
-                    measured: measured.clone(),
-                })
-                .collect(),
-        };
-        let bytes = shard::encode(&record).map_err(|message| StageError::Write {
-            path: args.output.join(shard::RECORD),
-            message,
-        })?;
-        write(&out, shard::RECORD, &bytes)?;
-    }
+    let results = match args.shard {
+        Some(shard) => write_record(&out, &args.output, shard, &items, &info, &positions, results)?,
+        None => results,
+    };
     let reported = write_reports(&out, &info, results, baseline)?;
     publish(staging, &args.output, runner, reported, args.shard, started)
+}
+
+/// Writes a shard's record of `results` (the images at `positions` of `items`) into `out`, and
+/// hands the results back for the shard's own reports.
+fn write_record(
+    out: &Path,
+    output: &Path,
+    shard: Shard,
+    items: &[inputs::Item],
+    info: &RunInfo,
+    positions: &[usize],
+    results: Vec<Measured>,
+) -> Result<Vec<Measured>, StageError> {
+    let record = shard::Record {
+        format: shard::FORMAT.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        shard,
+        ids: items.iter().map(|i| i.id.clone()).collect(),
+        info: info.clone(),
+        images: positions
+            .iter()
+            .zip(results)
+            .map(|(&position, measured)| shard::Placed { position, measured })
+            .collect(),
+    };
+    let bytes = shard::encode(&record).map_err(|message| StageError::Write {
+        path: output.join(shard::RECORD),
+        message,
+    })?;
+    write(out, shard::RECORD, &bytes)?;
+    Ok(record.images.into_iter().map(|p| p.measured).collect())
 }
 
 /// Swaps the staged reports in as `output` and sets the step's outputs and summary.

@@ -497,7 +497,7 @@ fn firewall_opens_ssh_only_to_the_declared_networks() {
         ports,
         BTreeSet::from([
             "var.serve_reports ? \"80\" : \"\"".to_owned(),
-            "var.serve_public && var.droplet_count == 1 ? \"443\" : \"\"".to_owned(),
+            "var.serve_public && !local.fleet ? \"443\" : \"\"".to_owned(),
         ]),
         "web ports"
     );

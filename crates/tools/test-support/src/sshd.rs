@@ -108,6 +108,21 @@ impl Sshd {
         self.restart()
     }
 
+    /// `count` servers in `root/sshd-<i>`, each accepting the first one's client key (one deploy
+    /// key for a fleet, as Terraform sets it up).
+    pub fn fleet(root: &Path, count: usize) -> io::Result<Vec<Self>> {
+        let mut servers: Vec<Self> = Vec::with_capacity(count);
+        for i in 0..count {
+            let s = Self::start(&root.join(format!("sshd-{i}")))?;
+            if let Some(first) = servers.first() {
+                let public = std::fs::read_to_string(first.dir.join("client_ed25519.pub"))?;
+                s.authorize(public.trim())?;
+            }
+            servers.push(s);
+        }
+        Ok(servers)
+    }
+
     /// Adds a public key line to the authorised keys.
     pub fn authorize(&self, public_line: &str) -> io::Result<()> {
         use std::io::Write as _;
