@@ -7,11 +7,15 @@
 //!
 //! Hosts are switched one after another, so for the seconds between the first switch and a
 //! failure some hosts serve the new release; a load balancer sees each switch as a reload.
+//!
+//! [`rollback`] and [`promote`] move every host the same way: checked on all hosts before anything
+//! moves, then host by host, undone on the hosts already moved when one refuses.
 
 use std::time::Duration;
 
 use cellops_formats::release::RollbackReason;
 
+use crate::registry::{self, Promotion};
 use crate::release::{
     self, DeployConfig, DeployError, Layout, Outcome, Plan, SourceFile, Staged, check_name, lock, release_id, unlock,
 };
@@ -64,6 +68,8 @@ pub enum Phase {
     Prune,
     /// Switching `current` back to an earlier release (a fleet's rollback).
     Rollback,
+    /// Pointing an alias at a release (a fleet's promotion).
+    Promote,
 }
 
 impl Phase {
@@ -76,6 +82,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::Prune => "prune",
             Phase::Rollback => "roll back",
+            Phase::Promote => "promote",
         }
     }
 }
@@ -131,9 +138,11 @@ impl FleetError {
             s.push_str(&format!(". {id} is current on every host"));
             return s;
         }
-        let rolling_back = self.failures.iter().any(|f| f.phase == Phase::Rollback);
-        if self.stuck.is_empty() && rolling_back {
+        let moving = |p: Phase| self.failures.iter().any(|f| f.phase == p);
+        if self.stuck.is_empty() && moving(Phase::Rollback) {
             s.push_str(". Every host is on the release it was on before");
+        } else if self.stuck.is_empty() && moving(Phase::Promote) {
+            s.push_str(". Every host's alias points where it did before");
         } else if self.stuck.is_empty() {
             s.push_str(&format!(". No host is on {id}"));
         } else {
@@ -528,4 +537,45 @@ fn rollback_target(hosts: &mut [Host], to: Option<&str>) -> Result<String, Fleet
         }
     }
     Ok(target)
+}
+
+/// Points `p.alias` at `p.release` on every host, all or nothing: every host is checked to have
+/// the release before anything moves; if a host refuses (its lock held, a gate, the service not
+/// following), the hosts already moved are pointed back (or the alias removed where it pointed to
+/// nothing), each logged with why. Returns each host's `(host, from)`.
+pub fn promote(
+    hosts: &mut [Host],
+    p: &Promotion<'_>,
+    cfg: &DeployConfig,
+) -> Result<Vec<(String, Option<String>)>, FleetError> {
+    for h in hosts.iter_mut() {
+        let refused = |e| FleetError::one(&h.name, Phase::Promote, e);
+        let ids = release::release_ids(h.remote.as_mut(), &Layout::of(&h.base)).map_err(refused)?;
+        if !ids.iter().any(|i| i == p.release) {
+            return Err(refused(DeployError::NoSuchRelease {
+                id: p.release.to_owned(),
+                available: ids,
+            }));
+        }
+    }
+    let mut done: Vec<(String, Option<String>)> = Vec::with_capacity(hosts.len());
+    for i in 0..hosts.len() {
+        match registry::promote(hosts[i].remote.as_mut(), &hosts[i].base, p, cfg) {
+            Ok(from) => done.push((hosts[i].name.clone(), from)),
+            Err(error) => {
+                let mut failed = FleetError::one(&hosts[i].name, Phase::Promote, error);
+                failed.id = Some(p.release.to_owned());
+                let why = format!("another host failed ({})", hosts[i].name);
+                for (j, (name, from)) in done.iter().enumerate() {
+                    let h = &mut hosts[j];
+                    match registry::restore(h.remote.as_mut(), &h.base, p.alias, from.as_deref(), &why, cfg) {
+                        Ok(()) => failed.switched_back.push(name.clone()),
+                        Err(e) => failed.stuck.push((name.clone(), e.to_string())),
+                    }
+                }
+                return Err(failed);
+            }
+        }
+    }
+    Ok(done)
 }

@@ -258,3 +258,54 @@ pub fn promote(
     unlock(remote, &l);
     r
 }
+
+/// Points `alias` back to `to` under the lock, logged with `reason` — or, when it pointed to
+/// nothing before (`to` none), removes it and logs that: how a fleet's promotion is undone on the
+/// hosts it reached.
+pub fn restore(
+    remote: &mut dyn Remote,
+    base: &str,
+    alias: &str,
+    to: Option<&str>,
+    reason: &str,
+    cfg: &DeployConfig,
+) -> Result<(), DeployError> {
+    if let Some(release) = to {
+        let back = Promotion {
+            alias,
+            release,
+            reason: Some(reason),
+            gates: Vec::new(),
+            forced: false,
+        };
+        return promote(remote, base, &back, cfg).map(|_| ());
+    }
+    check_alias(alias)?;
+    let l = Layout::of(base);
+    lock(remote, &l, cfg.lock_stale_after, &cfg.provenance)?;
+    let r = (|| {
+        let from = aliases(remote, base)?.remove(alias).flatten();
+        let link = if alias == PRODUCTION {
+            l.current()
+        } else {
+            format!("{base}/{ALIASES_DIR}/{alias}")
+        };
+        remote
+            .remove_all(&[link])
+            .map_err(ctx(format!("removing alias {alias}")))?;
+        append(
+            remote,
+            &l,
+            AuditEvent::Unalias {
+                alias: alias.to_owned(),
+                from,
+                time: rfc3339(now_secs()),
+                actor: cfg.provenance.actor.clone(),
+                run: cfg.provenance.run.clone(),
+                reason: Some(reason.to_owned()),
+            },
+        )
+    })();
+    unlock(remote, &l);
+    r
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cellops_deploy::fleet::{self, Event, FleetError, Host, Phase};
+use cellops_deploy::registry::Promotion;
 use cellops_deploy::release::{DeployConfig, SourceFile};
 use cellops_deploy::ssh::{self, Auth, HostCheck, SshOptions};
 use cellops_test_support::sshd::Sshd;
@@ -256,4 +257,81 @@ fn a_fleet_switches_all_or_nothing() {
             .all(|(_, from, to)| from.as_deref() == Some(v2_id.as_str()) && *to == v1_id)
     );
     assert_eq!(fleet.currents(), vec![Some(v1_id.clone()); 3]);
+
+    promotes_all_or_nothing(&fleet, &cfg, &v1_id, &v2_id);
+}
+
+/// A fleet promotion: nothing moves for a release one host lacks; a host that refuses half-way
+/// (its lock held) leaves every host's alias where it was — removed again where it was new,
+/// pointed back where it pointed elsewhere, each logged with why.
+fn promotes_all_or_nothing(fleet: &Fleet, cfg: &DeployConfig, v1: &str, v2: &str) {
+    let staging = |fleet: &Fleet| -> Vec<Option<String>> {
+        fleet
+            .bases
+            .iter()
+            .map(|b| {
+                std::fs::read_link(b.join("aliases/staging"))
+                    .ok()
+                    .map(|t| t.file_name().expect("name").to_string_lossy().into_owned())
+            })
+            .collect()
+    };
+    let promotion = |release| Promotion {
+        alias: "staging",
+        release,
+        reason: None,
+        gates: Vec::new(),
+        forced: false,
+    };
+    let err =
+        fleet::promote(&mut fleet.hosts(), &promotion("20000101T000000Z-none"), cfg).expect_err("no such release");
+    assert_eq!(err.failures[0].phase, Phase::Promote, "{err}");
+    assert!(err.switched_back.is_empty(), "nothing moved: {err}");
+
+    let hold = |on: bool| {
+        let lock = fleet.bases[2].join(".lock");
+        if !on {
+            std::fs::remove_dir_all(&lock).expect("unlock");
+            return;
+        }
+        std::fs::create_dir_all(&lock).expect("lock");
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs();
+        let owner = format!("{{\"host\":\"ci\",\"pid\":1,\"since\":{since},\"since_utc\":\"now\"}}");
+        std::fs::write(lock.join("owner.json"), owner).expect("owner");
+    };
+    hold(true);
+    let err = fleet::promote(&mut fleet.hosts(), &promotion(v2), cfg).expect_err("host 2 is locked");
+    assert_eq!(
+        (err.failures[0].phase, err.switched_back.len()),
+        (Phase::Promote, 2),
+        "{err}"
+    );
+    assert!(err.to_string().contains("points where it did before"), "{err}");
+    assert_eq!(staging(fleet), vec![None; 3], "the new alias removed again");
+    let last = fleet.audit(0).pop().expect("a line");
+    assert_eq!(last["event"], "unalias", "{last}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("another host failed")),
+        "{last}"
+    );
+    hold(false);
+
+    let moved = fleet::promote(&mut fleet.hosts(), &promotion(v2), cfg).expect("promote");
+    assert!(moved.iter().all(|(_, from)| from.is_none()), "{moved:?}");
+    assert_eq!(staging(fleet), vec![Some(v2.to_owned()); 3]);
+    hold(true);
+    fleet::promote(&mut fleet.hosts(), &promotion(v1), cfg).expect_err("host 2 is locked");
+    assert_eq!(staging(fleet), vec![Some(v2.to_owned()); 3], "pointed back");
+    let last = fleet.audit(1).pop().expect("a line");
+    assert_eq!(
+        (last["event"].as_str(), last["release"].as_str()),
+        (Some("promote"), Some(v2))
+    );
+    hold(false);
+    assert_eq!(fleet.currents(), vec![Some(v1.to_owned()); 3], "production untouched");
 }

@@ -165,6 +165,22 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         forced: bool,
     },
+    /// An alias was removed: a fleet's promotion undone on a host where the alias pointed to
+    /// nothing before.
+    Unalias {
+        /// The alias.
+        alias: String,
+        /// The release it pointed to.
+        from: Option<String>,
+        /// When (UTC, RFC 3339).
+        time: String,
+        /// Who.
+        actor: Option<String>,
+        /// The workflow run.
+        run: Option<String>,
+        /// Why.
+        reason: Option<String>,
+    },
     /// A deploy whose files all equal the current release's: nothing was sent and `current`
     /// stays (it records who tried, and from which commit).
     Unchanged {
@@ -237,6 +253,7 @@ impl AuditEvent {
             AuditEvent::Deploy { release, .. } | AuditEvent::Unchanged { release, .. } => (PRODUCTION, Some(release)),
             AuditEvent::Rollback { release, .. } => (PRODUCTION, release.as_deref()),
             AuditEvent::Promote { alias, release, .. } => (alias, Some(release)),
+            AuditEvent::Unalias { alias, .. } => (alias, None),
         }
     }
 
@@ -246,7 +263,8 @@ impl AuditEvent {
             AuditEvent::Deploy { time, .. }
             | AuditEvent::Unchanged { time, .. }
             | AuditEvent::Rollback { time, .. }
-            | AuditEvent::Promote { time, .. } => time,
+            | AuditEvent::Promote { time, .. }
+            | AuditEvent::Unalias { time, .. } => time,
         }
     }
 }

@@ -435,7 +435,7 @@ fn single_target(args: &Args) -> Result<String, StageError> {
     let mut all = targets(args)?;
     if all.len() > 1 {
         return Err(StageError::Usage(format!(
-            "{} targets given; deploy, rollback, list, history, which and verify take several, promote one host at a time",
+            "{} targets given; every command but tunnel takes several, a tunnel goes to one host",
             all.len()
         )));
     }
@@ -448,7 +448,7 @@ pub fn open(args: &Args, runner: &Runner) -> Result<(Box<dyn Remote + Send>, Str
 }
 
 /// Connects to every target of a fleet, in order.
-fn open_hosts(args: &Args, runner: &Runner, targets: &[String]) -> Result<Vec<Host>, StageError> {
+pub(crate) fn open_hosts(args: &Args, runner: &Runner, targets: &[String]) -> Result<Vec<Host>, StageError> {
     targets
         .iter()
         .map(|t| {

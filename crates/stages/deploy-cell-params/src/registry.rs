@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use cellops_actions::Runner;
+use cellops_deploy::fleet;
 use cellops_deploy::registry::{self, Promotion};
 use cellops_deploy::release::DeployConfig;
 use cellops_deploy::remote::Remote;
@@ -14,7 +15,7 @@ use cellops_formats::release::{GateResult, PRODUCTION};
 
 use cellops_deploy::release::SourceFile;
 
-use crate::{Args, Done, StageError, open, provenance};
+use crate::{Args, Done, StageError, open, open_hosts, provenance, targets};
 
 /// `history`: every line of the log, oldest first.
 pub fn run_history(args: &Args, runner: &Runner) -> Result<Done, StageError> {
@@ -45,6 +46,9 @@ pub fn run_history(args: &Args, runner: &Runner) -> Result<Done, StageError> {
                 actor.clone(),
                 reason.clone(),
             ),
+            cellops_formats::release::AuditEvent::Unalias { actor, reason, .. } => {
+                ("unalias", actor.clone(), reason.clone())
+            }
         };
         let release = release.unwrap_or("(none)");
         runner.info(&format!("{} {alias} -> {release} ({kind})", e.time()))?;
@@ -98,19 +102,22 @@ pub fn run_verify(args: &Args, runner: &Runner) -> Result<Done, StageError> {
     )))
 }
 
-/// `promote`: `--alias` to `--release`, through the gates (forced with `--force --reason`).
+/// `promote`: `--alias` to `--release`, through the gates (forced with `--force --reason`); on
+/// several targets all or nothing ([`fleet::promote`]), the gates judged on every host.
 pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Done, StageError> {
     let release = args
         .release
         .as_deref()
         .ok_or_else(|| StageError::Usage("promote needs --release".into()))?;
-    let (mut remote, base) = open(args, runner)?;
-    let production = registry::aliases(remote.as_mut(), &base)?.remove(PRODUCTION).flatten();
-    let ours = bundles(remote.as_mut(), &base, release);
-    let theirs = production
-        .map(|p| bundles(remote.as_mut(), &base, &p))
-        .unwrap_or_default();
-    let gates = gates(&ours, &theirs, args.max_regression);
+    let mut hosts = open_hosts(args, runner, &targets(args)?)?;
+    let mut gates: Vec<GateResult> = Vec::new();
+    for h in &mut hosts {
+        for g in host_gates(h.remote.as_mut(), &h.base, release, args.max_regression)? {
+            if !gates.contains(&g) {
+                gates.push(g);
+            }
+        }
+    }
     report_gates(runner, &gates)?;
     let cfg = DeployConfig {
         provenance: provenance(Vec::new()),
@@ -123,21 +130,47 @@ pub fn run_promote(args: &Args, runner: &Runner, cfg: DeployConfig) -> Result<Do
         gates,
         forced: args.force,
     };
-    let from = registry::promote(remote.as_mut(), &base, &p, &cfg)?;
+    let moved = match hosts.as_mut_slice() {
+        [one] => vec![(
+            one.name.clone(),
+            registry::promote(one.remote.as_mut(), &one.base, &p, &cfg)?,
+        )],
+        all => fleet::promote(all, &p, &cfg)?,
+    };
     if let Some(repo) = &args.tag_repo {
-        let sha = release_commit(remote.as_mut(), &base, release)
+        let first = &mut hosts[0];
+        let sha = release_commit(first.remote.as_mut(), &first.base, release)
             .ok_or_else(|| StageError::Usage(format!("release {release} records no git commit to tag")))?;
         let tag = mirror_tag(repo, &args.alias, release, &sha, args.reason.as_deref())?;
         runner.info(&format!("tagged {sha} as {tag} in {}", repo.display()))?;
         runner.set_output("tag", &tag)?;
     }
+    let from = moved.first().and_then(|(_, f)| f.clone());
     runner.set_output("release-id", release)?;
     runner.set_output("previous", from.as_deref().unwrap_or(""))?;
-    Ok(Done::Registry(format!(
-        "{} now points to {release} (was {})",
-        args.alias,
-        from.as_deref().unwrap_or("none")
-    )))
+    runner.set_output("hosts", &moved.len().to_string())?;
+    let was = |f: &Option<String>| f.clone().unwrap_or_else(|| "none".into());
+    Ok(Done::Registry(match moved.as_slice() {
+        [(_, f)] => format!("{} now points to {release} (was {})", args.alias, was(f)),
+        _ => moved
+            .iter()
+            .map(|(h, f)| format!("{h}: {} now points to {release} (was {})", args.alias, was(f)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }))
+}
+
+/// The promotion gates of `release` on one host, against the release its `production` serves.
+fn host_gates(
+    remote: &mut dyn Remote,
+    base: &str,
+    release: &str,
+    max_regression: f64,
+) -> Result<Vec<GateResult>, StageError> {
+    let production = registry::aliases(remote, base)?.remove(PRODUCTION).flatten();
+    let ours = bundles(remote, base, release);
+    let theirs = production.map(|p| bundles(remote, base, &p)).unwrap_or_default();
+    Ok(gates(&ours, &theirs, max_regression))
 }
 
 /// The git commit a release's `deploy.json` records.

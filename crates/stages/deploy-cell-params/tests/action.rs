@@ -362,12 +362,33 @@ fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
         let current = std::fs::read_link(tmp.path().join(format!("host-{i}/current"))).expect("current");
         assert_eq!(current, Path::new("releases").join(id), "host {i} rolled back");
     }
-    // Promotion goes host by host: several targets are refused, not half-done.
+    // A promotion reaches every host, or none: one host's lock held leaves no alias behind.
     let mut promote = inputs.to_vec();
     promote.extend([("command", "promote"), ("alias", "staging"), ("release", id.as_str())]);
+    let lock = tmp.path().join("host-1/.lock");
+    std::fs::create_dir_all(&lock).expect("lock");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let owner = format!("{{\"host\":\"ci\",\"pid\":1,\"since\":{since},\"since_utc\":\"now\"}}");
+    std::fs::write(lock.join("owner.json"), owner).expect("owner");
     let run = run_action(&r, &promote);
-    assert_eq!(run.code(), 2, "{}", run.stdout());
-    assert!(run.stdout().contains("3 targets given"), "{}", run.stdout());
+    assert_ne!(run.code(), 0, "{}", run.stdout());
+    assert!(
+        run.stdout().contains(&format!("{} failed to promote", url(1))),
+        "{}",
+        run.stdout()
+    );
+    let staging = |i: usize| std::fs::read_link(tmp.path().join(format!("host-{i}/aliases/staging"))).ok();
+    assert_eq!((0..3).map(staging).collect::<Vec<_>>(), vec![None; 3]);
+    std::fs::remove_dir_all(&lock).expect("unlock");
+    let run = run_action(&r, &promote);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(run.outputs["hosts"], "3");
+    for i in 0..3 {
+        assert_eq!(staging(i), Some(Path::new("../releases").join(id)), "host {i}");
+    }
 }
 
 #[test]

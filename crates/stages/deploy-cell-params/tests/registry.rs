@@ -169,6 +169,7 @@ fn aliases_gates_history_and_an_honest_log() {
             AuditEvent::Unchanged { .. } => "unchanged",
             AuditEvent::Rollback { .. } => "rollback",
             AuditEvent::Promote { forced: true, .. } => "forced",
+            AuditEvent::Unalias { .. } => "unalias",
             AuditEvent::Promote { .. } => "promote",
         })
         .collect();

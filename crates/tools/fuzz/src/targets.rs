@@ -118,6 +118,7 @@ const DEPLOYMENTS: &[&str] = &[
     r#"{"event":"promote","alias":"staging","release":"20261207T120000Z-abcdef01-0123456","from":null,"time":"2026-12-07T12:01:00Z","actor":"octocat","run":null,"reason":null,"prev":"00"}"#,
     r#"{"event":"rollback","release":null,"from":"20261207T120000Z-abcdef01-0123456","time":"2026-12-07T12:02:00Z","reason":"requested","actor":null,"run":null}"#,
     r#"{"event":"unchanged","release":"20261207T120000Z-abcdef01-0123456","time":"2026-12-07T12:03:00Z","actor":"octocat","git_sha":null,"run":null}"#,
+    r#"{"event":"unalias","alias":"staging","from":"20261207T120000Z-abcdef01-0123456","time":"2026-12-07T12:04:00Z","actor":null,"run":null,"reason":"another host failed (ssh://a)"}"#,
 ];
 
 const INFER: &str =
