@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate and prepare a dataset (images + instance masks) with a manifest.
-    Build(Box<cellops_build::Args>),
+    Build(Box<cellops_build::Command>),
     /// Train and validate a U-Net on a prepared dataset and write a model bundle.
     TrainUnet(Box<cellops_train_unet::Args>),
     /// Re-bundle a model: tune its post-processing again on a prepared dataset (or add its
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         Err(code) => return code.into(),
     };
     let code = match &cli.command {
-        Command::Build(args) => cellops_build::execute(args, &runner),
+        Command::Build(command) => cellops_build::execute_command(command, &runner),
         Command::TrainUnet(args) => cellops_train_unet::execute(args, &runner),
         Command::Bundle(args) => cellops_train_unet::rebundle::execute(args, &runner),
         Command::Evaluate(command) => cellops_evaluate::execute_command(command, &runner),

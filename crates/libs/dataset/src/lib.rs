@@ -12,11 +12,12 @@ pub mod ops;
 pub mod prepare;
 pub mod problem;
 pub mod raster;
+pub mod shard;
 pub mod split;
 pub mod staging;
 pub mod synthetic;
 
 pub use config::BuildConfig;
-pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, preprocess, preprocess_scaled};
+pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, build_share, preprocess, preprocess_scaled};
 pub use problem::{Problem, ProblemKind, Severity};
 pub use raster::{Labels, Raster, Samples};

@@ -21,6 +21,7 @@ use crate::mask::{self, MaskKind};
 use crate::ops::{colour, equalize, normalize, polarity, resize, scale, tile};
 use crate::problem::{Problem, ProblemKind, Severity};
 use crate::raster::{Labels, Raster, Sample, Samples};
+use crate::shard::{self, Shard};
 use crate::split::{self, SplitError};
 use crate::staging::{StagingDir, StagingError};
 
@@ -149,6 +150,19 @@ pub fn build(
     config: &BuildConfig,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
+    build_share(dataset, output, config, None, observer)
+}
+
+/// Builds the share `shard` of the dataset (all of it with none): splits are assigned over every
+/// item, so each share's items land where the unsharded build puts them, and a share leaves a
+/// [`shard::RECORD`] beside its manifest for [`shard::merge`].
+pub fn build_share(
+    dataset: &Path,
+    output: &Path,
+    config: &BuildConfig,
+    shard: Option<Shard>,
+    observer: &dyn Observer,
+) -> Result<BuildReport, BuildError> {
     config.validate(Path::new("<config>"))?;
     check_overlap(dataset, output)?;
     let Discovery {
@@ -156,13 +170,19 @@ pub fn build(
         items,
         mut problems,
     } = layout::discover(dataset, config.layout)?;
-    observer.started(items.len());
     let split_map = match &config.split.file {
         Some(f) => Some(split::read_split_file(f)?),
         None => None,
     };
     let (splits, split_problems) = split::assign(&items, &config.split, split_map.as_ref());
     problems.extend(split_problems);
+    let all: Vec<String> = items.iter().map(|i| slash(&i.image)).collect();
+    let share = shard.map(|s| (s, shard::positions(dataset, &items, s)));
+    let (items, splits): (Vec<Item>, Vec<Option<Subset>>) = match &share {
+        Some((_, at)) => at.iter().map(|&p| (items[p].clone(), splits[p])).unzip(),
+        None => (items, splits),
+    };
+    observer.started(items.len());
 
     let manifest_path = output.join(cellops_formats::dataset::MANIFEST);
     let old = read_old_manifest(output, &manifest_path)?;
@@ -187,7 +207,7 @@ pub fn build(
     };
     let results = ctx.process_all(&items, &splits, observer);
     let (mut entries, reused) = gather(&items, results, &mut problems)?;
-    problems.sort_by(|a, b| (b.severity, &a.path, a.kind).cmp(&(a.severity, &b.path, b.kind)));
+    sort_problems(&mut problems);
     entries.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
     let counts = count(&entries);
     let mut report = BuildReport {
@@ -203,14 +223,24 @@ pub fn build(
         return Ok(report); // the staging folder is removed on drop
     }
     let manifest = new_manifest(dataset, kind, config, config_sha256, counts, entries);
-    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Encode {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    json.push('\n');
+    let json = manifest_json(&manifest, &manifest_path)?;
+    let record = share.map(|(shard, at)| {
+        shard::Record {
+            format: shard::FORMAT.into(),
+            tool_version: TOOL_VERSION.into(),
+            shard,
+            items: all,
+            share: at,
+            manifest,
+            problems: report.problems.clone(),
+        }
+        .encode()
+    });
+    let old_record = std::fs::read(output.join(shard::RECORD)).ok();
     if let Some((_, old_bytes)) = &old
         && old_bytes == json.as_bytes()
-        && reused == manifest.items.len()
+        && reused == report.counts.images
+        && old_record == record
     {
         report.outcome = Outcome::Unchanged;
         return Ok(report);
@@ -219,9 +249,32 @@ pub fn build(
         &staging.path().join(cellops_formats::dataset::MANIFEST),
         json.as_bytes(),
     )?;
+    if let Some(bytes) = record {
+        write_file(&staging.path().join(shard::RECORD), &bytes)?;
+    }
     staging.commit(output)?;
     report.outcome = Outcome::Written;
     Ok(report)
+}
+
+/// Errors first, then by path.
+pub(crate) fn sort_problems(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| (b.severity, &a.path, a.kind).cmp(&(a.severity, &b.path, b.kind)));
+}
+
+/// The manifest as `manifest.json` holds it: pretty JSON and a newline.
+pub(crate) fn manifest_json(manifest: &Manifest, path: &Path) -> Result<String, BuildError> {
+    let mut json = serde_json::to_string_pretty(manifest).map_err(|e| BuildError::Encode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// Why an image whose content repeats `first`'s is an error.
+pub(crate) fn duplicate_message(first: &Path) -> String {
+    format!("same content as {}; duplicates leak between splits", first.display())
 }
 
 /// Collects the per-item results in item order: their problems (plus one for each image whose
@@ -243,7 +296,7 @@ fn gather(
                 problems.push(Problem::error(
                     ProblemKind::Duplicate,
                     &item.image,
-                    format!("same content as {}; duplicates leak between splits", first.display()),
+                    duplicate_message(first),
                 ));
             } else {
                 by_hash.insert(h.clone(), item.image.clone());
@@ -281,7 +334,7 @@ fn new_manifest(
     }
 }
 
-fn count(entries: &[ManifestItem]) -> Counts {
+pub(crate) fn count(entries: &[ManifestItem]) -> Counts {
     let mut c = Counts {
         images: entries.len(),
         ..Counts::default()
@@ -315,7 +368,7 @@ fn check_overlap(dataset: &Path, output: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec<u8>)>, BuildError> {
+pub(crate) fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec<u8>)>, BuildError> {
     if !output.exists() {
         return Ok(None);
     }
@@ -355,7 +408,7 @@ fn read_old_manifest(output: &Path, path: &Path) -> Result<Option<(Manifest, Vec
     Ok(Some((m, bytes)))
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Write {
             path: parent.to_owned(),

@@ -4,6 +4,10 @@
 //! Inputs (flags, or `INPUT_*` in a workflow): `dataset`, `output`, `config` and the preprocessing
 //! overrides below. Outputs: `manifest`, `images`, `objects`, `problems`. Every problem is an
 //! annotation on its file; the step summary gets a Markdown report.
+//!
+//! On an Actions matrix, `--shard I/N` prepares a balanced share of the items and adds
+//! `shard.cbor`; `merge` joins the N output folders into what one unsharded build writes, byte for
+//! byte (`cellops_dataset::shard`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,8 +16,40 @@ use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailur
 use cellops_dataset::config::{
     ColourMode, ConfigError, EqualizeMethod, Filter, LayoutKind, NormalizeMethod, NucleusScale, Polarity, Resize, Tile,
 };
+use cellops_dataset::shard::{self, MergeError, Shard};
 use cellops_dataset::synthetic::{self, Style, SynthConfig, SynthError};
 use cellops_dataset::{BuildConfig, BuildError, BuildReport, Outcome, Severity};
+
+/// `build`, or `build merge` of a sharded one: what `cellops build` and `cellops-build` take.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Command {
+    /// `merge`, or none to build.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    /// The build's flags.
+    #[command(flatten)]
+    pub build: Option<Args>,
+}
+
+/// The subcommands of `build`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// Join the output folders of every `--shard I/N` build of one dataset into what the unsharded
+    /// build writes (the same files, a byte-identical manifest.json).
+    Merge(MergeArgs),
+}
+
+/// Flags of `build merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' output folders (each has shard.cbor), in any order.
+    #[arg(value_name = "DIR", required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Output folder for the merged dataset.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+}
 
 /// Command-line flags (and action inputs) of `build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,6 +136,10 @@ pub struct Args {
     /// Seed of the synthetic images.
     #[arg(long, default_value_t = 1)]
     pub synthetic_seed: u64,
+    /// Prepare only share I/N of the items (the N shares balanced by pixel count, splits as the
+    /// whole build assigns them) and write shard.cbor beside the manifest, for `build merge`.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 impl Args {
@@ -144,16 +184,24 @@ pub enum StageError {
     /// The synthetic dataset could not be written.
     #[error(transparent)]
     Synthetic(#[from] SynthError),
+    /// The shards' output folders cannot be merged.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     /// The Actions runtime could not write outputs or the summary.
     #[error(transparent)]
     Actions(#[from] ActionsError),
+    /// The command line is incomplete.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl StageFailure for StageError {
     fn exit(&self) -> Exit {
         match self {
-            StageError::Config(_) => Exit::Usage,
+            StageError::Config(_) | StageError::Usage(_) => Exit::Usage,
             StageError::Build(BuildError::Config(_)) => Exit::Usage,
+            StageError::Merge(MergeError::Output(_)) => Exit::Error,
+            StageError::Merge(_) => Exit::Usage,
             StageError::Build(BuildError::Layout(_) | BuildError::Split(_) | BuildError::OutputNotOurs(_))
             | StageError::Build(BuildError::OutputOverlaps { .. }) => Exit::Failure,
             _ => Exit::Error,
@@ -276,6 +324,8 @@ pub struct Finished {
     pub report: BuildReport,
     /// The dataset folder that was read.
     pub dataset: PathBuf,
+    /// The share prepared, for a `--shard` run.
+    pub shard: Option<Shard>,
 }
 
 impl Finished {
@@ -329,11 +379,41 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     };
     let progress = Progress::new(runner, 0, "images");
     let report = {
-        let _group = runner.group(&format!("build {}", dataset.display()))?;
-        let r = cellops_dataset::build(&dataset, &args.output, &config, &Observer(progress.clone()));
+        let what = args.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
+        let _group = runner.group(&format!("build {}{what}", dataset.display()))?;
+        let observer = Observer(progress.clone());
+        let r = cellops_dataset::build_share(&dataset, &args.output, &config, args.shard, &observer);
         progress.finish();
         r?
     };
+    publish(runner, &report, &dataset, &args.output, &config)?;
+    Ok(Finished {
+        report,
+        dataset,
+        shard: args.shard,
+    })
+}
+
+/// Joins the output folders of a sharded build ([`shard::merge`]) and reports it as a build.
+pub fn merge(args: &MergeArgs, runner: &Runner) -> Result<Finished, StageError> {
+    runner.info(&format!("merging {} shards", args.shards.len()))?;
+    let merged = shard::merge(&args.shards, &args.output)?;
+    publish(runner, &merged.report, &merged.dataset, &args.output, &merged.config)?;
+    Ok(Finished {
+        report: merged.report,
+        dataset: merged.dataset,
+        shard: None,
+    })
+}
+
+/// Every problem as an annotation on its file, the outputs and the step summary.
+fn publish(
+    runner: &Runner,
+    report: &BuildReport,
+    dataset: &Path,
+    output: &Path,
+    config: &BuildConfig,
+) -> Result<(), StageError> {
     for p in &report.problems {
         let level = match p.severity {
             Severity::Error => Level::Error,
@@ -350,8 +430,8 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     runner.set_output("images", &report.counts.images.to_string())?;
     runner.set_output("objects", &report.counts.objects.to_string())?;
     runner.set_output("problems", &report.problems.len().to_string())?;
-    runner.append_summary(&summary(&report, &dataset, &args.output, &config))?;
-    Ok(Finished { report, dataset })
+    runner.append_summary(&summary(report, dataset, output, config))?;
+    Ok(())
 }
 
 fn kind_title(kind: cellops_dataset::ProblemKind) -> String {
@@ -475,10 +555,26 @@ pub fn execute(args: &Args, runner: &Runner) -> Exit {
     conclude(runner, run(args, runner), |done| (headline(done), done.exit()))
 }
 
+/// Runs `build` or `build merge`, as the command line says, and ends it the same way.
+pub fn execute_command(command: &Command, runner: &Runner) -> Exit {
+    match (&command.action, &command.build) {
+        (Some(Action::Merge(m)), _) => conclude(runner, merge(m, runner), |done| (headline(done), done.exit())),
+        (None, Some(args)) => execute(args, runner),
+        (None, None) => conclude(
+            runner,
+            Err::<Finished, _>(StageError::Usage(
+                "give --dataset (or --synthetic) and --output, or `merge DIR… --output DIR`".into(),
+            )),
+            |done| (headline(done), done.exit()),
+        ),
+    }
+}
+
 /// Prints the human outcome line for a terminal (used by the binaries after [`run`]).
 pub fn headline(f: &Finished) -> String {
     let r = &f.report;
-    match r.outcome {
+    let share = f.shard.map(|s| format!("shard {s}: ")).unwrap_or_default();
+    let line = match r.outcome {
         Outcome::Written => format!(
             "built {} images ({} prepared, {} reused) with {} objects into {}",
             r.counts.images,
@@ -497,5 +593,6 @@ pub fn headline(f: &Finished) -> String {
             r.warnings(),
             f.dataset.display()
         ),
-    }
+    };
+    format!("{share}{line}")
 }

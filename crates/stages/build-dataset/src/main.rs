@@ -10,7 +10,7 @@ use clap::Parser;
 #[command(name = "cellops-build", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
-    args: cellops_build::Args,
+    command: cellops_build::Command,
 }
 
 fn main() -> ExitCode {
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code.into(),
     };
-    let code = cellops_build::execute(&cli.args, &runner);
+    let code = cellops_build::execute_command(&cli.command, &runner);
     let _ = runner.finish();
     code.into()
 }

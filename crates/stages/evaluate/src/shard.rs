@@ -22,64 +22,7 @@ pub const RECORD: &str = "shard.cbor";
 /// The shard record's format tag.
 pub const FORMAT: &str = "cellops.evaluation-shard/1";
 
-/// One share of N (which images it takes: [`assign`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    /// Which share, from 1.
-    pub index: usize,
-    /// How many shares.
-    pub count: usize,
-}
-
-impl Shard {
-    /// Parses `I/N` (1 ≤ I ≤ N), as `--shard` takes it.
-    ///
-    /// ```
-    /// use cellops_evaluate::shard::Shard;
-    /// assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
-    /// assert!(Shard::parse("0/3").is_err() && Shard::parse("4/3").is_err() && Shard::parse("3").is_err());
-    /// ```
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let usage = || format!("`{s}` is not I/N with 1 ≤ I ≤ N (e.g. 2/3)");
-        let (i, n) = s.trim().split_once('/').ok_or_else(usage)?;
-        let (index, count) = (
-            i.trim().parse::<usize>().map_err(|_| usage())?,
-            n.trim().parse::<usize>().map_err(|_| usage())?,
-        );
-        if index == 0 || index > count {
-            return Err(usage());
-        }
-        Ok(Self { index, count })
-    }
-}
-
-/// The share (from 1) of each image, given each image's work (its pixel count): the largest
-/// first, each to the share with the least work so far (the lowest index on ties) — the same on
-/// every machine for the same images, and within one image's work of balanced.
-///
-/// ```
-/// use cellops_evaluate::shard::assign;
-/// assert_eq!(assign(&[1, 9, 4, 4], 2), vec![2, 1, 2, 2]);
-/// assert_eq!(assign(&[5, 5, 5], 1), vec![1, 1, 1]);
-/// ```
-pub fn assign(work: &[u64], count: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..work.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(work[i]), i));
-    let mut load = vec![0u64; count.max(1)];
-    let mut share = vec![0; work.len()];
-    for i in order {
-        let least = (0..load.len()).min_by_key(|&k| (load[k], k)).unwrap_or(0);
-        load[least] += work[i].max(1);
-        share[i] = least + 1;
-    }
-    share
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+pub use cellops_dataset::shard::{Shard, assign};
 
 /// What every image of a run shares: the parameter file, the segmentation's source and
 /// post-processing, and what the reports embed.

@@ -1,12 +1,12 @@
 //! `evaluate --shard I/N` on every share, then `evaluate merge`, against one unsharded run:
 //! the same files, byte for byte — and merges that cannot be right are refused.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use cellops_dataset::synthetic::{self, Style, SynthConfig};
 use cellops_test_support::action::{self as harness, ActionRun};
+use cellops_test_support::files::assert_same;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cellops-evaluate");
 
@@ -44,36 +44,6 @@ fn merge(root: &Path, shards: &[PathBuf], inputs: &[(&str, &str)]) -> ActionRun 
     let mut args: Vec<&OsStr> = vec![OsStr::new("merge")];
     args.extend(shards.iter().map(|p| p.as_os_str()));
     harness::run_action_with_args(Path::new(BIN), &args, root, inputs, &[]).expect("run")
-}
-
-/// Every file under `dir`, by relative path, with its bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("list") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).expect("under").display().to_string();
-                out.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    out
-}
-
-fn assert_same(merged: &Path, whole: &Path) {
-    let (a, b) = (tree(merged), tree(whole));
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "the merge writes the files one run writes"
-    );
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{name} differs from the unsharded run's");
-    }
 }
 
 /// Runs every share of `count` and returns their output folders.

@@ -7,10 +7,12 @@
 //! - [`github`]: a mock of the GitHub REST API on 127.0.0.1 (wiremock) that octocrab is pointed at.
 //! - [`nginx`]: a real nginx on 127.0.0.1 running the server blocks a test gives.
 //! - [`images`]: the changes drift scenarios make to synthetic images.
+//! - [`files`]: folders compared file by file.
 //! - [`tmpfs`]: a small tmpfs, a disk that fills up on demand.
 
 pub mod action;
 pub mod browser;
+pub mod files;
 pub mod github;
 pub mod images;
 pub mod nginx;
