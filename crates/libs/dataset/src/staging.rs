@@ -1,6 +1,12 @@
 //! Replacing a directory atomically: write everything into a staging directory beside it, then
-//! swap it in by renames. Readers see the old directory or the new one, never a mix; a failure
-//! before the swap leaves the old one untouched and the staging directory removed.
+//! swap it in. Readers see the old directory or the new one, never a mix; a failure before the
+//! swap leaves the old one untouched and the staging directory removed.
+//!
+//! On Linux the swap is one `renameat2(RENAME_EXCHANGE)`, so a process killed at any instant
+//! leaves the target whole — old or new, never missing. Elsewhere (or on a file system without
+//! it) it is two renames, and a kill between them leaves the target missing and the old one as
+//! `.<name>.staging-<pid>.old`. Staging folders of processes that are gone (killed before they
+//! could clean up) are removed by the next [`StagingDir::new`] beside the same target.
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +35,8 @@ pub struct StagingDir {
 }
 
 impl StagingDir {
-    /// Creates `.<name>.staging-<pid>` beside `target` (and `target`'s parent if needed).
+    /// Creates `.<name>.staging-<pid>` beside `target` (and `target`'s parent if needed),
+    /// removing what processes that are gone left there.
     pub fn new(target: &Path) -> Result<Self, StagingError> {
         let name = target
             .file_name()
@@ -40,6 +47,7 @@ impl StagingDir {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(at(parent))?;
+        remove_abandoned(parent, &name);
         let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(at(&path))?;
@@ -58,10 +66,15 @@ impl StagingDir {
     pub fn commit(mut self, target: &Path) -> Result<(), StagingError> {
         if target.exists() {
             let old = self.path.with_extension("old");
-            std::fs::rename(target, &old).map_err(at(target))?;
-            if let Err(e) = std::fs::rename(&self.path, target) {
-                let _ = std::fs::rename(&old, target);
-                return Err(at(target)(e));
+            if exchange(&self.path, target) {
+                // The staging path now holds the old directory.
+                std::fs::rename(&self.path, &old).map_err(at(&self.path))?;
+            } else {
+                std::fs::rename(target, &old).map_err(at(target))?;
+                if let Err(e) = std::fs::rename(&self.path, target) {
+                    let _ = std::fs::rename(&old, target);
+                    return Err(at(target)(e));
+                }
             }
             std::fs::remove_dir_all(&old).map_err(at(&old))?;
         } else {
@@ -69,6 +82,46 @@ impl StagingDir {
         }
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Swaps two directories in one atomic step; false where the system cannot (then nothing moved).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> bool {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).is_ok()
+}
+
+/// Swaps two directories in one atomic step; false where the system cannot (then nothing moved).
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Removes `.<name>.staging-<pid>` (and its `.old`) beside the target for every pid that is no
+/// longer running: what a killed process left. Where running processes cannot be told (no
+/// `/proc`), nothing is removed. (Pids are this machine's: a target on a file system that
+/// several machines write to at once is not supported.)
+fn remove_abandoned(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.staging-");
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.strip_suffix(".old").unwrap_or(rest);
+        let gone = pid
+            .parse::<u32>()
+            .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -106,5 +159,31 @@ mod tests {
             1,
             "nothing left beside it"
         );
+    }
+
+    #[test]
+    fn what_a_process_that_is_gone_left_is_removed_and_a_live_one_s_is_kept() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let target = tmp.path().join("out");
+        // A pid above the kernel's limit (4,194,304) is never running.
+        let gone = tmp.path().join(".out.staging-4194305");
+        let gone_old = tmp.path().join(".out.staging-4194306.old");
+        // Pid 1 (init) always runs: another build at work beside this one.
+        let live = tmp.path().join(".out.staging-1");
+        let other = tmp.path().join(".other.staging-4194305");
+        for d in [&gone, &gone_old, &live, &other] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        let s = StagingDir::new(&target).expect("staging");
+        assert_eq!(
+            s.path(),
+            tmp.path().join(format!(".out.staging-{}", std::process::id()))
+        );
+        assert!(
+            !gone.exists() && !gone_old.exists(),
+            "a killed build's leftovers removed"
+        );
+        assert!(live.exists(), "a running process's staging kept");
+        assert!(other.exists(), "another target's left alone");
     }
 }

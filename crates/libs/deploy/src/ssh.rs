@@ -391,6 +391,9 @@ pub struct SshRemote {
     sftp: Sftp,
     describe: String,
     io_timeout: Duration,
+    /// The connection broke: every later operation fails at once instead of waiting out its
+    /// timeout on a dead link (the clean-up after a failed upload, the disconnect).
+    broken: bool,
 }
 
 impl std::fmt::Debug for SshRemote {
@@ -402,8 +405,9 @@ impl std::fmt::Debug for SshRemote {
 impl SshRemote {
     /// The SSH session, for a tunnel (blocking I/O gets no timeout: a tunnel waits on its peers).
     pub fn into_session(self) -> Session {
-        let Self { session, sftp, .. } = self;
-        drop(sftp);
+        // A session is a shared handle: the clone outlives the SFTP channel dropped with self.
+        let session = self.session.clone();
+        drop(self);
         session.set_timeout(0);
         session
     }
@@ -494,12 +498,34 @@ pub fn connect(o: &SshOptions) -> Result<SshRemote, ConnectError> {
         sftp,
         describe: format!("ssh://{}@{}:{}", o.username, o.host, o.port),
         io_timeout: o.io_timeout,
+        broken: false,
     })
 }
 
 use crate::keys::KeyKind;
 
+impl Drop for SshRemote {
+    fn drop(&mut self) {
+        if self.broken {
+            // Freeing the session says goodbye to the server: not over a dead link.
+            self.session.set_timeout(1);
+        }
+    }
+}
+
 impl SshRemote {
+    /// Fails at once, about `path`, once the connection broke.
+    fn intact(&self, path: &str) -> Result<(), RemoteError> {
+        if self.broken {
+            return Err(RemoteError::new(
+                path,
+                RemoteErrorKind::Disconnected,
+                "not tried: the connection broke earlier",
+            ));
+        }
+        Ok(())
+    }
+
     /// The negotiated cipher (client to server), for diagnostics.
     pub fn cipher(&self) -> Option<String> {
         self.session.methods(MethodType::CryptCs).map(str::to_owned)
@@ -530,94 +556,9 @@ impl SshRemote {
         }
         Ok(out)
     }
-}
 
-/// Counts bytes written through it.
-struct Counting<'a, W: Write> {
-    inner: W,
-    sent: &'a mut dyn FnMut(u64),
-}
-
-impl<W: Write> Write for Counting<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        (self.sent)(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn nul_list(rels: &[String]) -> Vec<u8> {
-    let mut list = Vec::new();
-    for p in rels {
-        list.extend_from_slice(p.as_bytes());
-        list.push(0);
-    }
-    list
-}
-
-impl Remote for SshRemote {
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
-
-    fn mkdir_all(&mut self, path: &str) -> Result<(), RemoteError> {
-        // Over SFTP, one component at a time: cheaper than a remote process.
-        let mut prefix = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            prefix.push('/');
-            prefix.push_str(part);
-            match self.sftp.stat(Path::new(&prefix)) {
-                Ok(st) if st.is_dir() => continue,
-                Ok(_) => {
-                    return Err(RemoteError::new(
-                        &prefix,
-                        RemoteErrorKind::Other,
-                        "exists and is not a folder",
-                    ));
-                }
-                Err(_) => {
-                    if let Err(e) = self.sftp.mkdir(Path::new(&prefix), 0o755) {
-                        // Lost a race with another creator: fine if it is a folder now.
-                        if !self.sftp.stat(Path::new(&prefix)).is_ok_and(|st| st.is_dir()) {
-                            return Err(rerr(&prefix, &e));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn mkdir_new(&mut self, path: &str) -> Result<bool, RemoteError> {
-        match self.sftp.mkdir(Path::new(path), 0o755) {
-            Ok(()) => Ok(true),
-            Err(e) => match self.sftp.lstat(Path::new(path)) {
-                Ok(_) => Ok(false),
-                Err(_) => Err(rerr(path, &e)),
-            },
-        }
-    }
-
-    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError> {
-        let mut f = self
-            .sftp
-            .open_mode(
-                Path::new(path),
-                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-                0o644,
-                OpenType::File,
-            )
-            .map_err(|e| rerr(path, &e))?;
-        f.write_all(data).map_err(|e| ioerr(path, &e))?;
-        f.close().map_err(|e| rerr(path, &e))
-    }
-
-    /// One tar stream into one remote `tar -x`, then `sha256sum` of what landed on disk, in the
-    /// same remote command: no round trip per file, full bandwidth.
-    fn upload(
+    /// [`Remote::upload`]'s tar stream and checksums.
+    fn stream(
         &mut self,
         dir: &str,
         files: &[(String, Payload)],
@@ -652,7 +593,11 @@ impl Remote for SshRemote {
             // Large writes: libssh2 sends up to a full window per call.
             let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(
                 1 << 20,
-                Counting { inner: &mut ch, sent },
+                Counting {
+                    inner: &mut ch,
+                    sent,
+                    failed: false,
+                },
             ));
             let list = nul_list(&files.iter().map(|f| f.0.clone()).collect::<Vec<_>>());
             tar.append_data(&mut header(list.len() as u64, list_name), list_name, list.as_slice())
@@ -690,8 +635,139 @@ impl Remote for SshRemote {
         }
         Ok(hashes)
     }
+}
+
+/// Counts bytes written through it; after the first failure every write fails at once (the
+/// buffers above it flush again as they are dropped, and each try would wait out the timeout).
+struct Counting<'a, W: Write> {
+    inner: W,
+    sent: &'a mut dyn FnMut(u64),
+    failed: bool,
+}
+
+impl<W: Write> Counting<'_, W> {
+    fn guard<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        self.failed |= r.is_err();
+        r
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "an earlier write failed",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.check()?;
+        let r = self.inner.write(buf);
+        let n = self.guard(r)?;
+        (self.sent)(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.check()?;
+        let r = self.inner.flush();
+        self.guard(r)
+    }
+}
+
+fn nul_list(rels: &[String]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for p in rels {
+        list.extend_from_slice(p.as_bytes());
+        list.push(0);
+    }
+    list
+}
+
+impl Remote for SshRemote {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn mkdir_all(&mut self, path: &str) -> Result<(), RemoteError> {
+        self.intact(path)?;
+        // Over SFTP, one component at a time: cheaper than a remote process.
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(part);
+            match self.sftp.stat(Path::new(&prefix)) {
+                Ok(st) if st.is_dir() => continue,
+                Ok(_) => {
+                    return Err(RemoteError::new(
+                        &prefix,
+                        RemoteErrorKind::Other,
+                        "exists and is not a folder",
+                    ));
+                }
+                Err(_) => {
+                    if let Err(e) = self.sftp.mkdir(Path::new(&prefix), 0o755) {
+                        // Lost a race with another creator: fine if it is a folder now.
+                        if !self.sftp.stat(Path::new(&prefix)).is_ok_and(|st| st.is_dir()) {
+                            return Err(rerr(&prefix, &e));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mkdir_new(&mut self, path: &str) -> Result<bool, RemoteError> {
+        self.intact(path)?;
+        match self.sftp.mkdir(Path::new(path), 0o755) {
+            Ok(()) => Ok(true),
+            Err(e) => match self.sftp.lstat(Path::new(path)) {
+                Ok(_) => Ok(false),
+                Err(_) => Err(rerr(path, &e)),
+            },
+        }
+    }
+
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError> {
+        self.intact(path)?;
+        let mut f = self
+            .sftp
+            .open_mode(
+                Path::new(path),
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                0o644,
+                OpenType::File,
+            )
+            .map_err(|e| rerr(path, &e))?;
+        f.write_all(data).map_err(|e| ioerr(path, &e))?;
+        f.close().map_err(|e| rerr(path, &e))
+    }
+
+    /// One tar stream into one remote `tar -x`, then `sha256sum` of what landed on disk, in the
+    /// same remote command: no round trip per file, full bandwidth.
+    fn upload(
+        &mut self,
+        dir: &str,
+        files: &[(String, Payload)],
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<Vec<String>, RemoteError> {
+        self.intact(dir)?;
+        self.stream(dir, files, sent).map_err(|mut e| {
+            // A channel's writes report libssh2's failures without their code: a connection
+            // that can no longer open a channel is what broke.
+            if e.kind == RemoteErrorKind::Other && self.session.channel_session().is_err() {
+                e.kind = RemoteErrorKind::Disconnected;
+            }
+            self.broken = e.kind == RemoteErrorKind::Disconnected;
+            e
+        })
+    }
 
     fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, RemoteError> {
+        self.intact(path)?;
         let mut f = match self.sftp.open(Path::new(path)) {
             Ok(f) => f,
             Err(e) if ssh_err_kind(&e) == RemoteErrorKind::NotFound => return Ok(None),
@@ -703,6 +779,7 @@ impl Remote for SshRemote {
     }
 
     fn append(&mut self, path: &str, data: &[u8]) -> Result<(), RemoteError> {
+        self.intact(path)?;
         let mut f = self
             .sftp
             .open_mode(
@@ -717,12 +794,14 @@ impl Remote for SshRemote {
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
+        self.intact(from)?;
         // SFTP v3 cannot rename over an existing file; `mv -T` is rename(2), which can.
         let cmd = format!("mv -T -- {} {}", shell_quote(from), shell_quote(to));
         self.exec_ok(&cmd, b"", to).map(|_| ())
     }
 
     fn replace_symlink(&mut self, link: &str, target: &str) -> Result<(), RemoteError> {
+        self.intact(link)?;
         // SFTP v3 cannot rename over an existing link; `mv -T` is rename(2).
         let tmp = format!("{link}.new");
         let cmd = format!(
@@ -735,6 +814,7 @@ impl Remote for SshRemote {
     }
 
     fn read_link(&mut self, link: &str) -> Result<Option<String>, RemoteError> {
+        self.intact(link)?;
         match self.sftp.readlink(Path::new(link)) {
             Ok(p) => Ok(Some(p.to_string_lossy().into_owned())),
             Err(e) => match self.sftp.lstat(Path::new(link)) {
@@ -745,6 +825,7 @@ impl Remote for SshRemote {
     }
 
     fn list(&mut self, dir: &str) -> Result<Vec<String>, RemoteError> {
+        self.intact(dir)?;
         match self.sftp.readdir(Path::new(dir)) {
             Ok(entries) => {
                 let mut names: Vec<String> = entries
@@ -760,6 +841,7 @@ impl Remote for SshRemote {
     }
 
     fn remove_all(&mut self, paths: &[String]) -> Result<(), RemoteError> {
+        self.intact(paths.first().map_or("", String::as_str))?;
         if paths.is_empty() {
             return Ok(());
         }
@@ -769,6 +851,7 @@ impl Remote for SshRemote {
     }
 
     fn link_files(&mut self, from_dir: &str, to_dir: &str, rels: &[String]) -> Result<(), RemoteError> {
+        self.intact(to_dir)?;
         if rels.is_empty() {
             return Ok(());
         }
@@ -783,14 +866,17 @@ impl Remote for SshRemote {
     }
 
     fn remove_file(&mut self, path: &str) -> Result<(), RemoteError> {
+        self.intact(path)?;
         self.sftp.unlink(Path::new(path)).map_err(|e| rerr(path, &e))
     }
 
     fn remove_dir(&mut self, path: &str) -> Result<(), RemoteError> {
+        self.intact(path)?;
         self.sftp.rmdir(Path::new(path)).map_err(|e| rerr(path, &e))
     }
 
     fn run(&mut self, command: &str, cwd: &str, timeout: Duration) -> Result<CommandOutput, RemoteError> {
+        self.intact(command)?;
         let secs = timeout.as_secs().max(1);
         let wrapped = format!(
             "cd -- {} && exec timeout -k 5 {secs} sh -c {} 2>&1",
@@ -812,6 +898,7 @@ impl Remote for SshRemote {
     }
 
     fn free_bytes(&mut self, path: &str) -> Result<Option<u64>, RemoteError> {
+        self.intact(path)?;
         // statvfs@openssh.com; servers without it just skip the check.
         let Ok(mut d) = self.sftp.opendir(Path::new(path)) else {
             return Ok(None);

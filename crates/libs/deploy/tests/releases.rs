@@ -410,3 +410,75 @@ fn a_server_killed_mid_upload_leaves_current_and_releases_untouched() {
         .count();
     assert_eq!(hidden, 0, "partial uploads are cleaned up");
 }
+
+#[test]
+fn a_network_cut_mid_upload_leaves_current_and_releases_untouched() {
+    use cellops_test_support::proxy::{Cut, Proxy};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sshd = Sshd::start(&tmp.path().join("sshd")).expect("sshd");
+    let base = tmp.path().join("server");
+    let b = base.display().to_string();
+    let cfg = DeployConfig::default();
+    let small = source(
+        &tmp.path().join("src"),
+        &[("cell-params/a.yaml", b"description: a\npixel_size_um: 1\n")],
+    );
+    let first = release::deploy(connect(&sshd).as_mut(), &b, &small, &cfg, &mut |_| {}).expect("first");
+    let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut files = small.clone();
+    files.extend(source(&tmp.path().join("src"), &[("models/big.bin", &big)]));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let visible = || -> Vec<String> {
+        std::fs::read_dir(base.join("releases"))
+            .expect("releases")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    let retry = DeployConfig {
+        lock_stale_after: Duration::from_secs(0),
+        ..cfg.clone()
+    };
+    for how in [Cut::Reset, Cut::Silence] {
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], sshd.port));
+        let proxy = Proxy::start(upstream, 1_000_000, how).expect("proxy");
+        // The server's key, known at the proxy's port.
+        let known = sshd
+            .known_hosts_line()
+            .replace(&format!("]:{} ", sshd.port), &format!("]:{} ", proxy.port));
+        let through = SshOptions {
+            port: proxy.port,
+            io_timeout: Duration::from_secs(3),
+            ..options(&sshd, key_auth(&sshd), HostCheck::KnownHosts(known))
+        };
+        let mut r: Box<dyn Remote> = Box::new(ssh::connect(&through).expect("connect through the proxy"));
+        // The lock an earlier cut left behind is taken over: this is about the upload.
+        let e = release::deploy(r.as_mut(), &b, &files, &retry, &mut |_| {}).expect_err("the network is cut");
+        assert!(
+            proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
+            "{how:?}: cut before the upload ended: {e}"
+        );
+        assert!(e.to_string().contains("the connection broke"), "{how:?}: {e}");
+        drop(r);
+        drop(proxy);
+        assert_eq!(
+            std::fs::read_link(base.join("current")).expect("current"),
+            PathBuf::from(format!("releases/{}", first.id)),
+            "{how:?}: {e}"
+        );
+        assert_eq!(
+            visible(),
+            vec![first.id.clone()],
+            "{how:?}: no partial release is visible"
+        );
+    }
+    // The network back: the lock left behind is taken over once stale, the leftovers removed.
+    let o = release::deploy(connect(&sshd).as_mut(), &b, &files, &retry, &mut |_| {}).expect("after the cut");
+    assert_eq!(visible().len(), 2, "{o:?}");
+    let hidden: Vec<String> = std::fs::read_dir(base.join("releases"))
+        .expect("releases")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "partial uploads are cleaned up: {hidden:?}");
+}

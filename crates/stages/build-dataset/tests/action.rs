@@ -308,3 +308,118 @@ fn refuses_to_replace_a_folder_it_did_not_write() {
         "years of work"
     );
 }
+
+#[test]
+fn permission_denied_is_named_and_nothing_is_written() {
+    use cellops_test_support::unprivileged::{lock, open_up, read_only};
+    let tmp = tempfile::tempdir().expect("tmp");
+    open_up(tmp.path()).expect("open up");
+    let data = synth(tmp.path(), 4);
+    let run = |out: &Path| {
+        let inputs = [("dataset", s(&data)), ("output", s(out))];
+        harness::run_action_unprivileged(
+            Path::new(env!("CARGO_BIN_EXE_cellops-build")),
+            &[],
+            tmp.path(),
+            &inputs,
+            &[],
+        )
+        .expect("run")
+    };
+    // An output folder where the user may not write.
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    read_only(&ro).expect("chmod");
+    let denied = run(&ro.join("prepared"));
+    assert_eq!(denied.code(), 3, "{}", denied.stdout());
+    assert!(
+        denied.stdout().contains(s(&ro)) && denied.stdout().contains("Permission denied"),
+        "{}",
+        denied.stdout()
+    );
+    assert_eq!(std::fs::read_dir(&ro).expect("list").count(), 0, "nothing written");
+    // A mask it may not read: a problem on that file, and no output.
+    let mask = data.join("masks/synth_0002_mask.png");
+    lock(&mask).expect("chmod");
+    let out = tmp.path().join("prepared");
+    let unreadable = run(&out);
+    assert_eq!(unreadable.code(), 1, "{}", unreadable.stdout());
+    let line = unreadable
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("::error file=") && l.contains("synth_0002_mask.png"))
+        .map(str::to_owned);
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("Permission denied")),
+        "{}",
+        unreadable.stdout()
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_full_disk_fails_the_build_by_name_and_leaves_nothing_half_written() {
+    use cellops_test_support::tmpfs::Tmpfs;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = synth(tmp.path(), 10);
+    // 32 KiB: the prepared images and masks do not fit.
+    let Some(disk) = Tmpfs::mount(tmp.path(), "full", 32 * 1024) else {
+        return;
+    };
+    let out = disk.path.join("prepared");
+    let inputs = [("dataset", s(&data)), ("output", s(&out))];
+    let run = run_action(tmp.path(), &inputs);
+    assert_eq!(run.code(), 3, "{}", run.stdout());
+    assert!(run.stdout().contains("No space left on device"), "{}", run.stdout());
+    let left: Vec<_> = std::fs::read_dir(&disk.path).expect("list").collect();
+    assert!(left.is_empty(), "nothing half-written: {left:?}");
+    // Space freed, the same build succeeds.
+    disk.resize(16 << 20).expect("resize");
+    let run = run_action(tmp.path(), &inputs);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(read_manifest(&out).counts.images, 10);
+}
+
+#[test]
+fn a_build_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
+    use cellops_test_support::files::tree;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = synth(tmp.path(), 24);
+    let out = tmp.path().join("prepared");
+    // Two configurations, so that every run replaces the output with other content.
+    let configs: [&[(&str, &str)]; 2] = [&[("equalize", "none")], &[("equalize", "clahe"), ("tile", "48")]];
+    let inputs = |c: usize| {
+        let mut i = vec![("dataset", s(&data)), ("output", s(&out))];
+        i.extend_from_slice(configs[c]);
+        i
+    };
+    let mut whole = Vec::new();
+    let mut full = std::time::Duration::ZERO;
+    for c in 0..2 {
+        let started = std::time::Instant::now();
+        assert_eq!(run_action(tmp.path(), &inputs(c)).code(), 0);
+        full = full.max(started.elapsed());
+        whole.push(tree(&out).expect("tree"));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_cellops-build"));
+    cellops_test_support::kill::at_points(
+        12,
+        full,
+        |i| harness::spawn_action(bin, &[], tmp.path(), &inputs(i % 2), &[]).expect("start"),
+        |i| {
+            let now = tree(&out).expect("the output is there, whole");
+            assert!(whole.contains(&now), "killed run {i} left a mix of two builds");
+        },
+    );
+    assert_eq!(run_action(tmp.path(), &inputs(1)).code(), 0);
+    assert_eq!(tree(&out).expect("tree"), whole[1]);
+    let beside: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "the killed runs' staging folders are cleaned up: {beside:?}"
+    );
+}

@@ -411,3 +411,39 @@ fn a_full_disk_on_the_server_fails_the_deploy_before_anything_is_switched() {
         .unwrap_or_default();
     assert!(releases.is_empty(), "no release, no partial upload left: {releases:?}");
 }
+
+#[test]
+fn a_deploy_user_without_write_permission_changes_nothing_on_the_server() {
+    use cellops_test_support::unprivileged::open_up;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = repo(tmp.path());
+    open_up(&r).expect("open up");
+    let server = tmp.path().join("server");
+    let target = format!("file://{}", server.display());
+    let first = run_action(&r, &[("target", target.as_str())]);
+    assert_eq!(first.code(), 0, "{}", first.stdout());
+    let current = std::fs::read_link(server.join("current")).expect("current");
+    std::fs::write(
+        r.join("cell-params/he.yaml"),
+        "description: H&E v2\npixel_size_um: 0.25\n",
+    )
+    .expect("write");
+    // The server's folders belong to another user: this one may read them, not write.
+    let env = [("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")];
+    let bin = Path::new(env!("CARGO_BIN_EXE_cellops-deploy-cell-params"));
+    let denied = harness::run_action_unprivileged(bin, &[], &r, &[("target", target.as_str())], &env).expect("run");
+    assert_ne!(denied.code(), 0, "{}", denied.stdout());
+    assert!(
+        denied.stdout().contains("Permission denied") && denied.stdout().contains(&server.display().to_string()),
+        "{}",
+        denied.stdout()
+    );
+    assert_eq!(
+        std::fs::read_link(server.join("current")).expect("current"),
+        current,
+        "current untouched"
+    );
+    let releases = std::fs::read_dir(server.join("releases")).expect("releases").count();
+    assert_eq!(releases, 1, "no new or partial release");
+    assert!(!server.join(".lock").exists(), "no lock left behind");
+}

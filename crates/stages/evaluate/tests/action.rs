@@ -651,3 +651,112 @@ fn a_full_disk_fails_the_run_by_name_and_leaves_nothing_half_written() {
     let left: Vec<_> = std::fs::read_dir(&disk.path).expect("list").collect();
     assert!(left.is_empty(), "nothing half-written: {left:?}");
 }
+
+#[test]
+fn permission_denied_fails_by_name_and_leaves_nothing_behind() {
+    use cellops_test_support::unprivileged::{lock, open_up, read_only};
+    let tmp = tempfile::tempdir().expect("tmp");
+    open_up(tmp.path()).expect("open up");
+    let data = dataset(tmp.path());
+    let p = params(tmp.path(), "p.yaml", PLAIN);
+    let run = |out: &Path| {
+        let inputs = [
+            ("images", s(&data)),
+            ("masks", s(&data.join("masks"))),
+            ("params", s(&p)),
+            ("output", s(out)),
+        ];
+        let bin = Path::new(env!("CARGO_BIN_EXE_cellops-evaluate"));
+        harness::run_action_unprivileged(bin, &[], tmp.path(), &refs(&inputs), &[]).expect("run")
+    };
+    // An output folder where the user may not write.
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    read_only(&ro).expect("chmod");
+    let denied = run(&ro.join("eval"));
+    assert_eq!(denied.code(), 3, "{}", denied.stdout());
+    assert!(
+        denied.stdout().contains(&s(&ro)) && denied.stdout().contains("Permission denied"),
+        "{}",
+        denied.stdout()
+    );
+    assert_eq!(std::fs::read_dir(&ro).expect("list").count(), 0, "nothing written");
+    // An image it may not read.
+    let image = std::fs::read_dir(data.join("original"))
+        .expect("list")
+        .next()
+        .expect("an image")
+        .expect("entry")
+        .path();
+    lock(&image).expect("chmod");
+    let out = tmp.path().join("eval");
+    let unreadable = run(&out);
+    assert_ne!(unreadable.code(), 0, "{}", unreadable.stdout());
+    let name = image.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(
+        unreadable.stdout().contains(&name) && unreadable.stdout().contains("Permission denied"),
+        "{}",
+        unreadable.stdout()
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+/// Inputs as the harness takes them.
+fn refs<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[test]
+fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
+    use cellops_test_support::files::tree;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    // Two parameter files, so that every run replaces the output with other content.
+    let two = [
+        params(tmp.path(), "a.yaml", PLAIN),
+        params(
+            tmp.path(),
+            "b.yaml",
+            &PLAIN.replace("max_area_um2: 30", "max_area_um2: 50"),
+        ),
+    ];
+    let out = tmp.path().join("eval");
+    let inputs = |p: usize| {
+        [
+            ("images", s(&data)),
+            ("masks", s(&data.join("masks"))),
+            ("params", s(&two[p])),
+            ("output", s(&out)),
+        ]
+    };
+    let run = |p: usize| run_action(tmp.path(), &refs(&inputs(p)));
+    let mut whole = Vec::new();
+    let mut full = std::time::Duration::ZERO;
+    for p in 0..2 {
+        let started = std::time::Instant::now();
+        assert_eq!(run(p).code(), 0);
+        full = full.max(started.elapsed());
+        whole.push(tree(&out).expect("tree"));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_cellops-evaluate"));
+    cellops_test_support::kill::at_points(
+        12,
+        full,
+        |i| harness::spawn_action(bin, &[], tmp.path(), &refs(&inputs(i % 2)), &[]).expect("start"),
+        |i| {
+            let now = tree(&out).expect("the output is there, whole");
+            assert!(whole.contains(&now), "killed run {i} left a mix of two evaluations");
+        },
+    );
+    assert_eq!(run(1).code(), 0);
+    assert_eq!(tree(&out).expect("tree"), whole[1]);
+    let beside: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "the killed runs' staging folders are cleaned up: {beside:?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The service's life on the droplet, against the real binary: reloads under load (several
 //! clients while the release link is switched several times: no failed request, every answer
 //! names exactly one release), a corrupted release refused while the old one serves, an instant
-//! rollback to the release kept loaded, and SIGTERM under load dropping no in-flight request.
+//! rollback to the release kept loaded, SIGTERM under load dropping no in-flight request, and
+//! overload beyond the queue turned away at once (503, `Retry-After`) with the service unharmed.
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
@@ -223,6 +224,58 @@ fn a_corrupted_release_is_refused_while_the_old_one_serves_and_rollback_is_insta
     assert!(ok, "{answer}");
     assert_eq!(answer["reload"]["outcome"], "restored");
     assert_eq!(ready().1["release"], "good");
+}
+
+#[test]
+fn overload_beyond_the_queue_is_turned_away_at_once_and_the_service_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base(tmp.path(), &["r1"]);
+    let server = serve(&base.join("current"), &["--workers", "1", "--queue", "1"]);
+    let url = format!("{}/v2/models/nuclei/measure?params=fluorescence-dapi", server.base);
+    let png = Arc::new(image());
+    // Twelve clients at once on one worker and one place in the queue.
+    let start = Arc::new(std::sync::Barrier::new(12));
+    let seen: Vec<(u16, Option<String>)> = (0..12)
+        .map(|_| {
+            let (url, png, start) = (url.clone(), Arc::clone(&png), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+                start.wait();
+                match agent.post(&url).set("Content-Type", "image/png").send_bytes(&png) {
+                    Ok(r) => (r.status(), None),
+                    Err(ureq::Error::Status(code, r)) => (code, r.header("retry-after").map(str::to_owned)),
+                    Err(e) => panic!("no answer under overload: {e}"),
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let ok = seen.iter().filter(|s| s.0 == 200).count();
+    let busy: Vec<_> = seen.iter().filter(|s| s.0 == 503).collect();
+    assert_eq!(ok + busy.len(), 12, "every answer is 200 or 503: {seen:?}");
+    assert!(ok >= 1 && busy.len() >= 4, "one worker and one queue place: {seen:?}");
+    assert!(
+        busy.iter().all(|s| s.1.as_deref() == Some("1")),
+        "503s say when to retry: {seen:?}"
+    );
+    // Then it serves as before, and its metrics count what it refused.
+    let (status, _) = get(&format!("{}/v2/health/ready", server.base));
+    assert_eq!(status, 200);
+    let (status, body) = support::post(&url, &png);
+    assert_eq!(status, 200, "{body}");
+    let metrics = ureq::get(&format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("cellops_http_requests_total") && l.contains("503"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(refused, Some(busy.len() as f64), "{metrics}");
 }
 
 #[test]

@@ -193,3 +193,73 @@ fn bad_inputs_fail_with_annotations() {
         assert!(run.stdout().contains("no cuda support"), "{}", run.stdout());
     }
 }
+
+/// The inputs of a two-epoch TINY training of `dataset` into `output`.
+fn tiny_inputs(root: &Path, dataset: &Path, output: &Path) -> Vec<(&'static str, String)> {
+    let config = root.join("train.yaml");
+    std::fs::write(&config, TINY).expect("config");
+    vec![
+        ("dataset", dataset.display().to_string()),
+        ("config", config.display().to_string()),
+        ("output", output.display().to_string()),
+        ("device", "cpu".into()),
+        ("epochs", "2".into()),
+    ]
+}
+
+#[test]
+fn permission_denied_on_the_output_fails_by_name_before_training() {
+    use cellops_test_support::unprivileged::{open_up, read_only};
+    let tmp = tempfile::tempdir().expect("tmp");
+    open_up(tmp.path()).expect("open up");
+    let dataset = prepared(tmp.path());
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    read_only(&ro).expect("chmod");
+    let inputs = tiny_inputs(tmp.path(), &dataset, &ro.join("run"));
+    let inputs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bin = Path::new(env!("CARGO_BIN_EXE_cellops-train-unet"));
+    let run = harness::run_action_unprivileged(bin, &[], tmp.path(), &inputs, &[]).expect("run");
+    assert_ne!(run.code(), 0, "{}", run.stdout());
+    assert!(
+        run.stdout().contains(&ro.display().to_string()) && run.stdout().contains("Permission denied"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        !run.stdout().contains("epoch 1/2:"),
+        "refused before training: {}",
+        run.stdout()
+    );
+    assert_eq!(std::fs::read_dir(&ro).expect("list").count(), 0, "nothing written");
+}
+
+#[test]
+fn a_full_disk_while_training_fails_by_name_and_leaves_no_bundle() {
+    use cellops_test_support::tmpfs::Tmpfs;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dataset = prepared(tmp.path());
+    let Some(disk) = Tmpfs::mount(tmp.path(), "full", 24 * 1024) else {
+        return;
+    };
+    let output = disk.path.join("run");
+    let owned = tiny_inputs(tmp.path(), &dataset, &output);
+    let inputs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = run_action(tmp.path(), &inputs);
+    assert_ne!(run.code(), 0, "{}", run.stdout());
+    assert!(run.stdout().contains("No space left on device"), "{}", run.stdout());
+    assert!(!output.join("bundle").exists(), "no half-written bundle");
+    let staged: Vec<String> = cellops_test_support::files::tree(&disk.path)
+        .expect("list")
+        .into_keys()
+        .filter(|k| k.contains("staging"))
+        .collect();
+    assert!(staged.is_empty(), "no staging folder left: {staged:?}");
+    // Space freed, the same command with `resume` finishes the run.
+    disk.resize(64 << 20).expect("resize");
+    let mut again = inputs.clone();
+    again.push(("resume", "true"));
+    let run = run_action(tmp.path(), &again);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert!(output.join("bundle/bundle.json").exists());
+}

@@ -51,6 +51,64 @@ pub fn run_action_with_args(
     inputs: &[(&str, &str)],
     env: &[(&str, &str)],
 ) -> std::io::Result<ActionRun> {
+    run(binary, args, dir, inputs, env, None)
+}
+
+/// [`run_action_with_args`] as a user whom file permissions bind ([`crate::unprivileged`]): as
+/// root, as `nobody`; as anyone else, as themselves. `dir` must be writable by that user
+/// ([`crate::unprivileged::open_up`]).
+pub fn run_action_unprivileged(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> std::io::Result<ActionRun> {
+    let binary = crate::unprivileged::runnable(binary, dir)?;
+    run(&binary, args, dir, inputs, env, crate::unprivileged::user())
+}
+
+/// Starts `binary` as [`run_action_with_args`] would and returns at once, its output discarded:
+/// for tests that kill it part-way.
+pub fn spawn_action(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> std::io::Result<std::process::Child> {
+    let (mut cmd, _) = command(binary, args, dir, inputs, env, None)?;
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
+fn run(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+    user: Option<(u32, u32)>,
+) -> std::io::Result<ActionRun> {
+    let (mut cmd, (gh_out, gh_sum)) = command(binary, args, dir, inputs, env, user)?;
+    let output = cmd.output()?;
+    Ok(ActionRun {
+        output,
+        outputs: parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
+        summary: std::fs::read_to_string(&gh_sum).unwrap_or_default(),
+    })
+}
+
+/// The command a workflow runner would start, and its output and summary files (removed first).
+fn command(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    inputs: &[(&str, &str)],
+    env: &[(&str, &str)],
+    user: Option<(u32, u32)>,
+) -> std::io::Result<(Command, (std::path::PathBuf, std::path::PathBuf))> {
     let (gh_out, gh_sum) = (dir.join("github_output"), dir.join("step_summary.md"));
     for f in [&gh_out, &gh_sum] {
         match std::fs::remove_file(f) {
@@ -72,10 +130,10 @@ pub fn run_action_with_args(
     for (k, v) in inputs {
         cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
     }
-    let output = cmd.output()?;
-    Ok(ActionRun {
-        output,
-        outputs: parse_outputs(&std::fs::read_to_string(&gh_out).unwrap_or_default()),
-        summary: std::fs::read_to_string(&gh_sum).unwrap_or_default(),
-    })
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt as _;
+        // As root, std drops the supplementary groups with the switch.
+        cmd.uid(uid).gid(gid);
+    }
+    Ok((cmd, (gh_out, gh_sum)))
 }

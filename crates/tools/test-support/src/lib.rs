@@ -8,16 +8,22 @@
 //! - [`nginx`]: a real nginx on 127.0.0.1 running the server blocks a test gives.
 //! - [`images`]: the changes drift scenarios make to synthetic images.
 //! - [`files`]: folders compared file by file.
+//! - [`kill`]: processes killed part-way.
+//! - [`proxy`]: a TCP proxy that cuts the network part-way.
 //! - [`tmpfs`]: a small tmpfs, a disk that fills up on demand.
+//! - [`unprivileged`]: a binary run as a user whom file permissions bind.
 
 pub mod action;
 pub mod browser;
 pub mod files;
 pub mod github;
 pub mod images;
+pub mod kill;
 pub mod nginx;
+pub mod proxy;
 pub mod sshd;
 pub mod tmpfs;
+pub mod unprivileged;
 
 /// A port on 127.0.0.1 that was free a moment ago (another process may take it before the
 /// caller binds it: harnesses retry or check that their own process listens).

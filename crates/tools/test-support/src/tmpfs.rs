@@ -49,6 +49,25 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// Grows (or shrinks) the disk to `bytes`, keeping what is on it: the disk freed up, as an
+    /// operator does after a failure.
+    pub fn resize(&self, bytes: u64) -> std::io::Result<()> {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.path)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "remounting {}: {status}",
+                self.path.display()
+            )))
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
