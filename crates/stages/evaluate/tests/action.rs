@@ -667,7 +667,7 @@ fn permission_denied_fails_by_name_and_leaves_nothing_behind() {
             ("output", s(out)),
         ];
         let bin = Path::new(env!("CARGO_BIN_EXE_cellops-evaluate"));
-        harness::run_action_unprivileged(bin, &[], tmp.path(), &refs(&inputs), &[]).expect("run")
+        harness::run_action_unprivileged(bin, &[], tmp.path(), &harness::as_inputs(&inputs), &[]).expect("run")
     };
     // An output folder where the user may not write.
     let ro = tmp.path().join("ro");
@@ -701,11 +701,6 @@ fn permission_denied_fails_by_name_and_leaves_nothing_behind() {
     assert!(!out.exists(), "nothing written");
 }
 
-/// Inputs as the harness takes them.
-fn refs<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 #[test]
 fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
     use cellops_test_support::files::tree;
@@ -729,7 +724,7 @@ fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
             ("output", s(&out)),
         ]
     };
-    let run = |p: usize| run_action(tmp.path(), &refs(&inputs(p)));
+    let run = |p: usize| run_action(tmp.path(), &harness::as_inputs(&inputs(p)));
     let mut whole = Vec::new();
     let mut full = std::time::Duration::ZERO;
     for p in 0..2 {
@@ -742,7 +737,7 @@ fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
     cellops_test_support::kill::at_points(
         12,
         full,
-        |i| harness::spawn_action(bin, &[], tmp.path(), &refs(&inputs(i % 2)), &[]).expect("start"),
+        |i| harness::spawn_action(bin, &[], tmp.path(), &harness::as_inputs(&inputs(i % 2)), &[]).expect("start"),
         |i| {
             let now = tree(&out).expect("the output is there, whole");
             assert!(whole.contains(&now), "killed run {i} left a mix of two evaluations");

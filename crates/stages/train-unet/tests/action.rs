@@ -217,9 +217,8 @@ fn permission_denied_on_the_output_fails_by_name_before_training() {
     std::fs::create_dir(&ro).expect("mkdir");
     read_only(&ro).expect("chmod");
     let inputs = tiny_inputs(tmp.path(), &dataset, &ro.join("run"));
-    let inputs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let bin = Path::new(env!("CARGO_BIN_EXE_cellops-train-unet"));
-    let run = harness::run_action_unprivileged(bin, &[], tmp.path(), &inputs, &[]).expect("run");
+    let run = harness::run_action_unprivileged(bin, &[], tmp.path(), &harness::as_inputs(&inputs), &[]).expect("run");
     assert_ne!(run.code(), 0, "{}", run.stdout());
     assert!(
         run.stdout().contains(&ro.display().to_string()) && run.stdout().contains("Permission denied"),
@@ -244,7 +243,7 @@ fn a_full_disk_while_training_fails_by_name_and_leaves_no_bundle() {
     };
     let output = disk.path.join("run");
     let owned = tiny_inputs(tmp.path(), &dataset, &output);
-    let inputs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let inputs = harness::as_inputs(&owned);
     let run = run_action(tmp.path(), &inputs);
     assert_ne!(run.code(), 0, "{}", run.stdout());
     assert!(run.stdout().contains("No space left on device"), "{}", run.stdout());
@@ -262,4 +261,46 @@ fn a_full_disk_while_training_fails_by_name_and_leaves_no_bundle() {
     let run = run_action(tmp.path(), &again);
     assert_eq!(run.code(), 0, "{}", run.stdout());
     assert!(output.join("bundle/bundle.json").exists());
+}
+
+#[test]
+fn training_killed_at_any_point_resumes_to_the_bundle_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dataset = prepared(tmp.path());
+    let run_inputs = |output: &Path| {
+        let mut i = tiny_inputs(tmp.path(), &dataset, output);
+        i.retain(|(k, _)| *k != "epochs");
+        i.extend([("epochs", "6".to_owned()), ("resume", "true".to_owned())]);
+        i
+    };
+    let run = |output: &Path| run_action(tmp.path(), &harness::as_inputs(&run_inputs(output)));
+    // The uninterrupted run.
+    let straight = tmp.path().join("straight");
+    let started = std::time::Instant::now();
+    let whole = run(&straight);
+    let full = started.elapsed();
+    assert_eq!(whole.code(), 0, "{}", whole.stdout());
+    // The same run killed at twelve points, resumed each time.
+    let killed = tmp.path().join("killed");
+    let bin = Path::new(env!("CARGO_BIN_EXE_cellops-train-unet"));
+    let env = [("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")];
+    cellops_test_support::kill::at_points(
+        12,
+        full,
+        |_| {
+            harness::spawn_action(bin, &[], tmp.path(), &harness::as_inputs(&run_inputs(&killed)), &env).expect("start")
+        },
+        |i| {
+            let bundle = killed.join("bundle");
+            if bundle.exists() {
+                cellops_unet::bundle::load(&bundle, &burn_free_device())
+                    .unwrap_or_else(|e| panic!("kill {i} left a bundle that does not load: {e}"));
+            }
+        },
+    );
+    let last = run(&killed);
+    assert_eq!(last.code(), 0, "{}", last.stdout());
+    assert_eq!(last.outputs["bundle-id"], whole.outputs["bundle-id"]);
+    let weights = |dir: &Path| std::fs::read(dir.join("bundle/model.safetensors")).expect("weights");
+    assert!(weights(&killed) == weights(&straight), "the weights equal bit for bit");
 }

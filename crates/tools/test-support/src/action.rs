@@ -31,6 +31,11 @@ impl ActionRun {
     }
 }
 
+/// Owned inputs (values built at run time) as the runners here take them.
+pub fn as_inputs<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// Runs `binary` in `dir` with `inputs` (names as in `with:`, e.g. `split-file`) and the extra
 /// environment `env`; only `PATH` is kept from this process's environment.
 pub fn run_action(
