@@ -49,8 +49,11 @@ impl StagingDir {
         std::fs::create_dir_all(parent).map_err(at(parent))?;
         remove_abandoned(parent, &name);
         let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(at(&path))?;
+        // This pid's, left by a killed process that had it before (pids are reused).
+        for own in [path.clone(), path.with_extension("old")] {
+            if own.exists() {
+                std::fs::remove_dir_all(&own).map_err(at(&own))?;
+            }
         }
         std::fs::create_dir(&path).map_err(at(&path))?;
         Ok(Self { path, committed: false })

@@ -743,7 +743,8 @@ fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
             assert!(whole.contains(&now), "killed run {i} left a mix of two evaluations");
         },
     );
-    assert_eq!(run(1).code(), 0);
+    let last = run(1);
+    assert_eq!(last.code(), 0, "{}", last.stdout());
     assert_eq!(tree(&out).expect("tree"), whole[1]);
     let beside: Vec<String> = std::fs::read_dir(tmp.path())
         .expect("list")
