@@ -13,7 +13,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let file = ParamsFile::read("cell-params/fluorescence-dapi.yaml".as_ref())?;
 //! let analyzer = Analyzer::new(file.params.clone(), Segmenter::Threshold);
-//! let input = Input::read("img", "img.png".as_ref(), None, None, 100_000_000)?;
+//! let input = Input::read("img", ("img.png".as_ref(), None), None, None, 100_000_000)?;
 //! let analysed = analyzer.analyse(&input)?;
 //! println!("{} nuclei", analysed.measurement.summary.count);
 //! # Ok(()) }
@@ -25,8 +25,9 @@ pub mod segment;
 
 use std::path::{Path, PathBuf};
 
+use cellops_dataset::meta::{FileMeta, SizeSource};
 use cellops_dataset::{BuildConfig, Raster, io};
-use cellops_formats::params::{self, Applied, CellParams, ParamsFile};
+use cellops_formats::params::{self, Applied, CellParams, Channel, ParamsFile};
 use cellops_measure::metrics::{Scores, THRESHOLDS};
 use cellops_measure::objects::{Context, ImageMeasurement, measure_image};
 use cellops_unet::inference::{PredictError, Predictor};
@@ -66,6 +67,14 @@ pub enum AnalysisError {
         /// What differs.
         message: String,
     },
+    /// Neither the parameter file nor the image gives the size of a pixel.
+    #[error(
+        "{path}: no pixel size: the parameter file sets no pixel_size_um and the image records none (OME-XML, ImageJ, or a TIFF resolution in centimetres)"
+    )]
+    NoPixelSize {
+        /// The image.
+        path: PathBuf,
+    },
     /// The model could not be loaded or run.
     #[error("model {path}: {source}")]
     Model {
@@ -88,24 +97,42 @@ fn failed(path: &Path, e: &dyn std::fmt::Display) -> AnalysisError {
 pub struct Image {
     /// The file (or, for uploaded bytes, the name they go by).
     pub path: PathBuf,
-    /// Its pixels.
+    /// Its pixels (the nuclear channel only, when one was chosen).
     pub raster: Raster,
+    /// What the file says about itself: pixel size, channel names.
+    pub meta: FileMeta,
 }
 
 impl Image {
     /// Reads and decodes a file, refusing images with more than `max_pixels` pixels before
     /// decoding them.
     pub fn read(path: &Path, max_pixels: u64) -> Result<Self, AnalysisError> {
+        Self::read_channel(path, max_pixels, None)
+    }
+
+    /// [`Image::read`], keeping only `channel` of a multi-channel image ([`io::decode_image`]).
+    pub fn read_channel(path: &Path, max_pixels: u64, channel: Option<&Channel>) -> Result<Self, AnalysisError> {
         let bytes = std::fs::read(path).map_err(|e| failed(path, &e))?;
-        Self::decode(path, &bytes, max_pixels)
+        Self::decode_channel(path, &bytes, max_pixels, channel)
     }
 
     /// Decodes encoded bytes (PNG, TIFF, BMP, JPEG) that `path` names in errors.
     pub fn decode(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<Self, AnalysisError> {
-        let raster = io::decode(bytes, max_pixels).map_err(|e| failed(path, &e))?.raster;
+        Self::decode_channel(path, bytes, max_pixels, None)
+    }
+
+    /// [`Image::decode`], keeping only `channel` of a multi-channel image.
+    pub fn decode_channel(
+        path: &Path,
+        bytes: &[u8],
+        max_pixels: u64,
+        channel: Option<&Channel>,
+    ) -> Result<Self, AnalysisError> {
+        let (decoded, meta) = io::decode_image(bytes, max_pixels, channel).map_err(|e| failed(path, &e))?;
         Ok(Self {
             path: path.to_owned(),
-            raster,
+            raster: decoded.raster,
+            meta,
         })
     }
 
@@ -138,16 +165,16 @@ pub struct Input {
 }
 
 impl Input {
-    /// Reads an image and, when given, its mask and ground truth (each under `max_pixels`, each
-    /// the image's size).
+    /// Reads an image (its `channel` only, when one is chosen) and, when given, its mask and
+    /// ground truth (each under `max_pixels`, each the image's size).
     pub fn read(
         id: &str,
-        image: &Path,
+        (image, channel): (&Path, Option<&Channel>),
         mask: Option<&Path>,
         truth: Option<&Path>,
         max_pixels: u64,
     ) -> Result<Self, AnalysisError> {
-        let image = Image::read(image, max_pixels)?;
+        let image = Image::read_channel(image, max_pixels, channel)?;
         let companion = |path: Option<&Path>| -> Result<Option<Image>, AnalysisError> {
             let Some(path) = path else { return Ok(None) };
             let m = Image::read(path, max_pixels)?;
@@ -252,6 +279,60 @@ pub struct Analysed {
     /// What the model's output looked like (nuclei, their size and shape at the model's scale,
     /// its confidence), when a model ran: drift signals that need no ground truth.
     pub prediction: Option<PredictionFeatures>,
+    /// The pixel size the image was measured at, and where it came from.
+    pub pixel_size: PixelSize,
+}
+
+/// The side of a pixel an image is measured at: the parameter file's when it sets one, else the
+/// image's own; with both, the image's too when it disagrees (by more than 1 %).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelSize {
+    /// Micrometres.
+    pub um: f64,
+    /// Where it came from: `parameter file`, or the image's `OME-XML`, `ImageJ metadata` or
+    /// `TIFF resolution`.
+    pub from: PixelSizeFrom,
+    /// The image's own value where it differs from the parameter file's.
+    pub image_says: Option<f64>,
+}
+
+/// Where a pixel size came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelSizeFrom {
+    /// The parameter file's `pixel_size_um`.
+    ParameterFile,
+    /// The image file's metadata.
+    Image(SizeSource),
+}
+
+impl PixelSize {
+    /// The pixel size of `image` under `params`.
+    pub fn of(params: &CellParams, image: &Image) -> Result<Self, AnalysisError> {
+        let own = image.meta.pixel_size;
+        match (params.pixel_size_um, own) {
+            (Some(um), own) => Ok(Self {
+                um,
+                from: PixelSizeFrom::ParameterFile,
+                image_says: own.map(|(o, _)| o).filter(|o| (o - um).abs() > 0.01 * um),
+            }),
+            (None, Some((um, source))) => Ok(Self {
+                um,
+                from: PixelSizeFrom::Image(source),
+                image_says: None,
+            }),
+            (None, None) => Err(AnalysisError::NoPixelSize {
+                path: image.path.clone(),
+            }),
+        }
+    }
+
+    /// How reports say where it came from.
+    pub fn source(&self) -> &'static str {
+        match self.from {
+            PixelSizeFrom::ParameterFile => "parameter file",
+            PixelSizeFrom::Image(s) => s.as_str(),
+        }
+    }
 }
 
 impl Analysed {
@@ -315,9 +396,10 @@ impl Analyzer {
     /// Segments, separates, measures, classifies and summarises one image, and scores it when
     /// the input has ground truth.
     pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
-        let ctx = Context::new(&self.params);
+        let pixel_size = PixelSize::of(&self.params, &input.image)?;
+        let ctx = Context::new(&self.params, pixel_size.um);
         let image = &input.image.raster;
-        let Segmented { labels, model } = self.labels(input)?;
+        let Segmented { labels, model } = self.labels(input, pixel_size.um)?;
         let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
         let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &ctx);
         let prediction = model.as_ref().map(|(foreground, scale)| {
@@ -339,7 +421,14 @@ impl Analyzer {
             scores,
             classical,
             prediction,
+            pixel_size,
         })
+    }
+
+    /// The channel of multi-channel images this analyzer measures (the parameter file's
+    /// `nuclear_channel`).
+    pub fn channel(&self) -> Option<&Channel> {
+        self.params.nuclear_channel.as_ref()
     }
 
     /// The input drawn with each nucleus's contour in its class colour (size classes of this
@@ -370,7 +459,7 @@ impl Analyzer {
 
     /// Instance labels of an image from the segmenter, and the model's scale and uncertainty
     /// when a model ran.
-    fn labels(&self, input: &Input) -> Result<Segmented, AnalysisError> {
+    fn labels(&self, input: &Input, um: f64) -> Result<Segmented, AnalysisError> {
         let params = &self.params;
         let image = &input.image;
         match &self.segmenter {
@@ -382,9 +471,13 @@ impl Analyzer {
                         source,
                     })?;
                 let meta = predictor.meta();
-                let labels =
-                    segment::from_prediction(&pred, meta.training.targets(), params, meta.postprocessing.as_ref())
-                        .map_err(|e| failed(&image.path, &e))?;
+                let labels = segment::from_prediction(
+                    &pred,
+                    meta.training.targets(),
+                    (params, um),
+                    meta.postprocessing.as_ref(),
+                )
+                .map_err(|e| failed(&image.path, &e))?;
                 // The foreground is the first channel: keep it, drop the rest (no copy).
                 let (scale, mut foreground) = (pred.scale, pred.probabilities);
                 foreground.truncate(pred.width * pred.height);
@@ -394,11 +487,12 @@ impl Analyzer {
                 })
             }
             Segmenter::Threshold => Ok(Segmented::plain(
-                segment::classical(&image.raster, params).map_err(|e| failed(&image.path, &e))?,
+                segment::classical(&image.raster, params, um).map_err(|e| failed(&image.path, &e))?,
             )),
             Segmenter::Masks(reading) => {
                 let mask = input.mask.as_ref().unwrap_or(image);
-                let labels = segment::from_mask(&mask.raster, *reading, params).map_err(|e| failed(&mask.path, &e))?;
+                let labels =
+                    segment::from_mask(&mask.raster, *reading, params, um).map_err(|e| failed(&mask.path, &e))?;
                 Ok(Segmented::plain(labels))
             }
         }
@@ -407,7 +501,8 @@ impl Analyzer {
     /// The classical line's scores on an image, beside a model's (with ground truth only).
     fn classical_scores(&self, input: &Input, truth: &[u32], ctx: &Context<'_>) -> Result<Scores, AnalysisError> {
         let image = &input.image;
-        let labels = segment::classical(&image.raster, &self.params).map_err(|e| failed(&image.path, &e))?;
+        let labels =
+            segment::classical(&image.raster, &self.params, ctx.pixel_size_um).map_err(|e| failed(&image.path, &e))?;
         let measured = measure_image(&input.id, labels, image.raster.width as usize, Some(&image.raster), ctx);
         Scores::of(truth, &measured.segmentation, &THRESHOLDS).map_err(|e| failed(&image.path, &e))
     }

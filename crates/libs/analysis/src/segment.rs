@@ -26,8 +26,13 @@ pub enum MaskReading {
 
 /// Splits a binary foreground into nuclei with the file's method (`boundary` needs a model's
 /// boundary channel, so masks are split by the distance watershed).
-pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
-    let values = p.segmentation.resolve(p.pixel_size_um, None, 1.0).values;
+pub fn split_foreground(
+    foreground: &[bool],
+    width: usize,
+    p: &CellParams,
+    pixel_size_um: f64,
+) -> Result<Vec<u32>, WatershedError> {
+    let values = p.segmentation.resolve(Some(pixel_size_um), None, 1.0).values;
     let config = InstanceConfig::from_params(&p.segmentation, &values, false);
     split_mask(foreground, width, &config).map(|(labels, _)| labels)
 }
@@ -35,15 +40,15 @@ pub fn split_foreground(foreground: &[bool], width: usize, p: &CellParams) -> Re
 /// Instance labels from a prediction (foreground, and the second channel when the model has one:
 /// what it holds is `second`), under the file's post-processing where it sets values and the
 /// bundle's tuned `bundle` values elsewhere (at the model's scale, so sizes follow the
-/// prediction's `scale`).
+/// prediction's `scale`); `pixel_size_um` is the image's.
 pub fn from_prediction(
     pred: &Prediction,
     second: Boundary,
-    p: &CellParams,
+    (p, pixel_size_um): (&CellParams, f64),
     bundle: Option<&PostProcessing>,
 ) -> Result<Vec<u32>, WatershedError> {
     let guide = pred.guide(second);
-    let values = p.segmentation.resolve(p.pixel_size_um, bundle, pred.scale).values;
+    let values = p.segmentation.resolve(Some(pixel_size_um), bundle, pred.scale).values;
     let has_boundary = matches!(guide, Some(Guide::Boundary(_)));
     let config = InstanceConfig::from_params(&p.segmentation, &values, has_boundary);
     segment(pred.channel(0), guide, pred.width, &config).map(|(labels, _)| labels)
@@ -66,7 +71,7 @@ pub fn classical_preprocessing() -> BuildConfig {
 /// Instance labels by the classical method: the file's global threshold (`segmentation.threshold`)
 /// of the grey image after [`classical_preprocessing`], holes filled (all of them, unless the file
 /// says how large), then the file's separation (the distance watershed by default).
-pub fn classical(image: &Raster, p: &CellParams) -> Result<Vec<u32>, ClassicalError> {
+pub fn classical(image: &Raster, p: &CellParams, pixel_size_um: f64) -> Result<Vec<u32>, ClassicalError> {
     let grey = preprocess(image, &classical_preprocessing()).map_err(|e| ClassicalError::Preprocess(e.to_string()))?;
     let Samples::U8(plane) = &grey.samples else {
         return Err(ClassicalError::Preprocess(
@@ -76,7 +81,7 @@ pub fn classical(image: &Raster, p: &CellParams) -> Result<Vec<u32>, ClassicalEr
     let settings = p.segmentation.threshold;
     let t = threshold(plane, settings.method, settings.value);
     let foreground: Vec<bool> = plane.iter().map(|&v| f64::from(v) > t).collect();
-    let mut values = p.segmentation.resolve(p.pixel_size_um, None, 1.0).values;
+    let mut values = p.segmentation.resolve(Some(pixel_size_um), None, 1.0).values;
     if p.segmentation.fill_holes_max_area_um2.is_none() {
         values.fill_holes_px = foreground.len() as f64;
     }
@@ -104,7 +109,12 @@ fn values(r: &Raster) -> Vec<u32> {
 }
 
 /// Instance labels from a mask image (its first channel).
-pub fn from_mask(mask: &Raster, kind: MaskReading, p: &CellParams) -> Result<Vec<u32>, WatershedError> {
+pub fn from_mask(
+    mask: &Raster,
+    kind: MaskReading,
+    p: &CellParams,
+    pixel_size_um: f64,
+) -> Result<Vec<u32>, WatershedError> {
     let v = values(mask);
     let instances = match kind {
         MaskReading::Instances => true,
@@ -115,7 +125,7 @@ pub fn from_mask(mask: &Raster, kind: MaskReading, p: &CellParams) -> Result<Vec
         Ok(v)
     } else {
         let fg: Vec<bool> = v.iter().map(|&x| x != 0).collect();
-        split_foreground(&fg, mask.width as usize, p)
+        split_foreground(&fg, mask.width as usize, p, pixel_size_um)
     }
 }
 
@@ -163,7 +173,7 @@ mod tests {
             let p = params(&format!(
                 "description: x\npixel_size_um: 1\nsegmentation: {{ method: threshold, threshold: {{ method: {method} }} }}\n"
             ));
-            let labels = classical(&image, &p).expect("classical");
+            let labels = classical(&image, &p, 0.5).expect("classical");
             let count = labels.iter().copied().max().unwrap_or(0) as usize;
             assert_eq!(count, n, "{method}");
         }
@@ -171,14 +181,14 @@ mod tests {
         let p = params(
             "description: x\npixel_size_um: 1\nsegmentation: { method: threshold, threshold: { method: fixed, value: 255 } }\n",
         );
-        assert!(classical(&image, &p).expect("classical").iter().all(|&l| l == 0));
+        assert!(classical(&image, &p, 0.5).expect("classical").iter().all(|&l| l == 0));
         let Samples::U16(bright) = &image.samples else {
             unreachable!()
         };
         let dark = Raster::from_u16(image.width, image.height, 1, bright.iter().map(|v| 1200 - v).collect());
         let p = params("description: x\npixel_size_um: 1\nsegmentation: { method: threshold }\n");
         assert_eq!(
-            classical(&dark, &p).expect("classical").iter().copied().max(),
+            classical(&dark, &p, 0.5).expect("classical").iter().copied().max(),
             Some(n as u32)
         );
     }

@@ -5,6 +5,9 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 
+use cellops_formats::params::Channel;
+
+use crate::meta::{self, FileMeta, TiffFacts};
 use crate::raster::{Raster, Samples};
 
 /// The file extensions of the formats CellOps reads, in the order a lookup by name tries them.
@@ -96,6 +99,37 @@ pub enum DecodeError {
     /// The image has no pixels.
     #[error("the image is empty (0 pixels)")]
     Empty,
+    /// The image has several channels in separate planes and none was chosen.
+    #[error("the image has {count} channels{}; choose the nuclear one with `nuclear_channel` (a name or an index from 0)", names_of(.names))]
+    ChannelNeeded {
+        /// How many.
+        count: usize,
+        /// Their names, where the file gives them.
+        names: Vec<String>,
+    },
+    /// The chosen channel is not in the image.
+    #[error("{wanted} is not in the image: it has {count} channels{}", names_of(.names))]
+    NoSuchChannel {
+        /// The channel asked for.
+        wanted: String,
+        /// How many the image has.
+        count: usize,
+        /// Their names, where the file gives them.
+        names: Vec<String>,
+    },
+}
+
+/// ` (a, b, c)` for named channels (short excerpts), nothing for unnamed ones.
+fn names_of(names: &[String]) -> String {
+    if names.iter().all(String::is_empty) {
+        return String::new();
+    }
+    let shown: Vec<String> = names
+        .iter()
+        .take(16)
+        .map(|n| cellops_formats::error::excerpt(n).to_string())
+        .collect();
+    format!(" ({})", shown.join(", "))
 }
 
 /// A decoded file and the format its content had.
@@ -133,6 +167,146 @@ pub fn dimensions(path: &Path) -> Option<(u32, u32)> {
         .ok()?
         .into_dimensions()
         .ok()
+}
+
+/// Decodes an image's bytes with what its file says about itself ([`meta`]), keeping only
+/// `channel` when one is chosen: a plane of a multi-channel TIFF (OME-TIFF, ImageJ hyperstack,
+/// multi-page), or a sample of a colour image. An image with channels in several planes needs
+/// one chosen; a colour image without a choice stays in colour.
+pub fn decode_image(
+    bytes: &[u8],
+    max_pixels: u64,
+    channel: Option<&Channel>,
+) -> Result<(Decoded, FileMeta), DecodeError> {
+    let format = sniff(bytes).ok_or(DecodeError::UnknownFormat)?;
+    let info = if format == Format::Tiff {
+        meta::of_tiff(&tiff_facts(bytes).map_err(|message| DecodeError::Corrupt { format, message })?)
+    } else {
+        FileMeta::default()
+    };
+    let Some(channel) = channel else {
+        if info.paged() {
+            return Err(DecodeError::ChannelNeeded {
+                count: info.planes.len(),
+                names: info.channels.clone(),
+            });
+        }
+        return Ok((decode(bytes, max_pixels)?, info));
+    };
+    let decoded = if info.paged() {
+        let plane = info.planes[pick(channel, &info, info.planes.len())?];
+        let raster = tiff_page(bytes, plane.page, max_pixels)?;
+        let raster = match plane.sample {
+            Some(s) => sample_of(&raster, s),
+            None => raster,
+        };
+        Decoded { raster, format }
+    } else {
+        let d = decode(bytes, max_pixels)?;
+        let samples = usize::from(d.raster.channels);
+        let at = pick(channel, &info, samples)?;
+        Decoded {
+            raster: if samples > 1 {
+                sample_of(&d.raster, at)
+            } else {
+                d.raster
+            },
+            format,
+        }
+    };
+    Ok((decoded, info))
+}
+
+/// The index of `channel` among `count` (by name, the file's names).
+fn pick(channel: &Channel, info: &FileMeta, count: usize) -> Result<usize, DecodeError> {
+    let at = match channel {
+        Channel::Index(i) => Some(*i).filter(|&i| i < count),
+        Channel::Name(n) => info.channels.iter().position(|c| c == n),
+    };
+    at.ok_or_else(|| DecodeError::NoSuchChannel {
+        wanted: channel.to_string(),
+        count,
+        names: info.channels.clone(),
+    })
+}
+
+/// One sample of every pixel, as a grey raster.
+fn sample_of(r: &Raster, s: usize) -> Raster {
+    let n = usize::from(r.channels).max(1);
+    let s = s.min(n - 1);
+    match &r.samples {
+        Samples::U8(v) => Raster::from_u8(r.width, r.height, 1, v.iter().skip(s).step_by(n).copied().collect()),
+        Samples::U16(v) => Raster::from_u16(r.width, r.height, 1, v.iter().skip(s).step_by(n).copied().collect()),
+    }
+}
+
+/// The TIFF facts the metadata is read from (first page's tags, the number of pages).
+fn tiff_facts(bytes: &[u8]) -> Result<TiffFacts, String> {
+    use tiff::tags::Tag;
+    let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let text = |v: Option<tiff::decoder::ifd::Value>| v.and_then(|v| v.into_string().ok());
+    let description = text(d.find_tag(Tag::ImageDescription).ok().flatten());
+    let x_resolution = d
+        .find_tag(Tag::XResolution)
+        .ok()
+        .flatten()
+        .and_then(|v| v.into_f64().ok());
+    let resolution_unit = d.find_tag_unsigned::<u16>(Tag::ResolutionUnit).ok().flatten();
+    let samples = d
+        .find_tag_unsigned::<usize>(Tag::SamplesPerPixel)
+        .ok()
+        .flatten()
+        .unwrap_or(1);
+    let mut pages = 1;
+    // Counting pages reads each directory, never the pixels; a broken chain ends the count.
+    while d.more_images() && pages < MAX_PAGES {
+        if d.next_image().is_err() {
+            break;
+        }
+        pages += 1;
+    }
+    Ok(TiffFacts {
+        description,
+        x_resolution,
+        resolution_unit,
+        pages,
+        samples,
+    })
+}
+
+/// Pages counted at most (a loop of directories in a hostile file ends here).
+const MAX_PAGES: usize = 4096;
+
+/// Decodes page `page` of a TIFF under the pixel limit: 8- or 16-bit integer samples.
+fn tiff_page(bytes: &[u8], page: usize, max_pixels: u64) -> Result<Raster, DecodeError> {
+    use tiff::decoder::DecodingResult;
+    let corrupt = |e: tiff::TiffError| DecodeError::Corrupt {
+        format: Format::Tiff,
+        message: e.to_string(),
+    };
+    let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+    d.seek_to_image(page).map_err(corrupt)?;
+    let (width, height) = d.dimensions().map_err(corrupt)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(DecodeError::Empty);
+    }
+    let colour = d.colortype().map_err(corrupt)?;
+    let samples = u8::try_from(colour.num_samples()).unwrap_or(u8::MAX);
+    let fits = |len: usize| len == pixels as usize * usize::from(samples);
+    match d.read_image().map_err(corrupt)? {
+        DecodingResult::U8(v) if fits(v.len()) => Ok(Raster::from_u8(width, height, samples, v)),
+        DecodingResult::U16(v) if fits(v.len()) => Ok(Raster::from_u16(width, height, samples, v)),
+        _ => Err(DecodeError::PixelType(format!("{colour:?}"))),
+    }
 }
 
 /// Decodes PNG, TIFF, BMP or JPEG bytes, refusing images over `max_pixels` before decoding them.

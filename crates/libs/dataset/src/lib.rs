@@ -8,6 +8,7 @@ pub mod io;
 pub mod layout;
 pub mod manifest;
 pub mod mask;
+pub mod meta;
 pub mod ops;
 pub mod prepare;
 pub mod problem;

@@ -446,7 +446,11 @@ fn slash(p: &Path) -> String {
 
 fn decode_problem(path: &Path, e: DecodeError) -> Problem {
     let kind = match e {
-        DecodeError::UnknownFormat | DecodeError::PixelType(_) | DecodeError::Empty => ProblemKind::Unsupported,
+        DecodeError::UnknownFormat
+        | DecodeError::PixelType(_)
+        | DecodeError::Empty
+        | DecodeError::ChannelNeeded { .. }
+        | DecodeError::NoSuchChannel { .. } => ProblemKind::Unsupported,
         DecodeError::TooLarge { .. } => ProblemKind::TooLarge,
         DecodeError::Corrupt { .. } => ProblemKind::Corrupt,
     };

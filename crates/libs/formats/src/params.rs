@@ -1,7 +1,7 @@
 //! Cell-parameter files: how one image type (an organ, a stain, a microscope set-up) is segmented,
 //! filtered, measured and classified. One YAML file per image type, `cell-params/<type>.yaml`.
 //!
-//! Every field except `description` and `pixel_size_um` has a default; unknown fields are errors;
+//! Every field except `description` has a default; unknown fields are errors;
 //! units are in the names (`_um`, `_um2`, `_px`, `_od`). The JSON Schema of the format is generated
 //! from these types by [`schema_json`] and committed as `schema/cell-params.schema.json` (a test
 //! keeps it in sync), so editors can complete and check the files.
@@ -42,8 +42,17 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 pub struct CellParams {
     /// What images this file is for (stain, tissue, magnification); shown in reports.
     pub description: String,
-    /// Side of one (square) pixel in micrometres. Areas in µm² are pixels × pixel_size_um².
-    pub pixel_size_um: f64,
+    /// Side of one (square) pixel in micrometres. Areas in µm² are pixels × pixel_size_um². When
+    /// absent, each image's own (OME-XML, ImageJ or TIFF resolution in centimetres) applies, and
+    /// an image that records none is an error; when both are known and differ, this one applies
+    /// and the report warns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_size_um: Option<f64>,
+    /// Which channel of a multi-channel image (OME-TIFF, an ImageJ hyperstack, a multi-page
+    /// TIFF, or the red, green or blue of a colour image) holds the nuclei: its name as the file
+    /// records it (`DAPI`) or its index from 0. Needed when an image has several channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nuclear_channel: Option<Channel>,
     /// What the model's input must look like; checked against the model bundle.
     #[serde(default)]
     pub preprocessing: Preprocessing,
@@ -65,6 +74,25 @@ pub struct CellParams {
     /// Files written per image besides the tables and overlays (for napari, Fiji and QuPath).
     #[serde(default)]
     pub outputs: Outputs,
+}
+
+/// A channel of a multi-channel image: its index from 0, or its name as the file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Channel {
+    /// The channel's index, from 0.
+    Index(usize),
+    /// The channel's name in the file's metadata (OME-XML `Channel Name`, ImageJ labels).
+    Name(String),
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Index(i) => write!(f, "channel {i}"),
+            Channel::Name(n) => write!(f, "channel `{}`", crate::error::excerpt(n)),
+        }
+    }
 }
 
 /// Per-image files `evaluate` writes besides the tables and overlays.
@@ -381,8 +409,9 @@ pub enum MarkerRule {
 impl Segmentation {
     /// The post-processing that applies: each value from this file where it sets one, else from
     /// the model bundle's tuned `bundle` values (sizes at the model's scale, turned into image
-    /// pixels by `scale`, model pixels per image pixel), else the default.
-    pub fn resolve(&self, pixel_size_um: f64, bundle: Option<&PostProcessing>, scale: f64) -> Applied {
+    /// pixels by `scale`, model pixels per image pixel), else the default. `fill_holes_max_area_um2`
+    /// needs the pixel size: without one it is left to the bundle or the default.
+    pub fn resolve(&self, pixel_size_um: Option<f64>, bundle: Option<&PostProcessing>, scale: f64) -> Applied {
         let d = PostProcessing::default();
         let pick = |file: Option<f64>, tuned: Option<f64>, default: f64| match (file, tuned) {
             (Some(v), _) => (v, Origin::File),
@@ -401,7 +430,8 @@ impl Segmentation {
         let (a, a_o) = pick(self.min_area_px, bundle.map(|b| b.min_area_px), d.min_area_px);
         let holes_px = self
             .fill_holes_max_area_um2
-            .map(|um2| um2 / (pixel_size_um * pixel_size_um));
+            .zip(pixel_size_um)
+            .map(|(um2, um)| um2 / (um * um));
         let (f, f_o) = pick(holes_px, bundle.map(|b| b.fill_holes_px), d.fill_holes_px);
         let (c, c_o) = pick(
             self.separation.boundary_cut,
@@ -926,11 +956,16 @@ impl CellParams {
         if self.description.trim().is_empty() {
             return bad("description", "must not be empty".into());
         }
-        if !finite_pos(self.pixel_size_um) {
+        if let Some(um) = self.pixel_size_um.filter(|&um| !finite_pos(um)) {
             return bad(
                 "pixel_size_um",
-                format!("{} must be a positive number of micrometres", self.pixel_size_um),
+                format!("{um} must be a positive number of micrometres"),
             );
+        }
+        if let Some(Channel::Name(n)) = &self.nuclear_channel
+            && n.trim().is_empty()
+        {
+            return bad("nuclear_channel", "must name a channel or give its index".into());
         }
         self.validate_segmentation()?;
         self.validate_filters()?;
@@ -1323,7 +1358,7 @@ mod tests {
         assert_eq!(p.segmentation.separation.method, SeparationMethod::Watershed);
         assert_eq!(p.segmentation.separation.min_distance_px, 5);
         assert_eq!(p.segmentation.separation.h_px, None);
-        let applied = p.segmentation.resolve(0.5, None, 1.0);
+        let applied = p.segmentation.resolve(Some(0.5), None, 1.0);
         assert_eq!(applied.values, PostProcessing::default());
         assert_eq!(applied.h_px, Origin::Default);
         let with_boundary = parse(
@@ -1331,7 +1366,7 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(with_boundary.segmentation.separation.method, SeparationMethod::Boundary);
-        let values = with_boundary.segmentation.resolve(0.5, None, 1.0).values;
+        let values = with_boundary.segmentation.resolve(Some(0.5), None, 1.0).values;
         assert_eq!(values.fill_holes_px, 4.0, "1 µm² at 0.5 µm pixels");
         let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { method: magic }\n")
             .expect_err("unknown method");
@@ -1350,7 +1385,7 @@ mod tests {
         let p = parse("description: x\npixel_size_um: 0.5\nsegmentation: { probability_threshold: 0.6 }\n")
             .expect("parses");
         // The model saw the image at half its size: its pixels are twice as wide.
-        let a = p.segmentation.resolve(0.5, Some(&tuned), 0.5);
+        let a = p.segmentation.resolve(Some(0.5), Some(&tuned), 0.5);
         assert_eq!(
             (a.values.probability_threshold, a.probability_threshold),
             (0.6, Origin::File)
@@ -1363,7 +1398,7 @@ mod tests {
         let off = parse("description: x\npixel_size_um: 0.5\nsegmentation: { separation: { boundary_cut: 1 } }\n")
             .expect("parses")
             .segmentation;
-        let a = off.resolve(0.5, Some(&tuned), 0.5);
+        let a = off.resolve(Some(0.5), Some(&tuned), 0.5);
         assert_eq!((a.values.boundary_cut, a.boundary_cut), (1.0, Origin::File));
         let e = parse("description: x\npixel_size_um: 0.5\nsegmentation:\n  separation: { boundary_cut: 1.5 }\n")
             .expect_err("out of range");
@@ -1381,7 +1416,7 @@ mod tests {
         )
         .expect("write");
         let f = ParamsFile::read(&path).expect("reads");
-        assert_eq!(f.params.pixel_size_um, 0.5);
+        assert_eq!(f.params.pixel_size_um, Some(0.5));
         assert!(
             matches!(f.locate("filters.min_area_um2"), Some((3, _))),
             "{:?}",

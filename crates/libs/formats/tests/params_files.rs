@@ -16,7 +16,11 @@ fn committed_schema_is_in_sync() {
 fn committed_reference_is_in_sync() {
     let generated = cellops_formats::params::reference_markdown();
     assert_committed("docs/cell-params.md", &generated, "params_files");
-    assert!(generated.contains("| `pixel_size_um` | number | **required** |"));
+    assert!(
+        generated.contains("| `description` | string | **required** |"),
+        "{generated}"
+    );
+    assert!(generated.contains("| `nuclear_channel` |"), "{generated}");
 }
 
 #[test]
@@ -48,6 +52,6 @@ fn schema_describes_the_fields() {
         .iter()
         .filter_map(|x| x.as_str())
         .collect();
-    assert_eq!(required, ["description", "pixel_size_um"]);
+    assert_eq!(required, ["description"], "pixel_size_um may come from each image");
     assert_eq!(v["additionalProperties"], serde_json::Value::Bool(false));
 }

@@ -608,11 +608,11 @@ mod tests {
     #[test]
     fn a_parameter_files_segmentation_becomes_instance_settings() {
         let s = segmentation("{ connectivity: 4, separation: { method: watershed, min_distance_px: 5 } }");
-        let c = InstanceConfig::from_params(&s, &s.resolve(0.5, None, 1.0).values, true);
+        let c = InstanceConfig::from_params(&s, &s.resolve(Some(0.5), None, 1.0).values, true);
         assert_eq!(c.method, Method::DistanceWatershed(WatershedConfig::default()));
         assert_eq!(c.connectivity, Connectivity::Four);
         let s = segmentation("{ fill_holes_max_area_um2: 1, separation: { method: boundary } }");
-        let values = s.resolve(0.5, None, 1.0).values;
+        let values = s.resolve(Some(0.5), None, 1.0).values;
         let c = InstanceConfig::from_params(&s, &values, true);
         assert_eq!(c.method, Method::Boundary { min_seed_area_px: 4 });
         assert_eq!(
@@ -637,7 +637,7 @@ mod tests {
             boundary_cut: 0.5,
         };
         let s = segmentation("{ probability_threshold: 0.6 }");
-        let a = s.resolve(0.5, Some(&tuned), 0.5);
+        let a = s.resolve(Some(0.5), Some(&tuned), 0.5);
         let c = InstanceConfig::from_params(&s, &a.values, false);
         assert_eq!((c.min_area_px, c.holes), (64, Holes::FillSmallerThan { area_px: 33 }));
         let Method::DistanceWatershed(ws) = c.method else {
@@ -645,7 +645,7 @@ mod tests {
         };
         assert_eq!(ws.boundary_cut, Some(0.5));
         let off = segmentation("{ separation: { boundary_cut: 1 } }");
-        let a = off.resolve(0.5, Some(&tuned), 0.5);
+        let a = off.resolve(Some(0.5), Some(&tuned), 0.5);
         let Method::DistanceWatershed(ws) = InstanceConfig::from_params(&off, &a.values, true).method else {
             panic!("watershed")
         };

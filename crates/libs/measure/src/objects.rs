@@ -200,15 +200,18 @@ pub struct ImageMeasurement {
 pub struct Context<'a> {
     /// The parameter file.
     pub params: &'a CellParams,
+    /// The side of a pixel in micrometres: the parameter file's, or the image's own.
+    pub pixel_size_um: f64,
     /// The deconvolution matrix, for IHC files.
     pub stain: Option<StainMatrix>,
 }
 
 impl<'a> Context<'a> {
-    /// The context of a (validated) parameter file.
-    pub fn new(params: &'a CellParams) -> Self {
+    /// The context of a (validated) parameter file for an image with pixels of `pixel_size_um`.
+    pub fn new(params: &'a CellParams, pixel_size_um: f64) -> Self {
         Self {
             params,
+            pixel_size_um,
             stain: params.stain.as_ref().and_then(|s| StainMatrix::new(&s.vectors)),
         }
     }
@@ -255,7 +258,7 @@ pub fn measure_image(
 ) -> ImageMeasurement {
     let p = ctx.params;
     let height = labels.len().checked_div(width).unwrap_or(0);
-    let um2 = p.pixel_size_um * p.pixel_size_um;
+    let um2 = ctx.pixel_size_um * ctx.pixel_size_um;
     let mut dropped = Dropped::default();
     let mut keep = std::collections::HashSet::new();
     let mut border_dropped = std::collections::HashSet::new();
@@ -354,7 +357,7 @@ pub fn measure_image(
 pub fn columns(image: &str, n: &Nucleus, ctx: &Context<'_>, channels: Option<usize>) -> Vec<(String, Cell)> {
     let p = ctx.params;
     let s = &n.shape;
-    let um = p.pixel_size_um;
+    let um = ctx.pixel_size_um;
     let um2 = um * um;
     let mut out: Vec<(String, Cell)> = vec![
         ("Image".into(), Cell::Text(image.to_owned())),
@@ -525,7 +528,7 @@ fn summarise(m: &Measured<'_>, dropped: Dropped, ctx: &Context<'_>) -> ImageSumm
         Some((pp, h)) => (Some(pp), Some(h)),
         None => (None, None),
     };
-    let area_mm2 = (width * height) as f64 * p.pixel_size_um * p.pixel_size_um * 1e-6;
+    let area_mm2 = (width * height) as f64 * ctx.pixel_size_um * ctx.pixel_size_um * 1e-6;
     let mut summary = ImageSummary {
         image: name.to_owned(),
         width,
@@ -580,7 +583,7 @@ mod tests {
         #[test]
         fn areas_sum_to_the_foreground(cells in proptest::collection::vec(0u32..5, 12 * 10)) {
             let p = params("classes:\n  size:\n    - { name: s, max_area_um2: 1 }\n    - { name: l }\n");
-            let m = measure_image("p", cells.clone(), 12, None, &Context::new(&p));
+            let m = measure_image("p", cells.clone(), 12, None, &Context::new(&p, p.pixel_size_um.unwrap_or(1.0)));
             let foreground = cells.iter().filter(|&&l| l != 0).count() as u64;
             prop_assert_eq!(m.nuclei.iter().map(|n| n.shape.area).sum::<u64>(), foreground);
             prop_assert_eq!(m.summary.count, m.nuclei.len());
@@ -618,7 +621,13 @@ mod tests {
         disc(&mut labels, w, 30.0, 30.0, 1.0, 2); // 5 px
         disc(&mut labels, w, 0.0, 30.0, 4.0, 3); // on the border
         let p = params("filters: { min_area_um2: 3, exclude_border: true }\n");
-        let m = measure_image("img", labels, w, None, &Context::new(&p));
+        let m = measure_image(
+            "img",
+            labels,
+            w,
+            None,
+            &Context::new(&p, p.pixel_size_um.unwrap_or(1.0)),
+        );
         assert_eq!(m.nuclei.len(), 1);
         assert_eq!(m.summary.dropped.too_small, 1);
         assert_eq!(m.summary.dropped.border, 1);
@@ -654,13 +663,24 @@ mod tests {
         let p = params(
             "stain:\n  dab_od_thresholds: { weak: 0.2, moderate: 0.4, strong: 0.6 }\nclasses:\n  image:\n    - { name: high, when: { score: positive_percent, min: 40 } }\n    - { name: low }\n",
         );
-        let r = measure_image("img", labels, w, Some(&image), &Context::new(&p));
+        let r = measure_image(
+            "img",
+            labels,
+            w,
+            Some(&image),
+            &Context::new(&p, p.pixel_size_um.unwrap_or(1.0)),
+        );
         assert_eq!(r.nuclei[0].stain.expect("stain").class, DabClass::Strong);
         assert_eq!(r.nuclei[1].stain.expect("stain").class, DabClass::Negative);
         assert_eq!(r.summary.positive_percent, Some(50.0));
         assert_eq!(r.summary.h_score, Some(150.0));
         assert_eq!(r.summary.class.as_deref(), Some("high"));
-        let cols = columns("img", &r.nuclei[0], &Context::new(&p), Some(3));
+        let cols = columns(
+            "img",
+            &r.nuclei[0],
+            &Context::new(&p, p.pixel_size_um.unwrap_or(1.0)),
+            Some(3),
+        );
         assert!(
             cols.iter()
                 .any(|(k, v)| k == "Classify_DAB" && *v == Cell::Text("3+".into()))
@@ -673,7 +693,13 @@ mod tests {
         let labels = vec![1u32; 4];
         let p = params("");
         let image = Raster::from_u8(3, 1, 1, vec![1, 2, 3]);
-        let m = measure_image("img", labels, 2, Some(&image), &Context::new(&p));
+        let m = measure_image(
+            "img",
+            labels,
+            2,
+            Some(&image),
+            &Context::new(&p, p.pixel_size_um.unwrap_or(1.0)),
+        );
         assert!(m.nuclei[0].intensity.is_none());
     }
 }

@@ -67,7 +67,7 @@ fn the_shipped_model_segments_synthetic_nuclei() {
         let (image, truth) = generate_one(&cfg, i);
         let p = predictor.predict(&image).expect("predict");
         assert!(p.scale > 0.0);
-        let values = Segmentation::default().resolve(1.0, Some(&post), p.scale).values;
+        let values = Segmentation::default().resolve(Some(1.0), Some(&post), p.scale).values;
         let config = InstanceConfig::from_params(&Segmentation::default(), &values, false);
         let (labels, _) = cellops_measure::instances::segment(p.channel(0), None, p.width, &config).expect("segment");
         let o = Overlap::new(&truth.data, &labels).expect("overlap");

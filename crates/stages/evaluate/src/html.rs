@@ -127,11 +127,11 @@ fn head(h: &mut String, e: &Evaluation) {
     );
     let _ = write!(
         h,
-        "<h1>Evaluation: {}</h1><p class=\"muted\">Parameters <code>{}</code> (sha256 {}…, pixel {} µm) · segmentation from {} <code>{}</code>{} · cellops {}</p>",
+        "<h1>Evaluation: {}</h1><p class=\"muted\">Parameters <code>{}</code> (sha256 {}…, {}) · segmentation from {} <code>{}</code>{} · cellops {}</p>",
         escape(&e.params.description),
         escape(&e.params.file),
         escape(e.params.sha256.get(..12).unwrap_or(&e.params.sha256)),
-        e.params.pixel_size_um,
+        escape(&e.params.pixel_line()),
         escape(&e.source.kind),
         escape(&e.source.path),
         e.source

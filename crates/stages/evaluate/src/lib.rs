@@ -281,7 +281,7 @@ type Files = Vec<(String, Vec<u8>)>;
 fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result<(Measured, Files), StageError> {
     let input = Input::read(
         &item.id,
-        &item.image,
+        (&item.image, analyzer.channel()),
         item.mask.as_deref(),
         item.truth.as_deref(),
         args.max_pixels,
@@ -293,6 +293,7 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
         scale,
         scores,
         classical,
+        pixel_size,
         ..
     } = analysed;
     let ImageMeasurement { rows, summary, .. } = measurement;
@@ -305,6 +306,9 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
             metrics: scores.as_ref().map(ImageMetrics::of),
             classical: classical.as_ref().map(ImageMetrics::of),
             scale,
+            pixel_size_um: pixel_size.um,
+            pixel_size_from: pixel_size.source().to_owned(),
+            image_pixel_size_um: pixel_size.image_says,
         },
         rows,
         scores,
@@ -592,6 +596,20 @@ fn report_outputs(runner: &Runner, o: &Path, evaluation: &Evaluation, markdown: 
     runner.set_output("objects", &o.join("objects.csv").display().to_string())?;
     runner.set_output("nuclei", &evaluation.totals.nuclei.to_string())?;
     runner.set_output("images", &evaluation.totals.images.to_string())?;
+    for r in &evaluation.images {
+        if let Some(own) = r.image_pixel_size_um {
+            runner.annotate(
+                &Annotation::new(
+                    Level::Warning,
+                    format!(
+                        "{}: the image's metadata says a pixel is {own} µm; the parameter file's {} µm applies",
+                        r.summary.image, r.pixel_size_um
+                    ),
+                )
+                .title("pixel sizes disagree"),
+            )?;
+        }
+    }
     if let Some(m) = &evaluation.metrics {
         runner.set_output("f1", &format!("{:.4}", m.at(0.5).map_or(0.0, |x| x.f1)))?;
         runner.set_output("dice", &format!("{:.4}", m.dice))?;

@@ -54,8 +54,19 @@ pub struct ParamsInfo {
     pub sha256: String,
     /// Its description.
     pub description: String,
-    /// Its pixel size.
-    pub pixel_size_um: f64,
+    /// Its pixel size; none when each image's own applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_size_um: Option<f64>,
+}
+
+impl ParamsInfo {
+    /// The pixel size, as the reports' first line says it.
+    pub fn pixel_line(&self) -> String {
+        match self.pixel_size_um {
+            Some(um) => format!("pixel {um} µm"),
+            None => "pixel size from each image's metadata".into(),
+        }
+    }
 }
 
 /// Where the segmentation came from.
@@ -95,6 +106,16 @@ pub struct ImageRecord {
     /// a nucleus scale estimates it per image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// The side of a pixel the image was measured at, in micrometres.
+    #[serde(default)]
+    pub pixel_size_um: f64,
+    /// Where that came from: `parameter file`, or the image's `OME-XML`, `ImageJ metadata` or
+    /// `TIFF resolution`.
+    #[serde(default)]
+    pub pixel_size_from: String,
+    /// The image's own pixel size where it differs from the parameter file's (which applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pixel_size_um: Option<f64>,
 }
 
 /// Figures over all images.
@@ -366,9 +387,9 @@ fn markdown_head(md: &mut String, e: &Evaluation) {
     let _ = writeln!(md, "## Evaluation: {}\n", e.params.description);
     let _ = writeln!(
         md,
-        "Parameters `{}` (pixel {} µm) · segmentation from {} `{}`{}\n",
+        "Parameters `{}` ({}) · segmentation from {} `{}`{}\n",
         e.params.file,
-        e.params.pixel_size_um,
+        e.params.pixel_line(),
         e.source.kind,
         e.source.path,
         e.source

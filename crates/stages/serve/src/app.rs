@@ -20,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use cellops_analysis::{AnalysisError, Image, Input};
+use cellops_formats::params::Channel;
 use cellops_measure::table::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -458,9 +459,10 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
-/// Decodes an upload under the pixel limit (checked from the header before decoding).
-fn decode(id: &str, body: &[u8], max_pixels: u64) -> Result<Input, Refusal> {
-    let image = Image::decode(Path::new(id), body, max_pixels).map_err(|e| {
+/// Decodes an upload under the pixel limit (checked from the header before decoding), keeping
+/// the image type's nuclear channel of a multi-channel image.
+fn decode(id: &str, body: &[u8], max_pixels: u64, channel: Option<&Channel>) -> Result<Input, Refusal> {
+    let image = Image::decode_channel(Path::new(id), body, max_pixels, channel).map_err(|e| {
         error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{e} (max_pixels is {max_pixels})"),

@@ -178,10 +178,10 @@ fn analyse(
     body: &[u8],
     wanted: Wanted,
 ) -> Result<Answer, Refusal> {
-    let input = decode(id, body, s.limits.max_pixels)?;
     let t = release
         .image_type(image_type)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no image type `{image_type}`")))?;
+    let input = decode(id, body, s.limits.max_pixels, t.analyzer.channel())?;
     let analysed = t.analyzer.analyse(&input).map_err(analysis_refusal)?;
     if wanted == Wanted::Overlay {
         let drawn = t.analyzer.overlay(&input, &analysed);

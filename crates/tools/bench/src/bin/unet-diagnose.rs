@@ -175,6 +175,10 @@ fn main() -> anyhow::Result<()> {
     let device = Device::flex();
     let predictor = Predictor::load(&a.bundle, &device, PredictConfig::new()).context("loading the bundle")?;
     let params = ParamsFile::read(&a.params)?.params;
+    // DSB's images record no pixel size: the parameter file must give one.
+    let um = params
+        .pixel_size_um
+        .ok_or_else(|| anyhow::anyhow!("{} sets no pixel_size_um", a.params.display()))?;
     let meta = predictor.meta().clone();
     let target = meta
         .preprocessing
@@ -193,7 +197,7 @@ fn main() -> anyhow::Result<()> {
         let truth = segment::truth(&read(mask)?);
         let true_factor = scale::factor(target, scale::median_diameter(&truth).unwrap_or(target));
         if a.grid {
-            grid(&predictor, &image, &truth, &params, id, category, true_factor)?;
+            grid(&predictor, &image, &truth, (&params, um), id, category, true_factor)?;
             continue;
         }
         let estimate = predictor.estimate_scale(&image, target)?;
@@ -203,8 +207,12 @@ fn main() -> anyhow::Result<()> {
             runs.push(("oracle", true_factor, predictor.predict_at(&image, Some(true_factor))?));
         }
         for (name, factor, pred) in runs {
-            let labels =
-                segment::from_prediction(&pred, meta.training.targets(), &params, meta.postprocessing.as_ref())?;
+            let labels = segment::from_prediction(
+                &pred,
+                meta.training.targets(),
+                (&params, um),
+                meta.postprocessing.as_ref(),
+            )?;
             let t = diagnose(&truth, &labels)?;
             if a.per_image {
                 #[allow(clippy::print_stdout, reason = "a benchmark driver: its result lines are its output")]
@@ -238,7 +246,7 @@ fn grid(
     predictor: &Predictor,
     image: &cellops_dataset::Raster,
     truth: &[u32],
-    params: &cellops_formats::params::CellParams,
+    params: (&cellops_formats::params::CellParams, f64),
     id: &str,
     category: &str,
     true_factor: f64,
