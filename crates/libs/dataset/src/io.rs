@@ -448,6 +448,48 @@ pub fn encode_png(raster: &Raster) -> Result<Vec<u8>, image::ImageError> {
 mod tests {
     use super::*;
 
+    /// A plain TIFF of three 2×1 grey pages: 1s, 2s and 3s (16-bit).
+    fn three_pages() -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut t = tiff::encoder::TiffEncoder::new(&mut out).expect("tiff");
+        for v in 1..=3u16 {
+            t.write_image::<tiff::encoder::colortype::Gray16>(2, 1, &[v, v])
+                .expect("page");
+        }
+        out.into_inner()
+    }
+
+    #[test]
+    fn pages_are_channels_to_choose_and_colour_samples_can_be_chosen() {
+        let bytes = three_pages();
+        let err = decode_image(&bytes, 100, None).expect_err("three planes, none chosen");
+        assert_eq!(
+            err,
+            DecodeError::ChannelNeeded {
+                count: 3,
+                names: Vec::new()
+            }
+        );
+        let (d, meta) = decode_image(&bytes, 100, Some(&Channel::Index(2))).expect("page 2");
+        assert_eq!((d.raster.samples, meta.planes.len()), (Samples::U16(vec![3, 3]), 3));
+        let err = decode_image(&bytes, 100, Some(&Channel::Index(3))).expect_err("no page 3");
+        assert!(matches!(err, DecodeError::NoSuchChannel { count: 3, .. }), "{err}");
+        // The pixel limit holds for the chosen page too.
+        let err = decode_image(&bytes, 1, Some(&Channel::Index(0))).expect_err("over the limit");
+        assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+        // A colour PNG: its blue sample by index; names it has none.
+        let rgb = encode_png(&Raster::from_u8(1, 1, 3, vec![10, 20, 30])).expect("png");
+        let (d, _) = decode_image(&rgb, 100, Some(&Channel::Index(2))).expect("blue");
+        assert_eq!(d.raster.samples, Samples::U8(vec![30]));
+        let (d, _) = decode_image(&rgb, 100, None).expect("colour");
+        assert_eq!(d.raster.channels, 3, "no choice: colour stays colour");
+        let named = Channel::Name("DAPI".into());
+        assert!(matches!(
+            decode_image(&rgb, 100, Some(&named)),
+            Err(DecodeError::NoSuchChannel { .. })
+        ));
+    }
+
     #[test]
     fn label_images_keep_every_label() {
         let small: Vec<u32> = vec![0, 1, 65_535, 300, 2, 0];

@@ -756,3 +756,172 @@ fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
         "the killed runs' staging folders are cleaned up: {beside:?}"
     );
 }
+
+/// `dir/original/<id>.tif` for every image of `data`: an OME-TIFF of two planes, a `GFP` plane
+/// (the grey image inverted: something to measure by mistake) and the grey image as `DAPI`, with
+/// the pixel size `um` in its OME-XML; the same grey images as PNGs in `pngs/original/`; the
+/// masks copied beside both.
+fn ome_tiffs(data: &Path, dir: &Path, pngs: &Path, um: f64) {
+    use tiff::encoder::{TiffEncoder, colortype::Gray8};
+    use tiff::tags::Tag;
+    for d in [dir, pngs] {
+        std::fs::create_dir_all(d.join("original")).expect("mkdir");
+        std::fs::create_dir_all(d.join("masks")).expect("mkdir");
+    }
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="96" SizeY="96" SizeC="2" SizeZ="1" SizeT="1" PhysicalSizeX="{}" PhysicalSizeXUnit="nm" PhysicalSizeY="{}" PhysicalSizeYUnit="nm"><Channel ID="Channel:0:0" Name="GFP" SamplesPerPixel="1"/><Channel ID="Channel:0:1" Name="DAPI" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="2"/></Pixels></Image></OME>"#,
+        um * 1000.0,
+        um * 1000.0
+    );
+    for e in std::fs::read_dir(data.join("original")).expect("list") {
+        let path = e.expect("entry").path();
+        let grey = cellops_dataset::preprocess(
+            &io::decode(&std::fs::read(&path).expect("read"), 1 << 20)
+                .expect("decode")
+                .raster,
+            &BuildConfig {
+                colour: cellops_dataset::config::ColourMode::Grey,
+                ..BuildConfig::default()
+            },
+        )
+        .expect("grey");
+        let cellops_dataset::Samples::U8(dapi) = &grey.samples else {
+            panic!("8-bit synthetic images");
+        };
+        let gfp: Vec<u8> = dapi.iter().map(|v| 255 - v).collect();
+        let id = path.file_stem().expect("stem").to_string_lossy().into_owned();
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut tiff = TiffEncoder::new(&mut out).expect("tiff");
+        for (i, plane) in [&gfp, dapi].into_iter().enumerate() {
+            let mut page = tiff.new_image::<Gray8>(grey.width, grey.height).expect("page");
+            if i == 0 {
+                page.encoder()
+                    .write_tag(Tag::ImageDescription, xml.as_str())
+                    .expect("description");
+            }
+            page.write_data(plane).expect("pixels");
+        }
+        std::fs::write(dir.join("original").join(format!("{id}.tif")), out.into_inner()).expect("write");
+        let png = io::encode_png(&grey).expect("png");
+        std::fs::write(pngs.join("original").join(format!("{id}.png")), png).expect("write");
+        let mask = format!("{id}_mask.png");
+        for d in [dir, pngs] {
+            std::fs::copy(data.join("masks").join(&mask), d.join("masks").join(&mask)).expect("mask");
+        }
+    }
+}
+
+#[test]
+fn ome_tiffs_give_their_nuclear_channel_and_pixel_size() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = dataset(tmp.path());
+    let (ome, grey) = (tmp.path().join("ome"), tmp.path().join("grey"));
+    ome_tiffs(&data, &ome, &grey, 0.5);
+    let threshold = "segmentation:\n  method: threshold\n  threshold: { method: otsu }\nclasses:\n  size:\n    - { name: small, max_area_um2: 30 }\n    - { name: large }\n";
+    let evaluate = |images: &Path, params: &Path, out: &Path| {
+        run_action(
+            tmp.path(),
+            &[("images", &s(images)), ("params", &s(params)), ("output", &s(out))],
+        )
+    };
+    // The same images as grey PNGs with the pixel size in the parameter file, and as OME-TIFFs
+    // whose DAPI plane the file chooses by name, the pixel size from their OME-XML.
+    let png = params(
+        tmp.path(),
+        "png.yaml",
+        &format!("description: png\npixel_size_um: 0.5\n{threshold}"),
+    );
+    let by_name = params(
+        tmp.path(),
+        "ome.yaml",
+        &format!("description: ome\nnuclear_channel: DAPI\n{threshold}"),
+    );
+    let (a, b) = (tmp.path().join("png"), tmp.path().join("ome-out"));
+    let plain = evaluate(&grey, &png, &a);
+    assert_eq!(plain.code(), 0, "{}", plain.stdout());
+    let read = evaluate(&ome, &by_name, &b);
+    assert_eq!(read.code(), 0, "{}", read.stdout());
+    let objects = |d: &Path| std::fs::read(d.join("objects.csv")).expect("objects");
+    assert!(objects(&a) == objects(&b), "the same nuclei, the same µm");
+    let rows = std::fs::read_to_string(a.join("objects.csv"))
+        .expect("csv")
+        .lines()
+        .count();
+    assert!(rows > 10, "nuclei measured: {rows} rows");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("summary.json")).expect("summary")).expect("json");
+    let first = &summary["images"][0];
+    assert_eq!(
+        (first["pixel_size_um"].as_f64(), first["pixel_size_from"].as_str()),
+        (Some(0.5), Some("OME-XML"))
+    );
+    assert!(
+        std::fs::read_to_string(b.join("report.md"))
+            .expect("md")
+            .contains("pixel size from each image's metadata")
+    );
+
+    // By index, the same; without a choice, refused naming the channels; a name not there too.
+    let by_index = params(
+        tmp.path(),
+        "index.yaml",
+        &format!("description: i\nnuclear_channel: 1\n{threshold}"),
+    );
+    let c = tmp.path().join("index-out");
+    assert_eq!(evaluate(&ome, &by_index, &c).code(), 0);
+    assert!(objects(&c) == objects(&a));
+    let gfp = params(
+        tmp.path(),
+        "gfp.yaml",
+        &format!(
+            "description: g
+nuclear_channel: GFP
+{threshold}"
+        ),
+    );
+    let d = tmp.path().join("gfp-out");
+    assert_eq!(evaluate(&ome, &gfp, &d).code(), 0);
+    assert!(objects(&d) != objects(&a), "the other plane is other pixels");
+    let none = params(tmp.path(), "none.yaml", &format!("description: n\n{threshold}"));
+    let refused = evaluate(&ome, &none, &tmp.path().join("none-out"));
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused
+            .stdout()
+            .contains("2 channels (GFP, DAPI); choose the nuclear one with `nuclear_channel`"),
+        "{}",
+        refused.stdout()
+    );
+    let wrong = params(
+        tmp.path(),
+        "wrong.yaml",
+        &format!("description: w\nnuclear_channel: Hoechst\n{threshold}"),
+    );
+    let refused = evaluate(&ome, &wrong, &tmp.path().join("wrong-out"));
+    assert!(
+        refused.stdout().contains("channel `Hoechst` is not in the image"),
+        "{}",
+        refused.stdout()
+    );
+
+    // A parameter file's pixel size wins, and a disagreement is a warning.
+    let disagree = params(
+        tmp.path(),
+        "disagree.yaml",
+        &format!("description: d\npixel_size_um: 0.6\nnuclear_channel: DAPI\n{threshold}"),
+    );
+    let warned = evaluate(&ome, &disagree, &tmp.path().join("disagree-out"));
+    assert_eq!(warned.code(), 0, "{}", warned.stdout());
+    assert!(
+        warned.stdout().contains("::warning title=pixel sizes disagree::")
+            && warned
+                .stdout()
+                .contains("says a pixel is 0.5 µm; the parameter file's 0.6 µm applies"),
+        "{}",
+        warned.stdout()
+    );
+    // PNGs record no pixel size: without one in the parameter file, refused by name.
+    let unknown = evaluate(&grey, &none, &tmp.path().join("unknown-out"));
+    assert_ne!(unknown.code(), 0);
+    assert!(unknown.stdout().contains("no pixel size"), "{}", unknown.stdout());
+}

@@ -6,7 +6,7 @@ use cellops_dataset::{Raster, io};
 use cellops_formats::build::BuildConfig;
 use cellops_formats::dataset::Manifest;
 use cellops_formats::monitor::MonitorConfig;
-use cellops_formats::params::CellParams;
+use cellops_formats::params::{CellParams, Channel};
 use cellops_formats::release::LogLine;
 use cellops_formats::serve::ServeConfig;
 
@@ -100,6 +100,16 @@ pub fn targets() -> Vec<Target> {
             parse: |b| io::decode(b, MAX_PIXELS).is_ok(),
         },
         Target {
+            name: "image-channels",
+            what: "multi-channel TIFFs (OME-XML, ImageJ, pages) through the channel choice and the pixel limit",
+            seeds: channel_seeds,
+            parse: |b| {
+                let dapi = Channel::Name("DAPI".into());
+                let chosen = io::decode_image(b, MAX_PIXELS, Some(&dapi)).is_ok();
+                io::decode_image(b, MAX_PIXELS, None).is_ok() || chosen
+            },
+        },
+        Target {
             name: "infer",
             what: "the service's Open Inference Protocol infer request body",
             seeds: || vec![INFER.as_bytes().to_vec()],
@@ -161,6 +171,33 @@ fn image_seeds() -> Vec<Vec<u8>> {
         .collect();
     out.push(tiny_tiff());
     out
+}
+
+/// Two-page TIFFs of 3×2 grey planes: with OME-XML naming the channels (`GFP`, `DAPI`) and
+/// giving a pixel size, and with ImageJ's description.
+fn channel_seeds() -> Vec<Vec<u8>> {
+    let ome = r#"<?xml version="1.0"?><OME><Image ID="Image:0"><Pixels DimensionOrder="XYCZT" SizeC="2" SizeZ="1" SizeT="1" PhysicalSizeX="0.5" PhysicalSizeXUnit="µm"><Channel Name="GFP"/><Channel Name="DAPI"/><TiffData IFD="0" PlaneCount="2"/></Pixels></Image></OME>"#;
+    let imagej = "ImageJ=1.54f\nimages=2\nchannels=2\nhyperstack=true\nunit=micron\n";
+    [ome, imagej]
+        .into_iter()
+        .filter_map(|description| {
+            let mut out = std::io::Cursor::new(Vec::new());
+            let mut t = tiff::encoder::TiffEncoder::new(&mut out).ok()?;
+            for (i, plane) in [[0u8, 40, 80, 120, 160, 200], [200, 160, 120, 80, 40, 0]]
+                .iter()
+                .enumerate()
+            {
+                let mut page = t.new_image::<tiff::encoder::colortype::Gray8>(3, 2).ok()?;
+                if i == 0 {
+                    page.encoder()
+                        .write_tag(tiff::tags::Tag::ImageDescription, description)
+                        .ok()?;
+                }
+                page.write_data(plane).ok()?;
+            }
+            Some(out.into_inner())
+        })
+        .collect()
 }
 
 /// A 2×2 8-bit grey baseline TIFF, little-endian, one strip.
