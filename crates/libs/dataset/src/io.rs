@@ -242,36 +242,45 @@ fn sample_of(r: &Raster, s: usize) -> Raster {
 
 /// The TIFF facts the metadata is read from (first page's tags, the number of pages).
 fn tiff_facts(bytes: &[u8]) -> Result<TiffFacts, String> {
-    use tiff::tags::Tag;
     let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    let text = |v: Option<tiff::decoder::ifd::Value>| v.and_then(|v| v.into_string().ok());
-    let description = text(d.find_tag(Tag::ImageDescription).ok().flatten());
-    let x_resolution = d
-        .find_tag(Tag::XResolution)
-        .ok()
-        .flatten()
-        .and_then(|v| v.into_f64().ok());
+    let mut facts = page_facts(&mut d);
+    // Counting pages reads each directory, never the pixels; a broken chain ends the count.
+    while d.more_images() && facts.pages < MAX_PAGES {
+        if d.next_image().is_err() {
+            break;
+        }
+        facts.pages += 1;
+    }
+    Ok(facts)
+}
+
+/// The current page's tags the metadata is read from (as one page).
+pub(crate) fn page_facts<R: std::io::Read + std::io::Seek>(d: &mut tiff::decoder::Decoder<R>) -> TiffFacts {
+    use tiff::tags::Tag;
+    let mut tag = |t: Tag| d.find_tag(t).ok().flatten();
+    let description = tag(Tag::ImageDescription).and_then(|v| v.into_string().ok());
+    let x_resolution = tag(Tag::XResolution).and_then(|v| {
+        use tiff::decoder::ifd::Value;
+        match v {
+            Value::Rational(n, d) if d > 0 => Some(f64::from(n) / f64::from(d)),
+            Value::Float(x) => Some(f64::from(x)),
+            Value::Double(x) => Some(x),
+            _ => None,
+        }
+    });
     let resolution_unit = d.find_tag_unsigned::<u16>(Tag::ResolutionUnit).ok().flatten();
     let samples = d
         .find_tag_unsigned::<usize>(Tag::SamplesPerPixel)
         .ok()
         .flatten()
         .unwrap_or(1);
-    let mut pages = 1;
-    // Counting pages reads each directory, never the pixels; a broken chain ends the count.
-    while d.more_images() && pages < MAX_PAGES {
-        if d.next_image().is_err() {
-            break;
-        }
-        pages += 1;
-    }
-    Ok(TiffFacts {
+    TiffFacts {
         description,
         x_resolution,
         resolution_unit,
-        pages,
+        pages: 1,
         samples,
-    })
+    }
 }
 
 /// Pages counted at most (a loop of directories in a hostile file ends here).

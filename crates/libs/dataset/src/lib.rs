@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod problem;
 pub mod raster;
 pub mod shard;
+pub mod slide;
 pub mod split;
 pub mod staging;
 pub mod synthetic;
