@@ -811,30 +811,40 @@ fn ome_tiffs(data: &Path, dir: &Path, pngs: &Path, um: f64) {
     }
 }
 
+/// Segmentation by Otsu's threshold and size classes, without a pixel size or a channel.
+const OTSU: &str = "segmentation:\n  method: threshold\n  threshold: { method: otsu }\nclasses:\n  size:\n    - { name: small, max_area_um2: 30 }\n    - { name: large }\n";
+
+/// The synthetic images as OME-TIFFs (`ome/`) and grey PNGs (`grey/`), pixel 0.5 µm.
+fn ome_setup(root: &Path) -> (PathBuf, PathBuf) {
+    let data = dataset(root);
+    let (ome, grey) = (root.join("ome"), root.join("grey"));
+    ome_tiffs(&data, &ome, &grey, 0.5);
+    (ome, grey)
+}
+
+fn evaluate_with(root: &Path, images: &Path, params: &Path, out: &Path) -> ActionRun {
+    run_action(
+        root,
+        &[("images", &s(images)), ("params", &s(params)), ("output", &s(out))],
+    )
+}
+
 #[test]
 fn ome_tiffs_give_their_nuclear_channel_and_pixel_size() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let data = dataset(tmp.path());
-    let (ome, grey) = (tmp.path().join("ome"), tmp.path().join("grey"));
-    ome_tiffs(&data, &ome, &grey, 0.5);
-    let threshold = "segmentation:\n  method: threshold\n  threshold: { method: otsu }\nclasses:\n  size:\n    - { name: small, max_area_um2: 30 }\n    - { name: large }\n";
-    let evaluate = |images: &Path, params: &Path, out: &Path| {
-        run_action(
-            tmp.path(),
-            &[("images", &s(images)), ("params", &s(params)), ("output", &s(out))],
-        )
-    };
+    let (ome, grey) = ome_setup(tmp.path());
+    let evaluate = |images: &Path, params: &Path, out: &Path| evaluate_with(tmp.path(), images, params, out);
     // The same images as grey PNGs with the pixel size in the parameter file, and as OME-TIFFs
     // whose DAPI plane the file chooses by name, the pixel size from their OME-XML.
     let png = params(
         tmp.path(),
         "png.yaml",
-        &format!("description: png\npixel_size_um: 0.5\n{threshold}"),
+        &format!("description: png\npixel_size_um: 0.5\n{OTSU}"),
     );
     let by_name = params(
         tmp.path(),
         "ome.yaml",
-        &format!("description: ome\nnuclear_channel: DAPI\n{threshold}"),
+        &format!("description: ome\nnuclear_channel: DAPI\n{OTSU}"),
     );
     let (a, b) = (tmp.path().join("png"), tmp.path().join("ome-out"));
     let plain = evaluate(&grey, &png, &a);
@@ -860,12 +870,11 @@ fn ome_tiffs_give_their_nuclear_channel_and_pixel_size() {
             .expect("md")
             .contains("pixel size from each image's metadata")
     );
-
-    // By index, the same; without a choice, refused naming the channels; a name not there too.
+    // By index, the same; the other plane, other nuclei.
     let by_index = params(
         tmp.path(),
         "index.yaml",
-        &format!("description: i\nnuclear_channel: 1\n{threshold}"),
+        &format!("description: i\nnuclear_channel: 1\n{OTSU}"),
     );
     let c = tmp.path().join("index-out");
     assert_eq!(evaluate(&ome, &by_index, &c).code(), 0);
@@ -873,16 +882,19 @@ fn ome_tiffs_give_their_nuclear_channel_and_pixel_size() {
     let gfp = params(
         tmp.path(),
         "gfp.yaml",
-        &format!(
-            "description: g
-nuclear_channel: GFP
-{threshold}"
-        ),
+        &format!("description: g\nnuclear_channel: GFP\n{OTSU}"),
     );
     let d = tmp.path().join("gfp-out");
     assert_eq!(evaluate(&ome, &gfp, &d).code(), 0);
     assert!(objects(&d) != objects(&a), "the other plane is other pixels");
-    let none = params(tmp.path(), "none.yaml", &format!("description: n\n{threshold}"));
+}
+
+#[test]
+fn a_missing_channel_or_pixel_size_is_refused_and_a_disagreement_warns() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ome, grey) = ome_setup(tmp.path());
+    let evaluate = |images: &Path, params: &Path, out: &Path| evaluate_with(tmp.path(), images, params, out);
+    let none = params(tmp.path(), "none.yaml", &format!("description: n\n{OTSU}"));
     let refused = evaluate(&ome, &none, &tmp.path().join("none-out"));
     assert_ne!(refused.code(), 0);
     assert!(
@@ -895,7 +907,7 @@ nuclear_channel: GFP
     let wrong = params(
         tmp.path(),
         "wrong.yaml",
-        &format!("description: w\nnuclear_channel: Hoechst\n{threshold}"),
+        &format!("description: w\nnuclear_channel: Hoechst\n{OTSU}"),
     );
     let refused = evaluate(&ome, &wrong, &tmp.path().join("wrong-out"));
     assert!(
@@ -903,12 +915,11 @@ nuclear_channel: GFP
         "{}",
         refused.stdout()
     );
-
     // A parameter file's pixel size wins, and a disagreement is a warning.
     let disagree = params(
         tmp.path(),
         "disagree.yaml",
-        &format!("description: d\npixel_size_um: 0.6\nnuclear_channel: DAPI\n{threshold}"),
+        &format!("description: d\npixel_size_um: 0.6\nnuclear_channel: DAPI\n{OTSU}"),
     );
     let warned = evaluate(&ome, &disagree, &tmp.path().join("disagree-out"));
     assert_eq!(warned.code(), 0, "{}", warned.stdout());
