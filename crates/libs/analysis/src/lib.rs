@@ -22,6 +22,7 @@
 pub mod geojson;
 pub mod overlay;
 pub mod segment;
+pub mod slide;
 
 use std::path::{Path, PathBuf};
 
