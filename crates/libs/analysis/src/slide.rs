@@ -2,14 +2,18 @@
 //! it (only the slide's tiles it touches are decoded, so memory follows the tile), analysed as
 //! an image, and keeps the nuclei whose centre lies in its core. The cores partition the region,
 //! so a nucleus cut by a seam is counted once — by the tile that sees it whole, as long as the
-//! overlap is wider than the largest nucleus. Coordinates are the slide's level-0 pixels.
+//! overlap is wider than the largest nucleus. Coordinates are the slide's level-0 pixels. Each
+//! nucleus goes to a sink as it is found (a slide holds hundreds of thousands; their rows are not
+//! kept here).
 
 use std::io::{Read, Seek};
 
 use cellops_dataset::slide::{Rect, Slide, SlideError};
 use cellops_measure::objects::{Cell, Context, Nucleus, columns};
 
-use crate::{AnalysisError, Analyzer, Image, Input};
+use rayon::prelude::*;
+
+use crate::{Analysed, AnalysisError, Analyzer, Image, Input, Segmenter};
 
 /// How a region is cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,77 +82,112 @@ pub fn tiles(region: Rect, t: Tiling) -> Vec<Tile> {
     out
 }
 
-/// A measured region: its nuclei (level-0 coordinates, numbered in tile order) and their report
-/// rows.
-#[derive(Debug, Clone)]
+/// A measured region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Measured {
     /// The region measured.
     pub region: Rect,
-    /// The nuclei.
-    pub nuclei: Vec<Nucleus>,
-    /// One report row per nucleus, as `objects.csv` has them.
-    pub rows: Vec<Vec<(String, Cell)>>,
+    /// How many nuclei went to the sink.
+    pub nuclei: usize,
     /// How many tiles were analysed.
     pub tiles: usize,
 }
 
+/// What hears each nucleus of a slide as it is found: the nucleus (level-0 coordinates,
+/// numbered in tile order) and its report row, as `objects.csv` has it.
+pub type Sink<'a> = dyn FnMut(Nucleus, Vec<(String, Cell)>) -> Result<(), AnalysisError> + 'a;
+
 /// Measures `region` of level 0 of `slide` (named `name` in rows and errors) tile by tile;
-/// `progress` hears `(tiles done, tiles)`. A tile (with its overlap) over `max_pixels` is
-/// refused.
+/// each nucleus goes to `sink`, and `progress` hears `(tiles done, tiles)`. A tile (with its
+/// overlap) over `max_pixels` is refused. Tiles are read one after another and, unless a model
+/// (which uses every core itself) segments them, analysed a batch at a time on every core:
+/// memory holds one batch of tiles.
 pub fn measure<R: Read + Seek>(
     analyzer: &Analyzer,
     slide: &mut Slide<R>,
     name: &str,
     (region, tiling): (Rect, Tiling),
     max_pixels: u64,
-    progress: &mut dyn FnMut(usize, usize),
+    (sink, progress): (&mut Sink<'_>, &mut dyn FnMut(usize, usize)),
 ) -> Result<Measured, AnalysisError> {
     let plan = tiles(region, tiling);
+    let parallel = !matches!(analyzer.segmenter(), Segmenter::Model { .. });
+    let batch = if parallel {
+        rayon::current_num_threads().max(1) * 2
+    } else {
+        1
+    };
     let mut out = Measured {
         region,
-        nuclei: Vec::new(),
-        rows: Vec::new(),
+        nuclei: 0,
         tiles: plan.len(),
     };
-    for (i, tile) in plan.iter().enumerate() {
-        let raster = slide.read_region(0, tile.read, max_pixels).map_err(slide_error)?;
-        let channels = usize::from(raster.channels);
-        let input = Input {
-            id: name.to_owned(),
-            image: Image {
-                path: name.into(),
-                raster,
-                meta: slide.meta.clone(),
-            },
-            mask: None,
-            truth: None,
+    let mut done = 0;
+    for chunk in plan.chunks(batch) {
+        let inputs = chunk
+            .iter()
+            .map(|t| read(slide, name, t.read, max_pixels))
+            .collect::<Result<Vec<Input>, AnalysisError>>()?;
+        let analysed: Vec<Result<Analysed, AnalysisError>> = if parallel {
+            inputs.par_iter().map(|i| analyzer.analyse(i)).collect()
+        } else {
+            inputs.iter().map(|i| analyzer.analyse(i)).collect()
         };
-        let analysed = analyzer.analyse(&input)?;
-        let ctx = Context::new(analyzer.params(), analysed.pixel_size.um);
-        for mut n in analysed.measurement.nuclei {
-            let (dx, dy) = (tile.read.x as usize, tile.read.y as usize);
-            n.shape.centroid[0] += dy as f64;
-            n.shape.centroid[1] += dx as f64;
-            let (cy, cx) = (n.shape.centroid[0], n.shape.centroid[1]);
-            let c = tile.core;
-            let owned =
-                cx >= f64::from(c.x) && cx < f64::from(c.x + c.w) && cy >= f64::from(c.y) && cy < f64::from(c.y + c.h);
-            if !owned {
-                continue;
-            }
-            n.shape.bbox = [
-                n.shape.bbox[0] + dy,
-                n.shape.bbox[1] + dx,
-                n.shape.bbox[2] + dy,
-                n.shape.bbox[3] + dx,
-            ];
-            n.shape.label = out.nuclei.len() as u64 + 1;
-            out.rows.push(columns(name, &n, &ctx, Some(channels)));
-            out.nuclei.push(n);
+        for ((tile, input), a) in chunk.iter().zip(&inputs).zip(analysed) {
+            let channels = usize::from(input.image.raster.channels);
+            out.nuclei = keep(out.nuclei, (analyzer, name), tile, channels, a?, sink)?;
+            done += 1;
+            progress(done, plan.len());
         }
-        progress(i + 1, plan.len());
     }
     Ok(out)
+}
+
+/// A tile's pixels as an input named `name`, with the slide's metadata (its pixel size).
+fn read<R: Read + Seek>(slide: &mut Slide<R>, name: &str, rect: Rect, max_pixels: u64) -> Result<Input, AnalysisError> {
+    let raster = slide.read_region(0, rect, max_pixels).map_err(slide_error)?;
+    Ok(Input {
+        id: name.to_owned(),
+        image: Image {
+            path: name.into(),
+            raster,
+            meta: slide.meta.clone(),
+        },
+        mask: None,
+        truth: None,
+    })
+}
+
+/// Sends the nuclei of a tile's analysis whose centre lies in its core to `sink`, in level-0
+/// coordinates and numbered on from the `before` sent earlier; returns how many are sent now.
+fn keep(
+    mut before: usize,
+    (analyzer, name): (&Analyzer, &str),
+    tile: &Tile,
+    channels: usize,
+    analysed: Analysed,
+    sink: &mut Sink<'_>,
+) -> Result<usize, AnalysisError> {
+    let ctx = Context::new(analyzer.params(), analysed.pixel_size.um);
+    let (dx, dy) = (tile.read.x as usize, tile.read.y as usize);
+    let c = tile.core;
+    for mut n in analysed.measurement.nuclei {
+        n.shape.centroid[0] += dy as f64;
+        n.shape.centroid[1] += dx as f64;
+        let (cy, cx) = (n.shape.centroid[0], n.shape.centroid[1]);
+        let owned = (f64::from(c.x)..f64::from(c.x + c.w)).contains(&cx)
+            && (f64::from(c.y)..f64::from(c.y + c.h)).contains(&cy);
+        if !owned {
+            continue;
+        }
+        let b = n.shape.bbox;
+        n.shape.bbox = [b[0] + dy, b[1] + dx, b[2] + dy, b[3] + dx];
+        before += 1;
+        n.shape.label = before as u64;
+        let row = columns(name, &n, &ctx, Some(channels));
+        sink(n, row)?;
+    }
+    Ok(before)
 }
 
 fn slide_error(e: SlideError) -> AnalysisError {
@@ -167,7 +206,6 @@ mod tests {
     use cellops_formats::params::CellParams;
 
     use super::*;
-    use crate::Segmenter;
 
     /// Discs of radius 5 (grey 200 on 20) on a 12-pixel-spaced lattice's every other point,
     /// shifted so that rows and columns of them straddle every seam of 64-pixel tiles.
@@ -207,10 +245,10 @@ mod tests {
     }
 
     /// Each nucleus' centre and area, sorted.
-    fn found(nuclei: &[Nucleus]) -> Vec<(i64, i64, u64)> {
-        let mut v: Vec<(i64, i64, u64)> = nuclei
+    fn found(got: &[(Nucleus, Vec<(String, Cell)>)]) -> Vec<(i64, i64, u64)> {
+        let mut v: Vec<(i64, i64, u64)> = got
             .iter()
-            .map(|n| {
+            .map(|(n, _)| {
                 (
                     (n.shape.centroid[1] * 100.0).round() as i64,
                     (n.shape.centroid[0] * 100.0).round() as i64,
@@ -228,44 +266,38 @@ mod tests {
         let mut s = Slide::from_reader(Path::new("s.tif"), std::io::Cursor::new(slide(w, h))).expect("open");
         let a = analyzer();
         let whole = Rect { x: 0, y: 0, w, h };
+        let mut run = |region: Rect, tiling: Tiling, seen: &mut Vec<(usize, usize)>| {
+            let mut got: Vec<(Nucleus, Vec<(String, Cell)>)> = Vec::new();
+            let mut sink = |n, row| {
+                got.push((n, row));
+                Ok(())
+            };
+            let m = measure(
+                &a,
+                &mut s,
+                "s",
+                (region, tiling),
+                1 << 20,
+                (&mut sink, &mut |d, n| seen.push((d, n))),
+            )
+            .expect("measure");
+            assert_eq!(m.nuclei, got.len());
+            (m, got)
+        };
         let mut seen = Vec::new();
-        let tiled = measure(
-            &a,
-            &mut s,
-            "s",
-            (whole, Tiling { tile: 64, overlap: 16 }),
-            1 << 20,
-            &mut |d, n| seen.push((d, n)),
-        )
-        .expect("tiled");
+        let (tiled, rows) = run(whole, Tiling { tile: 64, overlap: 16 }, &mut seen);
         assert_eq!(tiled.tiles, 20);
         assert_eq!(seen.last(), Some(&(20, 20)));
-        assert_eq!(tiled.nuclei.len(), discs(w, h).len(), "each disc once");
-        let untiled = measure(
-            &a,
-            &mut s,
-            "s",
-            (whole, Tiling { tile: 512, overlap: 0 }),
-            1 << 20,
-            &mut |_, _| {},
-        )
-        .expect("untiled");
+        assert_eq!(tiled.nuclei, discs(w, h).len(), "each disc once");
+        let (untiled, whole_rows) = run(whole, Tiling { tile: 512, overlap: 0 }, &mut Vec::new());
         assert_eq!(untiled.tiles, 1);
-        assert_eq!(
-            found(&tiled.nuclei),
-            found(&untiled.nuclei),
-            "the same nuclei, the same places"
-        );
+        assert_eq!(found(&rows), found(&whole_rows), "the same nuclei, the same places");
         // Rows in level-0 coordinates, numbered once.
-        let number = |row: &Vec<(String, Cell)>| row.iter().find(|(k, _)| k == "ObjectNumber").map(|(_, v)| v.clone());
-        assert_eq!(number(&tiled.rows[4]), Some(Cell::Int(5)));
+        let column = |row: &[(String, Cell)], name: &str| row.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(column(&rows[4].1, "ObjectNumber"), Some(Cell::Int(5)));
         // The pixel size came from the slide (resolution tags in centimetres).
-        let um2 = tiled.rows[0]
-            .iter()
-            .find(|(k, _)| k == "AreaShape_Area_um2")
-            .map(|(_, v)| v.clone());
-        let area = tiled.nuclei[0].shape.area as f64;
-        assert_eq!(um2, Some(Cell::Float(area * 0.25)));
+        let area = rows[0].0.shape.area as f64;
+        assert_eq!(column(&rows[0].1, "AreaShape_Area_um2"), Some(Cell::Float(area * 0.25)));
         // A region: only its nuclei, in slide coordinates.
         let region = Rect {
             x: 64,
@@ -273,19 +305,11 @@ mod tests {
             w: 130,
             h: 100,
         };
-        let part = measure(
-            &a,
-            &mut s,
-            "s",
-            (region, Tiling { tile: 64, overlap: 16 }),
-            1 << 20,
-            &mut |_, _| {},
-        )
-        .expect("region");
-        assert!(part.nuclei.iter().all(|n| {
+        let (_, part) = run(region, Tiling { tile: 64, overlap: 16 }, &mut Vec::new());
+        assert!(!part.is_empty());
+        assert!(part.iter().all(|(n, _)| {
             let (x, y) = (n.shape.centroid[1], n.shape.centroid[0]);
             (64.0..194.0).contains(&x) && (32.0..132.0).contains(&y)
         }));
-        assert!(!part.nuclei.is_empty());
     }
 }
