@@ -105,24 +105,32 @@ pub struct Image {
 }
 
 impl Image {
-    /// Reads and decodes a file, refusing images with more than `max_pixels` pixels before
-    /// decoding them.
+    /// Reads and decodes a file (the first page of a TIFF: masks and ground truth), refusing
+    /// images with more than `max_pixels` pixels before decoding them.
     pub fn read(path: &Path, max_pixels: u64) -> Result<Self, AnalysisError> {
-        Self::read_channel(path, max_pixels, None)
+        let bytes = std::fs::read(path).map_err(|e| failed(path, &e))?;
+        Self::decode(path, &bytes, max_pixels)
     }
 
-    /// [`Image::read`], keeping only `channel` of a multi-channel image ([`io::decode_image`]).
+    /// Reads an image to analyse with what its file says about itself, keeping only `channel` of
+    /// a multi-channel image ([`io::decode_image`]: several planes need one chosen).
     pub fn read_channel(path: &Path, max_pixels: u64, channel: Option<&Channel>) -> Result<Self, AnalysisError> {
         let bytes = std::fs::read(path).map_err(|e| failed(path, &e))?;
         Self::decode_channel(path, &bytes, max_pixels, channel)
     }
 
-    /// Decodes encoded bytes (PNG, TIFF, BMP, JPEG) that `path` names in errors.
+    /// Decodes encoded bytes (PNG, TIFF, BMP, JPEG; a TIFF's first page) that `path` names in
+    /// errors; what the file says about itself is not read.
     pub fn decode(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<Self, AnalysisError> {
-        Self::decode_channel(path, bytes, max_pixels, None)
+        let raster = io::decode(bytes, max_pixels).map_err(|e| failed(path, &e))?.raster;
+        Ok(Self {
+            path: path.to_owned(),
+            raster,
+            meta: FileMeta::default(),
+        })
     }
 
-    /// [`Image::decode`], keeping only `channel` of a multi-channel image.
+    /// [`Image::read_channel`] of bytes.
     pub fn decode_channel(
         path: &Path,
         bytes: &[u8],

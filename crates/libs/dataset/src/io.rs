@@ -197,7 +197,7 @@ pub fn decode_image(
         let plane = info.planes[pick(channel, &info, info.planes.len())?];
         let raster = tiff_page(bytes, plane.page, max_pixels)?;
         let raster = match plane.sample {
-            Some(s) => sample_of(&raster, s),
+            Some(s) => sample_of(&raster, s).ok_or_else(|| missing(channel, &info, usize::from(raster.channels)))?,
             None => raster,
         };
         Decoded { raster, format }
@@ -205,14 +205,12 @@ pub fn decode_image(
         let d = decode(bytes, max_pixels)?;
         let samples = usize::from(d.raster.channels);
         let at = pick(channel, &info, samples)?;
-        Decoded {
-            raster: if samples > 1 {
-                sample_of(&d.raster, at)
-            } else {
-                d.raster
-            },
-            format,
-        }
+        let raster = if samples > 1 {
+            sample_of(&d.raster, at).ok_or_else(|| missing(channel, &info, samples))?
+        } else {
+            d.raster
+        };
+        Decoded { raster, format }
     };
     Ok((decoded, info))
 }
@@ -220,33 +218,48 @@ pub fn decode_image(
 /// The index of `channel` among `count` (by name, the file's names).
 fn pick(channel: &Channel, info: &FileMeta, count: usize) -> Result<usize, DecodeError> {
     let at = match channel {
-        Channel::Index(i) => Some(*i).filter(|&i| i < count),
+        Channel::Index(i) => Some(*i),
         Channel::Name(n) => info.channels.iter().position(|c| c == n),
     };
-    at.ok_or_else(|| DecodeError::NoSuchChannel {
+    at.filter(|&i| i < count).ok_or_else(|| missing(channel, info, count))
+}
+
+/// The error for `channel` not among `count`.
+fn missing(channel: &Channel, info: &FileMeta, count: usize) -> DecodeError {
+    DecodeError::NoSuchChannel {
         wanted: channel.to_string(),
         count,
         names: info.channels.clone(),
-    })
+    }
 }
 
-/// One sample of every pixel, as a grey raster.
-fn sample_of(r: &Raster, s: usize) -> Raster {
+/// Sample `s` of every pixel, as a grey raster (none when pixels have fewer samples).
+fn sample_of(r: &Raster, s: usize) -> Option<Raster> {
     let n = usize::from(r.channels).max(1);
-    let s = s.min(n - 1);
-    match &r.samples {
+    if s >= n {
+        return None;
+    }
+    Some(match &r.samples {
         Samples::U8(v) => Raster::from_u8(r.width, r.height, 1, v.iter().skip(s).step_by(n).copied().collect()),
         Samples::U16(v) => Raster::from_u16(r.width, r.height, 1, v.iter().skip(s).step_by(n).copied().collect()),
-    }
+    })
 }
 
 /// The TIFF facts the metadata is read from (first page's tags, the number of pages).
 fn tiff_facts(bytes: &[u8]) -> Result<TiffFacts, String> {
     let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
     let mut facts = page_facts(&mut d);
-    // Counting pages reads each directory, never the pixels; a broken chain ends the count.
+    // Counting pages reads each directory, never the pixels; a broken chain, or the first
+    // reduced-resolution page (a pyramid level or a thumbnail), ends the count.
     while d.more_images() && facts.pages < MAX_PAGES {
         if d.next_image().is_err() {
+            break;
+        }
+        let subfile = d
+            .find_tag_unsigned::<u32>(tiff::tags::Tag::NewSubfileType)
+            .ok()
+            .flatten();
+        if subfile.is_some_and(|t| t & 1 == 1) {
             break;
         }
         facts.pages += 1;

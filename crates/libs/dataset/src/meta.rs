@@ -85,7 +85,7 @@ pub fn of_tiff(t: &TiffFacts) -> FileMeta {
         return imagej(description, t);
     }
     let pixel_size = match (t.x_resolution, t.resolution_unit) {
-        (Some(x), Some(3)) if x > 0.0 => Some((1e4 / x, SizeSource::TiffResolution)),
+        (Some(x), Some(3)) => size_of(1e4, x).map(|um| (um, SizeSource::TiffResolution)),
         _ => None,
     };
     FileMeta {
@@ -114,6 +114,15 @@ fn pages_or_samples(pages: usize, samples: usize, stride: usize) -> Vec<Plane> {
     }
 }
 
+/// `per_unit / resolution` when both are finite and positive and so is the result.
+fn size_of(per_unit: f64, resolution: f64) -> Option<f64> {
+    let um = per_unit / resolution;
+    (resolution.is_finite() && resolution > 0.0 && um.is_finite() && um > 0.0).then_some(um)
+}
+
+/// Channels a file may describe at most (more is a damaged or hostile header).
+pub const MAX_CHANNELS: usize = 4096;
+
 /// ImageJ's description: `channels=` (pages in C, Z, T order, C fastest) and `unit=` with the X
 /// resolution in pixels per unit.
 fn imagej(description: &str, t: &TiffFacts) -> FileMeta {
@@ -123,11 +132,15 @@ fn imagej(description: &str, t: &TiffFacts) -> FileMeta {
             .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
             .map(str::trim)
     };
-    let channels = value("channels").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
+    let channels = value("channels")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .min(MAX_CHANNELS);
     let pixel_size = value("unit")
         .and_then(micrometres_per)
-        .zip(t.x_resolution.filter(|&x| x > 0.0))
-        .map(|(per_unit, x)| (per_unit / x, SizeSource::ImageJ));
+        .zip(t.x_resolution)
+        .and_then(|(per_unit, x)| size_of(per_unit, x))
+        .map(|um| (um, SizeSource::ImageJ));
     let planes = if channels > 1 && t.pages >= channels {
         (0..channels).map(|c| Plane { page: c, sample: None }).collect()
     } else {
@@ -204,7 +217,12 @@ fn ome(xml: &str, t: &TiffFacts) -> Option<FileMeta> {
     }
     let pixels = pixels?;
     let get = |k: &str| pixels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let size = |k: &str| get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let size = |k: &str| {
+        get(k)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, MAX_CHANNELS)
+    };
     let sizes = Sizes {
         c: size("SizeC"),
         z: size("SizeZ"),
@@ -214,8 +232,8 @@ fn ome(xml: &str, t: &TiffFacts) -> Option<FileMeta> {
     let order = get("DimensionOrder").unwrap_or("XYCZT");
     let pixel_size = get("PhysicalSizeX")
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v > 0.0)
         .and_then(|v| Some(v * micrometres_per(get("PhysicalSizeXUnit").unwrap_or("µm"))?))
+        .filter(|um| um.is_finite() && *um > 0.0)
         .map(|um| (um, SizeSource::OmeXml));
     let interleaved = channels.first().is_some_and(|(_, spp)| *spp > 1 && *spp == size_c);
     let planes: Vec<Plane> = (0..size_c)
@@ -268,15 +286,16 @@ pub struct Sizes {
 /// assert_eq!(plane_index("XYTCZ", (1, 0, 1), sizes), 3);
 /// ```
 pub fn plane_index(order: &str, (c, z, t): (usize, usize, usize), sizes: Sizes) -> usize {
-    let (mut index, mut stride) = (0, 1);
-    for d in order.chars().skip(2) {
+    let (mut index, mut stride) = (0usize, 1usize);
+    for d in order.chars().skip(2).take(3) {
         let (at, size) = match d {
             'C' => (c, sizes.c),
             'Z' => (z, sizes.z),
             _ => (t, sizes.t),
         };
-        index += at * stride;
-        stride *= size.max(1);
+        // Sizes are capped, but a hostile header is not to overflow: saturate.
+        index = index.saturating_add(at.saturating_mul(stride));
+        stride = stride.saturating_mul(size.max(1));
     }
     index
 }
@@ -296,10 +315,11 @@ fn page_of(tiff_data: &[Vec<(String, String)>], order: &str, p: usize, sizes: Si
             get("FirstT").unwrap_or(0),
         );
         let first = plane_index(order, first, sizes);
-        // One element without a count covers every plane from its first.
-        let count = get("PlaneCount").unwrap_or(if tiff_data.len() == 1 { usize::MAX } else { 1 });
+        // Without a count: every plane from its first when it names no IFD, else one (as the
+        // OME schema says).
+        let count = get("PlaneCount").unwrap_or(if get("IFD").is_none() { usize::MAX } else { 1 });
         if p >= first && p - first < count {
-            return get("IFD").unwrap_or(0) + (p - first);
+            return get("IFD").unwrap_or(0).saturating_add(p - first);
         }
     }
     p

@@ -302,6 +302,9 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
         });
     };
     let mut by_index: BTreeMap<usize, PathBuf> = BTreeMap::new();
+    let position: std::collections::HashMap<&str, usize> =
+        first.items.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let mut covered = std::collections::HashSet::new();
     let mut entries: Vec<(usize, PathBuf, ManifestItem)> = Vec::new();
     let mut problems = Vec::new();
     for (dir, record) in records {
@@ -323,6 +326,10 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
         if record.manifest.config_sha256 != first.manifest.config_sha256 {
             return Err(differs("the build configuration"));
         }
+        if !(1..=record.shard.count).contains(&record.shard.index) {
+            let message = format!("shard {} is not one of {}", record.shard.index, record.shard.count);
+            return Err(MergeError::Read { path, message });
+        }
         if let Some(other) = by_index.insert(record.shard.index, path.clone()) {
             return Err(MergeError::Duplicate {
                 shard: record.shard,
@@ -330,9 +337,16 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
                 second: path,
             });
         }
+        for &at in &record.share {
+            if at >= first.items.len() || !covered.insert(at) {
+                let message = format!("its share names item {} twice or out of the list", at + 1);
+                return Err(MergeError::Read { path, message });
+            }
+        }
+        let share: std::collections::HashSet<usize> = record.share.iter().copied().collect();
         for e in record.manifest.items {
-            let at = record.items.iter().position(|i| *i == e.image);
-            let Some(at) = at.filter(|a| record.share.contains(a)) else {
+            let at = position.get(e.image.as_str()).copied();
+            let Some(at) = at.filter(|a| share.contains(a)) else {
                 let message = format!(
                     "item `{}` is not one of this share's images",
                     cellops_formats::error::excerpt(&e.id)
@@ -351,6 +365,15 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
         return Err(MergeError::Missing {
             missing: missing.join(", "),
             count: first.shard.count,
+        });
+    }
+    if let Some(lost) = (0..first.items.len()).find(|p| !covered.contains(p)) {
+        return Err(MergeError::Read {
+            path: first_path,
+            message: format!(
+                "image `{}` is in no shard: the shares were planned differently (build every shard of one dataset with one version)",
+                cellops_formats::error::excerpt(&first.items[lost])
+            ),
         });
     }
     entries.sort_by_key(|(at, ..)| *at);

@@ -208,7 +208,8 @@ impl<R: Read + Seek> Slide<R> {
         }
         self.goto(l.page)?;
         let (tw, th) = self.decoder.chunk_dimensions();
-        let (cols, rows) = (l.width.div_ceil(tw.max(1)), l.height.div_ceil(th.max(1)));
+        let (tw, th) = (tw.max(1), th.max(1));
+        let (cols, rows) = (l.width.div_ceil(tw), l.height.div_ceil(th));
         let mut out: Option<Raster> = None;
         for cy in rect.y / th..(rect.y + rect.h).div_ceil(th).min(rows) {
             for cx in rect.x / tw..(rect.x + rect.w).div_ceil(tw).min(cols) {
@@ -330,6 +331,14 @@ pub fn write_pyramid<W: Write + Seek>(
     pixel_size_um: f64,
     mut pixels: impl FnMut(usize, Rect) -> Vec<u8>,
 ) -> std::io::Result<Vec<(u32, u32)>> {
+    let sizes_ok = (16..=4096).contains(&tile) && tile.is_multiple_of(16) && width > 0 && height > 0;
+    // The resolution tags hold pixels per centimetre × 1000 in a u32.
+    let pixel_ok = pixel_size_um.is_finite() && pixel_size_um >= 0.01;
+    if !sizes_ok || !(1..=4).contains(&channels) || !pixel_ok {
+        return Err(std::io::Error::other(format!(
+            "a {width}×{height} pyramid of {tile}-pixel tiles, {channels} samples, pixel {pixel_size_um} µm: tiles are 16 to 4096 pixels (a multiple of 16), 1 to 4 samples, pixels at least 0.01 µm"
+        )));
+    }
     let mut sizes = vec![(width, height)];
     while let Some(&(w, h)) = sizes.last().filter(|(w, h)| *w > tile || *h > tile) {
         sizes.push((w.div_ceil(2), h.div_ceil(2)));
@@ -350,9 +359,17 @@ pub fn write_pyramid<W: Write + Seek>(
                     h: tile.min(h - ty * tile),
                 };
                 let data = pixels(level, rect);
+                let row = rect.w as usize * usize::from(channels);
+                if data.len() != row * rect.h as usize {
+                    return Err(std::io::Error::other(format!(
+                        "{} samples for a {}×{} tile of {channels}",
+                        data.len(),
+                        rect.w,
+                        rect.h
+                    )));
+                }
                 // Every tile is stored whole, padded to the tile's size.
                 let mut padded = vec![0u8; (tile * tile) as usize * usize::from(channels)];
-                let row = rect.w as usize * usize::from(channels);
                 for r in 0..rect.h as usize {
                     let d = r * tile as usize * usize::from(channels);
                     padded[d..d + row].copy_from_slice(&data[r * row..(r + 1) * row]);

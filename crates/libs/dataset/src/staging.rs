@@ -5,8 +5,9 @@
 //! On Linux the swap is one `renameat2(RENAME_EXCHANGE)`, so a process killed at any instant
 //! leaves the target whole — old or new, never missing. Elsewhere (or on a file system without
 //! it) it is two renames, and a kill between them leaves the target missing and the old one as
-//! `.<name>.staging-<pid>.old`. Staging folders of processes that are gone (killed before they
-//! could clean up) are removed by the next [`StagingDir::new`] beside the same target.
+//! `.<name>.staging-<pid>.old`, which the next [`StagingDir::new`] beside the same target puts
+//! back. Staging folders of processes that are gone (killed before they could clean up) are
+//! removed by it.
 
 use std::path::{Path, PathBuf};
 
@@ -47,10 +48,10 @@ impl StagingDir {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(at(parent))?;
-        remove_abandoned(parent, &name);
+        remove_abandoned(parent, &name, target);
         let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
         // This pid's, left by a killed process that had it before (pids are reused).
-        for own in [path.clone(), path.with_extension("old")] {
+        for own in [path.clone(), old_of(&path)] {
             if own.exists() {
                 std::fs::remove_dir_all(&own).map_err(at(&own))?;
             }
@@ -68,16 +69,17 @@ impl StagingDir {
     /// put back.
     pub fn commit(mut self, target: &Path) -> Result<(), StagingError> {
         if target.exists() {
-            let old = self.path.with_extension("old");
             if exchange(&self.path, target) {
-                // The staging path now holds the old directory.
-                std::fs::rename(&self.path, &old).map_err(at(&self.path))?;
-            } else {
-                std::fs::rename(target, &old).map_err(at(target))?;
-                if let Err(e) = std::fs::rename(&self.path, target) {
-                    let _ = std::fs::rename(&old, target);
-                    return Err(at(target)(e));
-                }
+                // The staging path now holds the old directory (a kill while it is removed
+                // leaves it to the next run's clean-up).
+                self.committed = true;
+                return std::fs::remove_dir_all(&self.path).map_err(at(&self.path));
+            }
+            let old = old_of(&self.path);
+            std::fs::rename(target, &old).map_err(at(target))?;
+            if let Err(e) = std::fs::rename(&self.path, target) {
+                let _ = std::fs::rename(&old, target);
+                return Err(at(target)(e));
             }
             std::fs::remove_dir_all(&old).map_err(at(&old))?;
         } else {
@@ -86,6 +88,14 @@ impl StagingDir {
         self.committed = true;
         Ok(())
     }
+}
+
+/// Where the two-rename swap moves the old directory: the staging path with `.old` appended
+/// (`Path::with_extension` would replace its `staging-<pid>` "extension").
+fn old_of(staging: &Path) -> PathBuf {
+    let mut s = staging.as_os_str().to_owned();
+    s.push(".old");
+    PathBuf::from(s)
 }
 
 /// Swaps two directories in one atomic step; false where the system cannot (then nothing moved).
@@ -102,10 +112,11 @@ fn exchange(_: &Path, _: &Path) -> bool {
 }
 
 /// Removes `.<name>.staging-<pid>` (and its `.old`) beside the target for every pid that is no
-/// longer running: what a killed process left. Where running processes cannot be told (no
+/// longer running: what a killed process left — except an `.old` while the target is missing,
+/// which is put back as the target. Where running processes cannot be told (no
 /// `/proc`), nothing is removed. (Pids are this machine's: a target on a file system that
 /// several machines write to at once is not supported.)
-fn remove_abandoned(parent: &Path, name: &str) {
+fn remove_abandoned(parent: &Path, name: &str, target: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -122,9 +133,14 @@ fn remove_abandoned(parent: &Path, name: &str) {
         let gone = pid
             .parse::<u32>()
             .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
-        if gone {
-            let _ = std::fs::remove_dir_all(e.path());
+        if !gone {
+            continue;
         }
+        // Killed between the two renames of the fallback swap: the old output is put back.
+        if rest.ends_with(".old") && !target.exists() && std::fs::rename(e.path(), target).is_ok() {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(e.path());
     }
 }
 

@@ -548,6 +548,7 @@ pub fn promote(
     p: &Promotion<'_>,
     cfg: &DeployConfig,
 ) -> Result<Vec<(String, Option<String>)>, FleetError> {
+    let mut before = Vec::with_capacity(hosts.len());
     for h in hosts.iter_mut() {
         let refused = |e| FleetError::one(&h.name, Phase::Promote, e);
         let ids = release::release_ids(h.remote.as_mut(), &Layout::of(&h.base)).map_err(refused)?;
@@ -557,6 +558,8 @@ pub fn promote(
                 available: ids,
             }));
         }
+        let mut aliases = registry::aliases(h.remote.as_mut(), &h.base).map_err(refused)?;
+        before.push(aliases.remove(p.alias).flatten());
     }
     let mut done: Vec<(String, Option<String>)> = Vec::with_capacity(hosts.len());
     for i in 0..hosts.len() {
@@ -566,7 +569,17 @@ pub fn promote(
                 let mut failed = FleetError::one(&hosts[i].name, Phase::Promote, error);
                 failed.id = Some(p.release.to_owned());
                 let why = format!("another host failed ({})", hosts[i].name);
-                for (j, (name, from)) in done.iter().enumerate() {
+                // The host that refused may have moved before it did (the service not
+                // following its new production): it goes back too.
+                let h = &mut hosts[i];
+                let now = registry::aliases(h.remote.as_mut(), &h.base)
+                    .ok()
+                    .and_then(|mut a| a.remove(p.alias).flatten());
+                let mut back = done.clone();
+                if now.as_deref() == Some(p.release) && before[i].as_deref() != Some(p.release) {
+                    back.push((h.name.clone(), before[i].clone()));
+                }
+                for (j, (name, from)) in back.iter().enumerate() {
                     let h = &mut hosts[j];
                     match registry::restore(h.remote.as_mut(), &h.base, p.alias, from.as_deref(), &why, cfg) {
                         Ok(()) => failed.switched_back.push(name.clone()),

@@ -391,8 +391,8 @@ pub struct SshRemote {
     sftp: Sftp,
     describe: String,
     io_timeout: Duration,
-    /// The connection broke: every later operation fails at once instead of waiting out its
-    /// timeout on a dead link (the clean-up after a failed upload, the disconnect).
+    /// An upload found the connection broken: every later operation fails at once instead of
+    /// waiting out its timeout on a dead link (the clean-up after the upload, the disconnect).
     broken: bool,
 }
 

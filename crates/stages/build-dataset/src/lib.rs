@@ -195,15 +195,23 @@ pub enum StageError {
     Usage(String),
 }
 
+/// Build errors that refuse the input or the output folder (exit 1), not failures to run.
+fn refused(e: &BuildError) -> bool {
+    matches!(
+        e,
+        BuildError::Layout(_) | BuildError::Split(_) | BuildError::OutputNotOurs(_) | BuildError::OutputOverlaps { .. }
+    )
+}
+
 impl StageFailure for StageError {
     fn exit(&self) -> Exit {
         match self {
             StageError::Config(_) | StageError::Usage(_) => Exit::Usage,
             StageError::Build(BuildError::Config(_)) => Exit::Usage,
+            // The shard folders given are not one build's, as `evaluate merge` says of its own.
+            StageError::Merge(MergeError::Output(e)) | StageError::Build(e) if refused(e) => Exit::Failure,
             StageError::Merge(MergeError::Output(_)) => Exit::Error,
             StageError::Merge(_) => Exit::Usage,
-            StageError::Build(BuildError::Layout(_) | BuildError::Split(_) | BuildError::OutputNotOurs(_))
-            | StageError::Build(BuildError::OutputOverlaps { .. }) => Exit::Failure,
             _ => Exit::Error,
         }
     }

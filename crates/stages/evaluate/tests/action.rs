@@ -749,7 +749,7 @@ fn an_evaluation_killed_at_any_point_leaves_a_whole_output_and_no_leftovers() {
     let beside: Vec<String> = std::fs::read_dir(tmp.path())
         .expect("list")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("staging"))
+        .filter(|n| n.starts_with(".eval."))
         .collect();
     assert!(
         beside.is_empty(),

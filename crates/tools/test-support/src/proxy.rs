@@ -11,7 +11,8 @@ use std::time::Duration;
 /// How the network fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
-    /// Both connections are shut down: each side sees the connection end.
+    /// Both connections are shut down (a FIN each way, not an RST): each side sees the
+    /// connection end.
     Reset,
     /// Nothing more goes through either way and nothing is closed: only a timeout notices.
     Silence,
@@ -27,7 +28,11 @@ pub struct Proxy {
     /// Set once the cut happened.
     pub cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    threads: Threads,
 }
+
+/// The proxy's threads, joined when it is dropped (so every socket is closed by then).
+type Threads = Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>;
 
 impl Proxy {
     /// Forwards 127.0.0.1:<port> to `upstream`, cutting as `how` once clients sent more than
@@ -41,21 +46,44 @@ impl Proxy {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
+        let threads: Threads = Arc::default();
         let shared = Shared {
             after,
             how,
             sent: Arc::clone(&sent),
             cut: Arc::clone(&cut),
             stop: Arc::clone(&stop),
+            threads: Arc::clone(&threads),
         };
-        std::thread::spawn(move || accept(&listener, upstream, &shared));
-        Ok(Self { port, sent, cut, stop })
+        let acceptor = std::thread::spawn(move || accept(&listener, upstream, &shared));
+        threads
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .push(acceptor);
+        Ok(Self {
+            port,
+            sent,
+            cut,
+            stop,
+            threads,
+        })
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // The acceptor first (it adds pumps), then every pump: each stops within its 50 ms read
+        // timeout and shuts its sockets down.
+        loop {
+            let next = self
+                .threads
+                .lock()
+                .ok()
+                .and_then(|mut t| (!t.is_empty()).then(|| t.remove(0)));
+            let Some(handle) = next else { break };
+            let _ = handle.join();
+        }
     }
 }
 
@@ -66,6 +94,7 @@ struct Shared {
     sent: Arc<AtomicU64>,
     cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    threads: Threads,
 }
 
 fn accept(listener: &TcpListener, upstream: SocketAddr, s: &Shared) {
@@ -79,8 +108,11 @@ fn accept(listener: &TcpListener, upstream: SocketAddr, s: &Shared) {
                     let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
                         continue;
                     };
-                    let s = s.clone();
-                    std::thread::spawn(move || pump(from, to, counted, &s));
+                    let shared = s.clone();
+                    let pump = std::thread::spawn(move || pump(from, to, counted, &shared));
+                    if let Ok(mut t) = s.threads.lock() {
+                        t.push(pump);
+                    }
                 }
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
