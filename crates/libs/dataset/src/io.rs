@@ -513,6 +513,17 @@ mod tests {
     }
 
     #[test]
+    fn reduced_resolution_pages_are_not_channels() {
+        // A pyramid: level 0 and its halvings (NewSubfileType 1) are one image, not planes.
+        let mut out = Cursor::new(Vec::new());
+        crate::slide::write_pyramid(&mut out, (40, 40, 1), 16, 0.5, |_, r| vec![7; r.area() as usize])
+            .expect("pyramid");
+        let (d, meta) = decode_image(out.get_ref(), 10_000, None).expect("one image");
+        assert_eq!((d.raster.width, meta.planes.len()), (40, 1));
+        assert_eq!(meta.pixel_size.map(|(um, _)| (um * 1000.0).round()), Some(500.0));
+    }
+
+    #[test]
     fn label_images_keep_every_label() {
         let small: Vec<u32> = vec![0, 1, 65_535, 300, 2, 0];
         let (png, kind) = encode_labels(&small, 3, 2).expect("png");

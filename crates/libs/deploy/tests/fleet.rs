@@ -1,6 +1,7 @@
 //! A fleet deploy against three real OpenSSH servers on 127.0.0.1 (separate ports and folders):
 //! all healthy, all switched to one id; one refusing the upload, one failing its health check,
-//! one killed between the phases — and no host on the new release afterwards.
+//! one killed between the phases — and no host on the new release afterwards. Promotions too, and
+//! (on three local folders) a host that fails after it moved its alias.
 
 #![allow(clippy::too_many_lines, reason = "a test reads top to bottom as one scenario")]
 
@@ -334,4 +335,51 @@ fn promotes_all_or_nothing(fleet: &Fleet, cfg: &DeployConfig, v1: &str, v2: &str
     );
     hold(false);
     assert_eq!(fleet.currents(), vec![Some(v1.to_owned()); 3], "production untouched");
+}
+
+/// Three local folders as a fleet (`file://`).
+fn local_hosts(root: &Path) -> Vec<Host> {
+    (0..3)
+        .map(|i| Host {
+            name: format!("file://host-{i}"),
+            remote: Box::new(cellops_deploy::remote::LocalRemote),
+            base: root.join(format!("host-{i}")).display().to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_host_that_fails_after_moving_its_alias_is_moved_back_too() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let files = source(
+        &root.join("src"),
+        &[("cell-params/a.yaml", b"description: a\npixel_size_um: 1\n")],
+    );
+    let cfg = DeployConfig::default();
+    let id = deploy(&mut local_hosts(root), &files, &cfg, &mut |_| {})
+        .expect("deploy")
+        .id;
+    // Host 2 switches its alias, then cannot log the move (its log's head is a folder).
+    let head = root.join("host-2/deployments.head");
+    std::fs::remove_file(&head).expect("head");
+    std::fs::create_dir(&head).expect("a folder in its place");
+    let promotion = Promotion {
+        alias: "staging",
+        release: &id,
+        reason: None,
+        gates: Vec::new(),
+        forced: false,
+    };
+    let err = fleet::promote(&mut local_hosts(root), &promotion, &cfg).expect_err("host 2 cannot log");
+    assert_eq!(err.failures[0].host, "file://host-2", "{err}");
+    assert_eq!(err.switched_back, vec!["file://host-0", "file://host-1"], "{err}");
+    // It could not log its way back either (and says so), but its alias is gone again.
+    assert_eq!(err.stuck.len(), 1, "{err}");
+    for i in 0..3 {
+        assert!(
+            std::fs::symlink_metadata(root.join(format!("host-{i}/aliases/staging"))).is_err(),
+            "host {i} keeps no staging alias: {err}"
+        );
+    }
 }
