@@ -309,6 +309,20 @@ fn tiff_page(bytes: &[u8], page: usize, max_pixels: u64) -> Result<Raster, Decod
     let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(corrupt)?;
     d.seek_to_image(page).map_err(corrupt)?;
     let (width, height) = d.dimensions().map_err(corrupt)?;
+    let pixels = within_limit(width, height, max_pixels)?;
+    let colour = d.colortype().map_err(corrupt)?;
+    let samples = u8::try_from(colour.num_samples()).unwrap_or(u8::MAX);
+    let fits = |len: usize| len == pixels as usize * usize::from(samples);
+    match d.read_image().map_err(corrupt)? {
+        DecodingResult::U8(v) if fits(v.len()) => Ok(Raster::from_u8(width, height, samples, v)),
+        DecodingResult::U16(v) if fits(v.len()) => Ok(Raster::from_u16(width, height, samples, v)),
+        _ => Err(DecodeError::PixelType(format!("{colour:?}"))),
+    }
+}
+
+/// The pixels of a `width` × `height` image its header claims, refused over `max_pixels` (the
+/// decompression-bomb guard) or when there are none.
+fn within_limit(width: u32, height: u32, max_pixels: u64) -> Result<u64, DecodeError> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
         return Err(DecodeError::TooLarge {
@@ -321,14 +335,7 @@ fn tiff_page(bytes: &[u8], page: usize, max_pixels: u64) -> Result<Raster, Decod
     if pixels == 0 {
         return Err(DecodeError::Empty);
     }
-    let colour = d.colortype().map_err(corrupt)?;
-    let samples = u8::try_from(colour.num_samples()).unwrap_or(u8::MAX);
-    let fits = |len: usize| len == pixels as usize * usize::from(samples);
-    match d.read_image().map_err(corrupt)? {
-        DecodingResult::U8(v) if fits(v.len()) => Ok(Raster::from_u8(width, height, samples, v)),
-        DecodingResult::U16(v) if fits(v.len()) => Ok(Raster::from_u16(width, height, samples, v)),
-        _ => Err(DecodeError::PixelType(format!("{colour:?}"))),
-    }
+    Ok(pixels)
 }
 
 /// Decodes PNG, TIFF, BMP or JPEG bytes, refusing images over `max_pixels` before decoding them.
@@ -340,18 +347,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
         message: e.to_string(),
     };
     let (width, height) = reader().into_dimensions().map_err(corrupt)?;
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            pixels,
-            limit: max_pixels,
-        });
-    }
-    if pixels == 0 {
-        return Err(DecodeError::Empty);
-    }
+    let pixels = within_limit(width, height, max_pixels)?;
     let mut r = reader();
     let mut limits = image::Limits::default();
     // Headroom for 4 channels of 16 bits plus decoder buffers.

@@ -97,6 +97,98 @@ pub fn positions(root: &Path, items: &[Item], shard: Shard) -> Vec<usize> {
     (0..items.len()).filter(|&p| assigned[p] == shard.index).collect()
 }
 
+/// Why shard records are not every share of one run, once each (for `build merge` and
+/// `evaluate merge` alike).
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// No record was given.
+    #[error("no shard given: give every shard's output folder")]
+    None,
+    /// A record says another number of shards than the first.
+    #[error("{path}: the number of shards differs from {first}'s: shards of one run only")]
+    Count {
+        /// The record.
+        path: PathBuf,
+        /// The first record.
+        first: PathBuf,
+    },
+    /// A record's share is not one of its count.
+    #[error("{path}: shard {shard} is not a share of its count")]
+    OutOfRange {
+        /// The record.
+        path: PathBuf,
+        /// Its share.
+        shard: Shard,
+    },
+    /// A share is given twice.
+    #[error("shard {shard} given twice: {first} and {second}")]
+    Duplicate {
+        /// The share.
+        shard: Shard,
+        /// Its first record.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+    /// Shares are missing.
+    #[error("shards {missing} of {count} are missing: give every shard's output folder")]
+    Missing {
+        /// The missing shares' indexes, comma-separated.
+        missing: String,
+        /// How many shares the run had.
+        count: usize,
+    },
+}
+
+/// Checks that `records` (each record's path and share) are every share of one run, once each.
+///
+/// ```
+/// use cellops_dataset::shard::{Shard, ShareError, check_shares};
+/// let at = |i| ((format!("s{i}")).into(), Shard { index: i, count: 2 });
+/// assert!(check_shares(&[at(2), at(1)]).is_ok());
+/// assert!(matches!(check_shares(&[at(1)]), Err(ShareError::Missing { .. })));
+/// assert!(matches!(check_shares(&[at(1), at(1)]), Err(ShareError::Duplicate { .. })));
+/// ```
+pub fn check_shares(records: &[(PathBuf, Shard)]) -> Result<(), ShareError> {
+    let Some((first_path, first)) = records.first() else {
+        return Err(ShareError::None);
+    };
+    let mut by_index: BTreeMap<usize, &PathBuf> = BTreeMap::new();
+    for (path, shard) in records {
+        if shard.count != first.count {
+            return Err(ShareError::Count {
+                path: path.clone(),
+                first: first_path.clone(),
+            });
+        }
+        if !(1..=shard.count).contains(&shard.index) {
+            return Err(ShareError::OutOfRange {
+                path: path.clone(),
+                shard: *shard,
+            });
+        }
+        if let Some(other) = by_index.insert(shard.index, path) {
+            return Err(ShareError::Duplicate {
+                shard: *shard,
+                first: other.clone(),
+                second: path.clone(),
+            });
+        }
+    }
+    let missing: Vec<String> = (1..=first.count)
+        .filter(|i| !by_index.contains_key(i))
+        .map(|i| i.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ShareError::Missing {
+            missing: missing.join(", "),
+            count: first.count,
+        })
+    }
+}
+
 /// A sharded build's record ([`RECORD`]): which share of which items, and the share's manifest
 /// and warnings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,24 +252,9 @@ pub enum MergeError {
         /// What differs.
         what: &'static str,
     },
-    /// A share is given twice.
-    #[error("shard {shard} given twice: {first} and {second}")]
-    Duplicate {
-        /// The share.
-        shard: Shard,
-        /// Its first record.
-        first: PathBuf,
-        /// The other.
-        second: PathBuf,
-    },
-    /// Shares are missing.
-    #[error("shards {missing} of {count} are missing: give every shard's output folder")]
-    Missing {
-        /// The missing shares' indexes, comma-separated.
-        missing: String,
-        /// How many shares the build had.
-        count: usize,
-    },
+    /// The records are not every share of one build, once each.
+    #[error(transparent)]
+    Shares(#[from] ShareError),
     /// The output folder holds something that is not a CellOps build, or cannot be written.
     #[error(transparent)]
     Output(#[from] prepare::BuildError),
@@ -295,13 +372,11 @@ struct Joined {
 
 /// Checks that the records are every share of one build, once each, and joins them.
 fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
+    let shares: Vec<(PathBuf, Shard)> = records.iter().map(|(d, r)| (d.join(RECORD), r.shard)).collect();
+    check_shares(&shares)?;
     let Some((first_path, first)) = records.first().map(|(d, r)| (d.join(RECORD), r.clone())) else {
-        return Err(MergeError::Missing {
-            missing: "all".into(),
-            count: 0,
-        });
+        return Err(ShareError::None.into());
     };
-    let mut by_index: BTreeMap<usize, PathBuf> = BTreeMap::new();
     let position: std::collections::HashMap<&str, usize> =
         first.items.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut covered = std::collections::HashSet::new();
@@ -314,9 +389,6 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
             first: first_path.clone(),
             what,
         };
-        if record.shard.count != first.shard.count {
-            return Err(differs("the number of shards"));
-        }
         if record.items != first.items {
             return Err(differs("the list of images"));
         }
@@ -325,17 +397,6 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
         }
         if record.manifest.config_sha256 != first.manifest.config_sha256 {
             return Err(differs("the build configuration"));
-        }
-        if !(1..=record.shard.count).contains(&record.shard.index) {
-            let message = format!("shard {} is not one of {}", record.shard.index, record.shard.count);
-            return Err(MergeError::Read { path, message });
-        }
-        if let Some(other) = by_index.insert(record.shard.index, path.clone()) {
-            return Err(MergeError::Duplicate {
-                shard: record.shard,
-                first: other,
-                second: path,
-            });
         }
         for &at in &record.share {
             if at >= first.items.len() || !covered.insert(at) {
@@ -356,16 +417,6 @@ fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, MergeError> {
             entries.push((at, dir.clone(), e));
         }
         problems.extend(record.problems);
-    }
-    let missing: Vec<String> = (1..=first.shard.count)
-        .filter(|i| !by_index.contains_key(i))
-        .map(|i| i.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::Missing {
-            missing: missing.join(", "),
-            count: first.shard.count,
-        });
     }
     if let Some(lost) = (0..first.items.len()).find(|p| !covered.contains(p)) {
         return Err(MergeError::Read {

@@ -227,15 +227,7 @@ fn a_fleet_switches_all_or_nothing() {
     // every host where it was; an unreachable host stops it before anything moves.
     let v2_id = done.id;
     let lock = fleet.bases[2].join(".lock");
-    std::fs::create_dir_all(&lock).expect("lock");
-    let owner = format!(
-        "{{\"host\":\"ci\",\"pid\":1,\"since\":{},\"since_utc\":\"now\"}}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_secs()
-    );
-    std::fs::write(lock.join("owner.json"), owner).expect("owner");
+    cellops_test_support::hold_deploy_lock(&fleet.bases[2]).expect("lock");
     let err = fleet::rollback(&mut fleet.hosts(), Some(&v1_id), &cfg).expect_err("host 2 is locked");
     assert_eq!(err.failures[0].phase, Phase::Rollback, "{err}");
     assert_eq!(err.switched_back.len(), 2, "{err}");
@@ -290,18 +282,11 @@ fn promotes_all_or_nothing(fleet: &Fleet, cfg: &DeployConfig, v1: &str, v2: &str
     assert!(err.switched_back.is_empty(), "nothing moved: {err}");
 
     let hold = |on: bool| {
-        let lock = fleet.bases[2].join(".lock");
-        if !on {
-            std::fs::remove_dir_all(&lock).expect("unlock");
-            return;
+        if on {
+            cellops_test_support::hold_deploy_lock(&fleet.bases[2]).expect("lock");
+        } else {
+            std::fs::remove_dir_all(fleet.bases[2].join(".lock")).expect("unlock");
         }
-        std::fs::create_dir_all(&lock).expect("lock");
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_secs();
-        let owner = format!("{{\"host\":\"ci\",\"pid\":1,\"since\":{since},\"since_utc\":\"now\"}}");
-        std::fs::write(lock.join("owner.json"), owner).expect("owner");
     };
     hold(true);
     let err = fleet::promote(&mut fleet.hosts(), &promotion(v2), cfg).expect_err("host 2 is locked");

@@ -383,12 +383,11 @@ fn a_server_killed_mid_upload_leaves_current_and_releases_untouched() {
         std::fs::read_link(base.join("current")).expect("current"),
         PathBuf::from(format!("releases/{}", first.id))
     );
-    let visible: Vec<String> = std::fs::read_dir(base.join("releases"))
-        .expect("releases")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    assert_eq!(visible, vec![first.id.clone()], "no partial release is visible");
+    assert_eq!(
+        releases(&base).0,
+        vec![first.id.clone()],
+        "no partial release is visible"
+    );
     // The server comes back: the lock left behind refuses, a stale-lock timeout takes it over,
     // and the leftover partial upload is cleaned up.
     sshd.restart().expect("restart");
@@ -401,14 +400,19 @@ fn a_server_killed_mid_upload_leaves_current_and_releases_untouched() {
     };
     let o = release::deploy(r.as_mut(), &b, &files, &retry, &mut |_| {}).expect("after restart");
     assert_eq!(o.files_linked, 1);
-    let hidden = std::fs::read_dir(base.join("releases"))
+    assert_eq!(
+        releases(&base).1,
+        Vec::<String>::new(),
+        "partial uploads are cleaned up"
+    );
+}
+
+/// The folders under `<base>/releases`: the visible releases, and the hidden (partial) ones.
+fn releases(base: &Path) -> (Vec<String>, Vec<String>) {
+    std::fs::read_dir(base.join("releases"))
         .expect("releases")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with('.'))
-        })
-        .count();
-    assert_eq!(hidden, 0, "partial uploads are cleaned up");
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .partition(|n| !n.starts_with('.'))
 }
 
 #[test]
@@ -428,13 +432,6 @@ fn a_network_cut_mid_upload_leaves_current_and_releases_untouched() {
     let mut files = small.clone();
     files.extend(source(&tmp.path().join("src"), &[("models/big.bin", &big)]));
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let visible = || -> Vec<String> {
-        std::fs::read_dir(base.join("releases"))
-            .expect("releases")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect()
-    };
     let retry = DeployConfig {
         lock_stale_after: Duration::from_secs(0),
         ..cfg.clone()
@@ -467,18 +464,14 @@ fn a_network_cut_mid_upload_leaves_current_and_releases_untouched() {
             "{how:?}: {e}"
         );
         assert_eq!(
-            visible(),
+            releases(&base).0,
             vec![first.id.clone()],
             "{how:?}: no partial release is visible"
         );
     }
     // The network back: the lock left behind is taken over once stale, the leftovers removed.
     let o = release::deploy(connect(&sshd).as_mut(), &b, &files, &retry, &mut |_| {}).expect("after the cut");
-    assert_eq!(visible().len(), 2, "{o:?}");
-    let hidden: Vec<String> = std::fs::read_dir(base.join("releases"))
-        .expect("releases")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let (visible, hidden) = releases(&base);
+    assert_eq!(visible.len(), 2, "{o:?}");
     assert!(hidden.is_empty(), "partial uploads are cleaned up: {hidden:?}");
 }

@@ -366,13 +366,7 @@ fn several_targets_get_one_release_and_a_hosts_file_adds_to_them() {
     let mut promote = inputs.to_vec();
     promote.extend([("command", "promote"), ("alias", "staging"), ("release", id.as_str())]);
     let lock = tmp.path().join("host-1/.lock");
-    std::fs::create_dir_all(&lock).expect("lock");
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
-    let owner = format!("{{\"host\":\"ci\",\"pid\":1,\"since\":{since},\"since_utc\":\"now\"}}");
-    std::fs::write(lock.join("owner.json"), owner).expect("owner");
+    cellops_test_support::hold_deploy_lock(&tmp.path().join("host-1")).expect("lock");
     let run = run_action(&r, &promote);
     assert_ne!(run.code(), 0, "{}", run.stdout());
     assert!(

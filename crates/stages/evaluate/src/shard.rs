@@ -22,7 +22,7 @@ pub const RECORD: &str = "shard.cbor";
 /// The shard record's format tag.
 pub const FORMAT: &str = "cellops.evaluation-shard/1";
 
-pub use cellops_dataset::shard::{Shard, assign};
+pub use cellops_dataset::shard::{Shard, ShareError, assign, check_shares};
 
 /// What every image of a run shares: the parameter file, the segmentation's source and
 /// post-processing, and what the reports embed.
@@ -113,24 +113,9 @@ pub enum ShardError {
         /// What differs.
         what: &'static str,
     },
-    /// A share is given twice.
-    #[error("shard {shard} given twice: {first} and {second}")]
-    Duplicate {
-        /// The share.
-        shard: Shard,
-        /// Its first record.
-        first: PathBuf,
-        /// The other.
-        second: PathBuf,
-    },
-    /// Shares are missing.
-    #[error("shards {missing} of {count} are missing: give every shard's output folder")]
-    Missing {
-        /// The missing shares' indexes, comma-separated.
-        missing: String,
-        /// How many shares the run had.
-        count: usize,
-    },
+    /// The records are not every share of one run, once each.
+    #[error(transparent)]
+    Shares(#[from] ShareError),
     /// A record's images are not its share of the run's.
     #[error("{path}: {message}")]
     Invalid {
@@ -234,11 +219,10 @@ pub struct Joined {
 
 /// Joins the records of every share of one run (`(folder, record)` pairs, in any order).
 pub fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, ShardError> {
+    let shares: Vec<(PathBuf, Shard)> = records.iter().map(|(d, r)| (d.join(RECORD), r.shard)).collect();
+    check_shares(&shares)?;
     let Some((first_dir, first)) = records.first().map(|(d, r)| (d.join(RECORD), r.clone())) else {
-        return Err(ShardError::Missing {
-            missing: "all".into(),
-            count: 0,
-        });
+        return Err(ShareError::None.into());
     };
     let mut by_index: BTreeMap<usize, (PathBuf, Record)> = BTreeMap::new();
     for (dir, record) in records {
@@ -248,9 +232,6 @@ pub fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, ShardError> {
             first: first_dir.clone(),
             what,
         };
-        if record.shard.count != first.shard.count {
-            return Err(differs("the number of shards"));
-        }
         if record.ids != first.ids {
             return Err(differs("the list of images"));
         }
@@ -261,24 +242,7 @@ pub fn join(records: Vec<(PathBuf, Record)>) -> Result<Joined, ShardError> {
             return Err(differs("the segmentation (source, post-processing or report settings)"));
         }
         check_share(&path, &record)?;
-        if let Some((other, _)) = by_index.get(&record.shard.index) {
-            return Err(ShardError::Duplicate {
-                shard: record.shard,
-                first: other.join(RECORD),
-                second: path,
-            });
-        }
         by_index.insert(record.shard.index, (dir, record));
-    }
-    let missing: Vec<String> = (1..=first.shard.count)
-        .filter(|i| !by_index.contains_key(i))
-        .map(|i| i.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(ShardError::Missing {
-            missing: missing.join(", "),
-            count: first.shard.count,
-        });
     }
     let mut images: Vec<(usize, PathBuf, Measured)> = by_index
         .into_values()

@@ -48,3 +48,17 @@ pub fn content_length(head: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Takes the deploy lock of the release folder `base` as another deploy would hold it right now
+/// (`<base>/.lock/owner.json`, fresh, so no stale-lock timeout takes it over); removing the
+/// `.lock` folder releases it.
+pub fn hold_deploy_lock(base: &std::path::Path) -> std::io::Result<()> {
+    let lock = base.join(".lock");
+    std::fs::create_dir_all(&lock)?;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(std::io::Error::other)?
+        .as_secs();
+    let owner = format!("{{\"host\":\"ci\",\"pid\":1,\"since\":{since},\"since_utc\":\"now\"}}");
+    std::fs::write(lock.join("owner.json"), owner)
+}
