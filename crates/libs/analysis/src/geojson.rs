@@ -48,19 +48,21 @@ pub fn feature_collection(m: &ImageMeasurement, width: usize, size_classes: &[St
         .nuclei
         .iter()
         .zip(&m.rows)
-        .filter_map(|(n, row)| {
-            let parts = outlines.get(&(n.shape.label as u32))?;
-            let mut properties = Map::new();
-            properties.insert("objectType".into(), json!("detection"));
-            if let Some(name) = class_name(n) {
-                properties.insert(
-                    "classification".into(),
-                    json!({ "name": name, "color": overlay::colour_of(n, size_classes) }),
-                );
-            }
-            properties.insert("measurements".into(), Value::Object(measurements(row)));
-            Some(json!({ "type": "Feature", "geometry": geometry(parts), "properties": properties }))
-        })
+        .filter_map(|(n, row)| Some(feature(n, row, outlines.get(&(n.shape.label as u32))?, size_classes)))
         .collect();
     json!({ "type": "FeatureCollection", "features": features })
+}
+
+/// One nucleus as a detection: its outline `parts`, its class and its report `row`.
+pub fn feature(n: &Nucleus, row: &[(String, Cell)], parts: &[Polygon], size_classes: &[String]) -> Value {
+    let mut properties = Map::new();
+    properties.insert("objectType".into(), json!("detection"));
+    if let Some(name) = class_name(n) {
+        properties.insert(
+            "classification".into(),
+            json!({ "name": name, "color": overlay::colour_of(n, size_classes) }),
+        );
+    }
+    properties.insert("measurements".into(), Value::Object(measurements(row)));
+    json!({ "type": "Feature", "geometry": geometry(parts), "properties": properties })
 }

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod calibration;
 pub mod geojson;
 pub mod overlay;
 pub mod segment;
@@ -33,6 +34,7 @@ use cellops_measure::metrics::{Scores, THRESHOLDS};
 use cellops_measure::objects::{Context, ImageMeasurement, measure_image};
 use cellops_unet::inference::{PredictError, Predictor};
 
+pub use calibration::Calibration;
 pub use segment::MaskReading;
 
 /// Why an image could not be analysed, or a model not used.
@@ -317,7 +319,12 @@ pub enum PixelSizeFrom {
 impl PixelSize {
     /// The pixel size of `image` under `params`.
     pub fn of(params: &CellParams, image: &Image) -> Result<Self, AnalysisError> {
-        let own = image.meta.pixel_size;
+        Self::of_meta(params, &image.path, &image.meta)
+    }
+
+    /// The pixel size of a file (`path`, which says `meta` about itself) under `params`.
+    pub fn of_meta(params: &CellParams, path: &Path, meta: &FileMeta) -> Result<Self, AnalysisError> {
+        let own = meta.pixel_size;
         match (params.pixel_size_um, own) {
             (Some(um), own) => Ok(Self {
                 um,
@@ -329,9 +336,7 @@ impl PixelSize {
                 from: PixelSizeFrom::Image(source),
                 image_says: None,
             }),
-            (None, None) => Err(AnalysisError::NoPixelSize {
-                path: image.path.clone(),
-            }),
+            (None, None) => Err(AnalysisError::NoPixelSize { path: path.to_owned() }),
         }
     }
 
@@ -405,10 +410,15 @@ impl Analyzer {
     /// Segments, separates, measures, classifies and summarises one image, and scores it when
     /// the input has ground truth.
     pub fn analyse(&self, input: &Input) -> Result<Analysed, AnalysisError> {
+        self.analyse_with(input, None)
+    }
+
+    /// [`Self::analyse`] with a slide's statistics fixed beforehand (`None`: the image's own).
+    pub fn analyse_with(&self, input: &Input, calibration: Option<&Calibration>) -> Result<Analysed, AnalysisError> {
         let pixel_size = PixelSize::of(&self.params, &input.image)?;
         let ctx = Context::new(&self.params, pixel_size.um);
         let image = &input.image.raster;
-        let Segmented { labels, model } = self.labels(input, pixel_size.um)?;
+        let Segmented { labels, model } = self.labels(input, pixel_size.um, calibration)?;
         let truth = input.truth.as_ref().map(|t| segment::truth(&t.raster));
         let measurement = measure_image(&input.id, labels, image.width as usize, Some(image), &ctx);
         let prediction = model.as_ref().map(|(foreground, scale)| {
@@ -468,17 +478,19 @@ impl Analyzer {
 
     /// Instance labels of an image from the segmenter, and the model's scale and uncertainty
     /// when a model ran.
-    fn labels(&self, input: &Input, um: f64) -> Result<Segmented, AnalysisError> {
+    fn labels(&self, input: &Input, um: f64, calibration: Option<&Calibration>) -> Result<Segmented, AnalysisError> {
         let params = &self.params;
         let image = &input.image;
         match &self.segmenter {
             Segmenter::Model { predictor, bundle } => {
-                let pred = predictor
-                    .predict(&image.raster)
-                    .map_err(|source| AnalysisError::Model {
-                        path: bundle.clone(),
-                        source,
-                    })?;
+                let pred = match calibration {
+                    None => predictor.predict(&image.raster),
+                    Some(c) => predictor.predict_fixed(&image.raster, c.factor.map(|f| f.value), c.model.as_ref()),
+                }
+                .map_err(|source| AnalysisError::Model {
+                    path: bundle.clone(),
+                    source,
+                })?;
                 let meta = predictor.meta();
                 let labels = segment::from_prediction(
                     &pred,
@@ -495,9 +507,12 @@ impl Analyzer {
                     model: Some((foreground, scale)),
                 })
             }
-            Segmenter::Threshold => Ok(Segmented::plain(
-                segment::classical(&image.raster, params, um).map_err(|e| failed(&image.path, &e))?,
-            )),
+            Segmenter::Threshold => {
+                let fixed = calibration.map(|c| (&c.classical, c.threshold));
+                let labels =
+                    segment::classical_fixed(&image.raster, params, um, fixed).map_err(|e| failed(&image.path, &e))?;
+                Ok(Segmented::plain(labels))
+            }
             Segmenter::Masks(reading) => {
                 let mask = input.mask.as_ref().unwrap_or(image);
                 let labels =

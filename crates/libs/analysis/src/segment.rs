@@ -3,7 +3,7 @@
 
 use cellops_dataset::config::{ColourMode, Normalize, NormalizeMethod, Polarity};
 use cellops_dataset::mask::{self, MaskKind};
-use cellops_dataset::{BuildConfig, Raster, Samples, preprocess};
+use cellops_dataset::{BuildConfig, Fixed, Raster, Samples, preprocess_fixed};
 use cellops_formats::params::{CellParams, PostProcessing};
 use cellops_measure::instances::{Guide, InstanceConfig, segment, split_mask};
 use cellops_measure::threshold::threshold;
@@ -72,21 +72,41 @@ pub fn classical_preprocessing() -> BuildConfig {
 /// of the grey image after [`classical_preprocessing`], holes filled (all of them, unless the file
 /// says how large), then the file's separation (the distance watershed by default).
 pub fn classical(image: &Raster, p: &CellParams, pixel_size_um: f64) -> Result<Vec<u32>, ClassicalError> {
-    let grey = preprocess(image, &classical_preprocessing()).map_err(|e| ClassicalError::Preprocess(e.to_string()))?;
-    let Samples::U8(plane) = &grey.samples else {
-        return Err(ClassicalError::Preprocess(
+    classical_fixed(image, p, pixel_size_um, None)
+}
+
+/// The classical line's 8-bit grey plane of `image` (its levels and polarity from `fixed` when
+/// given, else from the image), and its width.
+pub fn classical_plane(image: &Raster, fixed: Option<&Fixed>) -> Result<(Vec<u8>, usize), ClassicalError> {
+    let grey = preprocess_fixed(image, &classical_preprocessing(), None, fixed)
+        .map_err(|e| ClassicalError::Preprocess(e.to_string()))?;
+    let width = grey.width as usize;
+    match grey.samples {
+        Samples::U8(plane) => Ok((plane, width)),
+        _ => Err(ClassicalError::Preprocess(
             "normalisation did not give 8-bit samples".into(),
-        ));
-    };
+        )),
+    }
+}
+
+/// [`classical`] with the grey levels, polarity and threshold fixed beforehand (a slide's: the
+/// same for every tile) instead of taken from the image.
+pub fn classical_fixed(
+    image: &Raster,
+    p: &CellParams,
+    pixel_size_um: f64,
+    fixed: Option<(&Fixed, f64)>,
+) -> Result<Vec<u32>, ClassicalError> {
+    let (plane, width) = classical_plane(image, fixed.map(|f| f.0))?;
     let settings = p.segmentation.threshold;
-    let t = threshold(plane, settings.method, settings.value);
+    let t = fixed.map_or_else(|| threshold(&plane, settings.method, settings.value), |f| f.1);
     let foreground: Vec<bool> = plane.iter().map(|&v| f64::from(v) > t).collect();
     let mut values = p.segmentation.resolve(Some(pixel_size_um), None, 1.0).values;
     if p.segmentation.fill_holes_max_area_um2.is_none() {
         values.fill_holes_px = foreground.len() as f64;
     }
     let config = InstanceConfig::from_params(&p.segmentation, &values, false);
-    Ok(split_mask(&foreground, grey.width as usize, &config)?.0)
+    Ok(split_mask(&foreground, width, &config)?.0)
 }
 
 /// Why the classical method failed on an image.

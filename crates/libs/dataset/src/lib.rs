@@ -20,6 +20,9 @@ pub mod staging;
 pub mod synthetic;
 
 pub use config::BuildConfig;
-pub use prepare::{BuildError, BuildReport, Observer, Outcome, build, build_share, preprocess, preprocess_scaled};
+pub use prepare::{
+    BuildError, BuildReport, Fixed, Observer, Outcome, build, build_share, preprocess, preprocess_fixed,
+    preprocess_scaled,
+};
 pub use problem::{Problem, ProblemKind, Severity};
 pub use raster::{Labels, Raster, Samples};

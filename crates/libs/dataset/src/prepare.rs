@@ -18,6 +18,7 @@ use crate::io::{self, DecodeError, Format};
 use crate::layout::{self, Discovery, Item, LayoutError, MaskSource, Subset};
 use crate::manifest::{self, Counts, Manifest, ManifestItem, OutputFile, Source, Tool, sha256_hex};
 use crate::mask::{self, MaskKind};
+use crate::ops::polarity::Polarity;
 use crate::ops::{colour, equalize, normalize, polarity, resize, scale, tile};
 use crate::problem::{Problem, ProblemKind, Severity};
 use crate::raster::{Labels, Raster, Sample, Samples};
@@ -820,6 +821,48 @@ pub fn preprocess_scaled(
     cfg: &BuildConfig,
     factor: Option<f64>,
 ) -> Result<Raster, resize::ResizeError> {
+    preprocess_fixed(image, cfg, factor, None)
+}
+
+/// What a slide fixes once for all its tiles in place of each image's own statistics in
+/// [`preprocess_fixed`]: the percentile normalisation's levels and the polarity's choice, so that
+/// a tile is prepared as the whole slide would be, whatever else the tile holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fixed {
+    /// The working image's values mapped to 0 and 255 (`None`: no percentile normalisation, or
+    /// an empty sample).
+    pub levels: Option<(f64, f64)>,
+    /// Whether the polarity inverts.
+    pub invert: bool,
+}
+
+impl Fixed {
+    /// The statistics of `sample` (any pixels of the slide: a reduced level, its tissue) under
+    /// `cfg`: the working image's percentile levels and, after them, the polarity's choice.
+    pub fn of(sample: &Raster, cfg: &BuildConfig) -> Self {
+        let working = colour::to_working(sample, cfg.colour);
+        let levels = (cfg.normalize.method == NormalizeMethod::Percentile)
+            .then(|| normalize::percentile_levels(&working, cfg.normalize.low, cfg.normalize.high))
+            .flatten();
+        let normalised = match levels {
+            Some(l) => normalize::stretch(&working, l),
+            None => working,
+        };
+        Self {
+            levels,
+            invert: polarity::inverts(&normalised, cfg.polarity),
+        }
+    }
+}
+
+/// [`preprocess_scaled`] with the normalisation's levels and the polarity fixed beforehand (a
+/// slide's, from [`Fixed::of`]) instead of taken from `image`; `None` takes them from `image`.
+pub fn preprocess_fixed(
+    image: &Raster,
+    cfg: &BuildConfig,
+    factor: Option<f64>,
+    fixed: Option<&Fixed>,
+) -> Result<Raster, resize::ResizeError> {
     let mut img = colour::to_working(image, cfg.colour);
     let target = match (&cfg.resize, factor) {
         (Some(r), _) => Some((r.target(img.width, img.height), r.filter)),
@@ -831,10 +874,21 @@ pub fn preprocess_scaled(
     {
         img = resize::resize_image(&img, w, h, filter)?;
     }
-    if cfg.normalize.method == NormalizeMethod::Percentile {
-        img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
+    match fixed {
+        None => {
+            if cfg.normalize.method == NormalizeMethod::Percentile {
+                img = normalize::percentile(&img, cfg.normalize.low, cfg.normalize.high);
+            }
+            img = polarity::apply(&img, cfg.polarity);
+        }
+        Some(f) => {
+            if let Some(levels) = f.levels {
+                img = normalize::stretch(&img, levels);
+            }
+            let how = if f.invert { Polarity::Invert } else { Polarity::Keep };
+            img = polarity::apply(&img, how);
+        }
     }
-    img = polarity::apply(&img, cfg.polarity);
     match &mut img.samples {
         Samples::U8(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),
         Samples::U16(d) => equalise(d, img.width as usize, img.channels, cfg.equalize),

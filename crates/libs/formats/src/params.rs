@@ -53,6 +53,12 @@ pub struct CellParams {
     /// records it (`DAPI`) or its index from 0. Needed when an image has several channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nuclear_channel: Option<Channel>,
+    /// The typical nucleus diameter of this image type in micrometres. On a slide, a model
+    /// trained at a nucleus scale sees the slide rescaled by the factor this and the slide's
+    /// pixel size give, the same for every tile; when absent, the factor is estimated once per
+    /// slide, on its middle tile of tissue, and the report says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nucleus_diameter_um: Option<f64>,
     /// What the model's input must look like; checked against the model bundle.
     #[serde(default)]
     pub preprocessing: Preprocessing,
@@ -960,6 +966,12 @@ impl CellParams {
             return bad(
                 "pixel_size_um",
                 format!("{um} must be a positive number of micrometres"),
+            );
+        }
+        if let Some(d) = self.nucleus_diameter_um.filter(|&d| !finite_pos(d) || d > 1000.0) {
+            return bad(
+                "nucleus_diameter_um",
+                format!("{d} must be a positive number of micrometres, at most 1000"),
             );
         }
         if let Some(Channel::Name(n)) = &self.nuclear_channel

@@ -485,90 +485,121 @@ struct Measured<'a> {
 }
 
 fn summarise(m: &Measured<'_>, dropped: Dropped, ctx: &Context<'_>) -> ImageSummary {
-    let Measured {
-        name,
-        width,
-        height,
-        nuclei,
-        rows,
-        channels,
-    } = *m;
-    let p = ctx.params;
-    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for row in rows {
+    let mut pooled = Summariser::new(ctx, m.channels);
+    for (n, row) in m.nuclei.iter().zip(m.rows) {
+        pooled.add(n, row);
+    }
+    let area_mm2 = (m.width * m.height) as f64 * ctx.pixel_size_um * ctx.pixel_size_um * 1e-6;
+    pooled.finish(m.name, (m.width, m.height), area_mm2, dropped)
+}
+
+/// Pools nuclei into an image's summary as they come: the nuclei of one image, or those of a
+/// slide's tiles, which are never all in memory (only their summarised values are kept).
+pub struct Summariser<'a> {
+    ctx: &'a Context<'a>,
+    values: BTreeMap<String, Vec<f64>>,
+    size_classes: BTreeMap<String, usize>,
+    dab_classes: Option<[usize; 4]>,
+    count: usize,
+}
+
+impl<'a> Summariser<'a> {
+    /// An empty pool for nuclei measured under `ctx` in an image of `channels` channels (`None`
+    /// without an intensity image).
+    pub fn new(ctx: &'a Context<'a>, channels: Option<usize>) -> Self {
+        let size_classes = ctx.params.classes.size.iter().map(|c| (c.name.clone(), 0)).collect();
+        Self {
+            ctx,
+            values: BTreeMap::new(),
+            size_classes,
+            dab_classes: (ctx.stain.is_some() && channels.is_some_and(|c| c >= 3)).then_some([0; 4]),
+            count: 0,
+        }
+    }
+
+    /// Adds a nucleus and its report row ([`columns`]).
+    pub fn add(&mut self, n: &Nucleus, row: &[(String, Cell)]) {
+        self.count += 1;
         for (col, cell) in row {
             if let (true, Some(v)) = (summarised(col), cell.as_f64())
                 && v.is_finite()
             {
-                values.entry(col.clone()).or_default().push(v);
+                self.values.entry(col.clone()).or_default().push(v);
             }
         }
-    }
-    let features = values
-        .into_iter()
-        .filter_map(|(k, v)| Stats::of(&v).map(|s| (k, s)))
-        .collect();
-    let mut size_classes = BTreeMap::new();
-    for c in &p.classes.size {
-        size_classes.insert(c.name.clone(), 0);
-    }
-    for n in nuclei {
         if let Some(c) = &n.size_class {
-            *size_classes.entry(c.clone()).or_insert(0) += 1;
+            *self.size_classes.entry(c.clone()).or_insert(0) += 1;
         }
-    }
-    let dab_classes = (ctx.stain.is_some() && channels.is_some_and(|c| c >= 3)).then(|| {
-        let mut counts = [0usize; 4];
-        for s in nuclei.iter().filter_map(|n| n.stain) {
+        if let (Some(counts), Some(s)) = (&mut self.dab_classes, n.stain) {
             counts[usize::from(s.class.score())] += 1;
         }
-        counts
-    });
-    let (positive_percent, h_score) = match dab_classes.and_then(scores) {
-        Some((pp, h)) => (Some(pp), Some(h)),
-        None => (None, None),
-    };
-    let area_mm2 = (width * height) as f64 * ctx.pixel_size_um * ctx.pixel_size_um * 1e-6;
-    let mut summary = ImageSummary {
-        image: name.to_owned(),
-        width,
-        height,
-        count: nuclei.len(),
-        area_mm2,
-        density_per_mm2: if area_mm2 > 0.0 {
-            nuclei.len() as f64 / area_mm2
-        } else {
-            0.0
-        },
-        dropped,
-        features,
-        size_classes,
-        dab_classes,
-        positive_percent,
-        h_score,
-        class: None,
-        tags: Vec::new(),
-    };
-    summary.class = p
-        .classes
-        .image
-        .iter()
-        .find(|c| {
-            c.when
-                .as_ref()
-                .is_none_or(|w| summary.score(w.score).is_some_and(|v| w.holds(v)))
-        })
-        .map(|c| c.name.clone());
-    if let Some(c) = &summary.class {
-        summary.tags.push(c.clone());
     }
-    if summary.count == 0 {
-        summary.tags.push("empty".into());
+
+    /// The summary of the nuclei added, for an image `name` of `size` pixels covering
+    /// `area_mm2` (what the density is per: the image, or a slide's tissue).
+    pub fn finish(self, name: &str, size: (usize, usize), area_mm2: f64, dropped: Dropped) -> ImageSummary {
+        self.finish_with_values(name, size, area_mm2, dropped).0
     }
-    if summary.positive_percent == Some(0.0) {
-        summary.tags.push("ihc-negative".into());
+
+    /// [`Self::finish`], and every summarised value by column (what a run pools over images).
+    pub fn finish_with_values(
+        self,
+        name: &str,
+        (width, height): (usize, usize),
+        area_mm2: f64,
+        dropped: Dropped,
+    ) -> (ImageSummary, BTreeMap<String, Vec<f64>>) {
+        let p = self.ctx.params;
+        let features = self
+            .values
+            .iter()
+            .filter_map(|(k, v)| Stats::of(v).map(|s| (k.clone(), s)))
+            .collect();
+        let (positive_percent, h_score) = match self.dab_classes.and_then(scores) {
+            Some((pp, h)) => (Some(pp), Some(h)),
+            None => (None, None),
+        };
+        let mut summary = ImageSummary {
+            image: name.to_owned(),
+            width,
+            height,
+            count: self.count,
+            area_mm2,
+            density_per_mm2: if area_mm2 > 0.0 {
+                self.count as f64 / area_mm2
+            } else {
+                0.0
+            },
+            dropped,
+            features,
+            size_classes: self.size_classes,
+            dab_classes: self.dab_classes,
+            positive_percent,
+            h_score,
+            class: None,
+            tags: Vec::new(),
+        };
+        summary.class = p
+            .classes
+            .image
+            .iter()
+            .find(|c| {
+                c.when
+                    .as_ref()
+                    .is_none_or(|w| summary.score(w.score).is_some_and(|v| w.holds(v)))
+            })
+            .map(|c| c.name.clone());
+        if let Some(c) = &summary.class {
+            summary.tags.push(c.clone());
+        }
+        if summary.count == 0 {
+            summary.tags.push("empty".into());
+        }
+        if summary.positive_percent == Some(0.0) {
+            summary.tags.push("ihc-negative".into());
+        }
+        (summary, self.values)
     }
-    summary
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use cellops_dataset::Raster;
 use cellops_dataset::ops::scale;
+use cellops_dataset::{Fixed, Raster};
 use cellops_measure::instances::{Guide, InstanceConfig, segment};
 
 use crate::bundle::{self, BundleError, BundleMeta};
@@ -545,8 +545,13 @@ impl Predictor {
 
     /// `image` with the bundle's preprocessing, rescaled by `factor`: channel-major values and
     /// `[C, H, W]`, the channels checked against the model's.
-    fn prepare(&self, image: &Raster, factor: Option<f64>) -> Result<(Vec<f32>, [usize; 3]), PredictError> {
-        let prepared = cellops_dataset::preprocess_scaled(image, self.preprocessing(), factor)
+    fn prepare(
+        &self,
+        image: &Raster,
+        factor: Option<f64>,
+        fixed: Option<&Fixed>,
+    ) -> Result<(Vec<f32>, [usize; 3]), PredictError> {
+        let prepared = cellops_dataset::preprocess_fixed(image, self.preprocessing(), factor, fixed)
             .map_err(|e| PredictError::Preprocess(e.to_string()))?;
         let channels = prepared.channels as usize;
         if channels != self.meta.input_channels {
@@ -562,7 +567,7 @@ impl Predictor {
     /// The model's style ([`UNet::style`]) on `image` rescaled by `factor`, averaged over tiles
     /// of the configured size.
     pub fn style(&self, image: &Raster, factor: f64) -> Result<Vec<f32>, PredictError> {
-        let (chw, [channels, h, w]) = self.prepare(image, Some(factor))?;
+        let (chw, [channels, h, w]) = self.prepare(image, Some(factor), None)?;
         let (th, tw) = (self.config.tile.max(1).min(h), self.config.tile.max(1).min(w));
         let tiles: Vec<(usize, usize)> = origins(h, th, 0)
             .into_iter()
@@ -588,7 +593,18 @@ impl Predictor {
     /// [`Self::predict`] at a given rescaling factor (for a bundle trained at a nucleus scale;
     /// `None` applies the preprocessing as it is).
     pub fn predict_at(&self, image: &Raster, factor: Option<f64>) -> Result<Prediction, PredictError> {
-        let (chw, [channels, h, w]) = self.prepare(image, factor)?;
+        self.predict_fixed(image, factor, None)
+    }
+
+    /// [`Self::predict_at`] with the normalisation's levels and the polarity fixed beforehand
+    /// (a slide's, the same for every tile) instead of taken from `image`.
+    pub fn predict_fixed(
+        &self,
+        image: &Raster,
+        factor: Option<f64>,
+        fixed: Option<&Fixed>,
+    ) -> Result<Prediction, PredictError> {
+        let (chw, [channels, h, w]) = self.prepare(image, factor, fixed)?;
         let mut p = predict_chw(&self.model, &chw, channels, h, w, &self.config, &self.device);
         let (oh, ow) = (image.height as usize, image.width as usize);
         if (oh, ow) != (h, w) {

@@ -20,14 +20,17 @@ pub mod html;
 pub mod inputs;
 pub mod report;
 pub mod shard;
+pub mod slides;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cellops_actions::{ActionsError, Annotation, Exit, Level, Runner, StageFailure, conclude, progress::Progress};
+use cellops_analysis::slide::Tiling;
 use cellops_analysis::{Analysed, AnalysisError, Analyzer, Input, Segmenter};
 use cellops_dataset::io;
+use cellops_dataset::slide::Rect;
 use cellops_dataset::staging::{StagingDir, StagingError};
 use cellops_formats::dataset::Subset;
 use cellops_formats::params::{self, ParamsError, ParamsFile};
@@ -86,8 +89,25 @@ pub struct MergeArgs {
 pub struct Args {
     /// Images to evaluate: a folder, or a dataset in the paper's layout (original/ + masks/,
     /// whose masks/ is then the ground truth).
-    #[arg(long, value_name = "DIR")]
-    pub images: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "slides")]
+    pub images: Option<PathBuf>,
+    /// A whole-slide image (pyramidal tiled TIFF) to measure tile by tile instead of --images;
+    /// repeat for several (the action's `slides` input: newline-separated files or globs). Its
+    /// tissue is measured, or --region; nuclei go to objects.csv and, with --geojson, to
+    /// geojson/<slide>.geojson in level-0 pixels.
+    #[arg(long = "slide", value_name = "FILE", conflicts_with_all = ["images", "masks", "ground_truth", "split", "shard", "labels"])]
+    pub slides: Vec<PathBuf>,
+    /// Measure only this rectangle of each slide, `x,y,w,h` in level-0 pixels [default: the
+    /// tissue the slide's overview shows].
+    #[arg(long, value_name = "X,Y,W,H", value_parser = slides::parse_region, requires = "slides")]
+    pub region: Option<Rect>,
+    /// Side of the tiles a slide is measured in (level-0 pixels).
+    #[arg(long, value_name = "PX", default_value_t = Tiling::default().tile, value_parser = clap::value_parser!(u32).range(128..=8192))]
+    pub slide_tile: u32,
+    /// Margin read around each slide tile (level-0 pixels): wider than the largest nucleus, so
+    /// that a nucleus cut by a seam is seen whole by the tile that owns its centre.
+    #[arg(long, value_name = "PX", default_value_t = Tiling::default().overlap, value_parser = clap::value_parser!(u32).range(8..=2048))]
+    pub slide_overlap: u32,
     /// Cell-parameter file of the image type (cell-params/<type>.yaml).
     #[arg(long, value_name = "FILE")]
     pub params: PathBuf,
@@ -309,6 +329,7 @@ fn evaluate_one(item: &inputs::Item, analyzer: &Analyzer, args: &Args) -> Result
             pixel_size_um: pixel_size.um,
             pixel_size_from: pixel_size.source().to_owned(),
             image_pixel_size_um: pixel_size.image_says,
+            slide: None,
         },
         rows,
         scores,
@@ -632,8 +653,15 @@ fn write_reports(
     info: &RunInfo,
     mut results: Vec<Measured>,
     baseline: Option<(PathBuf, Evaluation)>,
+    streamed: Option<BTreeMap<String, Vec<f64>>>,
 ) -> Result<Reported, StageError> {
-    let pooled = pool(&mut results);
+    let mut pooled = pool(&mut results);
+    // Slides' rows went to the tables as they were found; their values come pooled.
+    let rows_written = streamed.is_some();
+    if let Some(values) = streamed {
+        pooled.totals.finish(&values);
+        pooled.values = values;
+    }
     let evaluation = Evaluation {
         format: report::FORMAT.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -660,8 +688,10 @@ fn write_reports(
     if let Some(m) = report::metrics_json(&evaluation) {
         write(out, "metrics.json", &json(&m))?;
     }
-    write(out, "objects.csv", pooled.objects.csv().as_bytes())?;
-    write(out, "objects.json", &json(&pooled.objects.json()))?;
+    if !rows_written {
+        write(out, "objects.csv", pooled.objects.csv().as_bytes())?;
+        write(out, "objects.json", &json(&pooled.objects.json()))?;
+    }
     write(out, "images.csv", report::images_table(&evaluation).csv().as_bytes())?;
     write(out, "report.md", markdown.as_bytes())?;
     write(out, REPORT_HTML, page.as_bytes())?;
@@ -737,12 +767,15 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     let started = Instant::now();
     // Read once: the text that is hashed, copied and searched for lines is the text parsed.
     let file = ParamsFile::read(&args.params)?;
+    let Some(images) = &args.images else {
+        return run_slides(args, &file, runner, started);
+    };
     let only = args
         .split
-        .map(|s| inputs::split_ids(&args.images.join(cellops_formats::dataset::SPLIT_CSV), s))
+        .map(|s| inputs::split_ids(&images.join(cellops_formats::dataset::SPLIT_CSV), s))
         .transpose()?;
     let items = inputs::discover(
-        &args.images,
+        images,
         args.masks.as_deref(),
         args.ground_truth.as_deref(),
         only.as_ref(),
@@ -760,7 +793,7 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
     runner.info(&format!(
         "evaluating {which}{} images of {} under {}",
         items.len(),
-        args.images.display(),
+        images.display(),
         args.params.display()
     ))?;
     let staging = staging_for(&args.output)?;
@@ -770,8 +803,41 @@ pub fn run(args: &Args, runner: &Runner) -> Result<Finished, StageError> {
         Some(shard) => write_record(&out, &args.output, shard, &items, &info, &positions, results)?,
         None => results,
     };
-    let reported = write_reports(&out, &info, results, baseline)?;
+    let reported = write_reports(&out, &info, results, baseline, None)?;
     publish(staging, &args.output, runner, reported, args.shard, started)
+}
+
+/// `run` for `--slide`: every slide measured tile by tile, its rows streamed to the tables, the
+/// other reports written as for images.
+fn run_slides(args: &Args, file: &ParamsFile, runner: &Runner, started: Instant) -> Result<Finished, StageError> {
+    if args.slides.is_empty() {
+        return Err(StageError::Usage(
+            "give --images (a folder) or --slide (a whole-slide image)".into(),
+        ));
+    }
+    let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
+    let (segmenter, source_info, learning_curve) = segmenter(args, file, runner)?;
+    let analyzer = Analyzer::new(file.params.clone(), segmenter);
+    if file.params.outputs.labels {
+        runner.annotate(
+            &Annotation::new(
+                Level::Warning,
+                "outputs.labels is not written for slides (a label image as large as the slide); use outputs.geojson",
+            )
+            .file(args.params.display().to_string()),
+        )?;
+    }
+    let info = run_info(args, file, &analyzer, source_info, learning_curve);
+    runner.info(&format!(
+        "evaluating {} slide(s) under {}",
+        args.slides.len(),
+        args.params.display()
+    ))?;
+    let staging = staging_for(&args.output)?;
+    let out = staging.path().to_owned();
+    let measured = slides::evaluate(args, &analyzer, runner, &out)?;
+    let reported = write_reports(&out, &info, measured.results, baseline, Some(measured.values))?;
+    publish(staging, &args.output, runner, reported, None, started)
 }
 
 /// Writes a shard's record of `results` (the images at `positions` of `items`) into `out`, and
@@ -849,7 +915,7 @@ pub fn merge(args: &MergeArgs, runner: &Runner) -> Result<Finished, StageError> 
         }
         results.push(measured);
     }
-    let reported = write_reports(&out, &joined.info, results, baseline)?;
+    let reported = write_reports(&out, &joined.info, results, baseline, None)?;
     publish(staging, &args.output, runner, reported, None, started)
 }
 

@@ -116,6 +116,41 @@ pub struct ImageRecord {
     /// The image's own pixel size where it differs from the parameter file's (which applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pixel_size_um: Option<f64>,
+    /// How a whole-slide image was measured (`--slide`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide: Option<SlideRecord>,
+}
+
+/// How a slide was measured: what of it, in which tiles, under which calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlideRecord {
+    /// The slide file.
+    pub file: String,
+    /// Level 0's width and height.
+    pub size: [u32; 2],
+    /// The level-0 rectangle the tiles covered: x, y, width, height.
+    pub region: [u32; 4],
+    /// What was measured: `tissue` (found on the overview) or the `region` given.
+    pub area: String,
+    /// The area the density is per, in mm².
+    pub area_mm2: f64,
+    /// Tiles analysed.
+    pub tiles: usize,
+    /// The side of a tile's core (level-0 pixels).
+    pub tile: u32,
+    /// The margin read around each core.
+    pub overlap: u32,
+    /// The grey levels every tile was stretched between (the classical line's; from the
+    /// tissue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grey_levels: Option<[f64; 2]>,
+    /// The classical threshold every tile was cut at (8-bit grey, after the levels).
+    pub threshold: f64,
+    /// Where the model's rescaling factor (`scale`) came from, when a model ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_from: Option<String>,
+    /// The most nuclei per mm² in a cell of the overview's heat map.
+    pub peak_density_per_mm2: f64,
 }
 
 /// Figures over all images.

@@ -26,17 +26,21 @@ pub(crate) fn percentile_from_hist(hist: &[u64], n: u64, p: f64) -> f64 {
     }
 }
 
-fn normalize_samples<S: Sample>(data: &[S], low: f64, high: f64) -> Vec<u8> {
+fn levels_of<S: Sample>(data: &[S], low: f64, high: f64) -> Option<(f64, f64)> {
     let mut hist = vec![0u64; S::BINS];
     for &v in data {
         hist[v.index()] += 1;
     }
     let n = data.len() as u64;
-    if n == 0 {
-        return Vec::new();
-    }
-    let lo = percentile_from_hist(&hist, n, low);
-    let hi = percentile_from_hist(&hist, n, high);
+    (n > 0).then(|| {
+        (
+            percentile_from_hist(&hist, n, low),
+            percentile_from_hist(&hist, n, high),
+        )
+    })
+}
+
+fn map_samples<S: Sample>(data: &[S], (lo, hi): (f64, f64)) -> Vec<u8> {
     if hi <= lo {
         return vec![0; data.len()];
     }
@@ -48,6 +52,38 @@ fn normalize_samples<S: Sample>(data: &[S], low: f64, high: f64) -> Vec<u8> {
     data.iter().map(|v| lut[v.index()]).collect()
 }
 
+/// The values at the `low` and `high` percentiles of all samples of `img` (channels together),
+/// at its own bit depth: what [`percentile`] maps to 0 and 255. `None` for an empty image.
+///
+/// ```
+/// use cellops_dataset::{Raster, ops::normalize::percentile_levels};
+/// let img = Raster::from_u8(4, 1, 1, vec![10, 20, 30, 40]);
+/// assert_eq!(percentile_levels(&img, 0.0, 100.0), Some((10.0, 40.0)));
+/// ```
+pub fn percentile_levels(img: &Raster, low: f64, high: f64) -> Option<(f64, f64)> {
+    match &img.samples {
+        Samples::U8(d) => levels_of(d, low, high),
+        Samples::U16(d) => levels_of(d, low, high),
+    }
+}
+
+/// Maps `lo..hi` linearly onto 0..255, clipping outside it (every value 0 when `hi <= lo`); the
+/// result is 8-bit. [`percentile`] with levels fixed beforehand — for a slide, once for all its
+/// tiles.
+///
+/// ```
+/// use cellops_dataset::{Raster, Samples, ops::normalize::stretch};
+/// let img = Raster::from_u8(4, 1, 1, vec![0, 10, 20, 30]);
+/// assert_eq!(stretch(&img, (10.0, 20.0)).samples, Samples::U8(vec![0, 0, 255, 255]));
+/// ```
+pub fn stretch(img: &Raster, levels: (f64, f64)) -> Raster {
+    let data = match &img.samples {
+        Samples::U8(d) => map_samples(d, levels),
+        Samples::U16(d) => map_samples(d, levels),
+    };
+    Raster::from_u8(img.width, img.height, img.channels, data)
+}
+
 /// Maps the `low`..`high` percentile range of all samples (channels together, so colour balance is
 /// kept) linearly onto 0..255, clipping outside it; the result is 8-bit.
 ///
@@ -57,11 +93,10 @@ fn normalize_samples<S: Sample>(data: &[S], low: f64, high: f64) -> Vec<u8> {
 /// assert_eq!(percentile(&img, 0.0, 100.0).samples, Samples::U8(vec![0, 85, 170, 255]));
 /// ```
 pub fn percentile(img: &Raster, low: f64, high: f64) -> Raster {
-    let data = match &img.samples {
-        Samples::U8(d) => normalize_samples(d, low, high),
-        Samples::U16(d) => normalize_samples(d, low, high),
-    };
-    Raster::from_u8(img.width, img.height, img.channels, data)
+    match percentile_levels(img, low, high) {
+        Some(levels) => stretch(img, levels),
+        None => Raster::from_u8(img.width, img.height, img.channels, Vec::new()),
+    }
 }
 
 #[cfg(test)]
