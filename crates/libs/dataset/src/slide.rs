@@ -631,3 +631,87 @@ mod tests {
         assert!(Slide::from_reader(Path::new("x"), std::io::Cursor::new(b"not a tiff".to_vec())).is_err());
     }
 }
+
+/// A synthetic H&E-like section, for tests and benchmarks: pink tissue in an ellipse on white
+/// glass, purple nuclei of radius 4 to 7 pixels on a jittered lattice (one per `spacing`-pixel
+/// cell, placed by a fixed-definition hash), 8-bit RGB. Every pixel is a function of its level-0
+/// position, so a pyramid of any size is written tile by tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    /// Level 0's width and height.
+    pub size: (u32, u32),
+    /// The lattice's spacing (at least 16: nuclei never touch).
+    pub spacing: u32,
+}
+
+impl Section {
+    /// A fixed-definition hash (SplitMix64's finaliser).
+    fn hash(i: u64, j: u64) -> u64 {
+        let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_add(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The nucleus of lattice cell `(i, j)`: its centre and radius.
+    fn nucleus(&self, i: u32, j: u32) -> (i64, i64, i64) {
+        let h = Self::hash(u64::from(i), u64::from(j));
+        let jitter = |s: u64| (s % 5) as i64 - 2;
+        let half = i64::from(self.spacing / 2);
+        let cx = i64::from(i * self.spacing) + half + jitter(h);
+        let cy = i64::from(j * self.spacing) + half + jitter(h >> 8);
+        (cx, cy, 4 + ((h >> 16) % 4) as i64)
+    }
+
+    /// Whether level-0 point `(x, y)` is tissue.
+    pub fn tissue(&self, x: i64, y: i64) -> bool {
+        let (w, h) = (f64::from(self.size.0), f64::from(self.size.1));
+        let (dx, dy) = ((x as f64 - w / 2.0) / (0.45 * w), (y as f64 - h / 2.0) / (0.40 * h));
+        dx * dx + dy * dy <= 1.0
+    }
+
+    /// The colour of level-0 pixel `(x, y)`.
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let (cx, cy, r) = self.nucleus(x / self.spacing, y / self.spacing);
+        let (px, py) = (i64::from(x), i64::from(y));
+        let noise = (Self::hash(u64::from(x), u64::from(y)) % 9) as u8;
+        if self.tissue(cx, cy) && (px - cx).pow(2) + (py - cy).pow(2) <= r * r {
+            [92 + noise, 58 + noise, 140 + noise]
+        } else if self.tissue(px, py) {
+            [222 + noise, 160 + noise, 196 + noise]
+        } else {
+            [236 + noise, 236 + noise, 238 + noise]
+        }
+    }
+
+    /// The nuclei drawn: centre and radius of each whose centre is tissue and whose disc lies
+    /// inside the section.
+    pub fn nuclei(&self) -> Vec<(i64, i64, i64)> {
+        let (w, h) = (i64::from(self.size.0), i64::from(self.size.1));
+        (0..self.size.1 / self.spacing)
+            .flat_map(|j| (0..self.size.0 / self.spacing).map(move |i| (i, j)))
+            .map(|(i, j)| self.nucleus(i, j))
+            .filter(|&(x, y, r)| self.tissue(x, y) && x - r >= 0 && y - r >= 0 && x + r < w && y + r < h)
+            .collect()
+    }
+
+    /// Writes the section as a pyramid of `tile`-pixel tiles ([`write_pyramid`]), pixels of
+    /// `pixel_size_um`; a reduced level's pixel is the level-0 pixel at its corner.
+    pub fn write<W: Write + Seek>(
+        &self,
+        out: &mut W,
+        tile: u32,
+        pixel_size_um: f64,
+    ) -> std::io::Result<Vec<(u32, u32)>> {
+        write_pyramid(out, (self.size.0, self.size.1, 3), tile, pixel_size_um, |level, r| {
+            let step = 1u32 << level;
+            let mut v = Vec::with_capacity(r.area() as usize * 3);
+            for y in r.y..r.y + r.h {
+                for x in r.x..r.x + r.w {
+                    v.extend(self.pixel(x * step, y * step));
+                }
+            }
+            v
+        })
+    }
+}

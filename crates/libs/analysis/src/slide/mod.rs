@@ -151,11 +151,19 @@ pub fn plan<R: Read + Seek>(
     let tissue = Tissue::find(&overview, pixel_size.um);
     let (region, area_px) = match area {
         Area::Region(r) => (r, r.area() as f64),
-        Area::Tissue => (tissue.bounds(&overview).unwrap_or(whole), tissue.area_px(&overview)),
+        // A nucleus at the tissue's edge lies whole inside: the bounds grow by the overlap.
+        Area::Tissue => (
+            tissue
+                .bounds(&overview)
+                .map_or(whole, |b| grow(b, tiling.overlap, (w, h))),
+            tissue.area_px(&overview),
+        ),
     };
+    // A tile whose core misses the tissue can own a nucleus the tissue's edge cuts: what
+    // counts is the tissue under what the tile reads.
     let tiles: Vec<Tile> = tiles(region, tiling)
         .into_iter()
-        .filter(|t| matches!(area, Area::Region(_)) || tissue.covers(&overview, t.core))
+        .filter(|t| matches!(area, Area::Region(_)) || tissue.covers(&overview, t.read))
         .collect();
     let factor = model_factor(analyzer, slide, (&tiles, &overview), pixel_size.um, max_pixels)?;
     let model = match analyzer.segmenter() {
@@ -179,6 +187,19 @@ pub fn plan<R: Read + Seek>(
     })
 }
 
+/// `r` grown by `margin` on every side, inside a slide of `size`.
+fn grow(r: Rect, margin: u32, (w, h): (u32, u32)) -> Rect {
+    let (x0, y0) = (r.x.saturating_sub(margin), r.y.saturating_sub(margin));
+    let x1 = (u64::from(r.x) + u64::from(r.w) + u64::from(margin)).min(u64::from(w)) as u32;
+    let y1 = (u64::from(r.y) + u64::from(r.h) + u64::from(margin)).min(u64::from(h)) as u32;
+    Rect {
+        x: x0,
+        y: y0,
+        w: x1 - x0,
+        h: y1 - y0,
+    }
+}
+
 /// `r` when it lies inside a slide of `size`.
 fn check_region(r: Rect, (w, h): (u32, u32), name: &str) -> Result<Rect, AnalysisError> {
     let inside = u64::from(r.x) + u64::from(r.w) <= u64::from(w) && u64::from(r.y) + u64::from(r.h) <= u64::from(h);
@@ -194,9 +215,15 @@ fn check_region(r: Rect, (w, h): (u32, u32), name: &str) -> Result<Rect, Analysi
     Ok(r)
 }
 
+/// A slide's rescaling factor is a whole number of these steps: tile origins and sizes are
+/// multiples of 32 pixels (as the defaults are), so every tile then starts on a whole model pixel
+/// and is rescaled in phase with its neighbours and with an untiled pass (a step is at most a
+/// 1.6 % change of scale at the factors models see).
+const FACTOR_STEPS: f64 = 32.0;
+
 /// The model's rescaling factor for the whole slide, when its bundle was trained at a nucleus
 /// scale: from `nucleus_diameter_um` and the pixel size `um`, else the model's own estimate on
-/// the tile nearest the middle of the tiles.
+/// the tile nearest the middle of the tiles; in [`FACTOR_STEPS`].
 fn model_factor<R: Read + Seek>(
     analyzer: &Analyzer,
     slide: &mut Slide<R>,
@@ -211,10 +238,8 @@ fn model_factor<R: Read + Seek>(
         return Ok(None);
     };
     let limit = |f: f64| {
-        f.clamp(
-            1.0 / cellops_dataset::ops::scale::MAX_FACTOR,
-            cellops_dataset::ops::scale::MAX_FACTOR,
-        )
+        let max = cellops_dataset::ops::scale::MAX_FACTOR;
+        (f.clamp(1.0 / max, max) * FACTOR_STEPS).round() / FACTOR_STEPS
     };
     if let Some(d) = analyzer.params().nucleus_diameter_um {
         return Ok(Some(Factor {
@@ -245,7 +270,7 @@ fn model_factor<R: Read + Seek>(
             source,
         })?;
     Ok(Some(Factor {
-        value: estimate.factor,
+        value: limit(estimate.factor),
         from: FactorFrom::Estimate {
             x: middle.read.x,
             y: middle.read.y,
