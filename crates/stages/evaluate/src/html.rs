@@ -245,8 +245,12 @@ fn distributions(h: &mut String, t: &Totals, distributions: &[(&str, Vec<f64>)])
     h.push_str("</table>");
 }
 
-/// The embedded overlays.
+/// The embedded overlays (of slides: the overview under the density heat map).
 fn overlays(h: &mut String, e: &Evaluation, overlays: &[(String, Vec<u8>)]) {
+    if e.images.iter().any(|r| r.slide.is_some()) {
+        slides(h, e, overlays);
+        return;
+    }
     let _ = write!(
         h,
         "<h2 id=\"overlays\">Overlays</h2><p class=\"muted\">Contours coloured by class{}; ground truth in white. {} of {} images shown; all are in <code>overlays/</code>.</p>",
@@ -264,6 +268,40 @@ fn overlays(h: &mut String, e: &Evaluation, overlays: &[(String, Vec<u8>)]) {
             "<figure class=\"ov\"><img alt=\"overlay of {0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>",
             escape(id),
             base64::engine::general_purpose::STANDARD.encode(png)
+        );
+    }
+}
+
+/// Each slide at low resolution under its nuclei's density, with what was measured.
+fn slides(h: &mut String, e: &Evaluation, overlays: &[(String, Vec<u8>)]) {
+    h.push_str(
+        "<h2 id=\"overlays\">Slides</h2><p class=\"muted\">Each slide at low resolution under the density of its nuclei (cells of 50 µm, from dark purple for few to yellow for the most; none: no colour).</p>",
+    );
+    for (id, png) in overlays {
+        let Some(s) = e
+            .images
+            .iter()
+            .find(|r| &r.summary.image == id)
+            .and_then(|r| r.slide.as_ref())
+        else {
+            continue;
+        };
+        let [x, y, w, ht] = s.region;
+        let _ = write!(
+            h,
+            "<figure class=\"ov\"><img alt=\"density over {0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}: {2} of {3}×{4} px, {5}×{6} at {7},{8}; {9} tiles; {10:.2} mm²; at most {11:.0} nuclei / mm²</figcaption></figure>",
+            escape(id),
+            base64::engine::general_purpose::STANDARD.encode(png),
+            escape(&s.area),
+            s.size[0],
+            s.size[1],
+            w,
+            ht,
+            x,
+            y,
+            s.tiles,
+            s.area_mm2,
+            s.peak_density_per_mm2,
         );
     }
 }
