@@ -93,11 +93,14 @@ pub(crate) fn evaluate(args: &Args, analyzer: &Analyzer, runner: &Runner, out: &
     Ok(slides)
 }
 
-/// The slides' names (file stems), refused when two are the same.
+/// The slides' names (file stems), refused when two are the same or when a relative path leads
+/// out of the working folder.
 fn names(slides: &[PathBuf]) -> Result<Vec<String>, StageError> {
     let mut seen = BTreeMap::new();
     let mut out = Vec::new();
     for p in slides {
+        // A slide named by a relative path (as a workflow's glob names it) stays in the checkout.
+        cellops_formats::links::check_relative(p).map_err(|e| StageError::Usage(e.to_string()))?;
         let name = name(p);
         if let Some(other) = seen.insert(name.clone(), p) {
             return Err(StageError::Usage(format!(
@@ -223,6 +226,7 @@ fn stream<R: std::io::Read + std::io::Seek>(
     let mut density = heatmap::Density::new(&plan.overview);
     let mut failed: Option<StageError> = None;
     let objects = streams.dir.join("objects.csv");
+    let geojson_at = streams.dir.join(geojson_rel.as_deref().unwrap_or_default());
     let size_classes: Vec<String> = analyzer.params().classes.size.iter().map(|c| c.name.clone()).collect();
     let mut first_feature = true;
     let mut sink = |f: Found| -> Result<(), AnalysisError> {
@@ -231,7 +235,7 @@ fn stream<R: std::io::Read + std::io::Seek>(
         let mut written = streams.table.push(&f.row).map_err(|e| write_error(&objects, &e));
         if let (Some(g), Ok(())) = (geojson.as_mut(), &written) {
             let feature = cellops_analysis::geojson::feature(&f.nucleus, &f.row, &f.outline, &size_classes);
-            written = geojson_feature(g, &feature, &mut first_feature).map_err(|e| write_error(path, &e));
+            written = geojson_feature(g, &feature, &mut first_feature).map_err(|e| write_error(&geojson_at, &e));
         }
         written.map_err(|e| {
             let message = e.to_string();

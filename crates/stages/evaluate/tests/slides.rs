@@ -199,6 +199,13 @@ fn regions_unreadable_slides_and_conflicting_flags_are_clear_errors() {
     let bad = run(&[("slide", &s(&png))]);
     assert_ne!(bad.code(), 0);
     assert!(bad.stdout().contains("photo.tif"), "{}", bad.stdout());
+    // A relative path whose link leads out of the working folder: refused by name, unread.
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let (outside, _) = section(elsewhere.path(), "outside", (300, 200));
+    std::os::unix::fs::symlink(&outside, root.join("linked.tif")).expect("link");
+    let linked = run(&[("slide", "linked.tif")]);
+    assert_eq!(linked.code(), 2, "{}", linked.stdout());
+    assert!(linked.stdout().contains("linked.tif"), "{}", linked.stdout());
     // A malformed region, or slides with images or labels: usage errors.
     assert_eq!(run(&[("slide", &s(&slide)), ("region", "1,2,3")]).code(), 2);
     assert_eq!(run(&[("slide", &s(&slide)), ("images", &s(root))]).code(), 2);
