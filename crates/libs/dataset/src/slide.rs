@@ -645,12 +645,9 @@ pub struct Section {
 }
 
 impl Section {
-    /// A fixed-definition hash (SplitMix64's finaliser).
+    /// A fixed-definition hash of a position (SplitMix64's finaliser).
     fn hash(i: u64, j: u64) -> u64 {
-        let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_add(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::synthetic::Rng::mix(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_add(0xBF58_476D_1CE4_E5B9))
     }
 
     /// The nucleus of lattice cell `(i, j)`: its centre and radius.

@@ -66,7 +66,11 @@ impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        Self::mix(self.0)
+    }
+    /// SplitMix64's finaliser: 64 well-mixed bits of `z` (what [`Self::next_u64`] returns of
+    /// its state; a hash of a position for generators that draw by place, not in sequence).
+    pub fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)

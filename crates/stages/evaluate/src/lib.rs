@@ -531,11 +531,12 @@ struct Pooled {
     classical: Option<Scores>,
 }
 
-/// Pools the images' rows, summaries and scores (the rows are moved out of `results`).
-fn pool(results: &mut [Measured]) -> Pooled {
+/// Pools the images' rows, summaries and scores (the rows are moved out of `results`) onto
+/// `values` already pooled (a slide's, whose rows were streamed).
+fn pool(results: &mut [Measured], values: BTreeMap<String, Vec<f64>>) -> Pooled {
     let mut p = Pooled {
         objects: Table::default(),
-        values: BTreeMap::new(),
+        values,
         totals: Totals {
             images: results.len(),
             ..Totals::default()
@@ -655,13 +656,9 @@ fn write_reports(
     baseline: Option<(PathBuf, Evaluation)>,
     streamed: Option<BTreeMap<String, Vec<f64>>>,
 ) -> Result<Reported, StageError> {
-    let mut pooled = pool(&mut results);
     // Slides' rows went to the tables as they were found; their values come pooled.
     let rows_written = streamed.is_some();
-    if let Some(values) = streamed {
-        pooled.totals.finish(&values);
-        pooled.values = values;
-    }
+    let pooled = pool(&mut results, streamed.unwrap_or_default());
     let evaluation = Evaluation {
         format: report::FORMAT.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),

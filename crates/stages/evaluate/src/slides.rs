@@ -84,7 +84,13 @@ pub(crate) fn evaluate(args: &Args, analyzer: &Analyzer, runner: &Runner, out: &
     for path in &args.slides {
         let (measured, values) = one(path, args, analyzer, runner, &mut streams, &mut channels)?;
         for (k, v) in values {
-            slides.values.entry(k).or_default().extend(v);
+            // Moved, not copied, where no slide before had the column: one copy in memory.
+            match slides.values.entry(k) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(v),
+            }
         }
         slides.results.push(measured);
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use cellops_dataset::synthetic::{self, Style, SynthConfig};
 use cellops_dataset::{BuildConfig, Raster, io};
 use cellops_test_support::action::{self as harness, ActionRun};
+use cellops_test_support::geojson::polygon_area;
 
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     harness::run_action(Path::new(env!("CARGO_BIN_EXE_cellops-evaluate")), dir, inputs, &[]).expect("run")
@@ -527,23 +528,6 @@ fn the_shipped_model_segments_sixteen_bit_tiffs_and_says_which_post_processing_a
             .iter()
             .all(|i| i["scale"].as_f64().is_some())
     );
-}
-
-/// Shoelace area of a GeoJSON polygon's rings (outer minus holes).
-fn polygon_area(rings: &[serde_json::Value]) -> f64 {
-    rings
-        .iter()
-        .map(|ring| {
-            let pts: Vec<(f64, f64)> = ring
-                .as_array()
-                .expect("ring")
-                .iter()
-                .map(|p| (p[0].as_f64().expect("x"), p[1].as_f64().expect("y")))
-                .collect();
-            assert_eq!(pts.first(), pts.last(), "a closed ring");
-            pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum::<f64>() / 2.0
-        })
-        .sum()
 }
 
 #[test]

@@ -6,11 +6,18 @@ use std::path::{Path, PathBuf};
 
 use cellops_dataset::slide::Section;
 use cellops_test_support::action::{self as harness, ActionRun};
+use cellops_test_support::geojson::polygon_area;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cellops-evaluate");
 
 fn run_action(dir: &Path, inputs: &[(&str, &str)]) -> ActionRun {
     harness::run_action(Path::new(BIN), dir, inputs, &[]).expect("run")
+}
+
+/// [`run_action`] with inputs whose values are owned.
+fn run_owned(dir: &Path, inputs: &[(&str, String)]) -> ActionRun {
+    let refs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_action(dir, &refs)
 }
 
 fn s(p: &Path) -> String {
@@ -65,22 +72,6 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
 }
 
-/// The area of a GeoJSON polygon's rings (shoelace; holes counted negative).
-fn polygon_area(rings: &[serde_json::Value]) -> f64 {
-    rings
-        .iter()
-        .map(|ring| {
-            let p: Vec<(f64, f64)> = ring
-                .as_array()
-                .expect("ring")
-                .iter()
-                .map(|xy| (xy[0].as_f64().expect("x"), xy[1].as_f64().expect("y")))
-                .collect();
-            p.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum::<f64>() / 2.0
-        })
-        .sum()
-}
-
 #[test]
 fn a_slide_is_measured_over_its_tissue_into_every_report() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -96,8 +87,7 @@ fn a_slide_is_measured_over_its_tissue_into_every_report() {
             ("slide-tile", tile.into()),
             ("slide-overlap", "64".into()),
         ];
-        let refs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run_action(root, &refs)
+        run_owned(root, &inputs)
     };
     let done = run(&out, "256");
     assert_eq!(done.code(), 0, "{}", done.stdout());
@@ -273,8 +263,7 @@ fn the_shipped_model_on_a_slide_agrees_with_one_untiled_pass() {
             ("slide-tile", tile.into()),
             ("slide-overlap", "64".into()),
         ];
-        let refs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let done = run_action(root, &refs);
+        let done = run_owned(root, &inputs);
         assert_eq!(done.code(), 0, "{}", done.stdout());
         done
     };

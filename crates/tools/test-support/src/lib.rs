@@ -16,6 +16,7 @@
 pub mod action;
 pub mod browser;
 pub mod files;
+pub mod geojson;
 pub mod github;
 pub mod images;
 pub mod kill;

@@ -147,7 +147,7 @@ pub fn plan<R: Read + Seek>(
         Area::Region(r) => check_region(r, (w, h), name)?,
         Area::Tissue => whole,
     };
-    let overview = overview::overview(slide, asked, OVERVIEW_SIDE, max_pixels).map_err(slide_error)?;
+    let overview = overview::overview(slide, asked, OVERVIEW_SIDE, max_pixels)?;
     let tissue = Tissue::find(&overview, pixel_size.um);
     let (region, area_px) = match area {
         Area::Region(r) => (r, r.area() as f64),
@@ -262,7 +262,7 @@ fn model_factor<R: Read + Seek>(
     let Some(middle) = tiles.iter().min_by(|a, b| distance(a).total_cmp(&distance(b))) else {
         return Ok(None);
     };
-    let raster = slide.read_region(0, middle.read, max_pixels).map_err(slide_error)?;
+    let raster = slide.read_region(0, middle.read, max_pixels)?;
     let estimate = predictor
         .estimate_scale(&raster, target)
         .map_err(|source| AnalysisError::Model {
@@ -363,7 +363,7 @@ pub fn measure<R: Read + Seek>(
 
 /// A tile's pixels as an input named `name`, with the slide's metadata (its pixel size).
 fn read<R: Read + Seek>(slide: &mut Slide<R>, name: &str, rect: Rect, max_pixels: u64) -> Result<Input, AnalysisError> {
-    let raster = slide.read_region(0, rect, max_pixels).map_err(slide_error)?;
+    let raster = slide.read_region(0, rect, max_pixels)?;
     Ok(Input {
         id: name.to_owned(),
         image: Image {
@@ -422,10 +422,6 @@ fn keep(
         })?;
     }
     Ok(before)
-}
-
-fn slide_error(e: SlideError) -> AnalysisError {
-    AnalysisError::from(e)
 }
 
 impl From<SlideError> for AnalysisError {
