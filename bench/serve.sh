@@ -6,7 +6,7 @@
 # serving section of docs/benchmarks.md; prints JSON lines and keeps them in $WORK/serve.jsonl.
 #
 # Needs, once:
-#   cargo build --release -p cellops-serve -p cellops-bench --bin serve-bench
+#   cargo build --release -p cellops-serve && cargo build --release -p cellops-bench --bin serve-bench
 #   a Python with the reference's packages (bench/serve_reference_requirements.txt)
 # Env:   DSB      dataset folder        [../shared/data/dsb2018 beside the repository] (only read)
 #        WORK     scratch               [.bench/serve]

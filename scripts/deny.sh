@@ -19,6 +19,8 @@ if ! "$BIN" --version 2>/dev/null | grep -qx "cargo-deny $VERSION"; then
   cargo install --locked --quiet cargo-deny --version "$VERSION" --root "$ROOT" ||
     fail "could not install cargo-deny $VERSION from crates.io"
 fi
+# The offline check reads every platform's crates; a fresh cargo home has only the host's.
+cargo fetch --locked --quiet || fail "could not fetch the locked crates from crates.io"
 "$BIN" --offline check licenses bans sources
 if timeout 60 "$BIN" fetch db >/dev/null 2>&1; then
   "$BIN" --offline check advisories

@@ -13,7 +13,7 @@ use burn::tensor::TensorData;
 
 use crate::batch_norm::{self, Activation, Affine};
 use crate::layout::Planes;
-use crate::{conv3x3, up2x2};
+use crate::{conv3x3, pool2x2, up2x2};
 
 /// The statistics a batch normalisation uses and what follows it: an ordinary (non-tensor)
 /// argument of [`NativeOps::batch_norm`].
@@ -38,6 +38,8 @@ pub trait NativeOps: Backend {
     /// `x` `[n, c, h, w]`, `weight` `[c, c_out, 2, 2]` → `[n, c_out, 2h, 2w]` (transposed, stride
     /// 2, no bias).
     fn up2x2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// 2×2 max pooling with stride 2: `x` `[n, c, h, w]` → `[n, c, h/2, w/2]`.
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Per-channel mean and biased variance of `x` `[n, c, h, w]` → `[2, c]`; never differentiated.
     fn channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `activation((x − mean)/√(var + ε)·γ + β)` for `x` `[n, c, h, w]`, `gamma`, `beta` `[c]`.
@@ -95,6 +97,13 @@ fn up2x2_flex(x: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
     )
 }
 
+/// Native 2×2 max pooling of a flex tensor.
+fn max_pool2x2_flex(x: &FlexTensor) -> FlexTensor {
+    let (x, xs) = values(x);
+    let q = pool2x2::output(planes(&xs));
+    tensor(pool2x2::forward(slice(&x), planes(&xs)), [q.n, q.c, q.h, q.w])
+}
+
 /// A flex tensor's elements as a vector.
 fn vector(t: &FlexTensor) -> Vec<f32> {
     slice(&values(t).0).to_vec()
@@ -129,6 +138,10 @@ fn batch_norm_flex(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats:
 }
 
 impl NativeOps for Flex {
+    fn max_pool2x2(x: FlexTensor) -> FlexTensor {
+        max_pool2x2_flex(&x)
+    }
+
     fn channel_stats(x: FlexTensor) -> FlexTensor {
         channel_stats_flex(&x)
     }
@@ -197,6 +210,25 @@ impl Backward<Flex, 2> for Up2x2Step {
     }
 }
 
+/// The backward step of [`NativeOps::max_pool2x2`]; its state is the input's shape and the tap
+/// that won each window.
+#[derive(Debug)]
+struct MaxPoolStep;
+
+impl Backward<Flex, 1> for MaxPoolStep {
+    type State = (Planes, Vec<u8>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = values(&grads.consume::<Flex>(&ops.node)).0;
+        let (p, taps) = ops.state;
+        if let Some(node) = node_x {
+            let dx = pool2x2::backward(slice(&grad), p, &taps);
+            grads.register::<Flex>(node.id, tensor(dx, [p.n, p.c, p.h, p.w]));
+        }
+    }
+}
+
 /// The backward step of [`NativeOps::batch_norm`] in training mode; its state is the checkpointed
 /// input, γ and β, and the batch statistics.
 #[derive(Debug)]
@@ -229,6 +261,19 @@ impl Backward<Flex, 3> for BatchNormStep {
 }
 
 impl<C: CheckpointStrategy> NativeOps for Autodiff<Flex, C> {
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MaxPoolStep.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (input, shape) = values(x.primitive());
+                let p = planes(&shape);
+                let q = pool2x2::output(p);
+                let (out, taps) = pool2x2::forward_with_taps(slice(&input), p);
+                prep.finish((p, taps), tensor(out, [q.n, q.c, q.h, q.w]))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(max_pool2x2_flex(x.primitive())),
+        }
+    }
+
     fn channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
         FloatTensor::<Self>::new(channel_stats_flex(x.primitive()))
     }

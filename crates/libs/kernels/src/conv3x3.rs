@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::{MatMut, MatRef, Threads, Write, matmul};
-use crate::layout::{Planes, Spread};
+use crate::layout::{Planes, Spread, transpose_into};
 use crate::scratch;
 
 /// Taps of the kernel.
@@ -171,24 +171,30 @@ fn flip(weight: &[f32], c_out: usize, c: usize) -> Vec<f32> {
 /// gemm's micro-kernel is 16 rows by 6 columns and runs down the output's columns. Written this way
 /// its 16 rows lie along `c_out` (16, 32, 64 and 128 channels fill them exactly) rather than its 6
 /// columns (which 16 and 32 channels leave 11 % idle), and the band's columns are read in place
-/// where gemm would otherwise gather them into packed blocks; only the `c_out` rows of the
-/// gradient are gathered. The pass went from 195 to 147 ms (docs/benchmarks.md).
+/// where gemm would otherwise gather them into packed blocks (the pass went from 195 to 147 ms).
+/// The band's gradient is transposed once, pixel-major ([`transpose_into`]), so that the three
+/// products read it column-major instead of each gathering it from `c_out` planes into gemm's
+/// packed panels (docs/benchmarks.md).
 fn weight_grad_image(x: &[f32], p: Planes, grad: &[f32], c_out: usize, acc: &mut [f32], threads: Threads) {
     let k = p.c * 3;
-    let mut shifted = scratch::take(k * (band_rows(p) + 2) * p.w);
+    let rows = band_rows(p);
+    let mut shifted = scratch::take(k * (rows + 2) * p.w);
+    let mut grad_t = scratch::take(c_out * rows * p.w);
     for (r0, r1) in bands(p) {
         let px = (r1 - r0) * p.w;
         shifted_rows(x, p, r0, r1, &mut shifted);
+        transpose_into(&grad[r0 * p.w..], (c_out, px, p.area()), &mut grad_t);
         for (ky, acc_row) in acc.chunks_exact_mut(k * c_out).enumerate() {
             matmul(
                 MatMut::cols(acc_row, c_out, k, c_out),
-                MatRef::rows(&grad[r0 * p.w..], c_out, px, p.area()),
+                MatRef::strided(&grad_t, c_out, px, 1, c_out),
                 row_columns(&shifted, p.c, ky, p.w, px).t(),
                 Write::Accumulate,
                 threads,
             );
         }
     }
+    scratch::give(grad_t);
     scratch::give(shifted);
 }
 

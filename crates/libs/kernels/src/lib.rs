@@ -7,6 +7,9 @@
 //! over the long pixel dimension, summed in image order. Work is split over threads the same way for
 //! a given batch and thread count and reduced in a fixed order, so training stays reproducible.
 //!
+//! 2×2 max pooling (forward with the winning taps kept, backward routing each gradient to its
+//! tap) and batch norm with a fused ReLU are native too.
+//!
 //! The kernels plug in through burn's backend-extension mechanism ([`backend::NativeOps`], with
 //! handwritten backward steps for `Autodiff<Flex>`). Callers use [`conv3x3`] and [`up2x2`], which
 //! take the native path on a flex device for `f32` tensors when [`KernelPath::Native`] is selected,
@@ -23,6 +26,7 @@ pub mod conv3x3;
 mod gemm;
 pub mod layout;
 mod memory;
+pub mod pool2x2;
 mod reduce;
 mod scratch;
 pub mod up2x2;
@@ -77,6 +81,16 @@ pub fn with_path<R>(path: KernelPath, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` on one of rayon's worker threads with this thread's path ([`with_path`] is per
+/// thread). Called from outside the pool, each of a prediction's parallel operations is handed to
+/// the pool and the caller woken when it is done — hundreds of hand-offs a pass; inside, the worker
+/// runs the serial parts itself and shares the parallel ones (docs/benchmarks.md). Not for training
+/// steps: which worker runs `f` varies, and burn keeps batch norm's running statistics per thread.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let path = path();
+    rayon::scope(|_| with_path(path, f))
+}
+
 /// Whether the native kernels would run for a tensor like `x`: the native path is selected, `x`
 /// lives on the flex device (with or without autodiff) and holds `f32`.
 pub fn applies(x: &Tensor<4>) -> bool {
@@ -85,12 +99,21 @@ pub fn applies(x: &Tensor<4>) -> bool {
         && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
+/// Tells glibc's allocator to keep freed memory in the process and to serve every thread from one
+/// arena, so that each training step reuses the last one's pages (see `memory`; elsewhere than
+/// glibc it does nothing). Call it first thing in `main`, before any thread starts: a thread keeps
+/// the arena it took at its first allocation. The kernels call it themselves at their first use,
+/// which still sets the thresholds for a process that did not.
+pub fn tune_allocator() {
+    memory::keep_freed_memory();
+}
+
 /// [`applies`], for the kernels' entry points: the first time the native path runs, the process's
 /// allocator is told to keep freed memory for the next step (see `memory`).
 fn runs_natively(x: &Tensor<4>) -> bool {
     let native = applies(x);
     if native {
-        memory::keep_freed_memory();
+        tune_allocator();
     }
     native
 }
@@ -120,6 +143,17 @@ pub fn up2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     } else {
         let options = burn::tensor::ops::ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1);
         burn::tensor::module::conv_transpose2d(x, weight, None, options)
+    }
+}
+
+/// 2×2 max pooling with stride 2 and no padding, `x` `[n, c, h, w]` → `[n, c, h/2, w/2]`,
+/// natively where [`applies`], else with burn's `max_pool2d`.
+pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    if runs_natively(&x) {
+        Tensor::from_dispatch(<Dispatch as NativeOps>::max_pool2x2(x.into_dispatch()))
+    } else {
+        let options = burn::tensor::ops::MaxPoolOptions::new([2, 2]).with_stride([2, 2]);
+        burn::tensor::module::max_pool2d(x, options)
     }
 }
 

@@ -15,6 +15,15 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The flex device, with autodiff when `train`.
+fn flex(train: bool) -> Device {
+    if train {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    }
+}
+
 fn tensor(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
     let len = shape.iter().product();
     Tensor::from_data(TensorData::new(values(len, seed), shape), device)
@@ -138,11 +147,7 @@ fn run_batch_norm(path: KernelPath, x_shape: [usize; 4], activation: Activation,
     let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().expect("f32");
     let read4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
     with_path(path, || {
-        let device = if train {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
+        let device = flex(train);
         let c = x_shape[1];
         let mut bn = BatchNormConfig::new(c).init(&device);
         bn.gamma = Param::from_tensor(Tensor::from_floats(values(c, 7).as_slice(), &device).add_scalar(1.5));
@@ -166,6 +171,18 @@ fn run_batch_norm(path: KernelPath, x_shape: [usize; 4], activation: Activation,
 }
 
 #[test]
+fn batch_norm_is_bit_for_bit_reproducible_on_a_fixed_pool() {
+    // Sums in lanes and blocks, planes in parallel: the order must not depend on scheduling.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    for x in [[3, 5, 33, 17], [1, 2, 64, 9]] {
+        let runs: Vec<_> = (0..3)
+            .map(|_| pool.install(|| run_batch_norm(KernelPath::Native, x, Activation::Relu, true)))
+            .collect();
+        assert!(runs.iter().all(|r| r == &runs[0]), "batch norm for {x:?}");
+    }
+}
+
+#[test]
 fn batch_norm_matches_burn() {
     for x in [[1, 1, 1, 3], [2, 3, 5, 7], [4, 16, 8, 8], [1, 2, 9, 1]] {
         for activation in [Activation::Relu, Activation::Identity] {
@@ -181,5 +198,48 @@ fn batch_norm_matches_burn() {
                 }
             }
         }
+    }
+}
+
+/// Output and input gradient of 2×2 max pooling under `path`, on an autodiff device or not;
+/// `ties` rounds the input to a few levels so that windows hold equal values.
+fn run_max_pool(path: KernelPath, x_shape: [usize; 4], ties: bool, train: bool) -> Vec<Vec<f32>> {
+    let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+    with_path(path, || {
+        let device = flex(train);
+        let x = tensor(x_shape, 13, &device);
+        let x = if ties { x.mul_scalar(2.0).round() } else { x };
+        let x = if train { x.require_grad() } else { x };
+        let y = cellops_kernels::max_pool2x2(x.clone());
+        let mut out = vec![read(y.clone().inner())];
+        if train {
+            let grads = (y.clone() * tensor(y.dims(), 14, &device)).sum().backward();
+            out.push(read(x.grad(&grads).expect("dx")));
+        }
+        out
+    })
+}
+
+#[test]
+fn max_pool_matches_burn_ties_included() {
+    // Odd sizes drop their last row or column; rounded inputs make ties, which both paths give to
+    // the window's first tap.
+    for x in [[1, 1, 2, 2], [1, 1, 5, 3], [2, 3, 7, 9], [5, 2, 4, 11], [3, 8, 12, 12]] {
+        for (ties, train) in [(false, true), (true, true), (false, false)] {
+            let native = run_max_pool(KernelPath::Native, x, ties, train);
+            let burn = run_max_pool(KernelPath::Burn, x, ties, train);
+            assert_eq!(native, burn, "max pool for {x:?}, ties {ties}, train {train}");
+        }
+    }
+}
+
+#[test]
+fn on_pool_runs_on_a_worker_with_the_callers_path() {
+    for path in [KernelPath::Burn, KernelPath::Native] {
+        let (on_worker, inside) = with_path(path, || {
+            cellops_kernels::on_pool(|| (rayon::current_thread_index().is_some(), cellops_kernels::path()))
+        });
+        assert!(on_worker);
+        assert_eq!(inside, path);
     }
 }

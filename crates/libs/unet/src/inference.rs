@@ -186,11 +186,13 @@ pub fn predict_chw(
     cfg: &PredictConfig,
     device: &Device,
 ) -> Prediction {
-    augmented(image, channels, height, width, cfg, |input, n, th, tw| {
-        let x = Tensor::<1>::from_floats(input, device).reshape([n, channels, th, tw]);
-        let probs = burn::tensor::activation::sigmoid(model.forward(x));
-        let [_, oc, _, _] = probs.dims();
-        (probs.into_data().try_to_vec::<f32>().unwrap_or_default(), oc)
+    cellops_kernels::on_pool(|| {
+        augmented(image, channels, height, width, cfg, |input, n, th, tw| {
+            let x = Tensor::<1>::from_floats(input, device).reshape([n, channels, th, tw]);
+            let probs = burn::tensor::activation::sigmoid(model.forward(x));
+            let [_, oc, _, _] = probs.dims();
+            (probs.into_data().try_to_vec::<f32>().unwrap_or_default(), oc)
+        })
     })
 }
 

@@ -26,7 +26,7 @@ pub mod tune;
 /// burn's device type, for callers that pick one with [`device::select`] and pass it on.
 pub use burn::prelude::Device;
 /// Which implementation runs the U-Net's convolutions on the CPU (native kernels by default).
-pub use cellops_kernels::{KernelPath, set_default_path as set_kernel_path};
+pub use cellops_kernels::{KernelPath, set_default_path as set_kernel_path, tune_allocator};
 pub use model::{Norm, UNet, UNetConfig, Upsample};
 pub use training::{
     Checkpointing, EpochRecord, Fitted, Observer, Silent, Stop, TrainConfig, TrainError, fit, fit_from,

@@ -151,6 +151,37 @@ fn up2x2(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// The 1×1 output convolution (with its bias), `[N, C_in, H, W]` → `[N, C_out, H, W]`: on the CPU
+/// kernels' path one matrix product per image, `weight [C_out, C_in] × x [C_in, H·W]` (burn's
+/// `conv2d` runs a 1×1 kernel through its general 3-D convolution, layout copies included), burn's
+/// module otherwise.
+fn head1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if !cellops_kernels::applies(&x) {
+        return conv.forward(x);
+    }
+    let [n, c, h, w] = x.dims();
+    let weight = conv.weight.val();
+    let c_out = weight.dims()[0];
+    let y = weight
+        .reshape([1, c_out, c])
+        .matmul(x.reshape([n, c, h * w]))
+        .reshape([n, c_out, h, w]);
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, -1, 1, 1]),
+        None => y,
+    }
+}
+
+/// 2×2 max pooling with stride 2 (how `UNetConfig::init` makes `pool`), `[N, C, H, W]` →
+/// `[N, C, H/2, W/2]`: the native CPU kernel where it applies, burn's module otherwise.
+fn max_pool2x2(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    if cellops_kernels::applies(&x) {
+        cellops_kernels::max_pool2x2(x)
+    } else {
+        pool.forward(x)
+    }
+}
+
 /// Bilinear x2 upsampling followed by a 3x3 convolution.
 #[derive(Module, Debug)]
 pub struct BilinearUp {
@@ -266,7 +297,7 @@ impl UNet {
             let skip = skips.pop().expect("one skip per level");
             x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
         }
-        let out = self.head.forward(x);
+        let out = head1x1(&self.head, x);
         if ph == 0 && pw == 0 {
             out
         } else {
@@ -315,7 +346,7 @@ impl UNet {
         let mut x = padded;
         for enc in &self.encoders {
             let y = enc.forward(x);
-            x = self.pool.forward(y.clone());
+            x = max_pool2x2(&self.pool, y.clone());
             skips.push(y);
         }
         (skips, self.bottleneck.forward(x))

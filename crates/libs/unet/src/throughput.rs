@@ -92,8 +92,10 @@ pub fn measure(
             let model = cfg.init(device);
             let x = Tensor::<1>::from_floats(xs.as_slice(), device).reshape([batch, c, size, size]);
             let sps = timed(Box::new(|| {
-                let out = model.forward(x.clone());
-                let _: f32 = out.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
+                let _: f32 = cellops_kernels::on_pool(|| {
+                    let out = model.forward(x.clone());
+                    out.slice([0..1, 0..1, 0..1, 0..1]).into_scalar()
+                });
                 Ok(())
             }))?;
             Ok(Throughput {

@@ -79,6 +79,9 @@ pub fn train_step(
     images: Tensor<4>,
     targets: Tensor<4>,
 ) -> (UNet, f32) {
+    // Not on a pool worker (`cellops_kernels::on_pool`), unlike predictions: burn keeps batch
+    // norm's running statistics per thread and averages them, so steps must all run on one thread
+    // for the statistics, and training, to be what the seed says.
     let value = loss.loss(model.forward(images), targets, second);
     let scalar: f32 = value.clone().into_scalar();
     let grads = GradientsParams::from_grads(value.backward(), &model);

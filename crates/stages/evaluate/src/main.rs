@@ -15,6 +15,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: one allocator arena, freed memory kept (cellops_kernels::memory).
+    cellops_unet::tune_allocator();
     let runner = Runner::from_process();
     let cli: Cli = match inputs::parse(&runner) {
         Ok(cli) => cli,

@@ -151,6 +151,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cellops_unet::tune_allocator();
     let images = images(&cli.images)?;
     let (mode, work) = match (&cli.url, &cli.release, &cli.params) {
         (Some(url), _, _) => ("http", http(url.clone())),

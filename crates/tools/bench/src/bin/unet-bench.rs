@@ -72,6 +72,7 @@ fn minor_faults() -> u64 {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    cellops_unet::tune_allocator();
     rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global()?;
     cellops_unet::set_kernel_path(a.kernels);
     let norm = match a.norm.as_str() {

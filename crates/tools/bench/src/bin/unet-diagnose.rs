@@ -172,6 +172,7 @@ fn images_of(dataset: &Path, split: &str) -> anyhow::Result<Vec<(String, String)
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    cellops_unet::tune_allocator();
     let device = Device::flex();
     let predictor = Predictor::load(&a.bundle, &device, PredictConfig::new()).context("loading the bundle")?;
     let params = ParamsFile::read(&a.params)?.params;

@@ -37,6 +37,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    cellops_unet::tune_allocator();
     let split = match a.split.as_str() {
         "train" => Subset::Train,
         "val" => Subset::Val,
