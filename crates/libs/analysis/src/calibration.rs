@@ -8,7 +8,7 @@ use cellops_dataset::{BuildConfig, Fixed, Raster};
 use cellops_formats::params::CellParams;
 use cellops_measure::threshold::threshold;
 
-use crate::segment::{ClassicalError, classical_plane, classical_preprocessing};
+use crate::segment::{ClassicalError, classical_plane};
 
 /// A slide's statistics, fixed for every tile.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,7 +67,7 @@ impl Calibration {
         sample: &Raster,
         factor: Option<Factor>,
     ) -> Result<Self, ClassicalError> {
-        let classical = Fixed::of(sample, &classical_preprocessing());
+        let classical = Fixed::of(sample, &BuildConfig::threshold_grey());
         let (plane, _) = classical_plane(sample, Some(&classical))?;
         let settings = params.segmentation.threshold;
         Ok(Self {
@@ -104,7 +104,7 @@ mod tests {
         let tile = Raster::from_u8(2, 1, 1, vec![20, 22]);
         let (plane, _) = classical_plane(&tile, Some(&c.classical)).expect("plane");
         assert_eq!(plane, vec![0, 3]);
-        let Samples::U8(own) = cellops_dataset::preprocess(&tile, &classical_preprocessing())
+        let Samples::U8(own) = cellops_dataset::preprocess(&tile, &BuildConfig::threshold_grey())
             .expect("own")
             .samples
         else {

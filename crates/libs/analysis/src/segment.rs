@@ -1,7 +1,6 @@
 //! From a model's probabilities or a given mask to instance labels, under the parameter file's
 //! segmentation settings.
 
-use cellops_dataset::config::{ColourMode, Normalize, NormalizeMethod, Polarity};
 use cellops_dataset::mask::{self, MaskKind};
 use cellops_dataset::{BuildConfig, Fixed, Raster, Samples, preprocess_fixed};
 use cellops_formats::params::{CellParams, PostProcessing};
@@ -54,22 +53,8 @@ pub fn from_prediction(
     segment(pred.channel(0), guide, pred.width, &config).map(|(labels, _)| labels)
 }
 
-/// The classical line's preprocessing: one grey channel, percentile-normalised at the image's
-/// own bit depth, nuclei bright on dark (whatever the modality), no resizing.
-pub fn classical_preprocessing() -> BuildConfig {
-    BuildConfig {
-        colour: ColourMode::Grey,
-        polarity: Polarity::Auto,
-        normalize: Normalize {
-            method: NormalizeMethod::Percentile,
-            ..Normalize::default()
-        },
-        ..BuildConfig::default()
-    }
-}
-
 /// Instance labels by the classical method: the file's global threshold (`segmentation.threshold`)
-/// of the grey image after [`classical_preprocessing`], holes filled (all of them, unless the file
+/// of the grey image after [`BuildConfig::threshold_grey`], holes filled (all of them, unless the file
 /// says how large), then the file's separation (the distance watershed by default).
 pub fn classical(image: &Raster, p: &CellParams, pixel_size_um: f64) -> Result<Vec<u32>, ClassicalError> {
     classical_fixed(image, p, pixel_size_um, None)
@@ -78,7 +63,7 @@ pub fn classical(image: &Raster, p: &CellParams, pixel_size_um: f64) -> Result<V
 /// The classical line's 8-bit grey plane of `image` (its levels and polarity from `fixed` when
 /// given, else from the image), and its width.
 pub fn classical_plane(image: &Raster, fixed: Option<&Fixed>) -> Result<(Vec<u8>, usize), ClassicalError> {
-    let grey = preprocess_fixed(image, &classical_preprocessing(), None, fixed)
+    let grey = preprocess_fixed(image, &BuildConfig::threshold_grey(), None, fixed)
         .map_err(|e| ClassicalError::Preprocess(e.to_string()))?;
     let width = grey.width as usize;
     match grey.samples {

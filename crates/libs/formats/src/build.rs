@@ -229,6 +229,21 @@ pub enum ConfigError {
 }
 
 impl BuildConfig {
+    /// What a global threshold sees: one grey channel, percentile-normalised at the image's own
+    /// bit depth, nuclei bright on dark whatever the modality, no resizing. The classical
+    /// segmentation's preprocessing, and where a model's nucleus size estimate starts.
+    pub fn threshold_grey() -> Self {
+        Self {
+            colour: ColourMode::Grey,
+            polarity: Polarity::Auto,
+            normalize: Normalize {
+                method: NormalizeMethod::Percentile,
+                ..Normalize::default()
+            },
+            ..Self::default()
+        }
+    }
+
     /// Reads a YAML configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

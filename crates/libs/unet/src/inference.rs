@@ -13,8 +13,9 @@ use std::path::Path;
 
 use burn::prelude::*;
 use cellops_dataset::ops::scale;
-use cellops_dataset::{Fixed, Raster};
-use cellops_measure::instances::{Guide, InstanceConfig, segment};
+use cellops_dataset::{Fixed, Raster, Samples};
+use cellops_measure::instances::{Guide, Holes, InstanceConfig, Method, segment, split_mask};
+use cellops_measure::threshold::{histogram, otsu};
 
 use crate::bundle::{self, BundleError, BundleMeta};
 use crate::data::{Boundary, DISTANCE_CAP_PX, image_to_chw};
@@ -37,6 +38,26 @@ pub struct PredictConfig {
     /// Test-time augmentation: the mean of the predictions on transformed copies.
     #[config(default = "Tta::None")]
     pub tta: Tta,
+    /// Where the nucleus size estimate of a bundle trained at a nucleus scale starts, when the
+    /// bundle has no size model ([`Predictor::start_factor`]).
+    #[config(default = "SizeStart::Image")]
+    pub start: SizeStart,
+}
+
+/// Where [`Predictor::estimate_scale`] starts (a bundle's size model, when it has one, comes
+/// first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum SizeStart {
+    /// At the image's own size.
+    #[default]
+    Image,
+    /// At the factor that brings the median object of a global threshold to the target: Otsu on
+    /// the grey, percentile-normalised, nuclei-bright image (`BuildConfig::threshold_grey`),
+    /// holes filled, nothing split. It sees nuclei at their true size, where a model at the
+    /// wrong scale loses or cuts them; the image's own size when it finds nothing.
+    Threshold,
 }
 
 /// Test-time augmentation: the image is predicted as it is and transformed, each prediction is
@@ -470,7 +491,7 @@ impl Predictor {
     /// last pass at half the factor tells them apart — real nuclei shrink with the image,
     /// pieces of a larger one do not — and the estimate starts again from there.
     pub fn estimate_scale(&self, image: &Raster, target: f64) -> Result<ScaleEstimate, PredictError> {
-        let start = self.start_factor(image)?;
+        let start = self.start_factor(image, target)?;
         let first = self.settle(image, target, self.predict_at(image, Some(start))?, start)?;
         let Some(diameter) = first.model_diameter else {
             return Ok(first);
@@ -490,11 +511,15 @@ impl Predictor {
         }
     }
 
-    /// Where the size estimate starts: the bundle's size model's factor for the image's style,
-    /// or the image's own size for a bundle without one (or a style it cannot read).
-    pub fn start_factor(&self, image: &Raster) -> Result<f64, PredictError> {
+    /// Where the size estimate for a `target` diameter starts: the bundle's size model's factor
+    /// for the image's style, else as the configuration's [`SizeStart`] says (the image's own
+    /// size for a style the size model cannot read).
+    pub fn start_factor(&self, image: &Raster, target: f64) -> Result<f64, PredictError> {
         let Some(size) = &self.meta.size_model else {
-            return Ok(1.0);
+            return match self.config.start {
+                SizeStart::Image => Ok(1.0),
+                SizeStart::Threshold => Ok(threshold_factor(image, target)?.unwrap_or(1.0)),
+            };
         };
         let style = self.size_style(image, 1.0)?;
         Ok(size
@@ -674,6 +699,33 @@ pub struct ScaleEstimate {
 /// Objects narrower than the target diameter over this, at the model's scale, are not nuclei.
 const SPECK: f64 = 4.0;
 
+/// The factor that brings the nuclei of a global Otsu threshold of `image` to `target`
+/// ([`SizeStart::Threshold`]), within the rescaling's bounds; `None` when it finds none.
+pub fn threshold_factor(image: &Raster, target: f64) -> Result<Option<f64>, PredictError> {
+    let grey = cellops_dataset::preprocess(image, &cellops_dataset::BuildConfig::threshold_grey())
+        .map_err(|e| PredictError::Preprocess(e.to_string()))?;
+    let Samples::U8(plane) = &grey.samples else {
+        return Ok(None);
+    };
+    let t = otsu(&histogram(plane));
+    let mask: Vec<bool> = plane.iter().map(|&v| f64::from(v) > t).collect();
+    // Holes filled and nothing split: the distance watershed's fixed depth cuts large or
+    // textured nuclei into pieces, which biased the start low (docs/benchmarks.md, step 13).
+    let config = InstanceConfig {
+        method: Method::None,
+        holes: Holes::FillSmallerThan { area_px: mask.len() },
+        ..InstanceConfig::default()
+    };
+    let Ok((labels, _)) = split_mask(&mask, grey.width as usize, &config) else {
+        return Ok(None);
+    };
+    let max = scale::MAX_FACTOR;
+    Ok(scale::median_diameter_above(&labels, THRESHOLD_SPECK_PX).map(|d| (target / d).clamp(1.0 / max, max)))
+}
+
+/// Objects of a threshold narrower than this (image pixels) are specks, not nuclei.
+const THRESHOLD_SPECK_PX: f64 = 4.0;
+
 /// The median diameter (image pixels) of the nuclei at least `min_diameter` wide in a
 /// prediction, split by the default distance watershed so that clumps do not count as one large
 /// nucleus: what [`Predictor::estimate_scale`] measures.
@@ -699,6 +751,43 @@ mod tests {
             assert_eq!(o.last().map(|l| l + tile), Some(len));
             assert!(o.windows(2).all(|w| w[1] > w[0] && w[1] <= w[0] + tile), "{len}: {o:?}");
         }
+    }
+
+    #[test]
+    fn the_threshold_start_measures_the_nuclei_of_a_dim_16_bit_image() {
+        // A dim 16-bit image (camera floor 120, nuclei at 1,100): nine discs 24 px wide, one
+        // with a hole, two touching (one object, unsplit: the median is still a single disc's),
+        // and three 2-px specks.
+        let (w, h) = (200u32, 200u32);
+        let disc = |x: f64, y: f64, cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
+        let centres: Vec<(f64, f64)> = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (35.0 + 60.0 * f64::from(i), 35.0 + 60.0 * f64::from(j))))
+            .chain([(160.0, 183.0), (183.5, 183.0)])
+            .collect();
+        let samples: Vec<u16> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (f64::from(i % w), f64::from(i / w));
+                let inside = centres.iter().any(|&(cx, cy)| disc(x, y, cx, cy, 12.0));
+                let hole = disc(x, y, 35.0, 35.0, 4.0);
+                let speck = [(10.0, 190.0), (190.0, 10.0), (100.0, 5.0)]
+                    .iter()
+                    .any(|&(cx, cy)| disc(x, y, cx, cy, 1.0));
+                if (inside && !hole) || speck {
+                    1100
+                } else {
+                    120 + (i % 7) as u16
+                }
+            })
+            .collect();
+        let image = Raster::from_u16(w, h, 1, samples);
+        let factor = threshold_factor(&image, 20.0)
+            .expect("preprocess")
+            .expect("nuclei found");
+        let diameter = 20.0 / factor;
+        assert!((diameter - 24.0).abs() < 1.0, "median diameter {diameter}");
+        // Nothing above the floor: nothing to measure, and the estimate starts at the image's size.
+        let flat = Raster::from_u16(w, h, 1, vec![120; (w * h) as usize]);
+        assert_eq!(threshold_factor(&flat, 20.0).expect("preprocess"), None);
     }
 
     #[test]

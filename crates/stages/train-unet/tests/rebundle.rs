@@ -167,7 +167,7 @@ fn a_size_model_is_fitted_on_the_training_sources_and_starts_the_estimate() {
     )
     .expect("decode")
     .raster;
-    let start = predictor.start_factor(&image).expect("start");
+    let start = predictor.start_factor(&image, 20.0).expect("start");
     let style = predictor.size_style(&image, 1.0).expect("style");
     let expected = size.log_factor(&style).expect("the style fits the size model").exp();
     let max = cellops_dataset::ops::scale::MAX_FACTOR;
@@ -181,7 +181,7 @@ fn a_size_model_is_fitted_on_the_training_sources_and_starts_the_estimate() {
     let (model, _) = cellops_unet::bundle::load(&out, &device).expect("load");
     let config = cellops_unet::inference::PredictConfig::new();
     let plain = cellops_unet::inference::Predictor::from_parts(model, bare, &device, config);
-    assert_eq!(plain.start_factor(&image).expect("start"), 1.0);
+    assert_eq!(plain.start_factor(&image, 20.0).expect("start"), 1.0);
 
     // A dataset built without a nucleus scale has nothing to fit on.
     let unscaled = prepared(tmp.path(), "unscaled", ColourMode::Grey);

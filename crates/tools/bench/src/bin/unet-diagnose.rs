@@ -21,7 +21,7 @@ use cellops_formats::dataset::{PAPER_IMAGES, PAPER_MASK_SUFFIX, PAPER_MASKS, SPL
 use cellops_formats::params::ParamsFile;
 use cellops_measure::metrics::Overlap;
 use cellops_unet::Device;
-use cellops_unet::inference::{PredictConfig, Prediction, Predictor, nucleus_diameter};
+use cellops_unet::inference::{PredictConfig, Prediction, Predictor, SizeStart, nucleus_diameter};
 use clap::Parser;
 use serde_json::json;
 
@@ -50,6 +50,9 @@ struct Args {
     /// and print, per factor, the F1 and the signals a scale estimate could use.
     #[arg(long)]
     grid: bool,
+    /// Where the size estimate starts (for a bundle without a size model).
+    #[arg(long, value_enum, default_value_t = SizeStart::Image)]
+    start: SizeStart,
     /// At most this many images.
     #[arg(long, default_value_t = usize::MAX)]
     limit: usize,
@@ -174,7 +177,8 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     cellops_unet::tune_allocator();
     let device = Device::flex();
-    let predictor = Predictor::load(&a.bundle, &device, PredictConfig::new()).context("loading the bundle")?;
+    let predictor =
+        Predictor::load(&a.bundle, &device, PredictConfig::new().with_start(a.start)).context("loading the bundle")?;
     let params = ParamsFile::read(&a.params)?.params;
     // DSB's images record no pixel size: the parameter file must give one.
     let um = params
