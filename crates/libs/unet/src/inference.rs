@@ -755,9 +755,9 @@ mod tests {
 
     #[test]
     fn the_threshold_start_measures_the_nuclei_of_a_dim_16_bit_image() {
-        // A dim 16-bit image (camera floor 120, nuclei at 1,100): nine discs 24 px wide, one
-        // with a hole, two touching (one object, unsplit: the median is still a single disc's),
-        // and three 2-px specks.
+        // A dim 16-bit image (camera floor 120, nuclei at 1,100): nine discs 24 px wide, six of
+        // them with a hole 12 px wide (kept, the median would be 21 px), two touching (one
+        // object: the median is still a single disc's), and three specks.
         let (w, h) = (200u32, 200u32);
         let disc = |x: f64, y: f64, cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
         let centres: Vec<(f64, f64)> = (0..3)
@@ -768,7 +768,7 @@ mod tests {
             .map(|i| {
                 let (x, y) = (f64::from(i % w), f64::from(i / w));
                 let inside = centres.iter().any(|&(cx, cy)| disc(x, y, cx, cy, 12.0));
-                let hole = disc(x, y, 35.0, 35.0, 4.0);
+                let hole = centres[..6].iter().any(|&(cx, cy)| disc(x, y, cx, cy, 6.0));
                 let speck = [(10.0, 190.0), (190.0, 10.0), (100.0, 5.0)]
                     .iter()
                     .any(|&(cx, cy)| disc(x, y, cx, cy, 1.0));
