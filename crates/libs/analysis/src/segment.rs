@@ -2,7 +2,7 @@
 //! segmentation settings.
 
 use cellops_dataset::mask::{self, MaskKind};
-use cellops_dataset::{BuildConfig, Fixed, Raster, Samples, preprocess_fixed};
+use cellops_dataset::{Fixed, Raster, Samples, threshold_plane};
 use cellops_formats::params::{CellParams, PostProcessing};
 use cellops_measure::instances::{Guide, InstanceConfig, segment, split_mask};
 use cellops_measure::threshold::threshold;
@@ -54,24 +54,18 @@ pub fn from_prediction(
 }
 
 /// Instance labels by the classical method: the file's global threshold (`segmentation.threshold`)
-/// of the grey image after [`BuildConfig::threshold_grey`], holes filled (all of them, unless the file
-/// says how large), then the file's separation (the distance watershed by default).
+/// of the grey plane of [`classical_plane`], holes filled (all of them, unless the file says how
+/// large), then the file's separation (the distance watershed by default).
 pub fn classical(image: &Raster, p: &CellParams, pixel_size_um: f64) -> Result<Vec<u32>, ClassicalError> {
     classical_fixed(image, p, pixel_size_um, None)
 }
 
-/// The classical line's 8-bit grey plane of `image` (its levels and polarity from `fixed` when
-/// given, else from the image), and its width.
+/// The classical line's 8-bit grey plane of `image` ([`cellops_dataset::threshold_plane`]: its
+/// levels and polarity from `fixed` when given, else from the image), and its width.
 pub fn classical_plane(image: &Raster, fixed: Option<&Fixed>) -> Result<(Vec<u8>, usize), ClassicalError> {
-    let grey = preprocess_fixed(image, &BuildConfig::threshold_grey(), None, fixed)
-        .map_err(|e| ClassicalError::Preprocess(e.to_string()))?;
-    let width = grey.width as usize;
-    match grey.samples {
-        Samples::U8(plane) => Ok((plane, width)),
-        _ => Err(ClassicalError::Preprocess(
-            "normalisation did not give 8-bit samples".into(),
-        )),
-    }
+    threshold_plane(image, fixed)
+        .map_err(|e| ClassicalError::Preprocess(e.to_string()))?
+        .ok_or_else(|| ClassicalError::Preprocess("normalisation did not give 8-bit samples".into()))
 }
 
 /// [`classical`] with the grey levels, polarity and threshold fixed beforehand (a slide's: the

@@ -22,7 +22,7 @@ pub mod synthetic;
 pub use config::BuildConfig;
 pub use prepare::{
     BuildError, BuildReport, Fixed, Observer, Outcome, build, build_share, preprocess, preprocess_fixed,
-    preprocess_scaled,
+    preprocess_scaled, threshold_plane,
 };
 pub use problem::{Problem, ProblemKind, Severity};
 pub use raster::{Labels, Raster, Samples};

@@ -855,6 +855,18 @@ impl Fixed {
     }
 }
 
+/// The 8-bit grey plane a global threshold sees, and its width: `image` under
+/// [`BuildConfig::threshold_grey`], its levels and polarity from `fixed` when given. `None` when
+/// the samples stayed wider than 8 bits (levels fixed without any).
+pub fn threshold_plane(image: &Raster, fixed: Option<&Fixed>) -> Result<Option<(Vec<u8>, usize)>, resize::ResizeError> {
+    let grey = preprocess_fixed(image, &BuildConfig::threshold_grey(), None, fixed)?;
+    let width = grey.width as usize;
+    Ok(match grey.samples {
+        Samples::U8(plane) => Some((plane, width)),
+        Samples::U16(_) => None,
+    })
+}
+
 /// [`preprocess_scaled`] with the normalisation's levels and the polarity fixed beforehand (a
 /// slide's, from [`Fixed::of`]) instead of taken from `image`; `None` takes them from `image`.
 pub fn preprocess_fixed(

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use cellops_dataset::ops::scale;
-use cellops_dataset::{Fixed, Raster, Samples};
+use cellops_dataset::{Fixed, Raster};
 use cellops_measure::instances::{Guide, Holes, InstanceConfig, Method, segment, split_mask};
 use cellops_measure::threshold::{histogram, otsu};
 
@@ -702,12 +702,12 @@ const SPECK: f64 = 4.0;
 /// The factor that brings the nuclei of a global Otsu threshold of `image` to `target`
 /// ([`SizeStart::Threshold`]), within the rescaling's bounds; `None` when it finds none.
 pub fn threshold_factor(image: &Raster, target: f64) -> Result<Option<f64>, PredictError> {
-    let grey = cellops_dataset::preprocess(image, &cellops_dataset::BuildConfig::threshold_grey())
-        .map_err(|e| PredictError::Preprocess(e.to_string()))?;
-    let Samples::U8(plane) = &grey.samples else {
+    let Some((plane, width)) =
+        cellops_dataset::threshold_plane(image, None).map_err(|e| PredictError::Preprocess(e.to_string()))?
+    else {
         return Ok(None);
     };
-    let t = otsu(&histogram(plane));
+    let t = otsu(&histogram(&plane));
     let mask: Vec<bool> = plane.iter().map(|&v| f64::from(v) > t).collect();
     // Holes filled and nothing split: the distance watershed's fixed depth cuts large or
     // textured nuclei into pieces, which biased the start low (docs/benchmarks.md, step 13).
@@ -716,7 +716,7 @@ pub fn threshold_factor(image: &Raster, target: f64) -> Result<Option<f64>, Pred
         holes: Holes::FillSmallerThan { area_px: mask.len() },
         ..InstanceConfig::default()
     };
-    let Ok((labels, _)) = split_mask(&mask, grey.width as usize, &config) else {
+    let Ok((labels, _)) = split_mask(&mask, width, &config) else {
         return Ok(None);
     };
     let max = scale::MAX_FACTOR;
